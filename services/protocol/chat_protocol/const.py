@@ -1,0 +1,72 @@
+"""Every timing constant and limit of the protocol, with units in the names.
+
+Tests that need faster timers build a :class:`Timings` with smaller values; the defaults below are
+what the real programs use. docs/PROTOCOL.md lists the same numbers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+PROTOCOL_VERSION = 1
+MAGIC = b"PC"
+
+# --- sizes and limits -------------------------------------------------------------------------
+MAX_DATAGRAM_BYTES = 1400
+"""Largest datagram either side sends or accepts (fits a 1500-byte Ethernet MTU with headers)."""
+CHUNK_PAYLOAD_BYTES = 1200
+"""Message bytes carried by one DATA datagram."""
+MIN_HELLO_BYTES = 64
+"""A HELLO is padded to at least this size, so no reply to an unvalidated address is larger."""
+NAME_MAX_CHARS = 32
+MAX_MESSAGE_BYTES = 8 * 1024 * 1024
+"""Largest message (UTF-8 bytes) a client sends or reassembles."""
+MAX_PARTIAL_MESSAGES_PER_PEER = 8
+"""Messages from one sender that may be incomplete or waiting for an earlier one at a time."""
+MAX_PEERS_TRACKED = 1024
+"""Senders whose receive state a client keeps; the least recently heard is dropped beyond this."""
+SEND_WINDOW_CHUNKS = 64
+"""Unacknowledged DATA datagrams in flight to one peer (flow control: 64 x 1.2 KB = 77 KB, well
+under a default 208 KiB socket receive buffer)."""
+MAX_ACK_RANGES = 32
+LIST_PAGE_MAX_BYTES = 1200
+"""Names carried by one LIST reply are capped so the datagram stays under this size."""
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Timings:
+    """Timers of the protocol, in seconds. One instance is shared by a server or client core."""
+
+    heartbeat_interval_s: float = 1.5
+    """How often a signed-in client tells the server it is alive."""
+    client_timeout_s: float = 5.0
+    """The server removes a client it has not heard from for this long."""
+    server_timeout_s: float = 5.0
+    """A client gives up on a server it has not heard from for this long."""
+    sweep_interval_s: float = 0.5
+    """How often the server looks for expired clients."""
+    request_retry_s: float = 0.4
+    """Retransmit interval of a client request (sign-in, lookup, list, bye) with no answer yet."""
+    request_timeout_s: float = 3.0
+    """A request with no answer for this long fails (sign-in: 'server not answering')."""
+    bye_timeout_s: float = 1.0
+    """On exit, how long a client waits for the server to confirm its sign-out."""
+    retransmit_initial_s: float = 0.2
+    """First retransmission timeout of a DATA chunk, before an RTT sample exists."""
+    retransmit_min_s: float = 0.03
+    retransmit_max_s: float = 1.0
+    """Backoff doubles the timeout per retransmission, up to this cap."""
+    delivery_timeout_s: float = 10.0
+    """A message whose peer acknowledged nothing for this long is reported as not delivered."""
+    ack_delay_s: float = 0.0
+    """Receivers acknowledge at once (datagrams received in one batch share one ACK)."""
+    verify_cache_s: float = 60.0
+    """A verified (sender name, address) pair is trusted this long before it is looked up again."""
+    shutdown_copies: int = 3
+    """SHUTDOWN notices the server sends each client (UDP may lose one)."""
+    max_heartbeats_per_s: float = 20000.0
+    """The server stretches the heartbeat interval it advertises so that all clients together send
+    no more than this many heartbeats per second (see docs/PROTOCOL.md, 'Scaling heartbeats')."""
+
+
+DEFAULT_TIMINGS = Timings()

@@ -1,0 +1,181 @@
+"""Typed, immutable wire messages. :mod:`chat_protocol.codec` turns them into bytes and back."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import IntEnum
+
+Addr = tuple[str, int]
+"""A UDP address: (IP literal, port)."""
+
+
+class Kind(IntEnum):
+    """The type byte of every datagram (docs/PROTOCOL.md has the table)."""
+
+    HELLO = 0x01
+    WELCOME = 0x02
+    REFUSED = 0x03
+    LOOKUP = 0x04
+    LOOKUP_REPLY = 0x05
+    LIST = 0x06
+    LIST_REPLY = 0x07
+    HEARTBEAT = 0x08
+    HEARTBEAT_ACK = 0x09
+    BYE = 0x0A
+    BYE_ACK = 0x0B
+    SHUTDOWN = 0x0C
+    UNKNOWN_SESSION = 0x0D
+    DATA = 0x10
+    ACK = 0x11
+
+
+class RefuseReason(IntEnum):
+    NAME_TAKEN = 1
+    NAME_INVALID = 2
+    SERVER_FULL = 3
+
+    def explain(self, name: str) -> str:
+        return {
+            RefuseReason.NAME_TAKEN: f"the name {name!r} is already signed in; pick another",
+            RefuseReason.NAME_INVALID: f"the server does not accept the name {name!r}",
+            RefuseReason.SERVER_FULL: "the server is full; try again later",
+        }[self]
+
+
+# --- client -> server ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Hello:
+    req_id: int
+    name: str
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Lookup:
+    token: bytes
+    req_id: int
+    name: str
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class ListUsers:
+    token: bytes
+    req_id: int
+    after: str
+    """Return names sorting after this one ('' for the first page)."""
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Heartbeat:
+    token: bytes
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Bye:
+    token: bytes
+    req_id: int
+
+
+# --- server -> client ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Welcome:
+    req_id: int
+    token: bytes
+    heartbeat_ms: int
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Refused:
+    req_id: int
+    reason: RefuseReason
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class LookupReply:
+    req_id: int
+    name: str
+    """The name as the user signed in with it (case preserved), or the asked name if not found."""
+    addr: Addr | None
+    """None: no such user signed in."""
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class ListReply:
+    req_id: int
+    total: int
+    more: bool
+    names: tuple[str, ...]
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class HeartbeatAck:
+    token: bytes
+    heartbeat_ms: int
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class ByeAck:
+    req_id: int
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Shutdown:
+    token: bytes
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class UnknownSession:
+    token: bytes
+
+
+# --- peer <-> peer ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Data:
+    session: int
+    """Random per client run: a restarted sender starts a new sequence space."""
+    stream: int
+    """Sender-wide counter, new for every destination state the sender creates: a receiver that
+    sees a higher stream from the same address starts a fresh sequence space."""
+    base: int
+    """Lowest seq in this stream the sender has not resolved (fully acknowledged or given up):
+    the receiver need not wait for anything below it."""
+    seq: int
+    """Message number within (session, stream), from 0."""
+    offset: int
+    total: int
+    sender: str
+    payload: bytes
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Ack:
+    session: int
+    stream: int
+    seq: int
+    complete: bool
+    ranges: tuple[tuple[int, int], ...]
+    """Half-open byte ranges [start, end) received so far (empty when ``complete``)."""
+
+
+Message = (
+    Hello
+    | Welcome
+    | Refused
+    | Lookup
+    | LookupReply
+    | ListUsers
+    | ListReply
+    | Heartbeat
+    | HeartbeatAck
+    | Bye
+    | ByeAck
+    | Shutdown
+    | UnknownSession
+    | Data
+    | Ack
+)

@@ -1,0 +1,31 @@
+"""User names: what is allowed and how two names compare."""
+
+from __future__ import annotations
+
+import re
+
+from chat_protocol.const import NAME_MAX_CHARS
+from chat_protocol.errors import UsageError
+
+_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*\Z")
+
+NAME_RULE = (
+    f"1-{NAME_MAX_CHARS} characters: ASCII letters, digits, '_', '.', '-', "
+    "starting with a letter or digit"
+)
+
+
+def is_valid_name(name: str) -> bool:
+    return 0 < len(name) <= NAME_MAX_CHARS and _NAME_RE.match(name) is not None
+
+
+def check_name(name: str) -> str:
+    """Return ``name`` if valid, else raise :class:`UsageError` explaining the rule."""
+    if not is_valid_name(name):
+        raise UsageError(f"invalid user name {name[:40]!r}: use {NAME_RULE}")
+    return name
+
+
+def name_key(name: str) -> str:
+    """Names are unique without regard to case: 'Bob' and 'bob' are the same user."""
+    return name.casefold()
