@@ -33,6 +33,8 @@ from chat_protocol.messages import (
     Lookup,
     LookupReply,
     Message,
+    Ping,
+    Pong,
     Refused,
     RefuseReason,
     Shutdown,
@@ -42,6 +44,7 @@ from chat_protocol.messages import (
 from chat_protocol.names import is_valid_name
 
 TOKEN_BYTES = 8
+PING_BYTES = 16
 HEADER = struct.Struct("!2sBB")
 DATA_FIXED = struct.Struct("!IIIIII")  # session, stream, base, seq, offset, total
 ACK_FIXED = struct.Struct("!IIIBB")  # session, stream, seq, complete, range count
@@ -67,7 +70,7 @@ class _Reader:
         return out
 
     def unpack(self, st: struct.Struct) -> tuple[int, ...]:
-        return st.unpack(self.take(st.size))  # type: ignore[no-any-return]
+        return st.unpack(self.take(st.size))
 
     def u8(self) -> int:
         return self.take(1)[0]
@@ -169,9 +172,7 @@ def encode(msg: Message) -> bytes:
         case Lookup():
             return _header(Kind.LOOKUP) + msg.token + _u32(msg.req_id) + _text(msg.name)
         case LookupReply():
-            return (
-                _header(Kind.LOOKUP_REPLY) + _u32(msg.req_id) + _text(msg.name) + _addr(msg.addr)
-            )
+            return _header(Kind.LOOKUP_REPLY) + _u32(msg.req_id) + _text(msg.name) + _addr(msg.addr)
         case ListUsers():
             return _header(Kind.LIST) + msg.token + _u32(msg.req_id) + _text(msg.after)
         case ListReply():
@@ -197,6 +198,10 @@ def encode(msg: Message) -> bytes:
             return _header(Kind.SHUTDOWN) + msg.token
         case UnknownSession():
             return _header(Kind.UNKNOWN_SESSION) + msg.token
+        case Ping():
+            return (_header(Kind.PING) + _u32(msg.nonce)).ljust(PING_BYTES, b"\x00")
+        case Pong():
+            return _header(Kind.PONG) + _u32(msg.nonce) + _u32(msg.users)
     raise TypeError(f"not a message: {msg!r}")  # pragma: no cover
 
 
@@ -223,7 +228,7 @@ def decode(data: bytes) -> Message:
         payload = r.rest()
         if total > MAX_MESSAGE_BYTES or offset + len(payload) > total:
             raise MalformedDatagram("chunk outside the message")
-        if not payload or base > seq:
+        if total == 0 or not payload or base > seq:
             raise MalformedDatagram("empty chunk" if not payload else "base above seq")
         return Data(
             session=session,
@@ -280,8 +285,15 @@ def decode(data: bytes) -> Message:
         msg = ByeAck(req_id=r.u32())
     elif kind is Kind.SHUTDOWN:
         msg = Shutdown(token=r.take(TOKEN_BYTES))
-    else:
-        assert kind is Kind.UNKNOWN_SESSION
+    elif kind is Kind.UNKNOWN_SESSION:
         msg = UnknownSession(token=r.take(TOKEN_BYTES))
+    elif kind is Kind.PING:
+        if len(data) != PING_BYTES:
+            raise MalformedDatagram("ping not padded")
+        msg = Ping(nonce=r.u32())
+        r.rest()
+    else:
+        assert kind is Kind.PONG
+        msg = Pong(nonce=r.u32(), users=r.u32())
     r.end()
     return msg

@@ -25,6 +25,8 @@ class Kind(IntEnum):
     BYE_ACK = 0x0B
     SHUTDOWN = 0x0C
     UNKNOWN_SESSION = 0x0D
+    PING = 0x0E
+    PONG = 0x0F
     DATA = 0x10
     ACK = 0x11
 
@@ -131,6 +133,19 @@ class UnknownSession:
     token: bytes
 
 
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Ping:
+    """Health probe; needs no sign-in. The PONG echoes the nonce and is never larger."""
+
+    nonce: int
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Pong:
+    nonce: int
+    users: int
+
+
 # --- peer <-> peer ------------------------------------------------------------------------------
 
 
@@ -176,6 +191,8 @@ Message = (
     | ByeAck
     | Shutdown
     | UnknownSession
+    | Ping
+    | Pong
     | Data
     | Ack
 )

@@ -1,0 +1,148 @@
+"""An in-memory network for sans-I/O cores: a fake clock, seeded loss, duplication and reordering.
+
+After h11's ConnectionPair and trio's fake net: every core is a node with an address; ``run``
+moves datagrams between them and fires their timers in time order, so thousands of lossy
+exchanges take milliseconds of real time.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import random
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from chat_protocol.client import ClientCore
+from chat_protocol.const import Timings
+from chat_protocol.events import ClientEvent, ServerEvent
+from chat_protocol.messages import Addr
+from chat_protocol.server import ServerCore
+
+
+class Node(Protocol):
+    def receive_datagram(self, data: bytes, addr: Addr, now: float) -> None: ...
+    def next_timer(self) -> float | None: ...
+    def handle_timer(self, now: float) -> None: ...
+
+
+@dataclass
+class Link:
+    loss: float = 0.0
+    duplicate: float = 0.0
+    reorder: float = 0.0
+    latency_s: float = 0.001
+    jitter_s: float = 0.0
+
+
+@dataclass(order=True)
+class _InFlight:
+    at: float
+    order: int
+    data: bytes = field(compare=False)
+    src: Addr = field(compare=False)
+    dst: Addr = field(compare=False)
+
+
+class FakeNetwork:
+    def __init__(self, *, seed: int = 0, link: Link | None = None) -> None:
+        self.rng = random.Random(seed)
+        self.link = link or Link()
+        self.now = 1000.0
+        self.nodes: dict[Addr, ServerCore | ClientCore] = {}
+        self.down: set[Addr] = set()
+        self.partitioned: set[Addr] = set()
+        self._wire: list[_InFlight] = []
+        self._order = itertools.count()
+        self.client_events: dict[Addr, list[ClientEvent]] = {}
+        self.server_events: list[ServerEvent] = []
+        self.sent = 0
+        self.dropped = 0
+        self.trace: list[tuple[Addr, Addr, bytes]] = []
+
+    def random_bytes(self, n: int) -> bytes:
+        return self.rng.randbytes(n)
+
+    def add_server(self, addr: Addr, timings: Timings) -> ServerCore:
+        core = ServerCore(timings=timings, random_bytes=self.random_bytes)
+        self.nodes[addr] = core
+        return core
+
+    def add_client(self, name: str, addr: Addr, server: Addr, timings: Timings) -> ClientCore:
+        core = ClientCore(name=name, server=server, timings=timings, random_bytes=self.random_bytes)
+        self.nodes[addr] = core
+        self.client_events[addr] = []
+        core.connect(self.now)
+        self.flush()
+        return core
+
+    def flush(self) -> None:
+        """Collect what every live node wants to send and put it on the wire."""
+        for addr, node in self.nodes.items():
+            if addr in self.down:
+                continue
+            if isinstance(node, ServerCore):
+                out = node.datagrams_to_send()
+                self.server_events.extend(node.events())
+            else:
+                out = node.datagrams_to_send(self.now)
+                self.client_events[addr].extend(node.events())
+            for data, dst in out:
+                self._transmit(data, addr, dst)
+
+    def _transmit(self, data: bytes, src: Addr, dst: Addr) -> None:
+        self.sent += 1
+        self.trace.append((src, dst, data))
+        link = self.link
+        if self.rng.random() < link.loss or src in self.partitioned or dst in self.partitioned:
+            self.dropped += 1
+            return
+        copies = 2 if self.rng.random() < link.duplicate else 1
+        for _ in range(copies):
+            delay = link.latency_s + self.rng.random() * link.jitter_s
+            if self.rng.random() < link.reorder:
+                delay += self.rng.random() * 0.02
+            heapq.heappush(
+                self._wire, _InFlight(self.now + delay, next(self._order), data, src, dst)
+            )
+
+    def step(self) -> bool:
+        """Advance to the next datagram arrival or timer; False when nothing is left to do."""
+        timers = [
+            (t, a)
+            for a, n in self.nodes.items()
+            if a not in self.down and (t := n.next_timer()) is not None
+        ]
+        t_timer, a_timer = min(timers) if timers else (float("inf"), None)
+        t_wire = self._wire[0].at if self._wire else float("inf")
+        if t_timer == float("inf") and t_wire == float("inf"):
+            return False
+        if t_wire <= t_timer:
+            pkt = heapq.heappop(self._wire)
+            self.now = max(self.now, pkt.at)
+            node = self.nodes.get(pkt.dst)
+            if node is not None and pkt.dst not in self.down:
+                node.receive_datagram(pkt.data, pkt.src, self.now)
+        else:
+            self.now = max(self.now, t_timer)
+            assert a_timer is not None
+            self.nodes[a_timer].handle_timer(self.now)
+        self.flush()
+        return True
+
+    def run(self, seconds: float) -> None:
+        end = self.now + seconds
+        while self.step():
+            if self.now >= end:
+                break
+
+    def run_until(self, cond: object, timeout_s: float) -> bool:
+        end = self.now + timeout_s
+        assert callable(cond)
+        while not cond():
+            if not self.step() or self.now >= end:
+                return bool(cond())
+        return True
+
+    def kill(self, addr: Addr) -> None:
+        self.down.add(addr)
