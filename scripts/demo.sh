@@ -84,10 +84,18 @@ finish() {
 rm -rf "$work"
 mkdir -p "$work"
 echo "== starting the server (compose project $PROJECT)"
-"${compose[@]}" up -d --wait server >"$work/up.log" 2>&1 \
-    || { cat "$work/up.log"; "${compose[@]}" logs server | tail -n 20; die "the server did not become healthy"; }
+"${compose[@]}" up -d --wait server >"$work/up.log" 2>&1 || true
+# (Compose v2.40 `up --wait` exits 0 even when the server exited: ask Docker for its health.)
+server_id=$("${compose[@]}" ps -a -q server)
+status=$(docker inspect -f '{{if .State.Health}}{{.State.Health.Status}}{{else}}{{.State.Status}}{{end}}' \
+    "$server_id" 2>/dev/null || echo missing)
+if [ "$status" != healthy ]; then
+    cat "$work/up.log"
+    "${compose[@]}" logs --no-color server | tail -n 20
+    die "the server is $status, not healthy"
+fi
 echo "  -- server healthy at $(docker inspect -f '{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}' \
-    "$("${compose[@]}" ps -q server)"):5000/udp"
+    "$server_id"):5000/udp"
 
 echo "== two clients sign in"
 start bob;   expect bob "signed in as bob"
@@ -106,4 +114,6 @@ echo "== both sign out"
 type_line alice "exit"; finish alice
 type_line bob "exit";   finish bob
 
+echo "== what the server logged"
+"${compose[@]}" logs --no-color --no-log-prefix server 2>/dev/null | sed 's/^/    [server] /' || true
 echo "== demo finished; removing the demo project"

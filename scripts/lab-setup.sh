@@ -56,43 +56,74 @@ ensure_packages() {
 # --- 2. engine ---------------------------------------------------------------------------
 engine_up() { docker info >/dev/null 2>&1; }
 
+# A pid file is stale when its process is gone, is a zombie, or is another program
+# (a dockerd killed with SIGKILL leaves both files below behind, and its containerd as a
+# zombie; the next dockerd then waits for that containerd until it gives up).
+clear_stale_pidfile() {
+    local file=$1 comm=$2 pid state
+    [ -s "$file" ] || return 0
+    pid=$(cat "$file")
+    state=$(awk '{print $3}' "/proc/$pid/stat" 2>/dev/null || true)
+    if [ -z "$state" ] || [ "$state" = Z ] || [ "$(cat "/proc/$pid/comm" 2>/dev/null)" != "$comm" ]; then
+        log "engine: removing stale $file (pid $pid)"
+        as_root rm -f "$file"
+    fi
+}
+
+start_dockerd() {
+    as_root mkdir -p "$(dirname "$DOCKERD_LOG")"
+    log "engine: starting dockerd (log: $DOCKERD_LOG)"
+    # setsid + nohup: dockerd outlives this script and the shell that ran it. Run directly
+    # (not through a function) so that $! is dockerd itself.
+    if [ "$(id -u)" -eq 0 ]; then
+        setsid nohup dockerd >>"$DOCKERD_LOG" 2>&1 </dev/null &
+    else
+        sudo sh -c 'setsid nohup dockerd >>"$1" 2>&1 </dev/null &' sh "$DOCKERD_LOG" \
+            || die "cannot start dockerd with sudo"
+        dockerd_pid=""   # dockerd_running falls back to pgrep
+        return
+    fi
+    dockerd_pid=$!
+}
+
+dockerd_running() {
+    { [ -n "$dockerd_pid" ] && kill -0 "$dockerd_pid" 2>/dev/null; } || pgrep -x dockerd >/dev/null 2>&1
+}
+
 ensure_engine() {
     if engine_up; then
         log "engine: answering ($(docker version --format '{{.Server.Version}}' 2>/dev/null))"
         return
     fi
-    local pidfile=/var/run/docker.pid pid=""
-    if [ -s "$pidfile" ]; then
-        pid=$(cat "$pidfile")
-        if ! kill -0 "$pid" 2>/dev/null || [ "$(cat "/proc/$pid/comm" 2>/dev/null)" != dockerd ]; then
-            log "engine: removing stale $pidfile (pid $pid)"
-            as_root rm -f "$pidfile"
-            pid=""
+    local attempt t0=$SECONDS deadline
+    for attempt in 1 2; do
+        dockerd_pid=""
+        clear_stale_pidfile /var/run/docker.pid dockerd
+        clear_stale_pidfile /var/run/docker/containerd/containerd.pid containerd
+        if [ -s /var/run/docker.pid ]; then
+            dockerd_pid=$(cat /var/run/docker.pid)
+            log "engine: dockerd (pid $dockerd_pid) is running but not answering yet; waiting"
+        else
+            start_dockerd
         fi
-    fi
-    if [ -z "$pid" ]; then
-        log "engine: starting dockerd (log: $DOCKERD_LOG)"
-        as_root mkdir -p "$(dirname "$DOCKERD_LOG")"
-        # setsid + nohup: dockerd outlives this script and the shell that ran it.
-        as_root setsid nohup dockerd >>"$DOCKERD_LOG" 2>&1 </dev/null &
-    else
-        log "engine: dockerd (pid $pid) is running but not answering yet; waiting"
-    fi
-    local t0=$SECONDS deadline=$((SECONDS + DOCKERD_WAIT_S))
-    until engine_up; do
-        if [ "$SECONDS" -ge "$deadline" ]; then
-            tail -n 5 "$DOCKERD_LOG" >&2 2>/dev/null || true
-            die "dockerd did not answer within ${DOCKERD_WAIT_S}s; see $DOCKERD_LOG"
-        fi
-        if [ -z "$pid" ] && [ -s "$pidfile" ]; then pid=$(cat "$pidfile"); fi
-        if [ -n "$pid" ] && ! kill -0 "$pid" 2>/dev/null; then
-            tail -n 5 "$DOCKERD_LOG" >&2 2>/dev/null || true
-            die "dockerd exited while starting; see $DOCKERD_LOG"
-        fi
-        sleep 0.5
+        deadline=$((SECONDS + DOCKERD_WAIT_S))
+        until engine_up; do
+            if ! dockerd_running; then
+                log "engine: dockerd exited while starting (attempt $attempt):" \
+                    "$(tail -n 1 "$DOCKERD_LOG" 2>/dev/null)"
+                continue 2
+            fi
+            if [ "$SECONDS" -ge "$deadline" ]; then
+                tail -n 5 "$DOCKERD_LOG" >&2 2>/dev/null || true
+                die "dockerd did not answer within ${DOCKERD_WAIT_S}s; see $DOCKERD_LOG"
+            fi
+            sleep 0.5
+        done
+        log "engine: up after $((SECONDS - t0))s" \
+            "($(docker version --format '{{.Server.Version}}' 2>/dev/null))"
+        return
     done
-    log "engine: up after $((SECONDS - t0))s" \
-        "($(docker version --format '{{.Server.Version}}' 2>/dev/null))"
+    die "dockerd would not start (twice); see $DOCKERD_LOG"
 }
 
 # --- 3. Compose v2 -----------------------------------------------------------------------
