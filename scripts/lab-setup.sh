@@ -45,9 +45,10 @@ ensure_packages() {
     mapfile -t missing < <(printf '%s\n' "${missing[@]}" | sort -u)
     command -v apt-get >/dev/null 2>&1 || die "missing ${missing[*]} and no apt-get; install them by hand"
     log "packages: installing ${missing[*]}"
+    # With recommends, as tested (docker.io recommends cgroupfs-mount, apparmor, xz-utils).
     as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq </dev/null \
         || die "apt-get update failed (no Debian mirror reachable?)"
-    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+    as_root env DEBIAN_FRONTEND=noninteractive NEEDRESTART_MODE=l apt-get install -y -qq \
         "${missing[@]}" </dev/null >/dev/null \
         || die "apt-get install ${missing[*]} failed"
     command -v dockerd >/dev/null 2>&1 || die "dockerd still missing after installing docker.io"

@@ -1,0 +1,1 @@
+"""chat-client: sign in to the directory, then message other users directly."""

@@ -1,0 +1,3 @@
+from chat_client.app import main
+
+raise SystemExit(main())

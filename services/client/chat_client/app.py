@@ -1,0 +1,225 @@
+"""chat-client: asyncio shell around :class:`chat_protocol.client.ClientCore`, plus the terminal."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import signal
+import socket
+import sys
+from typing import Any
+
+from chat_client.commands import HELP, Command, parse_command
+from chat_client.ui import LineInput, Output, open_input
+from chat_protocol import aio
+from chat_protocol.client import ClientCore
+from chat_protocol.errors import UsageError
+from chat_protocol.events import (
+    ClientEvent,
+    ExitCode,
+    MessageReceived,
+    RequestFailed,
+    SendFailed,
+    ServerGone,
+    SignedIn,
+    SignedOut,
+    SignInFailed,
+    UserList,
+)
+from chat_protocol.messages import Addr
+from chat_protocol.names import NAME_RULE, is_valid_name
+
+log = logging.getLogger("chat-client")
+DEFAULT_PORT = 5000
+
+
+def port_number(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a port number: {text!r}") from None
+    if not 1 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"port out of range 1-65535: {value}")
+    return value
+
+
+def user_name(text: str) -> str:
+    if not is_valid_name(text):
+        raise argparse.ArgumentTypeError(f"invalid user name {text[:40]!r}: use {NAME_RULE}")
+    return text
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(
+        prog="chat-client",
+        description="P2P UDP chat client: signs in to a directory server, then sends messages "
+        "directly to other users. Commands: list, send USER MESSAGE, help, exit.",
+    )
+    p.add_argument("-u", "--user", required=True, type=user_name, help="your user name")
+    p.add_argument(
+        "-sip",
+        "--server",
+        default=os.environ.get("CHAT_SERVER", "127.0.0.1"),
+        help="server IP or host name (default: $CHAT_SERVER or %(default)s)",
+    )
+    env_port = os.environ.get("CHAT_PORT", "")
+    p.add_argument(
+        "-sp",
+        "--port",
+        type=port_number,
+        default=port_number(env_port) if env_port.isdigit() else DEFAULT_PORT,
+        help="server UDP port (default: $CHAT_PORT or %(default)s)",
+    )
+    p.add_argument("-v", "--verbose", action="store_true", help="log protocol details to stderr")
+    return p.parse_args(argv)
+
+
+class ClientShell(aio.DatagramShell):
+    core: ClientCore
+
+    def __init__(self, core: ClientCore, out: Output) -> None:
+        super().__init__(core)
+        self.out = out
+        self.signed_in: asyncio.Future[None] = self.loop.create_future()
+        self.finished: asyncio.Future[ExitCode] = self.loop.create_future()
+        self.interrupted = False
+
+    def drain(self) -> list[tuple[bytes, Addr]]:
+        datagrams = self.core.datagrams_to_send(self.now())
+        for ev in self.core.events():
+            self.on_event(ev)
+        return datagrams
+
+    def on_event(self, ev: ClientEvent) -> None:
+        out = self.out
+        match ev:
+            case SignedIn():
+                out.info(f"signed in as {ev.name}; type 'help' for commands")
+                if not self.signed_in.done():
+                    self.signed_in.set_result(None)
+            case MessageReceived():
+                out.message(ev.sender, ev.addr, ev.text, verified=ev.verified)
+            case UserList():
+                shown = ", ".join(ev.names)
+                out.info(f"online ({ev.total}): {shown}")
+            case SendFailed():
+                if ev.reason == "no such user":
+                    out.error(f"no such user: {ev.to}")
+                else:
+                    out.error(f"{ev.reason.replace('not delivered', f'not delivered to {ev.to}')}")
+            case RequestFailed():
+                out.error(ev.reason)
+            case SignInFailed():
+                out.error(ev.reason)
+                self._finish(ev.exit_code)
+            case ServerGone():
+                out.info(f"{ev.reason}; exiting")
+                self._finish(ev.exit_code)
+            case SignedOut():
+                out.info("signed out")
+                self._finish(ExitCode.OK)
+            case _:
+                log.debug("%s", ev)
+
+    def interrupt(self) -> None:
+        """SIGTERM/SIGINT: sign out like 'exit'; a second one quits without waiting."""
+        if self.interrupted:
+            self._finish(ExitCode.OK)
+            return
+        self.interrupted = True
+        self.core.close(self.now())
+        self.pump()
+
+    def _finish(self, code: ExitCode) -> None:
+        if not self.finished.done():
+            self.finished.set_result(code)
+
+
+def execute(cmd: Command, shell: ClientShell) -> None:
+    core, out, now = shell.core, shell.out, shell.now()
+    try:
+        match cmd.name:
+            case "help":
+                out.info(HELP)
+            case "list":
+                core.list_users(now)
+            case "send":
+                core.send(cmd.user, cmd.text, now)
+            case "exit":
+                core.close(now)
+    except UsageError as exc:
+        out.error(str(exc))
+    shell.pump()
+
+
+async def read_commands(shell: ClientShell, lines: LineInput) -> None:
+    """Run commands until the input ends or asks to exit, then sign out (after pending sends)."""
+    while True:
+        line = await lines.readline()
+        if line is None:
+            break
+        try:
+            cmd = parse_command(line)
+        except UsageError as exc:
+            shell.out.error(str(exc))
+            continue
+        if cmd is None:
+            continue
+        execute(cmd, shell)
+        if cmd.name == "exit":
+            return
+    shell.core.close(shell.now())
+    shell.pump()
+
+
+async def run(args: argparse.Namespace) -> int:
+    out = Output(interactive=sys.stdin.isatty())
+    try:
+        server = aio.resolve(args.server, args.port)
+    except (OSError, UnicodeError) as exc:
+        out.error(f"cannot resolve server {args.server!r}: {exc}")
+        return ExitCode.NO_SERVER
+    core = ClientCore(name=args.user, server=server)
+    family = socket.AF_INET6 if ":" in server[0] else socket.AF_INET
+    shell = await aio.open_endpoint(
+        lambda: ClientShell(core, out),
+        host="::" if family == socket.AF_INET6 else "0.0.0.0",
+        port=0,
+        family=family,
+    )
+    try:
+        core.connect(shell.now())
+        shell.pump()
+        waiting: set[asyncio.Future[Any]] = {shell.signed_in, shell.finished}
+        await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+        if shell.finished.done():
+            return shell.finished.result()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, shell.interrupt)
+        async with open_input(out) as lines:
+            reader = asyncio.create_task(read_commands(shell, lines))
+            code = await shell.finished
+            reader.cancel()
+            await asyncio.gather(reader, return_exceptions=True)
+        if args.verbose:
+            stats = " ".join(f"{k}={v}" for k, v in core.stats.as_dict().items())
+            log.info("stats: %s", stats)
+        return code
+    finally:
+        shell.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.WARNING,
+        format="%(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        return int(aio.run(run(args)))
+    except KeyboardInterrupt:
+        return ExitCode.OK

@@ -1,0 +1,130 @@
+"""The thin asyncio layer both programs share: an event loop (uvloop when installed), and a
+datagram endpoint that moves bytes between a socket and a sans-I/O core and arms one timer.
+
+This is the only module of the package that touches sockets or clocks; the cores never do.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+from collections.abc import Callable, Coroutine
+from typing import Any, Protocol, TypeVar, cast
+
+from chat_protocol.messages import Addr
+
+T = TypeVar("T")
+S = TypeVar("S", bound="DatagramShell")
+
+
+class Core(Protocol):
+    def receive_datagram(self, data: bytes, addr: Addr, now: float) -> None: ...
+    def next_timer(self) -> float | None: ...
+    def handle_timer(self, now: float) -> None: ...
+
+
+def loop_name() -> str:
+    """'uvloop' or 'asyncio': what :func:`run` uses here."""
+    if os.environ.get("CHAT_NO_UVLOOP"):
+        return "asyncio"
+    try:
+        import uvloop  # noqa: F401
+    except ImportError:
+        return "asyncio"
+    return "uvloop"
+
+
+def run(main: Coroutine[Any, Any, T]) -> T:
+    """asyncio.run, on uvloop when it is installed (and CHAT_NO_UVLOOP is not set)."""
+    factory: Callable[[], asyncio.AbstractEventLoop] | None = None
+    if loop_name() == "uvloop":
+        import uvloop
+
+        factory = uvloop.new_event_loop
+    with asyncio.Runner(loop_factory=factory) as runner:
+        return runner.run(main)
+
+
+class DatagramShell(asyncio.DatagramProtocol):
+    """Feeds received datagrams to ``core``, sends what ``drain`` returns, fires its timer.
+
+    Subclasses implement :meth:`drain` (collect outgoing datagrams and events from the core and act
+    on the events). Time is the loop's monotonic clock, passed to the core as ``now``.
+    """
+
+    def __init__(self, core: Core) -> None:
+        self.core = core
+        self.loop = asyncio.get_running_loop()
+        self.transport: asyncio.DatagramTransport | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at: float | None = None
+        self.send_errors = 0
+
+    def now(self) -> float:
+        return self.loop.time()
+
+    # -- asyncio callbacks --
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.DatagramTransport, transport)  # uvloop's is not a subclass
+
+    def datagram_received(self, data: bytes, addr: tuple[Any, ...]) -> None:
+        self.core.receive_datagram(data, (addr[0], addr[1]), self.now())
+        self.pump()
+
+    def error_received(self, exc: Exception) -> None:
+        # ICMP errors (a peer's port closed) surface here; the protocol's timers handle them.
+        self.send_errors += 1
+
+    # -- plumbing --
+
+    def drain(self) -> list[tuple[bytes, Addr]]:
+        raise NotImplementedError
+
+    def pump(self) -> None:
+        """Send everything the core has queued, handle its events, and re-arm the timer."""
+        if self.transport is None or self.transport.is_closing():
+            return
+        for data, addr in self.drain():
+            self.transport.sendto(data, addr)
+        self._arm()
+
+    def _arm(self) -> None:
+        at = self.core.next_timer()
+        if at == self._timer_at:
+            return
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer_at = at
+        self._timer = None if at is None else self.loop.call_at(at, self._fire)
+
+    def _fire(self) -> None:
+        self._timer = None
+        self._timer_at = None
+        self.core.handle_timer(self.now())
+        self.pump()
+
+    def close(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        if self.transport is not None:
+            self.transport.close()
+
+
+async def open_endpoint(
+    factory: Callable[[], S], *, host: str, port: int, family: int = socket.AF_INET
+) -> S:
+    loop = asyncio.get_running_loop()
+    _, proto = await loop.create_datagram_endpoint(
+        factory, local_addr=(host, port), family=family, reuse_port=False
+    )
+    return proto
+
+
+def resolve(host: str, port: int) -> Addr:
+    """The first UDP address of ``host`` (an IP literal or a name), IPv4 preferred."""
+    infos = socket.getaddrinfo(host, port, type=socket.SOCK_DGRAM)
+    infos.sort(key=lambda i: i[0] != socket.AF_INET)
+    sockaddr = infos[0][4]
+    return (str(sockaddr[0]), int(sockaddr[1]))

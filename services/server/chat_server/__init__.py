@@ -1,0 +1,1 @@
+"""chat-server: the sign-in directory of the P2P chat."""

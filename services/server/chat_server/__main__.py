@@ -1,0 +1,3 @@
+from chat_server.app import main
+
+raise SystemExit(main())

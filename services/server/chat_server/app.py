@@ -1,0 +1,163 @@
+"""chat-server: asyncio shell around :class:`chat_protocol.server.ServerCore`."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import signal
+import socket
+import sys
+
+from chat_protocol import aio
+from chat_protocol.codec import decode, encode
+from chat_protocol.errors import MalformedDatagram
+from chat_protocol.events import UserJoined, UserLeft
+from chat_protocol.messages import Addr, Ping, Pong
+from chat_protocol.server import ServerCore
+
+log = logging.getLogger("chat-server")
+DEFAULT_PORT = 5000
+PROBE_TIMEOUT_S = 2.0
+
+
+def port_number(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a port number: {text!r}") from None
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"port out of range 0-65535: {value}")
+    return value
+
+
+def env_port() -> int:
+    text = os.environ.get("CHAT_PORT", "")
+    try:
+        return port_number(text) if text else DEFAULT_PORT
+    except argparse.ArgumentTypeError:
+        return DEFAULT_PORT
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(
+        prog="chat-server",
+        description="Directory server of the P2P UDP chat: clients sign in here and look each "
+        "other up; messages go directly between clients.",
+    )
+    p.add_argument(
+        "-sp",
+        "--port",
+        type=port_number,
+        default=env_port(),
+        help="UDP port to listen on (default: $CHAT_PORT or %(default)s; 0 picks a free one)",
+    )
+    p.add_argument("--host", default="0.0.0.0", help="address to listen on (default: all)")
+    p.add_argument("-v", "--verbose", action="store_true", help="log every request")
+    p.add_argument(
+        "--probe",
+        action="store_true",
+        help="instead of serving, check that a server answers at --host (default 127.0.0.1) "
+        "and --port; exit 0 if it does",
+    )
+    return p.parse_args(argv)
+
+
+class ServerShell(aio.DatagramShell):
+    core: ServerCore
+
+    def drain(self) -> list[tuple[bytes, Addr]]:
+        for ev in self.core.events():
+            if isinstance(ev, UserJoined):
+                log.info("%s signed in from %s:%d", ev.name, *ev.addr)
+            elif isinstance(ev, UserLeft):
+                log.info("%s %s", ev.name, "timed out" if ev.timed_out else "signed out")
+        return self.core.datagrams_to_send()
+
+
+async def serve(host: str, port: int) -> int:
+    loop = asyncio.get_running_loop()
+    core = ServerCore()
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    try:
+        shell = await aio.open_endpoint(
+            lambda: ServerShell(core), host=host, port=port, family=family
+        )
+    except (OSError, socket.gaierror) as exc:
+        print(
+            f"chat-server: error: cannot listen on {host}:{port}: {exc.strerror or exc}",
+            file=sys.stderr,
+        )
+        return 1
+    assert shell.transport is not None
+    bound = shell.transport.get_extra_info("sockname")
+    print(
+        f"chat-server listening on {bound[0]}:{bound[1]} ({aio.loop_name()})",
+        file=sys.stderr,
+        flush=True,
+    )
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    core.shutdown()
+    shell.pump()
+    # Let the notices leave the socket buffer before closing it.
+    await asyncio.sleep(0)
+    shell.close()
+    stats = " ".join(f"{k}={v}" for k, v in core.stats.as_dict().items())
+    print(
+        f"chat-server stopped ({len(core.users)} users notified; {stats})",
+        file=sys.stderr,
+        flush=True,
+    )
+    return 0
+
+
+async def probe(host: str, port: int) -> int:
+    loop = asyncio.get_running_loop()
+    answered: asyncio.Future[Pong] = loop.create_future()
+    nonce = int.from_bytes(os.urandom(4), "big")
+
+    class Prober(asyncio.DatagramProtocol):
+        def datagram_received(self, data: bytes, addr: tuple[object, ...]) -> None:
+            try:
+                msg = decode(data)
+            except MalformedDatagram:
+                return
+            if isinstance(msg, Pong) and msg.nonce == nonce and not answered.done():
+                answered.set_result(msg)
+
+    try:
+        target = aio.resolve(host, port)
+        transport, _ = await loop.create_datagram_endpoint(Prober, remote_addr=target)
+    except OSError as exc:
+        print(f"chat-server: probe: {exc}", file=sys.stderr)
+        return 1
+    try:
+        for _ in range(4):
+            transport.sendto(encode(Ping(nonce=nonce)))
+            try:
+                pong = await asyncio.wait_for(asyncio.shield(answered), PROBE_TIMEOUT_S / 4)
+            except TimeoutError:
+                continue
+            print(f"ok: server at {target[0]}:{target[1]} answers, {pong.users} users online")
+            return 0
+    finally:
+        transport.close()
+    print(f"chat-server: probe: no answer from {target[0]}:{target[1]}", file=sys.stderr)
+    return 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(name)s %(message)s",
+        stream=sys.stderr,
+    )
+    if args.probe:
+        host = "127.0.0.1" if args.host == "0.0.0.0" else args.host
+        return aio.run(probe(host, args.port))
+    return aio.run(serve(args.host, args.port))
