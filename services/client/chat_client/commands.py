@@ -44,4 +44,4 @@ def parse_command(line: str) -> Command | None:
         raise UsageError(f"usage: send USER MESSAGE (no message for {user[:40]})")
     if not text.strip():
         raise UsageError("empty message, not sent")
-    return Command(name="send", user=user, text=text)
+    return Command(name="send", user=user, text=text.lstrip())
