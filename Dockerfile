@@ -19,6 +19,9 @@ RUN python3 -m venv /opt/venv \
 
 # --- runtime: shared by both targets ------------------------------------------------------
 FROM ${BASE_IMAGE} AS runtime
+# `make images` prunes superseded (dangling) builds by this label, and nothing else.
+LABEL org.opencontainers.image.title="p2p-chat" \
+      org.opencontainers.image.description="UDP peer-to-peer chat: directory server and client"
 RUN useradd --uid 10001 --user-group --create-home --shell /usr/sbin/nologin chat
 COPY --from=build /opt/venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH \

@@ -37,7 +37,8 @@ lab: ## set up this machine for containers: Docker engine, Compose v2, base imag
 images: ## build the server and client images (wheels, base image, compose build)
 	base="$$(scripts/base-image.sh)"; \
 	BASE_IMAGE="$$base" scripts/wheels.sh; \
-	BASE_IMAGE="$$base" $(COMPOSE) build server client
+	BASE_IMAGE="$$base" $(COMPOSE) build server client; \
+	docker image prune -f --filter label=org.opencontainers.image.title=p2p-chat >/dev/null
 
 # `up --wait` of Compose v2.40 exits 0 even when the server exited: check its health too.
 HEALTH_FMT := {{if .State.Health}}{{.State.Health.Status}}{{else}}{{.State.Status}}{{end}}
@@ -63,9 +64,11 @@ logs: ## follow the lab's logs (Ctrl-C to stop)
 demo: images ## a scripted conversation between two client containers, printed
 	scripts/demo.sh
 
-lint: ## ruff and mypy
-	$(PYTHON) -m ruff check .
-	$(PYTHON) -m mypy
+lint: ## ruff and mypy (both run; fails if either failed)
+	@rc=0; \
+	echo "$(PYTHON) -m ruff check ."; $(PYTHON) -m ruff check . || rc=1; \
+	echo "$(PYTHON) -m mypy"; $(PYTHON) -m mypy || rc=1; \
+	exit $$rc
 
 unit-test: ## unit tests (no network)
 	$(call pytest_dir,tests/unit)
