@@ -80,7 +80,7 @@ def test_one_mebibyte_arrives_whole_at_25_percent_loss() -> None:
 
 def test_three_senders_each_in_order_to_one_receiver() -> None:
     net = FakeNetwork(seed=3, link=Link(loss=0.2, reorder=0.3))
-    a, b, c = setup(net, ("alice", A), ("bob", B), ("carol", C))
+    a, b, _c = setup(net, ("alice", A), ("bob", B), ("carol", C))
     for i in range(30):
         a.send("carol", f"a{i}", net.now)
         b.send("carol", f"b{i}", net.now)
