@@ -7,7 +7,6 @@ import asyncio
 import logging
 import os
 import signal
-import socket
 import sys
 from typing import Any
 
@@ -182,13 +181,8 @@ async def run(args: argparse.Namespace) -> int:
         out.error(f"cannot resolve server {args.server!r}: {exc}")
         return ExitCode.NO_SERVER
     core = ClientCore(name=args.user, server=server)
-    family = socket.AF_INET6 if ":" in server[0] else socket.AF_INET
-    shell = await aio.open_endpoint(
-        lambda: ClientShell(core, out),
-        host="::" if family == socket.AF_INET6 else "0.0.0.0",
-        port=0,
-        family=family,
-    )
+    local = "::" if ":" in server[0] else "0.0.0.0"
+    shell = await aio.open_endpoint(lambda: ClientShell(core, out), host=local, port=0)
     try:
         core.connect(shell.now())
         shell.pump()

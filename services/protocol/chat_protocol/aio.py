@@ -112,14 +112,25 @@ class DatagramShell(asyncio.DatagramProtocol):
             self.transport.close()
 
 
-async def open_endpoint(
-    factory: Callable[[], S], *, host: str, port: int, family: int = socket.AF_INET
-) -> S:
+async def open_endpoint(factory: Callable[[], S], *, host: str, port: int) -> S:
+    """Bind a UDP socket to (host, port) and attach ``factory()``'s shell to it.
+
+    Binding here, not in asyncio, keeps the OS's own error ("Address already in use") for the
+    caller's message. Raises OSError (socket.gaierror for an unknown host).
+    """
+    infos = socket.getaddrinfo(host, port, type=socket.SOCK_DGRAM, flags=socket.AI_PASSIVE)
+    infos.sort(key=lambda i: i[0] != socket.AF_INET)
+    family, _, proto, _, sockaddr = infos[0]
+    sock = socket.socket(family, socket.SOCK_DGRAM, proto)
+    try:
+        sock.bind(sockaddr)
+        sock.setblocking(False)
+    except OSError:
+        sock.close()
+        raise
     loop = asyncio.get_running_loop()
-    _, proto = await loop.create_datagram_endpoint(
-        factory, local_addr=(host, port), family=family, reuse_port=False
-    )
-    return proto
+    _, shell = await loop.create_datagram_endpoint(factory, sock=sock)
+    return shell
 
 
 def resolve(host: str, port: int) -> Addr:

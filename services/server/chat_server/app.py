@@ -7,7 +7,6 @@ import asyncio
 import logging
 import os
 import signal
-import socket
 import sys
 
 from chat_protocol import aio
@@ -20,6 +19,7 @@ from chat_protocol.server import ServerCore
 log = logging.getLogger("chat-server")
 DEFAULT_PORT = 5000
 PROBE_TIMEOUT_S = 2.0
+STATS_INTERVAL_S = 5.0
 
 
 def port_number(text: str) -> int:
@@ -54,7 +54,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="UDP port to listen on (default: $CHAT_PORT or %(default)s; 0 picks a free one)",
     )
     p.add_argument("--host", default="0.0.0.0", help="address to listen on (default: all)")
-    p.add_argument("-v", "--verbose", action="store_true", help="log every request")
+    p.add_argument("-v", "--verbose", action="store_true", help="more log: counters of datagrams and drops every 5 s")
     p.add_argument(
         "--probe",
         action="store_true",
@@ -79,12 +79,9 @@ class ServerShell(aio.DatagramShell):
 async def serve(host: str, port: int) -> int:
     loop = asyncio.get_running_loop()
     core = ServerCore()
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
     try:
-        shell = await aio.open_endpoint(
-            lambda: ServerShell(core), host=host, port=port, family=family
-        )
-    except (OSError, socket.gaierror) as exc:
+        shell = await aio.open_endpoint(lambda: ServerShell(core), host=host, port=port)
+    except OSError as exc:
         print(
             f"chat-server: error: cannot listen on {host}:{port}: {exc.strerror or exc}",
             file=sys.stderr,
@@ -97,6 +94,8 @@ async def serve(host: str, port: int) -> int:
         file=sys.stderr,
         flush=True,
     )
+    if log.isEnabledFor(logging.DEBUG):
+        asyncio.create_task(log_stats(core))
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
@@ -113,6 +112,17 @@ async def serve(host: str, port: int) -> int:
         flush=True,
     )
     return 0
+
+
+async def log_stats(core: ServerCore) -> None:
+    """-v: every few seconds, a line of counters (datagrams, drops by cause, users) if changed."""
+    last: dict[str, int] = {}
+    while True:
+        await asyncio.sleep(STATS_INTERVAL_S)
+        now = core.stats.as_dict() | {"users": len(core.users)}
+        if now != last:
+            log.debug("stats %s", " ".join(f"{k}={v}" for k, v in now.items()))
+            last = now
 
 
 async def probe(host: str, port: int) -> int:
