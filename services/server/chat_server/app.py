@@ -54,7 +54,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="UDP port to listen on (default: $CHAT_PORT or %(default)s; 0 picks a free one)",
     )
     p.add_argument("--host", default="0.0.0.0", help="address to listen on (default: all)")
-    p.add_argument("-v", "--verbose", action="store_true", help="more log: counters of datagrams and drops every 5 s")
+    p.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        help="more log: counters of datagrams and drops every 5 s",
+    )
     p.add_argument(
         "--probe",
         action="store_true",
@@ -94,12 +99,13 @@ async def serve(host: str, port: int) -> int:
         file=sys.stderr,
         flush=True,
     )
-    if log.isEnabledFor(logging.DEBUG):
-        asyncio.create_task(log_stats(core))
+    stats_task = asyncio.create_task(log_stats(core)) if log.isEnabledFor(logging.DEBUG) else None
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     await stop.wait()
+    if stats_task is not None:
+        stats_task.cancel()
     core.shutdown()
     shell.pump()
     # Let the notices leave the socket buffer before closing it.
