@@ -273,17 +273,34 @@ class Outbound:
 
 @dataclass(slots=True)
 class _Partial:
+    """One message being reassembled: chunks by offset, and how far it is contiguous."""
+
     total: int
     chunks: dict[int, bytes] = field(default_factory=dict)
     have: int = 0
+    contiguous: int = 0
+    """Every byte below this offset is here."""
+    above: set[int] = field(default_factory=set)
+    """Offsets of chunks held beyond ``contiguous`` (few: at most a window's worth)."""
 
     @property
     def complete(self) -> bool:
         return self.have == self.total
 
+    def add(self, offset: int, payload: bytes) -> None:
+        self.chunks[offset] = payload
+        self.have += len(payload)
+        if offset != self.contiguous:
+            self.above.add(offset)
+            return
+        self.contiguous += len(payload)
+        while self.contiguous in self.above:
+            self.above.discard(self.contiguous)
+            self.contiguous += len(self.chunks[self.contiguous])
+
     def ranges(self, limit: int) -> tuple[tuple[int, int], ...]:
-        out: list[tuple[int, int]] = []
-        for off in sorted(self.chunks):
+        out: list[tuple[int, int]] = [(0, self.contiguous)] if self.contiguous else []
+        for off in sorted(self.above):
             end = off + len(self.chunks[off])
             if out and out[-1][1] == off:
                 out[-1] = (out[-1][0], end)
@@ -351,8 +368,7 @@ class Inbound:
         else:
             if self.buffered + len(d.payload) > MAX_BUFFERED_BYTES_PER_PEER:
                 raise ChunkRejected("receive buffer full")
-            p.chunks[d.offset] = d.payload
-            p.have += len(d.payload)
+            p.add(d.offset, d.payload)
             self.buffered += len(d.payload)
         self._want_ack(d.seq, size)
         out.extend(self._deliverable())
