@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import stat
 import sys
 from collections.abc import AsyncIterator
 from typing import Protocol
@@ -58,20 +59,30 @@ class PipeInput:
 
     def __init__(self, reader: asyncio.StreamReader) -> None:
         self._reader = reader
+        self._feeder: asyncio.Task[None] | None = None
 
     @classmethod
     async def open(cls) -> PipeInput:
         loop = asyncio.get_running_loop()
         reader = asyncio.StreamReader(limit=MAX_LINE_BYTES)
-        try:
+        lines = cls(reader)
+        mode = os.fstat(0).st_mode
+        if stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode):
             await loop.connect_read_pipe(
                 lambda: asyncio.StreamReaderProtocol(reader), os.fdopen(0, "rb", closefd=False)
             )
-        except (OSError, ValueError):
-            # A regular file or /dev/null cannot be polled; it never blocks, so read it whole.
-            reader.feed_data(sys.stdin.buffer.read())
-            reader.feed_eof()
-        return cls(reader)
+        else:
+            # A regular file or a device cannot be polled, and never blocks for long: read it in
+            # the executor, a block at a time.
+            lines._feeder = asyncio.create_task(cls._feed(reader))
+        return lines
+
+    @staticmethod
+    async def _feed(reader: asyncio.StreamReader) -> None:
+        loop = asyncio.get_running_loop()
+        while block := await loop.run_in_executor(None, os.read, 0, 1 << 16):
+            reader.feed_data(block)
+        reader.feed_eof()
 
     async def readline(self) -> str | None:
         while True:
