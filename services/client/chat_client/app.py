@@ -12,7 +12,7 @@ from typing import Any
 
 from chat_client.commands import HELP, Command, parse_command
 from chat_client.ui import LineInput, Output, open_input
-from chat_protocol import aio
+from chat_protocol import aio, cli
 from chat_protocol.client import ClientCore
 from chat_protocol.errors import UsageError
 from chat_protocol.events import (
@@ -31,17 +31,6 @@ from chat_protocol.messages import Addr
 from chat_protocol.names import NAME_RULE, is_valid_name
 
 log = logging.getLogger("chat-client")
-DEFAULT_PORT = 5000
-
-
-def port_number(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a port number: {text!r}") from None
-    if not 1 <= value <= 65535:
-        raise argparse.ArgumentTypeError(f"port out of range 1-65535: {value}")
-    return value
 
 
 def user_name(text: str) -> str:
@@ -63,14 +52,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=os.environ.get("CHAT_SERVER", "127.0.0.1"),
         help="server IP or host name (default: $CHAT_SERVER or %(default)s)",
     )
-    env_port = os.environ.get("CHAT_PORT", "")
-    p.add_argument(
-        "-sp",
-        "--port",
-        type=port_number,
-        default=port_number(env_port) if env_port.isdigit() else DEFAULT_PORT,
-        help="server UDP port (default: $CHAT_PORT or %(default)s)",
-    )
+    cli.add_port_option(p, allow_zero=False, what="server UDP port")
     p.add_argument("-v", "--verbose", action="store_true", help="log protocol details to stderr")
     return p.parse_args(argv)
 

@@ -24,11 +24,12 @@ from __future__ import annotations
 import os
 from collections import OrderedDict, deque
 from collections.abc import Callable
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from enum import Enum
 
 from chat_protocol.codec import decode, encode
 from chat_protocol.const import DEFAULT_TIMINGS, MAX_MESSAGE_BYTES, MAX_PEERS_TRACKED, Timings
+from chat_protocol.counters import Counters
 from chat_protocol.errors import MalformedDatagram, UsageError
 from chat_protocol.events import (
     ClientEvent,
@@ -109,16 +110,13 @@ class _Verify:
 
 
 @dataclass(slots=True)
-class ClientStats:
+class ClientStats(Counters):
     malformed: int = 0
     unexpected: int = 0
     rejected_chunks: int = 0
     duplicate_chunks: int = 0
     retransmissions: int = 0
     unverified_messages: int = 0
-
-    def as_dict(self) -> dict[str, int]:
-        return {f.name: getattr(self, f.name) for f in fields(self)}
 
 
 class ClientCore:

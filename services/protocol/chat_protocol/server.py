@@ -18,10 +18,11 @@ import bisect
 import heapq
 import os
 from collections.abc import Callable
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 
 from chat_protocol.codec import decode, encode
 from chat_protocol.const import DEFAULT_TIMINGS, LIST_PAGE_MAX_BYTES, Timings
+from chat_protocol.counters import Counters
 from chat_protocol.errors import MalformedDatagram
 from chat_protocol.events import ServerEvent, UserJoined, UserLeft
 from chat_protocol.messages import (
@@ -61,7 +62,7 @@ class User:
 
 
 @dataclass(slots=True)
-class ServerStats:
+class ServerStats(Counters):
     datagrams: int = 0
     malformed: int = 0
     """Dropped: could not be decoded."""
@@ -73,9 +74,6 @@ class ServerStats:
     sign_ins: int = 0
     refused: int = 0
     timeouts: int = 0
-
-    def as_dict(self) -> dict[str, int]:
-        return {f.name: getattr(self, f.name) for f in fields(self)}
 
 
 class ServerCore:

@@ -9,7 +9,7 @@ import os
 import signal
 import sys
 
-from chat_protocol import aio
+from chat_protocol import aio, cli
 from chat_protocol.codec import decode, encode
 from chat_protocol.errors import MalformedDatagram
 from chat_protocol.events import UserJoined, UserLeft
@@ -17,27 +17,8 @@ from chat_protocol.messages import Addr, Ping, Pong
 from chat_protocol.server import ServerCore
 
 log = logging.getLogger("chat-server")
-DEFAULT_PORT = 5000
 PROBE_TIMEOUT_S = 2.0
 STATS_INTERVAL_S = 5.0
-
-
-def port_number(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a port number: {text!r}") from None
-    if not 0 <= value <= 65535:
-        raise argparse.ArgumentTypeError(f"port out of range 0-65535: {value}")
-    return value
-
-
-def env_port() -> int:
-    text = os.environ.get("CHAT_PORT", "")
-    try:
-        return port_number(text) if text else DEFAULT_PORT
-    except argparse.ArgumentTypeError:
-        return DEFAULT_PORT
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -46,13 +27,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         description="Directory server of the P2P UDP chat: clients sign in here and look each "
         "other up; messages go directly between clients.",
     )
-    p.add_argument(
-        "-sp",
-        "--port",
-        type=port_number,
-        default=env_port(),
-        help="UDP port to listen on (default: $CHAT_PORT or %(default)s; 0 picks a free one)",
-    )
+    cli.add_port_option(p, allow_zero=True, what="UDP port to listen on; 0 picks a free one")
     p.add_argument("--host", default="0.0.0.0", help="address to listen on (default: all)")
     p.add_argument(
         "-v",
