@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from chat_protocol.client import ClientCore
@@ -48,24 +48,37 @@ def of_type(net: FakeNetwork, addr: Addr, kind: type) -> list:  # type: ignore[t
     reorder=st.floats(0, 0.5),
     sizes=st.lists(st.integers(1, 6 * CHUNK_PAYLOAD_BYTES), min_size=1, max_size=25),
 )
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+# Found by hypothesis: at 25 % loss a heartbeat sent once per interval went unanswered three
+# times in a row, and the client declared a live server dead.
+@example(seed=134, loss=0.25, dup=0.0, reorder=0.40625, sizes=[2401, 1201, 1, 1, 1, 1, 1, 1])
+@example(seed=134, loss=0.25, dup=0.0, reorder=0.5, sizes=[1, 1201, 1, 1, 1, 1, 1, 1])
 def test_exactly_once_in_order_under_loss_duplication_reordering(
     seed: int, loss: float, dup: float, reorder: float, sizes: list[int]
 ) -> None:
     net = FakeNetwork(seed=seed, link=Link(loss=loss, duplicate=dup, reorder=reorder))
     a, _ = setup(net, ("alice", A), ("bob", B))
     sent = [f"{i}:".encode().ljust(n, b"x").decode() for i, n in enumerate(sizes)]
-    for text in sent:
-        a.send("bob", text, net.now)
+    handles = [a.send("bob", text, net.now) for text in sent]
     net.flush()
-    done = lambda: len(received(net, B)) >= len(sent)  # noqa: E731
-    assert net.run_until(done, 120), f"got {len(received(net, B))} of {len(sent)}"
+
+    def outcomes() -> dict[int, bool]:
+        events = net.client_events[A]
+        out = {e.handle: True for e in events if isinstance(e, MessageDelivered)}
+        failed = [e.handle for e in events if isinstance(e, SendFailed)]
+        assert not set(out) & set(failed), "a message was both delivered and failed"
+        return out | dict.fromkeys(failed, False)
+
+    assert net.run_until(lambda: len(outcomes()) == len(sent), 120), "a send never resolved"
     net.run(3)  # late duplicates and retransmissions must not deliver anything twice
     got = received(net, B)
-    assert [m.text for m in got] == sent
     assert all(m.sender == "alice" and m.addr == A and m.verified for m in got)
-    assert len(of_type(net, A, MessageDelivered)) == len(sent)
-    assert of_type(net, A, SendFailed) == []
+    texts = [m.text for m in got]
+    # Exactly once, in order; a message may be missing only if its sender was told so. (A
+    # message reported failed may still have arrived: its acknowledgements were what got lost.)
+    assert texts == [t for t in sent if t in texts]
+    delivered = outcomes()
+    assert not any(delivered[h] for h, t in zip(handles, sent, strict=True) if t not in texts)
 
 
 def test_one_mebibyte_arrives_whole_at_25_percent_loss() -> None:
@@ -236,3 +249,11 @@ def test_impostor_name_is_marked_unverified() -> None:
     assert net.run_until(lambda: received(net, B), 10)
     [msg] = received(net, B)
     assert msg.sender == "alice" and msg.addr == C and not msg.verified
+
+
+def test_lossy_link_does_not_look_like_a_dead_server() -> None:
+    net = FakeNetwork(seed=12, link=Link(loss=0.3))
+    clients = setup(net, ("alice", A), ("bob", B), ("carol", C))
+    net.run(300)
+    assert all(c.online for c in clients)
+    assert set(net.nodes[S].users) == {"alice", "bob", "carol"}  # type: ignore[union-attr]

@@ -137,6 +137,7 @@ class ClientCore:
         self._token = b""
         self._heartbeat_s = timings.heartbeat_interval_s
         self._next_heartbeat = 0.0
+        self._heartbeat_sent = 0.0
         self._last_from_server = 0.0
         self._requests: dict[int, _Request] = {}
         self._sends: deque[_PendingSend] = deque()
@@ -283,8 +284,12 @@ class ClientCore:
                 )
                 return
             if now >= self._next_heartbeat:
+                # Resent every request_retry_s until answered: one lost datagram must not cost
+                # a whole interval, or a lossy link would look like a dead server.
+                if self._next_heartbeat >= self._heartbeat_sent + self._heartbeat_s:
+                    self._heartbeat_sent = now
                 self._out.append((encode(Heartbeat(token=self._token)), self.server))
-                self._next_heartbeat = now + self._heartbeat_s
+                self._next_heartbeat = now + self.timings.request_retry_s
         for ob in self._outbound.values():
             self._resolved(ob.handle_timer(now))
         self._maybe_sign_out(now)
@@ -313,7 +318,12 @@ class ClientCore:
         )
 
     def _request_timeout_s(self, req: _Request) -> float:
-        return self.timings.bye_timeout_s if req.kind == "bye" else self.timings.request_timeout_s
+        if req.kind == "bye":
+            return self.timings.bye_timeout_s
+        if req.kind == "hello":
+            return self.timings.request_timeout_s
+        # Once signed in, a request fails only when the server would be declared lost anyway.
+        return self._server_timeout_s()
 
     def _server_timeout_s(self) -> float:
         factor = self.timings.server_timeout_s / self.timings.heartbeat_interval_s
@@ -349,6 +359,7 @@ class ClientCore:
             self._last_from_server = now
             if isinstance(msg, HeartbeatAck):
                 self._heartbeat_s = max(msg.heartbeat_ms / 1000, 0.05)
+                self._next_heartbeat = self._heartbeat_sent + self._heartbeat_s
             elif isinstance(msg, Shutdown):
                 self._gone(
                     ServerGone(reason="the server shut down", exit_code=ExitCode.SERVER_SHUTDOWN)
@@ -372,6 +383,7 @@ class ClientCore:
         if isinstance(msg, Welcome) and req.kind == "hello":
             self._token = msg.token
             self._heartbeat_s = msg.heartbeat_ms / 1000
+            self._heartbeat_sent = now
             self._next_heartbeat = now + self._heartbeat_s
             self.state = State.ONLINE
             self._events.append(SignedIn(name=self.name))
