@@ -7,6 +7,7 @@ This is the only module of the package that touches sockets or clocks; the cores
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import socket
 from collections.abc import Callable, Coroutine
@@ -14,6 +15,7 @@ from typing import Any, Protocol, TypeVar, cast
 
 from chat_protocol.messages import Addr
 
+SOCKET_BUFFER_BYTES = 1 << 20
 T = TypeVar("T")
 S = TypeVar("S", bound="DatagramShell")
 
@@ -123,6 +125,8 @@ async def open_endpoint(factory: Callable[[], S], *, host: str, port: int) -> S:
     family, _, proto, _, sockaddr = infos[0]
     sock = socket.socket(family, socket.SOCK_DGRAM, proto)
     try:
+        with contextlib.suppress(OSError):  # headroom for bursts; the kernel caps it at rmem_max
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, SOCKET_BUFFER_BYTES)
         sock.bind(sockaddr)
         sock.setblocking(False)
     except OSError:
