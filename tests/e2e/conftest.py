@@ -1,0 +1,90 @@
+"""Fixtures of the end-to-end tier: real chat-server and chat-client processes on loopback.
+
+Every test gets its own server on an ephemeral port (``-sp 0``; ~0.2 s to start). A shared one
+would be cheaper, but tests assert exact ``list`` output and some kill clients with SIGKILL, whose
+names the server keeps for 5 s: one test's leftovers would show up in the next one's list.
+
+Every process goes through a :class:`chatproc.Reaper` whose finalizer stops it (SIGTERM, then
+SIGKILL), whether the test passed or not.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Generator, Iterator
+from pathlib import Path
+
+import pytest
+from chatproc import PipedClient, Reaper, Server, TtyClient
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    """When a test here fails, its report shows the output of every process it started."""
+    report = yield
+    reaper = getattr(item, "funcargs", {}).get("reaper")
+    if report.failed and isinstance(reaper, Reaper):
+        for label, describe in reaper.diagnostics:
+            report.sections.append((f"{label} ({report.when})", describe()))
+    return report
+
+
+@pytest.fixture
+def reaper() -> Iterator[Reaper]:
+    r = Reaper()
+    try:
+        yield r
+    finally:
+        r.stop_all()
+
+
+@pytest.fixture
+def server(reaper: Reaper, tmp_path: Path) -> Server:
+    """``chat-server -sp 0 --host 127.0.0.1``; ``.port``: the port it bound; ``.proc``."""
+    return Server.start(reaper, tmp_path / "server.log")
+
+
+@pytest.fixture
+def spawn_tty(reaper: Reaper, server: Server) -> Callable[[str], TtyClient]:
+    """Start a terminal client (without waiting for its sign-in)."""
+
+    def spawn(name: str) -> TtyClient:
+        return TtyClient.spawn(reaper, name, server.port)
+
+    return spawn
+
+
+@pytest.fixture
+def client(spawn_tty: Callable[[str], TtyClient]) -> Callable[[str], TtyClient]:
+    """``client(NAME)``: a terminal client signed in (``signed in as NAME`` seen, prompt shown)."""
+
+    def start(name: str) -> TtyClient:
+        c = spawn_tty(name)
+        c.wait_signed_in()
+        return c
+
+    return start
+
+
+@pytest.fixture
+def clients(spawn_tty: Callable[[str], TtyClient]) -> Callable[..., list[TtyClient]]:
+    """``clients("alice", "bob", ...)``: start them all at once, then wait for each sign-in."""
+
+    def start(*names: str) -> list[TtyClient]:
+        started = [spawn_tty(n) for n in names]
+        for c in started:
+            c.wait_signed_in()
+        return started
+
+    return start
+
+
+@pytest.fixture
+def piped(reaper: Reaper, server: Server, tmp_path: Path) -> Callable[[str], PipedClient]:
+    """``piped(NAME)``: a client whose stdin is a pipe (not yet waited for: call wait_signed_in)."""
+
+    def start(name: str) -> PipedClient:
+        return PipedClient.spawn(reaper, name, server.port, tmp_path)
+
+    return start

@@ -1,0 +1,123 @@
+"""Piped (non-terminal) clients: large messages arrive whole, many arrive once each and in order,
+and a sender whose input ends waits for its messages to be delivered before it exits 0."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import random
+import re
+import signal
+import string
+import subprocess
+import time
+from collections.abc import Callable
+
+import pytest
+from chatproc import PipedClient, Server, wait_until
+
+pytestmark = pytest.mark.e2e
+
+Piped = Callable[[str], PipedClient]
+
+KIB = 1024
+MIB = 1024 * KIB
+ALPHABET = string.ascii_letters + string.digits + string.punctuation + "     "
+
+
+def text_of(size: int, seed: int) -> str:
+    """``size`` bytes of printable ASCII (spaces included), not starting or ending with a space."""
+    rng = random.Random(seed)
+    body = "".join(rng.choices(ALPHABET, k=size - 2))
+    return f"<{body}>"
+
+
+def sha(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def messages_from(out: str, sender: str, port: int) -> list[str]:
+    """The texts of the ``SENDER (127.0.0.1:PORT): TEXT`` lines of a piped client's stdout."""
+    prefix = f"{sender} (127.0.0.1:{port}): "
+    return [ln[len(prefix) :] for ln in out.split("\n") if ln.startswith(prefix)]
+
+
+def commands(*lines: str) -> bytes:
+    return "".join(f"{ln}\n" for ln in lines).encode()
+
+
+def signed_in_pair(server: Server, piped: Piped) -> tuple[PipedClient, PipedClient, int]:
+    """A piped alice and bob, both signed in; alice's UDP port from the server's log."""
+    alice, bob = piped("alice"), piped("bob")
+    alice.wait_signed_in()
+    bob.wait_signed_in()
+    host, port = server.client_addr("alice")
+    assert host == "127.0.0.1"
+    return alice, bob, port
+
+
+def test_large_messages_arrive_whole(server: Server, piped: Piped) -> None:
+    big, medium = text_of(1 * MIB, seed=1), text_of(300 * KIB, seed=2)
+    alice, bob, port = signed_in_pair(server, piped)
+    started = time.monotonic()
+    alice.feed(commands(f"send bob {big}", f"send bob {medium}", "exit"), close=True)
+
+    def both_arrived() -> list[str] | None:
+        got = messages_from(bob.stdout(), "alice", port)
+        return got if len(got) >= 2 else None
+
+    got = wait_until(both_arrived, 20, "bob to print both messages", lambda: bob.stderr()[-500:])
+    elapsed = time.monotonic() - started
+    assert len(got) == 2
+    assert [len(t) for t in got] == [len(big), len(medium)]
+    assert [sha(t) for t in got] == [sha(big), sha(medium)]
+    assert alice.wait_exit(10) == 0
+    assert alice.stdout().endswith("signed out\n")
+    assert alice.stderr() == ""
+    assert elapsed < 20
+
+
+def test_sender_exits_only_after_its_messages_are_delivered(server: Server, piped: Piped) -> None:
+    text = text_of(300 * KIB, seed=3)
+    alice, bob, port = signed_in_pair(server, piped)
+    os.kill(bob.pid, signal.SIGSTOP)  # bob cannot acknowledge anything
+    try:
+        alice.feed(commands(f"send bob {text}", "exit"), close=True)
+        # Input ended, yet alice stays: 300 KiB needs acknowledgements, which bob cannot send.
+        # (1.5 s: below the 5 s after which the server would drop the frozen bob.)
+        with pytest.raises(subprocess.TimeoutExpired):
+            alice.proc.wait(timeout=1.5)
+        assert "signed out" not in alice.stdout()
+    finally:
+        os.kill(bob.pid, signal.SIGCONT)
+    assert alice.wait_exit(10) == 0
+    assert alice.stdout().endswith("signed out\n")
+    assert alice.stderr() == ""
+    # Delivered means bob acknowledged every chunk: he prints it once the server confirms
+    # alice's address (one lookup), not seconds later.
+    got = wait_until(
+        lambda: messages_from(bob.stdout(), "alice", port), 2, "bob to print the message"
+    )
+    assert [sha(t) for t in got] == [sha(text)]
+
+
+def test_two_hundred_messages_arrive_once_each_in_order(server: Server, piped: Piped) -> None:
+    n = 200
+    texts = [f"message {i:03d} of {n}: {'x' * (i % 50)}" for i in range(1, n + 1)]
+    alice, bob, port = signed_in_pair(server, piped)
+    alice.feed(commands(*(f"send bob {t}" for t in texts), "exit"), close=True)
+    assert alice.wait_exit(30) == 0  # every message acknowledged
+    assert alice.stderr() == ""
+    wait_until(
+        lambda: len(messages_from(bob.stdout(), "alice", port)) >= n, 5, f"bob to print {n} lines"
+    )
+    bob.close_input()
+    assert bob.wait_exit(5) == 0
+    out = bob.stdout()
+    assert messages_from(out, "alice", port) == texts
+    # Nothing else was printed: the sign-in line, the messages, the sign-out line.
+    other = [
+        ln for ln in out.split("\n") if ln and not re.match(r"alice \(127\.0\.0\.1:\d+\): ", ln)
+    ]
+    assert other == ["signed in as bob; type 'help' for commands", "signed out"]
+    assert bob.stderr() == ""
