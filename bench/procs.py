@@ -1,0 +1,381 @@
+"""Process plumbing for the benchmarks: start and always stop children, read /proc, netns.
+
+Every child started here is stopped in a ``finally`` (SIGTERM, then SIGKILL), and every network
+namespace created here is deleted the same way, even when a measurement fails.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import queue
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+PY = sys.executable
+ROOT = Path(__file__).resolve().parent.parent
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+_LISTEN_RE = re.compile(r"chat-server listening on ([0-9.:a-f]+):(\d+)(?: \((\w+)\))?")
+
+
+def _cpus() -> list[int]:
+    try:
+        return sorted(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return []
+
+
+_ALLOWED = _cpus()
+NEAR: int | None = _ALLOWED[0] if len(_ALLOWED) >= 2 else None
+"""The CPU of the measuring side (the sender, the load generator) when there are two or more."""
+FAR: int | None = _ALLOWED[1] if len(_ALLOWED) >= 2 else None
+"""The CPU of the answering side (servers, the receiving peer). Pinning the two sides to two
+different CPUs makes every datagram cross CPUs, as between machines, in every run: left to the
+scheduler, two ping-pong processes sometimes share a CPU (a direct hand-off, ~4x faster on this
+kind of VM) and sometimes do not, and the baselines would flip between the two."""
+
+
+def pinned(cpu: int | None) -> Callable[[], None] | None:
+    """A ``preexec_fn`` that keeps the child (and what it starts) on ``cpu``."""
+    if cpu is None:
+        return None
+
+    def pin() -> None:
+        os.sched_setaffinity(0, {cpu})
+
+    return pin
+
+
+def pin_self(cpu: int | None) -> None:
+    if cpu is not None:
+        os.sched_setaffinity(0, {cpu})
+
+
+def loop_env(loop: str) -> dict[str, str]:
+    """The environment for a child that must run on ``loop`` ('uvloop' or 'asyncio')."""
+    env = dict(os.environ)
+    env.pop("CHAT_NO_UVLOOP", None)
+    if loop == "asyncio":
+        env["CHAT_NO_UVLOOP"] = "1"
+    env["PYTHONUNBUFFERED"] = "1"
+    # Children run `python -m bench.X`: make the package importable from any working directory.
+    paths = [str(ROOT), *filter(None, env.get("PYTHONPATH", "").split(os.pathsep))]
+    env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths))
+    return env
+
+
+def stop(
+    proc: subprocess.Popen[bytes] | subprocess.Popen[str] | None, grace_s: float = 3.0
+) -> None:
+    """Terminate ``proc`` (SIGTERM, then SIGKILL after ``grace_s``) and reap it."""
+    if proc is None or proc.poll() is not None:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(grace_s)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            proc.kill()
+        proc.wait(5)
+
+
+@dataclass
+class ProcStat:
+    cpu_s: float
+    rss_kb: int
+    hwm_kb: int
+
+
+def proc_stat(pid: int) -> ProcStat:
+    """CPU time (user + system, from /proc/PID/stat) and resident memory (VmRSS, VmHWM)."""
+    raw = Path(f"/proc/{pid}/stat").read_text()
+    fields = raw[raw.rindex(")") + 2 :].split()
+    cpu = (int(fields[11]) + int(fields[12])) / CLK_TCK  # utime, stime: fields 14, 15 of stat
+    rss = hwm = 0
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            rss = int(line.split()[1])
+        elif line.startswith("VmHWM:"):
+            hwm = int(line.split()[1])
+    return ProcStat(cpu_s=cpu, rss_kb=rss, hwm_kb=hwm)
+
+
+class LineReader:
+    """Reads a child's text stream in a thread, so waiting for a line can time out."""
+
+    def __init__(self, stream: object) -> None:
+        self.lines: queue.Queue[str | None] = queue.Queue()
+        self.stamped: list[tuple[float, str]] = []
+        """Every line with the time.monotonic() it was read at."""
+        self._thread = threading.Thread(target=self._run, args=(stream,), daemon=True)
+        self._thread.start()
+
+    def _run(self, stream: object) -> None:
+        try:
+            for line in stream:  # type: ignore[attr-defined]
+                self.stamped.append((time.monotonic(), line.rstrip("\n")))
+                self.lines.put(line.rstrip("\n"))
+        except (OSError, ValueError):
+            pass
+        self.lines.put(None)
+
+    def wait_for(self, prefix: str, timeout_s: float) -> str:
+        deadline = time.monotonic() + timeout_s
+        seen: list[str] = []
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError(f"no line starting {prefix!r} within {timeout_s} s; got {seen}")
+            try:
+                line = self.lines.get(timeout=left)
+            except queue.Empty:
+                continue
+            if line is None:
+                raise RuntimeError(f"stream ended before a line starting {prefix!r}; got {seen}")
+            if line.startswith(prefix):
+                return line
+            seen.append(line)
+
+
+@dataclass
+class Server:
+    """A running chat-server (or echo server) child: its process, address and log file."""
+
+    proc: subprocess.Popen[bytes]
+    host: str
+    port: int
+    loop: str
+    log_path: Path
+    extra: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def addr(self) -> tuple[str, int]:
+        return (self.host, self.port)
+
+    @property
+    def target(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    def log_tail(self, n: int = 20) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-n:])
+        except OSError:
+            return ""
+
+
+def _wait_listening(
+    proc: subprocess.Popen[bytes], log: Path, pattern: re.Pattern[str]
+) -> re.Match[str]:
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        text = log.read_text(errors="replace")
+        m = pattern.search(text)
+        if m:
+            return m
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited with {proc.returncode}: {text[-2000:]}")
+        time.sleep(0.01)
+    raise TimeoutError(f"server did not report its port: {log.read_text(errors='replace')[-2000:]}")
+
+
+@contextlib.contextmanager
+def chat_server(
+    loop: str = "uvloop", host: str = "127.0.0.1", cpu: int | None = None
+) -> Iterator[Server]:
+    """The real chat-server (``python -m chat_server``) on a free port; stderr goes to a file."""
+    with tempfile.TemporaryDirectory(prefix="bench-server-") as tmp:
+        log = Path(tmp) / "server.log"
+        with open(log, "wb") as fh:
+            proc = subprocess.Popen(
+                [PY, "-m", "chat_server", "-sp", "0", "--host", host],
+                stdin=subprocess.DEVNULL,
+                stdout=fh,
+                stderr=fh,
+                env=loop_env(loop),
+                preexec_fn=pinned(cpu),
+            )
+        try:
+            m = _wait_listening(proc, log, _LISTEN_RE)
+            yield Server(
+                proc=proc, host=host, port=int(m.group(2)), loop=m.group(3) or loop, log_path=log
+            )
+        finally:
+            stop(proc)
+
+
+_ECHO_RE = re.compile(r"echo listening on ([0-9.]+):(\d+) \((\w+)\)")
+
+
+@contextlib.contextmanager
+def echo_server(
+    loop: str = "uvloop", host: str = "127.0.0.1", cpu: int | None = None
+) -> Iterator[Server]:
+    """The echo-ceiling server (bench.echo_server) on ``loop``."""
+    with tempfile.TemporaryDirectory(prefix="bench-echo-") as tmp:
+        log = Path(tmp) / "echo.log"
+        with open(log, "wb") as fh:
+            proc = subprocess.Popen(
+                [PY, "-m", "bench.echo_server", "--host", host],
+                stdin=subprocess.DEVNULL,
+                stdout=fh,
+                stderr=fh,
+                env=loop_env(loop),
+                preexec_fn=pinned(cpu),
+            )
+        try:
+            m = _wait_listening(proc, log, _ECHO_RE)
+            yield Server(proc=proc, host=host, port=int(m.group(2)), loop=m.group(3), log_path=log)
+        finally:
+            stop(proc)
+
+
+@contextlib.contextmanager
+def child(
+    args: Sequence[str], *, loop: str = "uvloop", cpu: int | None = None
+) -> Iterator[subprocess.Popen[str]]:
+    """A child with text pipes for stdin and stdout; stopped on exit from the block."""
+    proc = subprocess.Popen(
+        list(args),
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        env=loop_env(loop),
+        preexec_fn=pinned(cpu),
+    )
+    try:
+        yield proc
+    finally:
+        with contextlib.suppress(OSError, ValueError):
+            if proc.stdin is not None:
+                proc.stdin.close()
+        stop(proc)
+        if proc.stdout is not None:
+            proc.stdout.close()
+
+
+def run_json(
+    cmd: Sequence[str], *, timeout_s: float, loop: str = "uvloop", cpu: int | None = None
+) -> dict[str, Any]:
+    """Run a benchmark child to completion and return the JSON object it printed last.
+
+    The child gets a process group of its own; on a timeout or any error the whole group (the
+    child and whatever it started) is killed, so nothing outlives the benchmark.
+    """
+    proc = subprocess.Popen(
+        list(cmd),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=loop_env(loop),
+        start_new_session=True,
+        preexec_fn=pinned(cpu),
+    )
+    try:
+        out, err = proc.communicate(timeout=timeout_s)
+    except BaseException:
+        _kill_group(proc)
+        raise
+    finally:
+        _kill_group(proc)  # children left behind by a child that exited
+    if proc.returncode != 0:
+        raise RuntimeError(
+            f"{' '.join(cmd[:4])} ... exited with {proc.returncode}: {err.strip()[-1500:]}"
+        )
+    for line in reversed(out.splitlines()):
+        if line.startswith("{"):
+            return dict(json.loads(line))
+    raise RuntimeError(f"{' '.join(cmd[:4])} ... printed no result: {out[-500:]} {err[-1500:]}")
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except (ProcessLookupError, PermissionError):
+        return False
+    return True
+
+
+def _kill_group(proc: subprocess.Popen[str]) -> None:
+    """SIGTERM the child's process group, SIGKILL what is left after 3 s, and reap the child."""
+    if _group_alive(proc.pid):
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, signal.SIGTERM)
+        deadline = time.monotonic() + 3
+        while _group_alive(proc.pid) and time.monotonic() < deadline:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(0.05)
+        if _group_alive(proc.pid):
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(proc.pid, signal.SIGKILL)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        proc.wait(5)
+
+
+# --- network namespaces with loss ---------------------------------------------------------------
+
+
+def netns_unavailable() -> str | None:
+    """None if this process can make a network namespace with iptables loss, else why not."""
+    if os.geteuid() != 0:
+        return "needs root for `ip netns add` (run as root to measure under loss)"
+    for tool in ("ip", "iptables"):
+        if shutil.which(tool) is None:
+            return f"`{tool}` is not installed (apt-get install -y iproute2 iptables)"
+    return None
+
+
+def _run(cmd: Sequence[str]) -> None:
+    r = subprocess.run(list(cmd), capture_output=True, text=True, timeout=30)
+    if r.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)}: exit {r.returncode}: {r.stderr.strip()}")
+
+
+@contextlib.contextmanager
+def lossy_netns(loss: float) -> Iterator[list[str]]:
+    """A fresh network namespace (loopback only) dropping ``loss`` of incoming UDP datagrams.
+
+    Yields the command prefix that runs a program inside it. The namespace is deleted on exit.
+    """
+    name = f"chatbench-{uuid.uuid4().hex[:8]}"
+    _run(["ip", "netns", "add", name])
+    try:
+        _run(["ip", "-n", name, "link", "set", "lo", "up"])
+        if loss > 0:
+            _run(
+                [
+                    "ip",
+                    "netns",
+                    "exec",
+                    name,
+                    "iptables",
+                    "-A",
+                    "INPUT",
+                    "-p",
+                    "udp",
+                    "-m",
+                    "statistic",
+                    "--mode",
+                    "random",
+                    "--probability",
+                    f"{loss}",
+                    "-j",
+                    "DROP",
+                ]
+            )
+        yield ["ip", "netns", "exec", name]
+    finally:
+        subprocess.run(["ip", "netns", "del", name], capture_output=True, timeout=30)

@@ -1,0 +1,290 @@
+"""The Markdown table and the PNG plots of a benchmark summary."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from chat_protocol.const import DEFAULT_TIMINGS
+
+
+def _num(v: float | None, unit: str = "", digits: int = 0) -> str:
+    if v is None:
+        return "n/a"
+    text = f"{v:,.{digits}f}"
+    return f"{text} {unit}".strip()
+
+
+def _ratio(v: float | None) -> str:
+    return "n/a" if v is None else f"{v:.2f}×"
+
+
+def _met(goals: dict[str, bool | None], key: str) -> str:
+    v = goals.get(key)
+    return "n/a" if v is None else ("**yes**" if v else "**no**")
+
+
+def table(s: dict[str, Any]) -> str:
+    g = s.get("goals", {})
+    env = s.get("environment", {})
+    loop = s.get("loop", "?")
+    t = DEFAULT_TIMINGS
+    users = s.get("users_count")
+    users_txt = "?" if not users else f"{users / 1000:.0f}k" if users >= 1000 else f"{users:.0f}"
+    hb_rate = s.get("heartbeats_per_s")
+    rows: list[tuple[str, str, str, str, str, str, str]] = [
+        (
+            "1",
+            f"Directory lookups/s, peak ({loop})",
+            _num(s.get("lookup_per_s"), "/s"),
+            f"echo {_num(s.get('echo_ceiling_per_s'), '/s')}",
+            _ratio(s.get("lookup_vs_echo")),
+            "≥ 0.50×",
+            _met(g, "lookups_ge_50pct_of_echo"),
+        ),
+        (
+            "1",
+            "… per second of server CPU",
+            _num(s.get("lookup_per_cpu_s"), "/s"),
+            f"echo {_num(s.get('echo_per_cpu_s'), '/s')}",
+            _ratio(s.get("lookup_vs_echo_per_cpu")),
+            "",
+            "",
+        ),
+    ]
+    if s.get("lookup_per_s_asyncio") is not None:
+        rows.append(
+            (
+                "1",
+                "Directory lookups/s, peak (asyncio)",
+                _num(s.get("lookup_per_s_asyncio"), "/s"),
+                f"echo {_num(s.get('echo_ceiling_per_s_asyncio'), '/s')}",
+                _ratio(s.get("lookup_vs_echo_asyncio")),
+                "",
+                "",
+            )
+        )
+    rows += [
+        (
+            "2",
+            "Message round trip p50 (send → delivered)",
+            _num(s.get("p2p_rtt_p50_us"), "µs"),
+            f"raw UDP {_num(s.get('raw_udp_rtt_p50_us'), 'µs')}",
+            _ratio(s.get("p2p_vs_raw")),
+            "≤ 2×",
+            _met(g, "p2p_p50_le_2x_raw_udp"),
+        ),
+        (
+            "2",
+            "Message round trip p99",
+            _num(s.get("p2p_rtt_p99_us"), "µs"),
+            f"raw UDP {_num(s.get('raw_udp_rtt_p99_us'), 'µs')}",
+            _ratio(_div(s.get("p2p_rtt_p99_us"), s.get("raw_udp_rtt_p99_us"))),
+            "",
+            "",
+        ),
+        (
+            "2",
+            "… DATA → ACK part alone, p50",
+            _num(s.get("p2p_data_ack_rtt_p50_us"), "µs"),
+            f"raw UDP {_num(s.get('raw_udp_rtt_p50_us'), 'µs')}",
+            _ratio(s.get("p2p_data_ack_vs_raw")),
+            "",
+            "",
+        ),
+        (
+            "2",
+            "… the three cores' Python work alone (no I/O)",
+            _num(s.get("core_message_us"), "µs"),
+            "",
+            "",
+            "",
+            "",
+        ),
+        (
+            "2",
+            "Message round trip p50 vs ENet",
+            _num(s.get("p2p_rtt_p50_us"), "µs"),
+            f"ENet {_num(s.get('enet_rtt_p50_us'), 'µs')}",
+            _ratio(s.get("p2p_vs_enet")),
+            "",
+            "",
+        ),
+        (
+            "3",
+            "1 MiB message, 0 % loss",
+            _num(s.get("bulk_1mib_ms"), "ms", 1),
+            f"ENet {_num(s.get('enet_bulk_1mib_ms'), 'ms', 1)}",
+            _ratio(s.get("bulk_vs_enet")),
+            "≤ 10×",
+            _met(g, "bulk_le_10x_enet"),
+        ),
+        (
+            "3",
+            "… the cores' Python work alone (no I/O)",
+            _num(s.get("core_bulk_1mib_ms"), "ms", 1),
+            "",
+            "",
+            "",
+            "",
+        ),
+        (
+            "3",
+            "1 MiB message, 10 % loss",
+            _num(s.get("bulk_1mib_loss10_ms"), "ms", 1),
+            f"ENet {_num(s.get('enet_bulk_1mib_loss10_ms'), 'ms', 1)}",
+            _ratio(s.get("bulk_loss10_vs_enet")),
+            "completes",
+            _met(g, "bulk_completes_at_10pct_loss"),
+        ),
+        (
+            "4",
+            f"{users_txt} users: server RSS",
+            _num(s.get("users_100k_rss_mb"), "MB"),
+            f"idle server {_num(s.get('users_idle_rss_mb'), 'MB')}",
+            f"{_num(s.get('users_bytes_per_user'), 'B')}/user",
+            "≤ 200 MB",
+            _met(g, "users_rss_le_200mb"),
+        ),
+        (
+            "4",
+            f"{users_txt} users: heartbeat CPU ({_num(hb_rate, '/s')}, every "
+            f"{_num(s.get('heartbeat_interval_s'), 's', 2)})",
+            f"{_num(s.get('users_100k_hb_cpu_pct'), '%')} of a core",
+            f"echo, same rate {_num(s.get('users_100k_echo_cpu_pct'), '%')}",
+            _ratio(s.get("hb_vs_echo_cpu")),
+            "≤ 50 %",
+            _met(g, "heartbeats_le_50pct_core"),
+        ),
+        (
+            "4",
+            "… server CPU per heartbeat: all / ServerCore alone",
+            f"{_num(s.get('heartbeat_cpu_us'), 'µs', 1)} / "
+            f"{_num(s.get('core_heartbeat_us'), 'µs', 1)}",
+            "",
+            "",
+            "",
+            "",
+        ),
+        (
+            "5",
+            "kill -9 client → gone from directory",
+            _num(s.get("client_crash_detect_s"), "s", 2),
+            f"client timeout {t.client_timeout_s:g} s",
+            "",
+            "",
+            "",
+        ),
+        (
+            "5",
+            "kill -9 server → clients exit",
+            _num(s.get("server_crash_detect_s"), "s", 2),
+            f"server timeout {t.server_timeout_s:g} s",
+            "",
+            "",
+            "",
+        ),
+    ]
+    out = [
+        f"## Benchmarks ({s.get('mode')}, {loop}, {env.get('cpus', '?')} CPUs, "
+        f"Python {env.get('python', '?')}, commit {env.get('commit', '?')}, {env.get('date', '')})",
+        "",
+        "| # | Measure | Ours | Baseline | Ratio | Goal | Met |",
+        "| --- | --- | ---: | --- | ---: | --- | --- |",
+    ]
+    out += ["| " + " | ".join(r) + " |" for r in rows]
+    unavailable = s.get("unavailable") or {}
+    if unavailable:
+        out += ["", "Not measured:"]
+        out += [f"- `{k}`: {v}" for k, v in sorted(unavailable.items())]
+    if s.get("errors"):
+        out += ["", "Errors:"] + [f"- {e}" for e in s["errors"]]
+    out += [
+        "",
+        "Ratios compare figures taken in the same run; absolute numbers move from run to run. "
+        "Notes on each figure: summary.json, `notes`.",
+        "",
+    ]
+    return "\n".join(out)
+
+
+def _div(a: float | None, b: float | None) -> float | None:
+    return None if a is None or b is None or b == 0 else a / b
+
+
+def plots(s: dict[str, Any], samples: dict[str, list[float]], out: Path) -> list[Path]:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return []
+    made: list[Path] = []
+    label = {
+        "ours": "ours: send → delivered (LOOKUP + DATA/ACK)",
+        "ours_data_ack": "ours: DATA → ACK part",
+        "raw_udp": "raw UDP ping-pong (blocking)",
+        "enet": "ENet reliable ping-pong",
+    }
+    if samples:
+        fig, ax = plt.subplots(figsize=(8, 4.8))
+        for key in ("ours", "ours_data_ack", "raw_udp", "enet"):
+            xs = sorted(samples.get(key) or [])
+            if not xs:
+                continue
+            ys = [(i + 1) / len(xs) for i in range(len(xs))]
+            ax.step(xs, ys, where="post", label=f"{label[key]} (p50 {xs[len(xs) // 2]:.0f} µs)")
+        ax.set_xscale("log")
+        ax.set_xlabel("round trip (µs, log scale)")
+        ax.set_ylabel("fraction of messages ≤ x")
+        ax.set_title(f"Reliable message round trip on loopback ({s.get('loop')})")
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(loc="lower right", fontsize=8)
+        fig.tight_layout()
+        path = out / "rtt_distribution.png"
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+        made.append(path)
+    curves = (s.get("details") or {}).get("lookup_curves") or {}
+    if curves:
+        fig, ax = plt.subplots(figsize=(8, 4.8))
+        styles = {"uvloop": "-", "asyncio": "--"}
+        for loop, curve in curves.items():
+            for mode, color, name in (
+                ("echo", "tab:gray", "echo ceiling"),
+                ("lookup", "tab:blue", "chat-server lookups"),
+            ):
+                pts = curve.get(mode) or []
+                if not pts:
+                    continue
+                xs = [p["clients"] for p in pts]
+                ys = [p["per_s"] for p in pts]
+                err = [
+                    [y - p["min"] for y, p in zip(ys, pts, strict=True)],
+                    [p["max"] - y for y, p in zip(ys, pts, strict=True)],
+                ]
+                ax.errorbar(
+                    xs,
+                    ys,
+                    yerr=err,
+                    fmt=styles.get(loop, "-") + "o",
+                    color=color,
+                    capsize=3,
+                    label=f"{name} ({loop})",
+                )
+        ax.set_xscale("log", base=2)
+        ticks = sorted({p["clients"] for c in curves.values() for m in c.values() for p in m})
+        ax.set_xticks(ticks, [str(t) for t in ticks])
+        ax.set_xlabel("concurrent clients (each with a fixed number of LOOKUPs outstanding)")
+        ax.set_ylabel("replies per second")
+        ax.set_ylim(bottom=0)
+        ax.set_title("Directory lookups vs the echo ceiling (median, min-max of repetitions)")
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=8)
+        fig.tight_layout()
+        path = out / "lookup_throughput.png"
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+        made.append(path)
+    return made
