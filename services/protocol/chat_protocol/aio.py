@@ -94,12 +94,14 @@ class DatagramShell(asyncio.DatagramProtocol):
 
     def _arm(self) -> None:
         at = self.core.next_timer()
-        if at == self._timer_at:
+        # Re-arm only for an earlier deadline: a timer that fires early just finds nothing due
+        # and re-arms, which is cheaper than cancelling and recreating one per datagram.
+        if at is None or (self._timer_at is not None and self._timer_at <= at):
             return
         if self._timer is not None:
             self._timer.cancel()
         self._timer_at = at
-        self._timer = None if at is None else self.loop.call_at(at, self._fire)
+        self._timer = self.loop.call_at(at, self._fire)
 
     def _fire(self) -> None:
         self._timer = None

@@ -152,7 +152,7 @@ class ClientCore:
         """Messages waiting for their sender's verification, in arrival order."""
         self._out: list[tuple[bytes, Addr]] = []
         self._events: list[ClientEvent] = []
-        self.stats = ClientStats()
+        self._stats = ClientStats()
 
     def _rand32(self) -> int:
         return int.from_bytes(self._random(4), "big")
@@ -191,6 +191,11 @@ class ClientCore:
             self.state = State.CLOSING
             self._maybe_sign_out(now)
 
+    @property
+    def stats(self) -> ClientStats:
+        self._stats.retransmissions = sum(o.retransmissions for o in self._outbound.values())
+        return self._stats
+
     def _alive(self) -> bool:
         return self.state is not State.GONE
 
@@ -214,20 +219,20 @@ class ClientCore:
         try:
             msg = decode(data)
         except MalformedDatagram:
-            self.stats.malformed += 1
+            self._stats.malformed += 1
             return
         if isinstance(msg, Data):
             self._on_data(msg, len(data), addr, now)
         elif isinstance(msg, Ack):
             out = self._outbound.get(addr)
             if out is None:
-                self.stats.unexpected += 1
+                self._stats.unexpected += 1
             else:
                 self._resolved(out.on_ack(msg, now))
         elif addr == self.server:
             self._on_server(msg, now)
         else:
-            self.stats.unexpected += 1
+            self._stats.unexpected += 1
         self._maybe_sign_out(now)
 
     def datagrams_to_send(self, now: float) -> list[tuple[bytes, Addr]]:
@@ -236,7 +241,6 @@ class ClientCore:
             return out
         for ob in self._outbound.values():
             out.extend((encode(d), ob.addr) for d in ob.datagrams(now))
-        self.stats.retransmissions = sum(o.retransmissions for o in self._outbound.values())
         for ib in self._inbound.values():
             if ib.pending_acks:
                 out.extend((encode(a), ib.addr) for a in ib.acks())
@@ -354,7 +358,7 @@ class ClientCore:
     def _on_server(self, msg: Message, now: float) -> None:
         if isinstance(msg, Shutdown | HeartbeatAck | UnknownSession):
             if not self._token or msg.token != self._token:
-                self.stats.unexpected += 1
+                self._stats.unexpected += 1
                 return
             self._last_from_server = now
             if isinstance(msg, HeartbeatAck):
@@ -377,7 +381,7 @@ class ClientCore:
         rid = getattr(msg, "req_id", None)
         req = self._requests.pop(rid, None) if isinstance(rid, int) else None
         if req is None:
-            self.stats.unexpected += 1  # a late duplicate answer, or a forgery
+            self._stats.unexpected += 1  # a late duplicate answer, or a forgery
             return
         self._last_from_server = now
         if isinstance(msg, Welcome) and req.kind == "hello":
@@ -409,7 +413,7 @@ class ClientCore:
         elif isinstance(msg, ByeAck) and req.kind == "bye":
             self._gone(SignedOut())
         else:
-            self.stats.unexpected += 1
+            self._stats.unexpected += 1
             self._requests[rid] = req  # type: ignore[index]  # not an answer to it; keep waiting
 
     def _gone(self, event: ClientEvent) -> None:
@@ -482,7 +486,7 @@ class ClientCore:
         ib = self._inbound.get(addr)
         if ib is None or ib.session != d.session:
             if (addr, d.session) in self._retired:
-                self.stats.rejected_chunks += 1
+                self._stats.rejected_chunks += 1
                 return
             if ib is not None:
                 self._retire(ib)
@@ -499,9 +503,9 @@ class ClientCore:
         try:
             texts = ib.on_data(d, size, now)
         except ChunkRejected:
-            self.stats.rejected_chunks += 1
+            self._stats.rejected_chunks += 1
             return
-        self.stats.duplicate_chunks += ib.duplicates - before
+        self._stats.duplicate_chunks += ib.duplicates - before
         if texts:
             self._deliver(
                 ib.sender, addr, [t.decode("utf-8", errors="replace") for t in texts], now
@@ -541,5 +545,5 @@ class ClientCore:
 
     def _emit_received(self, sender: str, addr: Addr, text: str, verified: bool) -> None:
         if not verified:
-            self.stats.unverified_messages += 1
+            self._stats.unverified_messages += 1
         self._events.append(MessageReceived(sender=sender, addr=addr, text=text, verified=verified))

@@ -6,6 +6,7 @@ big-endian. Strings are a 1-byte length then UTF-8. docs/PROTOCOL.md has the ful
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import struct
 
@@ -43,6 +44,7 @@ from chat_protocol.messages import (
 )
 from chat_protocol.names import is_valid_name
 
+_KINDS = {k.value: k for k in Kind}
 TOKEN_BYTES = 8
 PING_BYTES = 16
 HEADER = struct.Struct("!2sBB")
@@ -98,13 +100,9 @@ class _Reader:
         family = self.u8()
         if family == 0:
             return None
-        if family == 4:
-            ip: ipaddress.IPv4Address | ipaddress.IPv6Address = ipaddress.IPv4Address(self.take(4))
-        elif family == 6:
-            ip = ipaddress.IPv6Address(self.take(16))
-        else:
+        if family not in (4, 6):
             raise MalformedDatagram("unknown address family")
-        return (str(ip), self.u16())
+        return (_ip_text(self.take(4 if family == 4 else 16)), self.u16())
 
     def rest(self) -> bytes:
         out = self._data[self._pos :]
@@ -123,11 +121,17 @@ def _text(value: str) -> bytes:
     return bytes([len(raw)]) + raw
 
 
+@functools.lru_cache(maxsize=65536)
 def _addr(addr: Addr | None) -> bytes:
     if addr is None:
         return b"\x00"
     ip = ipaddress.ip_address(addr[0])
     return bytes([ip.version]) + ip.packed + addr[1].to_bytes(2, "big")
+
+
+@functools.lru_cache(maxsize=65536)
+def _ip_text(packed: bytes) -> str:
+    return str(ipaddress.ip_address(packed))
 
 
 def _header(kind: Kind) -> bytes:
@@ -216,10 +220,9 @@ def decode(data: bytes) -> Message:
         raise MalformedDatagram("bad magic")
     if version != PROTOCOL_VERSION:
         raise MalformedDatagram("unsupported version")
-    try:
-        kind = Kind(kind_byte)
-    except ValueError:
-        raise MalformedDatagram("unknown kind") from None
+    kind = _KINDS.get(kind_byte)
+    if kind is None:
+        raise MalformedDatagram("unknown kind")
     r = _Reader(data)
     msg: Message
     if kind is Kind.DATA:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 
 from chat_protocol.const import NAME_MAX_CHARS
@@ -15,6 +16,7 @@ NAME_RULE = (
 )
 
 
+@functools.lru_cache(maxsize=65536)
 def is_valid_name(name: str) -> bool:
     return 0 < len(name) <= NAME_MAX_CHARS and _NAME_RE.match(name) is not None
 

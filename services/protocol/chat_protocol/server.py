@@ -89,6 +89,9 @@ class ServerCore:
         self._by_token: dict[bytes, User] = {}
         self._sorted_keys: list[str] = []
         self._expiry: list[tuple[float, bytes]] = []
+        """(expiry time, token), lazily: a heartbeat only moves ``User.expires``; the sweep
+        re-files a user whose entry it pops early."""
+        self._last_sweep = float("-inf")
         self._out: list[tuple[bytes, Addr]] = []
         self._events: list[ServerEvent] = []
         self.stats = ServerStats()
@@ -119,9 +122,13 @@ class ServerCore:
         return out
 
     def next_timer(self) -> float | None:
-        return self._expiry[0][0] if self._expiry else None
+        """The next expiry sweep: batched, at most one per ``sweep_interval_s``."""
+        if not self._expiry:
+            return None
+        return max(self._expiry[0][0], self._last_sweep + self.timings.sweep_interval_s)
 
     def handle_timer(self, now: float) -> None:
+        self._last_sweep = now
         while self._expiry and self._expiry[0][0] <= now:
             _, token = heapq.heappop(self._expiry)
             user = self._by_token.get(token)
