@@ -72,7 +72,9 @@ class DatagramShell(asyncio.DatagramProtocol):
         self.transport = cast(asyncio.DatagramTransport, transport)  # uvloop's is not a subclass
 
     def datagram_received(self, data: bytes, addr: tuple[Any, ...]) -> None:
-        self.core.receive_datagram(data, (addr[0], addr[1]), self.now())
+        # IPv6 addresses arrive as 4-tuples; the cores use (host, port) everywhere.
+        peer = addr if len(addr) == 2 else (addr[0], addr[1])
+        self.core.receive_datagram(data, peer, self.loop.time())
         self.pump()
 
     def error_received(self, exc: Exception) -> None:
@@ -86,10 +88,11 @@ class DatagramShell(asyncio.DatagramProtocol):
 
     def pump(self) -> None:
         """Send everything the core has queued, handle its events, and re-arm the timer."""
-        if self.transport is None or self.transport.is_closing():
+        transport = self.transport
+        if transport is None or transport.is_closing():
             return
         for data, addr in self.drain():
-            self.transport.sendto(data, addr)
+            transport.sendto(data, addr)
         self._arm()
 
     def _arm(self) -> None:
