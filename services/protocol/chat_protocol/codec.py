@@ -220,6 +220,53 @@ def encode(msg: Message) -> bytes:
     raise TypeError(f"not a message: {msg!r}")  # pragma: no cover
 
 
+_DATA_HEAD = struct.Struct("!4xIIIIIIB")  # the fixed fields and the sender name's length
+_ACK_HEAD = struct.Struct("!4xIIIBB")
+
+
+def _decode_data(data: bytes) -> Data:
+    if len(data) < _DATA_HEAD.size:
+        raise MalformedDatagram("truncated")
+    session, stream, base, seq, offset, total, n = _DATA_HEAD.unpack_from(data)
+    start = _DATA_HEAD.size + n
+    if len(data) < start:
+        raise MalformedDatagram("truncated")
+    sender = _valid_name(data[_DATA_HEAD.size : start])
+    if sender is None:
+        raise MalformedDatagram("invalid user name")
+    payload = data[start:]
+    if total > MAX_MESSAGE_BYTES or offset + len(payload) > total:
+        raise MalformedDatagram("chunk outside the message")
+    if not payload:
+        raise MalformedDatagram("empty chunk")
+    if base > seq:
+        raise MalformedDatagram("base above seq")
+    return Data(
+        session=session,
+        stream=stream,
+        base=base,
+        seq=seq,
+        offset=offset,
+        total=total,
+        sender=sender,
+        payload=payload,
+    )
+
+
+def _decode_ack(data: bytes) -> Ack:
+    if len(data) < _ACK_HEAD.size:
+        raise MalformedDatagram("truncated")
+    session, stream, seq, complete, count = _ACK_HEAD.unpack_from(data)
+    if complete > 1 or count > MAX_ACK_RANGES:
+        raise MalformedDatagram("bad ack")
+    if len(data) != _ACK_HEAD.size + count * RANGE.size:
+        raise MalformedDatagram("truncated" if len(data) < _ACK_HEAD.size else "trailing bytes")
+    ranges = tuple(RANGE.iter_unpack(data[_ACK_HEAD.size :])) if count else ()
+    if any(a >= b for a, b in ranges):
+        raise MalformedDatagram("empty ack range")
+    return Ack(session=session, stream=stream, seq=seq, complete=bool(complete), ranges=ranges)
+
+
 def decode(data: bytes) -> Message:
     """Parse one datagram, or raise :class:`MalformedDatagram` saying what is wrong with it."""
     if len(data) > MAX_DATAGRAM_BYTES:
@@ -244,35 +291,13 @@ def decode(data: bytes) -> Message:
             if name is None:
                 raise MalformedDatagram("invalid user name")
             return Lookup(token=token, req_id=req_id, name=name)
+    if kind is Kind.DATA:
+        return _decode_data(data)
+    if kind is Kind.ACK:
+        return _decode_ack(data)
     r = _Reader(data)
     msg: Message
-    if kind is Kind.DATA:
-        session, stream, base, seq, offset, total = r.unpack(DATA_FIXED)
-        sender = r.name()
-        payload = r.rest()
-        if total > MAX_MESSAGE_BYTES or offset + len(payload) > total:
-            raise MalformedDatagram("chunk outside the message")
-        if total == 0 or not payload or base > seq:
-            raise MalformedDatagram("empty chunk" if not payload else "base above seq")
-        return Data(
-            session=session,
-            stream=stream,
-            base=base,
-            seq=seq,
-            offset=offset,
-            total=total,
-            sender=sender,
-            payload=payload,
-        )
-    if kind is Kind.ACK:
-        session, stream, seq, complete, count = r.unpack(ACK_FIXED)
-        if complete > 1 or count > MAX_ACK_RANGES:
-            raise MalformedDatagram("bad ack")
-        ranges = tuple((a, b) for a, b in (r.unpack(RANGE) for _ in range(count)))
-        if any(a >= b for a, b in ranges):
-            raise MalformedDatagram("empty ack range")
-        msg = Ack(session=session, stream=stream, seq=seq, complete=bool(complete), ranges=ranges)
-    elif kind is Kind.HELLO:
+    if kind is Kind.HELLO:
         if len(data) < MIN_HELLO_BYTES:
             raise MalformedDatagram("hello not padded")
         req_id = r.u32()
