@@ -67,7 +67,7 @@ def table(s: dict[str, Any]) -> str:
     rows += [
         (
             "2",
-            "Message round trip p50 (send → delivered)",
+            "Direct message round trip p50 (DATA → ACK)",
             _num(s.get("p2p_rtt_p50_us"), "µs"),
             f"raw UDP {_num(s.get('raw_udp_rtt_p50_us'), 'µs')}",
             _ratio(s.get("p2p_vs_raw")),
@@ -76,7 +76,7 @@ def table(s: dict[str, Any]) -> str:
         ),
         (
             "2",
-            "Message round trip p99",
+            "Direct message round trip p99",
             _num(s.get("p2p_rtt_p99_us"), "µs"),
             f"raw UDP {_num(s.get('raw_udp_rtt_p99_us'), 'µs')}",
             _ratio(_div(s.get("p2p_rtt_p99_us"), s.get("raw_udp_rtt_p99_us"))),
@@ -85,10 +85,10 @@ def table(s: dict[str, Any]) -> str:
         ),
         (
             "2",
-            "… DATA → ACK part alone, p50",
-            _num(s.get("p2p_data_ack_rtt_p50_us"), "µs"),
+            "… a whole send (directory LOOKUP + DATA → ACK), p50",
+            _num(s.get("send_rtt_p50_us"), "µs"),
             f"raw UDP {_num(s.get('raw_udp_rtt_p50_us'), 'µs')}",
-            _ratio(s.get("p2p_data_ack_vs_raw")),
+            _ratio(s.get("send_vs_raw")),
             "",
             "",
         ),
@@ -103,7 +103,7 @@ def table(s: dict[str, Any]) -> str:
         ),
         (
             "2",
-            "Message round trip p50 vs ENet",
+            "Direct message round trip p50 vs ENet",
             _num(s.get("p2p_rtt_p50_us"), "µs"),
             f"ENet {_num(s.get('enet_rtt_p50_us'), 'µs')}",
             _ratio(s.get("p2p_vs_enet")),
@@ -222,14 +222,14 @@ def plots(s: dict[str, Any], samples: dict[str, list[float]], out: Path) -> list
         return []
     made: list[Path] = []
     label = {
-        "ours": "ours: send → delivered (LOOKUP + DATA/ACK)",
-        "ours_data_ack": "ours: DATA → ACK part",
+        "ours": "ours: direct DATA → ACK",
+        "ours_send": "ours: whole send (with LOOKUP)",
         "raw_udp": "raw UDP ping-pong (blocking)",
         "enet": "ENet reliable ping-pong",
     }
     if samples:
         fig, ax = plt.subplots(figsize=(8, 4.8))
-        for key in ("ours", "ours_data_ack", "raw_udp", "enet"):
+        for key in ("ours", "ours_send", "raw_udp", "enet"):
             xs = sorted(samples.get(key) or [])
             if not xs:
                 continue
