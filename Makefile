@@ -18,7 +18,8 @@ define pytest_dir
 	$(PYTEST) $(1) $(PYTEST_ARGS)
 endef
 
-.PHONY: help install lab images up down logs demo lint unit-test e2e-test integration-test \
+.PHONY: help install lab images up down logs demo lint unit-test e2e-test bench-smoke \
+	integration-test \
 	test bench bench-full clean clean-images
 
 help: ## list the targets
@@ -26,8 +27,8 @@ help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z0-9-]+:.*## / {printf "  %-17s %s\n", $$1, $$2}' \
 		$(MAKEFILE_LIST)
 
-install: ## pip install the project, editable, with the dev and fast extras
-	$(PYTHON) -m pip install -e '.[dev,fast]'
+install: ## pip install the project, editable, with the dev, fast and bench extras
+	$(PYTHON) -m pip install -e '.[dev,fast,bench]'
 
 lab: ## set up this machine for containers: Docker engine, Compose v2, base image
 	scripts/lab-setup.sh
@@ -85,12 +86,15 @@ integration-test: PYTEST := CHAT_IMAGES_READY=1 $(PYTEST)
 
 test: ## everything: lint, unit, e2e, integration (runs all; fails if any failed)
 	@failed=""; \
-	for t in lint unit-test e2e-test integration-test; do \
+	for t in lint unit-test e2e-test bench-smoke integration-test; do \
 		echo "==> make $$t"; \
 		$(MAKE) $$t || failed="$$failed $$t"; \
 	done; \
 	if [ -n "$$failed" ]; then echo "make test: FAILED:$$failed"; exit 1; fi; \
 	echo "make test: all suites passed"
+
+bench-smoke: ## a miniature of every benchmark (keys present, numbers finite; no timings)
+	$(call pytest_dir,tests/bench)
 
 bench: ## quick benchmarks
 	$(PYTHON) -m bench.run --quick
