@@ -33,6 +33,13 @@ LIST_PAGE_MAX_BYTES = 1200
 """Names carried by one LIST reply are capped so the datagram stays under this size."""
 
 
+# --- timers of the programs (not of the protocol) ------------------------------------------------
+PROBE_TIMEOUT_S = 2.0
+"""``chat-server --probe`` (the container healthcheck) fails if no PONG arrives within this."""
+STATS_INTERVAL_S = 5.0
+"""``chat-server -v`` logs its counters this often (when they changed)."""
+
+
 @dataclass(frozen=True, kw_only=True, slots=True)
 class Timings:
     """Timers of the protocol, in seconds. One instance is shared by a server or client core."""

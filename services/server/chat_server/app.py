@@ -11,14 +11,13 @@ import sys
 
 from chat_protocol import aio, cli
 from chat_protocol.codec import decode, encode
+from chat_protocol.const import PROBE_TIMEOUT_S, STATS_INTERVAL_S
 from chat_protocol.errors import MalformedDatagram
 from chat_protocol.events import UserJoined, UserLeft
 from chat_protocol.messages import Addr, Ping, Pong
 from chat_protocol.server import ServerCore
 
 log = logging.getLogger("chat-server")
-PROBE_TIMEOUT_S = 2.0
-STATS_INTERVAL_S = 5.0
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
