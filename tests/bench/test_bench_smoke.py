@@ -7,15 +7,15 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from testkit import in_ci
 
 ROOT = Path(__file__).resolve().parents[2]
-IN_CI = os.environ.get("CI", "").strip().lower() in {"1", "true", "yes"}
+IN_CI = in_ci()
 
 REQUIRED = [
     "lookup_per_s",

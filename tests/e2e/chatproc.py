@@ -10,7 +10,8 @@
   non-terminal path; large messages never go through a pty).
 
 Nothing here sleeps to synchronise: every wait is a condition with a deadline (pexpect ``expect``
-with a timeout, or :func:`wait_until` polling a file or a process).
+with a timeout, or :func:`wait_until` polling a file or a process). What the container suite
+(tests/integration/chatlab.py) shares with this one is in tests/testkit.py.
 """
 
 from __future__ import annotations
@@ -20,21 +21,20 @@ import os
 import re
 import signal
 import subprocess
-import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TypeVar
 
 import pexpect
-
-T = TypeVar("T")
+from testkit import ESCAPE_RE, PipedProcess, expect_eof, expect_match, tail, wait_until
 
 START_TIMEOUT_S = 10.0
 """Start-up of a Python process plus sign-in; generous for a loaded CI machine."""
 STOP_GRACE_S = 3.0
 """How long the finalizer lets a process exit on SIGTERM before it sends SIGKILL."""
 POLL_S = 0.02
+TAIL_CHARS = 1500
+"""How much of a process's output a failure message quotes."""
 
 TTY_ENV = {
     # prompt_toolkit asks the terminal for the cursor position (CPR) and waits for an answer that a
@@ -47,32 +47,6 @@ TTY_ENV = {
     "COLUMNS": "200",
     "LINES": "50",
 }
-
-
-def wait_until(
-    probe: Callable[[], T | None],
-    timeout: float,
-    what: str,
-    detail: Callable[[], str] = str,
-    interval: float = 0.02,
-) -> T:
-    """Poll ``probe`` every ``interval`` s until it returns something truthy, for ``timeout`` s."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = probe()
-        if value:
-            return value
-        if time.monotonic() >= deadline:
-            extra = detail()
-            raise AssertionError(
-                f"timed out after {timeout:.1f} s waiting for {what}"
-                + (f"\n{extra}" if extra else "")
-            )
-        time.sleep(interval)
-
-
-def tail(text: str, n: int = 1500) -> str:
-    return text if len(text) <= n else "..." + text[-n:]
 
 
 # --- processes ---------------------------------------------------------------------------------
@@ -231,7 +205,7 @@ class Server:
             lambda: rx.search(self.log()),
             timeout,
             f"server log /{pattern}/",
-            lambda: tail(self.log()),
+            lambda: tail(self.log(), TAIL_CHARS),
         )
 
     def client_addr(self, name: str, timeout: float = 5.0) -> tuple[str, int]:
@@ -245,13 +219,6 @@ class Server:
 
 # --- terminal client ---------------------------------------------------------------------------
 
-# CSI (ESC [ ... final), OSC (ESC ] ... BEL/ST), charset selection (ESC ( B) and two-byte escapes.
-_ESC_RE = re.compile(
-    r"\x1b\[(?P<params>[0-9;?<=>]*)[ -/]*(?P<final>[@-~])"
-    r"|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)"
-    r"|\x1b[()*+][0-9A-Za-z]"
-    r"|\x1b[@-Z\\-_=>]"
-)
 _MAX_ESC_LEN = 64
 
 
@@ -270,9 +237,9 @@ class ScreenFilter:
         text = self._held + chunk
         self._held = ""
         cut = text.rfind("\x1b")
-        if cut != -1 and len(text) - cut < _MAX_ESC_LEN and not _ESC_RE.match(text, cut):
+        if cut != -1 and len(text) - cut < _MAX_ESC_LEN and not ESCAPE_RE.match(text, cut):
             text, self._held = text[:cut], text[cut:]
-        return _ESC_RE.sub(_replace_escape, text)
+        return ESCAPE_RE.sub(_replace_escape, text)
 
 
 def _replace_escape(m: re.Match[str]) -> str:
@@ -328,19 +295,12 @@ class TtyClient:
     def transcript(self) -> str:
         return "".join(self.child.transcript)
 
+    def _recent(self) -> str:
+        return tail(self.transcript(), TAIL_CHARS)
+
     def expect(self, pattern: str, timeout: float = 5.0) -> re.Match[str]:
         """Wait for ``pattern`` in the output (after what earlier expects consumed)."""
-        try:
-            self.child.expect(pattern, timeout=timeout)
-        except (pexpect.TIMEOUT, pexpect.EOF) as exc:
-            what = "timed out" if isinstance(exc, pexpect.TIMEOUT) else "output ended"
-            raise AssertionError(
-                f"{self.name}: {what} waiting {timeout} s for /{pattern}/; output so far:\n"
-                + tail(self.transcript())
-            ) from None
-        match = self.child.match
-        assert isinstance(match, re.Match)
-        return match
+        return expect_match(self.child, pattern, timeout, self.name, self._recent)
 
     def wait_signed_in(self, timeout: float = START_TIMEOUT_S) -> None:
         self.expect(rf"signed in as {re.escape(self.name)}; type 'help' for commands\r?\n", timeout)
@@ -363,27 +323,17 @@ class TtyClient:
 
     def wait_exit(self, timeout: float) -> int:
         """Wait for the output to end and the process to exit; its exit status."""
-        try:
-            self.child.expect(pexpect.EOF, timeout=timeout)
-        except pexpect.TIMEOUT:
-            raise AssertionError(
-                f"{self.name}: still running after {timeout} s; output:\n" + tail(self.transcript())
-            ) from None
+        expect_eof(self.child, timeout, self.name, self._recent)
         return exit_code_of(self.child, timeout, f"chat-client {self.name}")
 
 
 # --- piped client ------------------------------------------------------------------------------
 
 
-class PipedClient:
+class PipedClient(PipedProcess):
     """``chat-client`` with stdin a pipe, stdout and stderr in files (no terminal, no prompt)."""
 
-    def __init__(self, name: str, proc: subprocess.Popen[bytes], out: Path, err: Path) -> None:
-        self.name = name
-        self.proc = proc
-        self.out_path = out
-        self.err_path = err
-        self._writers: list[threading.Thread] = []
+    tail_chars = TAIL_CHARS
 
     @classmethod
     def spawn(
@@ -405,44 +355,12 @@ class PipedClient:
                 stderr=fe,
             )
         client = cls(name, proc, out, err)
-        reaper.track(proc, f"chat-client {name} (piped)", client._both)
+        reaper.track(proc, f"chat-client {name} (piped)", client.outputs)
         return client
 
     @property
     def pid(self) -> int:
         return self.proc.pid
-
-    def feed(self, data: bytes, *, close: bool = False) -> None:
-        """Write ``data`` to stdin from a thread (a pipe holds 64 KiB; the client reads it only
-        once signed in), then close stdin if asked. Writes happen in call order."""
-        previous = self._writers[-1] if self._writers else None
-        stdin = self.proc.stdin
-        assert stdin is not None
-
-        def write() -> None:
-            if previous is not None:
-                previous.join()
-            with contextlib.suppress(BrokenPipeError, ValueError, OSError):
-                stdin.write(data)
-                stdin.flush()
-                if close:
-                    stdin.close()
-
-        t = threading.Thread(target=write, name=f"stdin-{self.name}", daemon=True)
-        t.start()
-        self._writers.append(t)
-
-    def close_input(self) -> None:
-        self.feed(b"", close=True)
-
-    def stdout(self) -> str:
-        return self.out_path.read_bytes().decode("utf-8", errors="replace")
-
-    def stderr(self) -> str:
-        return self.err_path.read_bytes().decode("utf-8", errors="replace")
-
-    def _both(self) -> str:
-        return f"stdout: {tail(self.stdout())}\nstderr: {tail(self.stderr())}"
 
     def wait_stdout(self, pattern: str, timeout: float = 5.0) -> re.Match[str]:
         rx = re.compile(pattern)
@@ -450,7 +368,7 @@ class PipedClient:
             lambda: rx.search(self.stdout()),
             timeout,
             f"{self.name} stdout /{pattern[:80]}/",
-            self._both,
+            self.outputs,
         )
 
     def wait_signed_in(self, timeout: float = START_TIMEOUT_S) -> None:
@@ -462,4 +380,4 @@ class PipedClient:
         try:
             return exit_code_of(self.proc, timeout, f"chat-client {self.name}")
         except AssertionError as exc:
-            raise AssertionError(f"{exc}\n{self._both()}") from None
+            raise AssertionError(f"{exc}\n{self.outputs()}") from None

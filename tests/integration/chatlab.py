@@ -10,7 +10,8 @@ stopped by :meth:`ComposeProject.close`. Nothing here sleeps to synchronise: wai
 pexpect ``expect`` with a timeout or :func:`wait_until` polling a condition with a deadline.
 Faults: :meth:`ComposeProject.iptables` runs iptables in a container's network namespace
 (loss, string-match counters: :meth:`ComposeProject.rule_packets`); ``disconnect``/``connect``
-partition a container.
+partition a container. What the loopback suite (tests/e2e/chatproc.py) shares with this one is
+in tests/testkit.py.
 """
 
 from __future__ import annotations
@@ -21,12 +22,13 @@ import os
 import re
 import signal
 import subprocess
-import threading
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
+
+import testkit
+from testkit import PipedProcess, expect_eof, expect_match, plain, tail
 
 if TYPE_CHECKING:
     import docker
@@ -55,22 +57,6 @@ MESSAGE_RE = re.compile(
     r"\((?P<ip>[0-9a-fA-F.:]+):(?P<port>\d+)\)(?P<mark> \[unverified\])?: (?P<text>[^\r\n]*)"
 )
 LIST_RE = r"online \((?P<total>\d+)\): (?P<names>[^\r\n\x1b]*)"
-# Terminal control sequences (CSI, OSC, two-byte escapes) left out when a transcript is parsed.
-_ESCAPE_RE = re.compile(
-    r"\x1b\[[0-9;?<=>]*[ -/]*[@-~]"  # CSI
-    r"|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)"  # OSC
-    r"|\x1b[()][0-9A-Za-z]"  # character set
-    r"|\x1b[@-Z\\-_=>]"  # two-byte escapes
-)
-
-
-def plain(text: str) -> str:
-    """A terminal transcript without escape sequences and carriage returns."""
-    return _ESCAPE_RE.sub("", text).replace("\r", "")
-
-
-def tail(text: str, n: int = 2000) -> str:
-    return text if len(text) <= n else "..." + text[-n:]
 
 
 def wait_until(
@@ -79,19 +65,8 @@ def wait_until(
     what: str,
     detail: Callable[[], str] = str,
 ) -> T:
-    """Poll ``probe`` until it returns something truthy; fail after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = probe()
-        if value:
-            return value
-        if time.monotonic() >= deadline:
-            extra = detail()
-            raise AssertionError(
-                f"timed out after {timeout:.1f} s waiting for {what}"
-                + (f"\n{extra}" if extra else "")
-            )
-        time.sleep(POLL_S)
+    """:func:`testkit.wait_until` polling every :data:`POLL_S`."""
+    return testkit.wait_until(probe, timeout, what, detail, interval=POLL_S)
 
 
 class TtyClient:
@@ -111,20 +86,11 @@ class TtyClient:
         """All output so far, without terminal escape sequences."""
         return plain(self._log.getvalue())
 
-    def expect(self, pattern: str, timeout: float = 10.0) -> re.Match[str]:
-        import pexpect
+    def _recent(self) -> str:
+        return tail(self.transcript())
 
-        try:
-            self.child.expect(pattern, timeout=timeout)
-        except (pexpect.TIMEOUT, pexpect.EOF) as exc:
-            what = "timed out" if isinstance(exc, pexpect.TIMEOUT) else "output ended"
-            raise AssertionError(
-                f"{self.name}: {what} waiting {timeout} s for /{pattern}/; output so far:\n"
-                + tail(self.transcript())
-            ) from None
-        match = self.child.match
-        assert isinstance(match, re.Match)
-        return match
+    def expect(self, pattern: str, timeout: float = 10.0) -> re.Match[str]:
+        return expect_match(self.child, pattern, timeout, self.name, self._recent)
 
     def poll(self, pattern: str) -> re.Match[str] | None:
         """The next match of ``pattern`` if it is already in the output, else None (no wait)."""
@@ -163,14 +129,7 @@ class TtyClient:
 
     def wait_exit(self, timeout: float = 10.0) -> int:
         """Wait for the output to end; the exit status of `docker compose run` (the client's)."""
-        import pexpect
-
-        try:
-            self.child.expect(pexpect.EOF, timeout=timeout)
-        except pexpect.TIMEOUT:
-            raise AssertionError(
-                f"{self.name}: still running after {timeout} s; output:\n" + tail(self.transcript())
-            ) from None
+        expect_eof(self.child, timeout, self.name, self._recent)
         self.child.close()
         if self.child.signalstatus is not None:
             return -int(self.child.signalstatus)
@@ -182,54 +141,11 @@ class TtyClient:
         return [m for m in found if sender is None or m["sender"] == sender]
 
 
-class PipedClient:
+class PipedClient(PipedProcess):
     """A client container with stdin a pipe (``docker compose run -T``): no terminal, no prompt.
 
-    stdout and stderr go to files (messages and info lines on stdout, errors on stderr), so a
-    large message never passes through a pty and a slow reader never blocks the client.
+    Messages and info lines go to the stdout file, errors to the stderr file.
     """
-
-    def __init__(self, name: str, proc: subprocess.Popen[bytes], out: Path, err: Path) -> None:
-        self.name = name
-        self.proc = proc
-        self.out_path = out
-        self.err_path = err
-        self._writers: list[threading.Thread] = []
-
-    def feed(self, data: bytes, *, close: bool = False) -> None:
-        """Write ``data`` to stdin from a thread (the client reads it only once signed in, and a
-        pipe holds 64 KiB), then close stdin if asked. Writes happen in call order."""
-        previous = self._writers[-1] if self._writers else None
-        stdin = self.proc.stdin
-        assert stdin is not None
-
-        def write() -> None:
-            if previous is not None:
-                previous.join()
-            with contextlib.suppress(BrokenPipeError, ValueError, OSError):
-                stdin.write(data)
-                stdin.flush()
-                if close:
-                    stdin.close()
-
-        t = threading.Thread(target=write, name=f"stdin-{self.name}", daemon=True)
-        t.start()
-        self._writers.append(t)
-
-    def close_input(self) -> None:
-        self.feed(b"", close=True)
-
-    def stdout(self) -> str:
-        return self.out_path.read_bytes().decode("utf-8", errors="replace")
-
-    def stderr(self) -> str:
-        return self.err_path.read_bytes().decode("utf-8", errors="replace")
-
-    def outputs(self) -> str:
-        return (
-            f"{self.name} stdout:\n{tail(self.stdout())}\n"
-            f"{self.name} stderr:\n{tail(self.stderr())}"
-        )
 
     def wait_stdout(self, pattern: str, timeout: float = 10.0) -> re.Match[str]:
         rx = re.compile(pattern)

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 import pytest
 from chatlab import IMAGE_PREFIX, ROOT, UP_TIMEOUT_S, ComposeProject
+from testkit import unavailable
 
 if TYPE_CHECKING:
     import docker
@@ -35,15 +36,9 @@ HERE = Path(__file__).resolve().parent
 # A module-level `pytestmark` does not reach tests from a conftest: the hook below marks them.
 
 
-def _in_ci() -> bool:
-    return os.environ.get("CI", "").strip().lower() in {"1", "true", "yes"}
-
-
 def _unavailable(reason: str) -> NoReturn:
     """Skip, or fail under CI=true, where a missing lab must not pass unnoticed."""
-    if _in_ci():
-        pytest.fail(f"{reason} (CI=true: integration tests must run)", pytrace=False)
-    pytest.skip(reason)
+    unavailable(reason, "integration tests")
 
 
 def _last_line(text: str) -> str:
