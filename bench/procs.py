@@ -192,15 +192,16 @@ def _wait_listening(
 
 
 @contextlib.contextmanager
-def chat_server(
-    loop: str = "uvloop", host: str = "127.0.0.1", cpu: int | None = None
+def _logged_server(
+    argv: list[str], name: str, pattern: re.Pattern[str], loop: str, host: str, cpu: int | None
 ) -> Iterator[Server]:
-    """The real chat-server (``python -m chat_server``) on a free port; stderr goes to a file."""
-    with tempfile.TemporaryDirectory(prefix="bench-server-") as tmp:
-        log = Path(tmp) / "server.log"
+    """``argv`` on ``loop`` with stdout and stderr in a log file, once it has logged ``pattern``
+    (groups: host, port, loop); stopped on exit from the block."""
+    with tempfile.TemporaryDirectory(prefix=f"bench-{name}-") as tmp:
+        log = Path(tmp) / f"{name}.log"
         with open(log, "wb") as fh:
             proc = subprocess.Popen(
-                [PY, "-m", "chat_server", "-sp", "0", "--host", host],
+                argv,
                 stdin=subprocess.DEVNULL,
                 stdout=fh,
                 stderr=fh,
@@ -208,12 +209,22 @@ def chat_server(
                 preexec_fn=pinned(cpu),
             )
         try:
-            m = _wait_listening(proc, log, _LISTEN_RE)
+            m = _wait_listening(proc, log, pattern)
             yield Server(
                 proc=proc, host=host, port=int(m.group(2)), loop=m.group(3) or loop, log_path=log
             )
         finally:
             stop(proc)
+
+
+@contextlib.contextmanager
+def chat_server(
+    loop: str = "uvloop", host: str = "127.0.0.1", cpu: int | None = None
+) -> Iterator[Server]:
+    """The real chat-server (``python -m chat_server``) on a free port; stderr goes to a file."""
+    argv = [PY, "-m", "chat_server", "-sp", "0", "--host", host]
+    with _logged_server(argv, "server", _LISTEN_RE, loop, host, cpu) as server:
+        yield server
 
 
 _ECHO_RE = re.compile(r"echo listening on ([0-9.]+):(\d+) \((\w+)\)")
@@ -224,22 +235,9 @@ def echo_server(
     loop: str = "uvloop", host: str = "127.0.0.1", cpu: int | None = None
 ) -> Iterator[Server]:
     """The echo-ceiling server (bench.echo_server) on ``loop``."""
-    with tempfile.TemporaryDirectory(prefix="bench-echo-") as tmp:
-        log = Path(tmp) / "echo.log"
-        with open(log, "wb") as fh:
-            proc = subprocess.Popen(
-                [PY, "-m", "bench.echo_server", "--host", host],
-                stdin=subprocess.DEVNULL,
-                stdout=fh,
-                stderr=fh,
-                env=loop_env(loop),
-                preexec_fn=pinned(cpu),
-            )
-        try:
-            m = _wait_listening(proc, log, _ECHO_RE)
-            yield Server(proc=proc, host=host, port=int(m.group(2)), loop=m.group(3), log_path=log)
-        finally:
-            stop(proc)
+    argv = [PY, "-m", "bench.echo_server", "--host", host]
+    with _logged_server(argv, "echo", _ECHO_RE, loop, host, cpu) as server:
+        yield server
 
 
 @contextlib.contextmanager

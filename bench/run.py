@@ -262,37 +262,22 @@ class Bench:
     def p2p(
         self, prefix: list[str], *, pings: int, bulk_reps: int, warmup: int = 50
     ) -> dict[str, Any]:
-        return procs.run_json(
-            [
-                *prefix,
-                procs.PY,
-                "-m",
-                "bench.p2p",
-                "--pings",
-                str(pings),
-                "--warmup",
-                str(warmup),
-                "--bulk-bytes",
-                str(self.plan.bulk_bytes),
-                "--bulk-reps",
-                str(bulk_reps),
-                "--loop",
-                self.loop,
-            ],
-            timeout_s=120 + bulk_reps * 30,
-            loop=self.loop,
-        )
+        argv = [*prefix, procs.PY, "-m", "bench.p2p", "--loop", self.loop]
+        return self._pings_and_bulk(argv, pings, bulk_reps, warmup, loop=self.loop)
 
     def enet(
         self, prefix: list[str], *, pings: int, bulk_reps: int, warmup: int = 50
     ) -> dict[str, Any]:
+        argv = [*prefix, procs.PY, "-m", "bench.baselines", "enet"]
+        return self._pings_and_bulk(argv, pings, bulk_reps, warmup)
+
+    def _pings_and_bulk(
+        self, argv: list[str], pings: int, bulk_reps: int, warmup: int, loop: str = "uvloop"
+    ) -> dict[str, Any]:
+        """``argv`` (bench.p2p or the ENet baseline) with the options both take."""
         return procs.run_json(
             [
-                *prefix,
-                procs.PY,
-                "-m",
-                "bench.baselines",
-                "enet",
+                *argv,
                 "--pings",
                 str(pings),
                 "--warmup",
@@ -303,6 +288,7 @@ class Bench:
                 str(bulk_reps),
             ],
             timeout_s=120 + bulk_reps * 30,
+            loop=loop,
         )
 
     def messages(self) -> None:
