@@ -54,8 +54,6 @@ DATA_FIXED = struct.Struct("!IIIIII")  # session, stream, base, seq, offset, tot
 ACK_FIXED = struct.Struct("!IIIBB")  # session, stream, seq, complete, range count
 ACK_OVERHEAD_BYTES = HEADER.size + ACK_FIXED.size
 RANGE = struct.Struct("!II")
-DATA_OVERHEAD_BYTES = HEADER.size + DATA_FIXED.size + 1
-"""Bytes of a DATA datagram besides the sender name and the payload."""
 
 
 class _Reader:
@@ -72,9 +70,6 @@ class _Reader:
         out = self._data[self._pos : end]
         self._pos = end
         return out
-
-    def unpack(self, st: struct.Struct) -> tuple[int, ...]:
-        return st.unpack(self.take(st.size))
 
     def u8(self) -> int:
         return self.take(1)[0]

@@ -65,8 +65,6 @@ class Timings:
     """Backoff doubles the timeout per retransmission, up to this cap."""
     delivery_timeout_s: float = 10.0
     """A message whose peer acknowledged nothing for this long is reported as not delivered."""
-    ack_delay_s: float = 0.0
-    """Receivers acknowledge at once (datagrams received in one batch share one ACK)."""
     verify_cache_s: float = 60.0
     """A verified (sender name, address) pair is trusted this long before it is looked up again."""
     shutdown_copies: int = 3
