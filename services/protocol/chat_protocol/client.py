@@ -144,7 +144,7 @@ class ClientCore:
         self._next_handle = 1
         self._next_stream = 1
         self._outbound: OrderedDict[Addr, Outbound] = OrderedDict()
-        self._inbound: OrderedDict[Addr, Inbound] = OrderedDict()
+        self._inbound: OrderedDict[tuple[Addr, int], Inbound] = OrderedDict()
         self._retired: OrderedDict[tuple[Addr, int], None] = OrderedDict()
         self._verified: dict[tuple[str, Addr], tuple[bool, float]] = {}
         """(sender key, address) -> (directory agrees, until when that answer is trusted)."""
@@ -483,22 +483,23 @@ class ClientCore:
     def _on_data(self, d: Data, size: int, addr: Addr, now: float) -> None:
         if not self.online:
             return
-        ib = self._inbound.get(addr)
-        if ib is None or ib.session != d.session:
-            if (addr, d.session) in self._retired:
+        # Keyed by (address, session), not address alone: a datagram with a forged source
+        # address and a made-up session must not displace the real sender's state.
+        key = (addr, d.session)
+        ib = self._inbound.get(key)
+        if ib is None:
+            if key in self._retired:
                 self._stats.rejected_chunks += 1
                 return
-            if ib is not None:
-                self._retire(ib)
             ib = Inbound(
                 addr=addr, sender=d.sender, session=d.session, stream=d.stream, base=d.base
             )
-            self._inbound[addr] = ib
+            self._inbound[key] = ib
             if len(self._inbound) > MAX_PEERS_TRACKED:
                 _, oldest = self._inbound.popitem(last=False)
                 self._retire(oldest)
         else:
-            self._inbound.move_to_end(addr)
+            self._inbound.move_to_end(key)
         before = ib.duplicates
         try:
             texts = ib.on_data(d, size, now)
