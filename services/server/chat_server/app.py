@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import logging
 import os
 import signal
@@ -18,6 +19,7 @@ from chat_protocol.messages import Addr, Ping, Pong
 from chat_protocol.server import ServerCore
 
 log = logging.getLogger("chat-server")
+GC_THRESHOLD_OBJECTS = 50_000
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -150,4 +152,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.probe:
         host = "127.0.0.1" if args.host == "0.0.0.0" else args.host
         return aio.run(probe(host, args.port))
+    # Requests allocate short-lived, acyclic objects (freed by reference counting); a large
+    # directory is long-lived. Collect cycles rarely, and never re-scan what start-up made.
+    gc.freeze()
+    gc.set_threshold(GC_THRESHOLD_OBJECTS, 50, 1000)
     return aio.run(serve(args.host, args.port))
