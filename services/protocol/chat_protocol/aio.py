@@ -61,7 +61,6 @@ class DatagramShell(asyncio.DatagramProtocol):
         self.transport: asyncio.DatagramTransport | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
-        self.send_errors = 0
 
     def now(self) -> float:
         return self.loop.time()
@@ -78,8 +77,7 @@ class DatagramShell(asyncio.DatagramProtocol):
         self.pump()
 
     def error_received(self, exc: Exception) -> None:
-        # ICMP errors (a peer's port closed) surface here; the protocol's timers handle them.
-        self.send_errors += 1
+        """ICMP errors (a peer's port closed) surface here; the protocol's timers handle them."""
 
     # -- plumbing --
 

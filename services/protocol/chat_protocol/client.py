@@ -28,7 +28,13 @@ from dataclasses import dataclass, field
 from enum import Enum
 
 from chat_protocol.codec import decode, encode
-from chat_protocol.const import DEFAULT_TIMINGS, MAX_MESSAGE_BYTES, MAX_PEERS_TRACKED, Timings
+from chat_protocol.const import (
+    DEFAULT_TIMINGS,
+    MAX_MESSAGE_BYTES,
+    MAX_PEERS_TRACKED,
+    MIN_HEARTBEAT_INTERVAL_S,
+    Timings,
+)
 from chat_protocol.counters import Counters
 from chat_protocol.errors import MalformedDatagram, UsageError
 from chat_protocol.events import (
@@ -329,6 +335,10 @@ class ClientCore:
         # Once signed in, a request fails only when the server would be declared lost anyway.
         return self._server_timeout_s()
 
+    def _set_heartbeat(self, ms: int) -> None:
+        """Adopt the interval the server advertises (never below a floor, whatever it says)."""
+        self._heartbeat_s = max(ms / 1000, MIN_HEARTBEAT_INTERVAL_S)
+
     def _server_timeout_s(self) -> float:
         factor = self.timings.server_timeout_s / self.timings.heartbeat_interval_s
         return max(self.timings.server_timeout_s, self._heartbeat_s * factor)
@@ -362,7 +372,7 @@ class ClientCore:
                 return
             self._last_from_server = now
             if isinstance(msg, HeartbeatAck):
-                self._heartbeat_s = max(msg.heartbeat_ms / 1000, 0.05)
+                self._set_heartbeat(msg.heartbeat_ms)
                 self._next_heartbeat = self._heartbeat_sent + self._heartbeat_s
             elif isinstance(msg, Shutdown):
                 self._gone(
@@ -386,7 +396,7 @@ class ClientCore:
         self._last_from_server = now
         if isinstance(msg, Welcome) and req.kind == "hello":
             self._token = msg.token
-            self._heartbeat_s = msg.heartbeat_ms / 1000
+            self._set_heartbeat(msg.heartbeat_ms)
             self._heartbeat_sent = now
             self._next_heartbeat = now + self._heartbeat_s
             self.state = State.ONLINE
@@ -441,15 +451,14 @@ class ClientCore:
         """Hand looked-up sends to the transfer layer in the order the user issued them."""
         while self._sends and self._sends[0].looked_up:
             ps = self._sends.popleft()
-            if ps.error or ps.addr is None:
-                reason = ps.error or "no such user"
-                self._events.append(SendFailed(handle=ps.handle, to=ps.to, reason=reason))
+            if ps.addr is None:  # not found, or the lookup failed: ``error`` says which
+                self._events.append(SendFailed(handle=ps.handle, to=ps.to, reason=ps.error))
                 continue
-            self._outbound_for(ps.addr, now).enqueue(
+            self._outbound_for(ps.addr).enqueue(
                 handle=ps.handle, to=ps.canonical or ps.to, payload=ps.payload, now=now
             )
 
-    def _outbound_for(self, addr: Addr, now: float) -> Outbound:
+    def _outbound_for(self, addr: Addr) -> Outbound:
         ob = self._outbound.get(addr)
         if ob is None:
             ob = Outbound(

@@ -33,6 +33,9 @@ LIST_PAGE_MAX_BYTES = 1200
 """Names carried by one LIST reply are capped so the datagram stays under this size."""
 
 
+MIN_HEARTBEAT_INTERVAL_S = 0.05
+"""A client never heartbeats faster than this, whatever interval a server advertises."""
+
 # --- timers of the programs (not of the protocol) ------------------------------------------------
 PROBE_TIMEOUT_S = 2.0
 """``chat-server --probe`` (the container healthcheck) fails if no PONG arrives within this."""

@@ -94,7 +94,6 @@ class Outbound:
         self.rttvar = 0.0
         self.rto = timings.retransmit_initial_s
         self.last_progress = 0.0
-        self.last_used = 0.0
         self.retransmissions = 0
 
     # -- queueing --
@@ -116,7 +115,6 @@ class Outbound:
             )
         )
         self.next_seq += 1
-        self.last_used = now
 
     @property
     def pending(self) -> int:
@@ -331,7 +329,6 @@ class Inbound:
         self.buffered = 0
         self.pending_acks: dict[int, int] = {}
         """seq -> size of the largest datagram that asked for this ACK (amplification bound)."""
-        self.last_heard = 0.0
         self.duplicates = 0
 
     def on_data(self, d: Data, size: int, now: float) -> list[bytes]:
@@ -342,7 +339,6 @@ class Inbound:
             CHUNK_PAYLOAD_BYTES, d.total - d.offset
         ):
             raise ChunkRejected("chunk not aligned")
-        self.last_heard = now
         if d.stream < self.stream:
             raise ChunkRejected("stale stream")
         if d.stream > self.stream:
