@@ -1,6 +1,6 @@
 """The echo ceiling: the smallest UDP server on the same event loop as chat-server.
 
-A DatagramProtocol that sends every datagram back, run by :func:`chat_protocol.aio.run` (uvloop
+A DatagramProtocol that sends every datagram back, run by :func:`chat_shell.aio.run` (uvloop
 when installed, plain asyncio with ``CHAT_NO_UVLOOP=1``), exactly as the chat-server is run. The
 lookup load generator hits it like the real server: what it reaches is the most any Python UDP
 server on this loop can answer, so lookups per second are reported as a fraction of it.
@@ -14,7 +14,7 @@ import signal
 import sys
 from typing import Any, cast
 
-from chat_protocol import aio
+from chat_shell import aio
 
 
 class Echo(asyncio.DatagramProtocol):

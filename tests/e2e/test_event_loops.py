@@ -11,10 +11,10 @@ import pytest
 
 from chat_client.app import ClientShell
 from chat_client.ui import Output
-from chat_protocol import aio
 from chat_protocol.client import ClientCore
 from chat_protocol.server import ServerCore
 from chat_server.app import ServerShell
+from chat_shell import aio
 
 pytestmark = pytest.mark.e2e
 WAIT_S = 10.0

@@ -12,7 +12,6 @@ from typing import Any
 
 from chat_client.commands import HELP, Command, parse_command
 from chat_client.ui import LineInput, Output, open_input
-from chat_protocol import aio, cli
 from chat_protocol.client import ClientCore
 from chat_protocol.errors import UsageError
 from chat_protocol.events import (
@@ -29,6 +28,7 @@ from chat_protocol.events import (
 )
 from chat_protocol.messages import Addr
 from chat_protocol.names import NAME_RULE, is_valid_name
+from chat_shell import aio, cli
 
 log = logging.getLogger("chat-client")
 

@@ -10,13 +10,13 @@ import os
 import signal
 import sys
 
-from chat_protocol import aio, cli
 from chat_protocol.codec import decode, encode
 from chat_protocol.const import PROBE_TIMEOUT_S, STATS_INTERVAL_S
 from chat_protocol.errors import MalformedDatagram
 from chat_protocol.events import UserJoined, UserLeft
 from chat_protocol.messages import Addr, Ping, Pong
 from chat_protocol.server import ServerCore
+from chat_shell import aio, cli
 
 log = logging.getLogger("chat-server")
 GC_THRESHOLD_OBJECTS = 50_000
