@@ -72,6 +72,10 @@ lint: ## ruff and mypy (both run; fails if either failed)
 unit-test: ## unit tests (no network)
 	$(call pytest_dir,tests/unit)
 
+.PHONY: fuzz
+fuzz: ## unit tests, many random hypothesis examples (PYTEST_ARGS=--hypothesis-seed=N replays)
+	$(PYTEST) tests/unit --hypothesis-profile=fuzz $(PYTEST_ARGS)
+
 e2e-test: ## end-to-end tests: real processes on loopback
 	$(call pytest_dir,tests/e2e)
 
