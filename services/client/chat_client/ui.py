@@ -2,30 +2,57 @@
 
 On a terminal, prompt_toolkit reads lines and keeps the prompt and the half-typed line intact while
 messages are printed above it. From a pipe or a file, a reader thread feeds lines of any length.
+
+Everything a peer chose is drawn through :mod:`chat_client.render`: escaped, and with every row of
+a message after its first marked as a continuation, wrapped to the width of the terminal when the
+output is one. Unexpected exceptions reach the user as one line (:func:`install_excepthooks`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import stat
 import sys
+import threading
 from collections.abc import AsyncIterator
-from typing import Protocol
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Protocol, TextIO
 
+from chat_client.render import render_lines, render_message
 from chat_protocol.const import MAX_MESSAGE_BYTES
 from chat_protocol.messages import Addr
 
+if TYPE_CHECKING:
+    from prompt_toolkit.output import Output as PtOutput
+
 PROMPT = "+> "
 MAX_LINE_BYTES = MAX_MESSAGE_BYTES + 1024
-_CONTROL = {c: f"\\x{c:02x}" for c in range(32) if c not in (9,)}
-_CONTROL[127] = "\\x7f"
+FALLBACK_COLUMNS = 80
+"""The width assumed for a terminal that reports none (some ``docker run -t`` set-ups say 0)."""
+NO_AUTOWRAP, AUTOWRAP = "\x1b[?7l", "\x1b[?7h"
+"""DECAWM off/on. Rows already fit the width; should the terminal count a character wider than
+:func:`chat_client.render.cell_width` does, the row is cut at the right edge instead of wrapping
+to column 0, where it could read as another line."""
+
+log = logging.getLogger("chat-client")
 
 
-def printable(text: str) -> str:
-    """Escape control characters so a peer cannot move the cursor or clear the screen."""
-    return text.translate(_CONTROL)
+def terminal_width(stream: TextIO) -> int | None:
+    """The columns of the terminal ``stream`` writes to, or None if it is not a terminal."""
+    try:
+        fd = stream.fileno()
+        if not os.isatty(fd):
+            return None
+    except (AttributeError, ValueError, OSError):
+        return None
+    try:
+        columns = os.get_terminal_size(fd).columns
+    except OSError:
+        return FALLBACK_COLUMNS
+    return columns if columns > 0 else FALLBACK_COLUMNS
 
 
 class Output:
@@ -34,18 +61,68 @@ class Output:
 
     def _write(self, line: str, *, err: bool = False) -> None:
         stream = sys.stderr if err and not self.interactive else sys.stdout
-        stream.write(line + "\n")
+        try:
+            stream.write(line + "\n")
+        except UnicodeEncodeError:
+            # A terminal that is not UTF-8: what it cannot show becomes '?'.
+            encoding = getattr(stream, "encoding", None) or "ascii"
+            stream.write((line + "\n").encode(encoding, "replace").decode(encoding))
         stream.flush()
 
     def info(self, text: str) -> None:
-        self._write(text)
+        self._write(render_lines(text))
 
     def error(self, text: str) -> None:
-        self._write(f"error: {text}", err=True)
+        self._write(render_lines(f"error: {text}"), err=True)
 
-    def message(self, sender: str, addr: Addr, text: str, *, verified: bool) -> None:
+    def message(self, sender: str, addr: Addr, text: str, *, verified: bool = True) -> None:
+        """``alice (172.18.0.3:40211): hello``; escaped, wrapped and marked by
+        :func:`chat_client.render.render_message`."""
         who, mark = (sender, "") if verified else (f"{sender}?", " [unverified]")
-        self._write(f"{who} ({addr[0]}:{addr[1]}){mark}: {printable(text)}")
+        width = terminal_width(sys.stdout)
+        shown = "\n".join(render_message(f"{who} ({addr[0]}:{addr[1]}){mark}", text, width))
+        if width is not None and os.environ.get("TERM") != "dumb":
+            shown = NO_AUTOWRAP + shown + AUTOWRAP
+        self._write(shown)
+
+
+def install_excepthooks(out: Output, loop: asyncio.AbstractEventLoop | None = None) -> None:
+    """Show an unexpected exception as ``error: internal error (TYPE); see --verbose``.
+
+    Covers exceptions that end the program (``sys.excepthook``), end a thread
+    (``threading.excepthook``) or are caught by the event loop (``loop`` or the running loop:
+    a failed callback, a task nobody awaited). The traceback goes to the ``chat-client`` logger at
+    DEBUG level, which only ``-v`` shows.
+    """
+
+    def report(exc: BaseException) -> None:
+        try:
+            log.debug("internal error", exc_info=exc)
+            out.error(f"internal error ({type(exc).__name__}); see --verbose")
+        except BaseException:  # a hook must not raise: fd 2 is the last resort
+            with contextlib.suppress(BaseException):
+                os.write(2, b"error: internal error; see --verbose\n")
+
+    def program_hook(
+        exc_type: type[BaseException], exc: BaseException, tb: TracebackType | None
+    ) -> None:
+        if not isinstance(exc, KeyboardInterrupt):
+            report(exc.with_traceback(tb))
+
+    def thread_hook(args: threading.ExceptHookArgs) -> None:
+        if args.exc_value is not None and not isinstance(args.exc_value, SystemExit):
+            report(args.exc_value.with_traceback(args.exc_traceback))
+
+    def loop_handler(_loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        exc = context.get("exception")
+        if isinstance(exc, BaseException):
+            report(exc)
+        else:
+            log.debug("event loop: %s", context.get("message"))
+
+    sys.excepthook = program_hook
+    threading.excepthook = thread_hook
+    (loop or asyncio.get_running_loop()).set_exception_handler(loop_handler)
 
 
 class LineInput(Protocol):
@@ -109,12 +186,30 @@ class TerminalInput:
             return None
 
 
+def _output_without_cpr() -> PtOutput:
+    """prompt_toolkit's output for this terminal, told never to ask for the cursor position.
+
+    By default prompt_toolkit sends a cursor position request (CPR, ``ESC [ 6 n``) on each render
+    and, when no answer comes within 2 s (pexpect, some ``docker compose run`` set-ups), prints
+    "WARNING: your terminal doesn't support cursor position requests (CPR)". A prompt on one line
+    does not need the answer (it only sizes menus that drop below the cursor).
+    """
+    from prompt_toolkit.output import create_output
+    from prompt_toolkit.output.vt100 import Vt100_Output
+
+    output = create_output()
+    if isinstance(output, Vt100_Output):
+        output.enable_cpr = False
+    return output
+
+
 @contextlib.asynccontextmanager
 async def open_input(out: Output) -> AsyncIterator[LineInput]:
     if not out.interactive:
         yield await PipeInput.open()
         return
+    from prompt_toolkit.application import create_app_session
     from prompt_toolkit.patch_stdout import patch_stdout
 
-    with patch_stdout(raw=True):
+    with create_app_session(output=_output_without_cpr()), patch_stdout(raw=True):
         yield TerminalInput()
