@@ -34,7 +34,7 @@ def _per_datagram(core: ServerCore, datagrams: list[bytes], now: float) -> float
     for i, data in enumerate(datagrams):
         core.receive_datagram(data, _addr(i), now)
         core.events()
-        core.datagrams_to_send()
+        core.datagrams_to_send(0.0)
         core.next_timer()
     return (time.perf_counter() - t0) / len(datagrams)
 
@@ -47,7 +47,7 @@ def server_costs(users: int) -> dict[str, float]:
     for i in range(users):
         core.receive_datagram(encode(Hello(req_id=i + 1, name=f"u{i}")), _addr(i), now)
         core.events()
-        ((data, _),) = core.datagrams_to_send()
+        ((data, _),) = core.datagrams_to_send(0.0)
         welcome = decode(data)
         assert isinstance(welcome, Welcome)
         tokens.append(welcome.token)
@@ -65,7 +65,7 @@ def server_costs(users: int) -> dict[str, float]:
     # (the user heartbeated since). Make all of them due at once and time the sweep.
     for i in range(users):
         core.receive_datagram(heartbeats[i], _addr(i), now + 5.0)
-    core.datagrams_to_send()
+    core.datagrams_to_send(0.0)
     due = core.next_timer()
     assert due is not None
     t0 = time.perf_counter()
@@ -105,7 +105,7 @@ class _Net:
         events: list[Any] = []
         moved = True
         while moved:
-            out = self.server.datagrams_to_send()
+            out = self.server.datagrams_to_send(self.now)
             self.server.events()
             moved = bool(out)
             self._deliver(out, SERVER)
@@ -130,7 +130,7 @@ def client_costs(messages: int, bulk_bytes: int, bulk_reps: int) -> dict[str, fl
             if isinstance(ev, MessageDelivered) and ev.handle == h:
                 return
             if isinstance(ev, SendFailed):
-                raise RuntimeError(ev.reason)
+                raise RuntimeError(ev.reason.value)
         raise RuntimeError("not delivered in one pass")
 
     for i in range(20):

@@ -57,7 +57,7 @@ def measure(
                 )
                 t1 = a.now()
                 if isinstance(ev, SendFailed):
-                    raise RuntimeError(f"message not delivered: {ev.reason}")
+                    raise RuntimeError(f"message not delivered: {ev.reason.value}")
                 data_at = a.first_peer_send_at if a.first_peer_send_at is not None else t0
                 return t1 - t0, t1 - data_at
 

@@ -101,7 +101,7 @@ class SyncPeer:
         self.pump()
         ev = self.run_until(lambda e: isinstance(e, SignedIn | SignInFailed), timeout_s)
         if isinstance(ev, SignInFailed):
-            raise RuntimeError(f"sign-in failed: {ev.reason}")
+            raise RuntimeError(f"sign-in failed: {ev.failure.value}")
 
     def close(self, timeout_s: float = 2.0) -> None:
         try:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import heapq
 import itertools
 import random
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -21,7 +22,11 @@ from chat_protocol.server import ServerCore
 
 
 class Node(Protocol):
+    """The interface every core offers its shell (chat_shell.aio.Core)."""
+
     def receive_datagram(self, data: bytes, addr: Addr, now: float) -> None: ...
+    def datagrams_to_send(self, now: float) -> list[tuple[bytes, Addr]]: ...
+    def events(self) -> Sequence[object]: ...
     def next_timer(self) -> float | None: ...
     def handle_timer(self, now: float) -> None: ...
 
@@ -49,12 +54,15 @@ class FakeNetwork:
         self.rng = random.Random(seed)
         self.link = link or Link()
         self.now = 1000.0
-        self.nodes: dict[Addr, ServerCore | ClientCore] = {}
+        self.nodes: dict[Addr, Node] = {}
         self.down: set[Addr] = set()
         self.partitioned: set[Addr] = set()
+        self.blocked: set[tuple[Addr, Addr]] = set()
+        """(source, destination) pairs whose datagrams are dropped (one direction only)."""
         self._wire: list[_InFlight] = []
         self._order = itertools.count()
         self.client_events: dict[Addr, list[ClientEvent]] = {}
+        self.events: dict[Addr, list[object]] = {}
         self.server_events: list[ServerEvent] = []
         self.sent = 0
         self.dropped = 0
@@ -65,12 +73,17 @@ class FakeNetwork:
 
     def add_server(self, addr: Addr, timings: Timings) -> ServerCore:
         core = ServerCore(timings=timings, random_bytes=self.random_bytes)
-        self.nodes[addr] = core
+        self.add_node(addr, core)
         return core
+
+    def add_node(self, addr: Addr, node: Node) -> None:
+        """Any core (a hostile one in a test, too) at ``addr``."""
+        self.nodes[addr] = node
+        self.events[addr] = []
 
     def add_client(self, name: str, addr: Addr, server: Addr, timings: Timings) -> ClientCore:
         core = ClientCore(name=name, server=server, timings=timings, random_bytes=self.random_bytes)
-        self.nodes[addr] = core
+        self.add_node(addr, core)
         self.client_events[addr] = []
         core.connect(self.now)
         self.flush()
@@ -81,20 +94,31 @@ class FakeNetwork:
         for addr, node in self.nodes.items():
             if addr in self.down:
                 continue
+            # Events first, then datagrams: the order the asyncio shell keeps (a message is shown
+            # before its acknowledgement leaves).
             if isinstance(node, ServerCore):
-                out = node.datagrams_to_send()
-                self.server_events.extend(node.events())
+                server_events = node.events()
+                self.server_events.extend(server_events)
+                self.events[addr].extend(server_events)
+            elif isinstance(node, ClientCore):
+                client_events = node.events()
+                self.client_events[addr].extend(client_events)
+                self.events[addr].extend(client_events)
             else:
-                out = node.datagrams_to_send(self.now)
-                self.client_events[addr].extend(node.events())
-            for data, dst in out:
+                self.events[addr].extend(node.events())
+            for data, dst in node.datagrams_to_send(self.now):
                 self._transmit(data, addr, dst)
 
     def _transmit(self, data: bytes, src: Addr, dst: Addr) -> None:
         self.sent += 1
         self.trace.append((src, dst, data))
         link = self.link
-        if self.rng.random() < link.loss or src in self.partitioned or dst in self.partitioned:
+        if (
+            self.rng.random() < link.loss
+            or src in self.partitioned
+            or dst in self.partitioned
+            or (src, dst) in self.blocked
+        ):
             self.dropped += 1
             return
         copies = 2 if self.rng.random() < link.duplicate else 1
@@ -136,9 +160,8 @@ class FakeNetwork:
             if self.now >= end:
                 break
 
-    def run_until(self, cond: object, timeout_s: float) -> bool:
+    def run_until(self, cond: Callable[[], object], timeout_s: float) -> bool:
         end = self.now + timeout_s
-        assert callable(cond)
         while not cond():
             if not self.step() or self.now >= end:
                 return bool(cond())

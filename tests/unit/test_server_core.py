@@ -45,7 +45,7 @@ class Harness:
 
     def ask(self, msg: Message, addr: Addr) -> list[tuple[Message, Addr]]:
         self.core.receive_datagram(encode(msg), addr, self.now)
-        return [(decode(d), a) for d, a in self.core.datagrams_to_send()]
+        return [(decode(d), a) for d, a in self.core.datagrams_to_send(self.now)]
 
     def sign_in(self, name: str, addr: Addr, req_id: int = 7) -> bytes:
         [(reply, to)] = self.ask(Hello(req_id=req_id, name=name), addr)
@@ -119,7 +119,7 @@ def test_malformed_and_unexpected_datagrams_are_counted_not_fatal() -> None:
         A,
         0.0,
     )
-    assert h.core.datagrams_to_send() == []
+    assert h.core.datagrams_to_send(h.now) == []
     assert h.core.stats.malformed == 1 and h.core.stats.unexpected == 1
 
 
@@ -156,7 +156,7 @@ def test_list_pages_cover_everyone_once_and_fit_a_datagram() -> None:
         h.core.receive_datagram(
             encode(ListUsers(token=tokens[0], req_id=1, after=after)), ("10.1.0.1", 1000), 0.0
         )
-        [(raw, _)] = h.core.datagrams_to_send()
+        [(raw, _)] = h.core.datagrams_to_send(h.now)
         assert len(raw) <= LIST_PAGE_MAX_BYTES
         page = decode(raw)
         assert isinstance(page, ListReply) and page.total == 300
@@ -171,7 +171,7 @@ def test_shutdown_notifies_every_user_with_their_token() -> None:
     h = Harness()
     ta, tb = h.sign_in("alice", A), h.sign_in("bob", B)
     h.core.shutdown()
-    out = [(decode(d), a) for d, a in h.core.datagrams_to_send()]
+    out = [(decode(d), a) for d, a in h.core.datagrams_to_send(h.now)]
     assert out.count((Shutdown(token=ta), A)) == T.shutdown_copies
     assert out.count((Shutdown(token=tb), B)) == T.shutdown_copies
 
@@ -180,7 +180,7 @@ def test_ping_needs_no_sign_in_and_reply_is_smaller() -> None:
     h = Harness()
     h.sign_in("alice", A)
     h.core.receive_datagram(encode(Ping(nonce=42)), C, 0.0)
-    [(raw, to)] = h.core.datagrams_to_send()
+    [(raw, to)] = h.core.datagrams_to_send(h.now)
     assert decode(raw) == Pong(nonce=42, users=1) and to == C
     assert len(raw) <= len(encode(Ping(nonce=42)))
 
@@ -192,6 +192,6 @@ def test_heartbeat_interval_stretches_with_directory_size(users: int) -> None:
         h.core.receive_datagram(
             encode(Hello(req_id=1, name=f"u{i}")), (f"10.{i >> 16}.{(i >> 8) & 255}.1", i & 255), 0
         )
-    h.core.datagrams_to_send()
+    h.core.datagrams_to_send(h.now)
     expected = max(T.heartbeat_interval_s, users / 10_000)
     assert h.core.heartbeat_interval_s() == pytest.approx(expected)

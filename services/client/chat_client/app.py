@@ -11,14 +11,15 @@ import sys
 from typing import Any
 
 from chat_client.commands import HELP, Command, parse_command
+from chat_client.exits import ExitCode, exit_code
 from chat_client.ui import LineInput, Output, open_input
+from chat_client.words import ended_text, fail_text, sign_in_failed_text
 from chat_protocol.client import ClientCore
 from chat_protocol.errors import UsageError
 from chat_protocol.events import (
     ClientEvent,
-    ExitCode,
+    ListFailed,
     MessageReceived,
-    RequestFailed,
     SendFailed,
     ServerGone,
     SignedIn,
@@ -26,7 +27,6 @@ from chat_protocol.events import (
     SignInFailed,
     UserList,
 )
-from chat_protocol.messages import Addr
 from chat_protocol.names import NAME_RULE, is_valid_name
 from chat_shell import aio, cli
 
@@ -57,7 +57,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-class ClientShell(aio.DatagramShell):
+class ClientShell(aio.DatagramShell[ClientEvent]):
     core: ClientCore
 
     def __init__(self, core: ClientCore, out: Output) -> None:
@@ -67,42 +67,32 @@ class ClientShell(aio.DatagramShell):
         self.finished: asyncio.Future[ExitCode] = self.loop.create_future()
         self.interrupted = False
 
-    def drain(self) -> list[tuple[bytes, Addr]]:
-        datagrams = self.core.datagrams_to_send(self.now())
-        for ev in self.core.events():
-            self.on_event(ev)
-        return datagrams
-
-    def on_event(self, ev: ClientEvent) -> None:
+    def on_event(self, event: ClientEvent) -> None:
         out = self.out
-        match ev:
+        match event:
             case SignedIn():
-                out.info(f"signed in as {ev.name}; type 'help' for commands")
+                out.info(f"signed in as {event.name}; type 'help' for commands")
                 if not self.signed_in.done():
                     self.signed_in.set_result(None)
             case MessageReceived():
-                out.message(ev.sender, ev.addr, ev.text, verified=ev.verified)
+                out.message(event.sender, event.addr, event.text, verified=event.verified)
             case UserList():
-                shown = ", ".join(ev.names)
-                out.info(f"online ({ev.total}): {shown}")
+                out.info(f"online ({event.total}): {', '.join(event.names)}")
             case SendFailed():
-                if ev.reason == "no such user":
-                    out.error(f"no such user: {ev.to}")
-                else:
-                    out.error(f"{ev.reason.replace('not delivered', f'not delivered to {ev.to}')}")
-            case RequestFailed():
-                out.error(ev.reason)
+                out.error(fail_text(event, self.core.timings))
+            case ListFailed():
+                out.error("the server did not answer the list")
             case SignInFailed():
-                out.error(ev.reason)
-                self._finish(ev.exit_code)
+                out.error(sign_in_failed_text(event, self.core.name))
+                self._finish(exit_code(event))
             case ServerGone():
-                out.info(f"{ev.reason}; exiting")
-                self._finish(ev.exit_code)
+                out.info(f"{ended_text(event)}; exiting")
+                self._finish(exit_code(event))
             case SignedOut():
                 out.info("signed out")
                 self._finish(ExitCode.OK)
             case _:
-                log.debug("%s", ev)
+                log.debug("%s", event)
 
     def interrupt(self) -> None:
         """SIGTERM/SIGINT: sign out like 'exit'; a second one quits without waiting."""

@@ -1,118 +1,43 @@
 """The chat client as a sans-I/O object: one UDP socket's worth of protocol.
 
-Client states:
+:class:`ClientCore` is small on purpose; it routes between four parts, each with one job:
 
-| state       | entered by                     | left by                                          |
-| ----------- | ------------------------------ | ------------------------------------------------ |
-| signing_in  | ``connect()``                  | WELCOME -> online; REFUSED or no answer -> gone  |
-| online      | WELCOME                        | ``close()`` -> closing; server gone -> gone      |
-| closing     | ``close()``                    | pending sends resolved -> signing_out            |
-| signing_out | BYE sent                       | BYE_ACK or ``bye_timeout_s`` -> gone             |
-| gone        | sign-in failed, server gone, signed out | -                                       |
+* :class:`~chat_protocol.directory.DirectorySession` - sign-in, heartbeats, list, lookups,
+  sign-out, and the client's state machine (its table is in that module and docs/PROTOCOL.md);
+* :class:`~chat_protocol.requests.Requests` (inside it) - retransmission and timeout of requests;
+* :class:`~chat_protocol.sending.SendPipeline` - typed order, lookups, reliable transfer out;
+* :class:`~chat_protocol.receiving.ReceivePath` - reassembly, the sender check, showing.
 
-A ``send`` looks the receiver up in the directory, then hands the message to the reliable
-transfer (:mod:`chat_protocol.transfer`) toward the address the server gave: message text never
-goes through the server. Sends leave in the order they were asked for, even though their lookups
-may be answered out of order.
-
-A received message is shown once its sender's claimed name is confirmed by a directory lookup of
-that name (cached for ``verify_cache_s``); a mismatch is delivered marked unverified.
+A datagram goes one way: decoded here, then to the part that owns its kind (DATA to the receive
+path, ACK to the send pipeline, anything from the server to the directory session), and lookup
+answers from the directory back to the part that asked. Message text never goes through the server.
 """
 
 from __future__ import annotations
 
 import os
-from collections import OrderedDict, deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from enum import Enum
+from dataclasses import dataclass
 
-from chat_protocol.codec import decode, encode
-from chat_protocol.const import (
-    DEFAULT_TIMINGS,
-    MAX_MESSAGE_BYTES,
-    MAX_PEERS_TRACKED,
-    MIN_HEARTBEAT_INTERVAL_S,
-    Timings,
-)
+from chat_protocol.codec import decode
+from chat_protocol.const import DEFAULT_TIMINGS, MAX_MESSAGE_BYTES, Timings
 from chat_protocol.counters import Counters
+from chat_protocol.directory import (
+    DirectorySession,
+    LookupAnswer,
+    SendLookup,
+    State,
+    VerifyLookup,
+)
 from chat_protocol.errors import MalformedDatagram, UsageError
-from chat_protocol.events import (
-    ClientEvent,
-    ExitCode,
-    MessageDelivered,
-    MessageReceived,
-    RequestFailed,
-    SendFailed,
-    ServerGone,
-    SignedIn,
-    SignedOut,
-    SignInFailed,
-    UserList,
-)
-from chat_protocol.messages import (
-    Ack,
-    Addr,
-    Bye,
-    ByeAck,
-    Data,
-    Heartbeat,
-    HeartbeatAck,
-    Hello,
-    ListReply,
-    ListUsers,
-    Lookup,
-    LookupReply,
-    Message,
-    Refused,
-    Shutdown,
-    UnknownSession,
-    Welcome,
-)
-from chat_protocol.names import check_name, name_key
-from chat_protocol.transfer import ChunkRejected, Inbound, Outbound, Resolved
+from chat_protocol.events import ClientEvent, GoneReason, ServerGone, SignedOut
+from chat_protocol.messages import Ack, Addr, Data
+from chat_protocol.names import check_name
+from chat_protocol.outcomes import FailReason
+from chat_protocol.receiving import ReceivePath
+from chat_protocol.sending import SendPipeline
 
-MAX_RETIRED_SESSIONS = 4096
-MAX_VERIFIED_ENTRIES = 4096
-
-
-class State(Enum):
-    SIGNING_IN = "signing_in"
-    ONLINE = "online"
-    CLOSING = "closing"
-    SIGNING_OUT = "signing_out"
-    GONE = "gone"
-
-
-@dataclass(slots=True)
-class _Request:
-    kind: str
-    payload: bytes
-    first_sent: float
-    next_retry: float
-    context: object = None
-
-
-@dataclass(slots=True)
-class _PendingSend:
-    handle: int
-    to: str
-    payload: bytes
-    looked_up: bool = False
-    addr: Addr | None = None
-    canonical: str = ""
-    error: str = ""
-
-
-@dataclass(slots=True)
-class _ListQuery:
-    names: list[str] = field(default_factory=list)
-
-
-@dataclass(slots=True)
-class _Verify:
-    name: str
-    addr: Addr
+__all__ = ["ClientCore", "ClientStats", "State"]
 
 
 @dataclass(slots=True)
@@ -123,6 +48,7 @@ class ClientStats(Counters):
     duplicate_chunks: int = 0
     retransmissions: int = 0
     unverified_messages: int = 0
+    dropped_unshown: int = 0
 
 
 class ClientCore:
@@ -137,40 +63,59 @@ class ClientCore:
         self.name = check_name(name)
         self.server = server
         self.timings = timings
-        self._random = random_bytes
-        self.state = State.SIGNING_IN
-        self.session = self._rand32()
-        self._token = b""
-        self._heartbeat_s = timings.heartbeat_interval_s
-        self._next_heartbeat = 0.0
-        self._heartbeat_sent = 0.0
-        self._last_from_server = 0.0
-        self._requests: dict[int, _Request] = {}
-        self._sends: deque[_PendingSend] = deque()
-        self._next_handle = 1
-        self._next_stream = 1
-        self._outbound: OrderedDict[Addr, Outbound] = OrderedDict()
-        self._inbound: OrderedDict[tuple[Addr, int], Inbound] = OrderedDict()
-        self._retired: OrderedDict[tuple[Addr, int], None] = OrderedDict()
-        self._verified: dict[tuple[str, Addr], tuple[bool, float]] = {}
-        """(sender key, address) -> (directory agrees, until when that answer is trusted)."""
-        self._held: dict[tuple[str, Addr], list[str]] = {}
-        """Messages waiting for their sender's verification, in arrival order."""
-        self._out: list[tuple[bytes, Addr]] = []
+        self.session = int.from_bytes(random_bytes(4), "big")
         self._events: list[ClientEvent] = []
-        self._stats = ClientStats()
+        emit = self._events.append
+        self.directory = DirectorySession(
+            name=self.name, server=server, timings=timings, random_bytes=random_bytes, emit=emit
+        )
+        self.sending = SendPipeline(
+            name=self.name, session=self.session, timings=timings, emit=emit
+        )
+        self.receiving = ReceivePath(timings=timings, emit=emit)
+        self._malformed = 0
+        self._unexpected = 0
+        self._finished = False
 
-    def _rand32(self) -> int:
-        return int.from_bytes(self._random(4), "big")
+    # -- state --
 
-    # -- commands ---------------------------------------------------------------------------------
+    @property
+    def state(self) -> State:
+        return self.directory.state
+
+    @property
+    def online(self) -> bool:
+        return self.directory.online
+
+    @property
+    def pending_sends(self) -> int:
+        return self.sending.pending
+
+    @property
+    def stats(self) -> ClientStats:
+        r = self.receiving.stats
+        return ClientStats(
+            malformed=self._malformed,
+            unexpected=self._unexpected,
+            rejected_chunks=r.rejected_chunks,
+            duplicate_chunks=r.duplicate_chunks,
+            retransmissions=self.sending.retransmissions,
+            unverified_messages=r.unverified_messages,
+            dropped_unshown=r.dropped_unshown,
+        )
+
+    def _require_online(self) -> None:
+        if not self.online:
+            raise UsageError("not signed in")
+
+    # -- commands --
 
     def connect(self, now: float) -> None:
-        self._request("hello", lambda rid: Hello(req_id=rid, name=self.name), now)
+        self.directory.connect(now)
 
     def list_users(self, now: float) -> None:
         self._require_online()
-        self._request_list(_ListQuery(), "", now)
+        self.directory.list_users(now)
 
     def send(self, to: str, text: str, now: float) -> int:
         """Queue a message for ``to``; returns a handle named again by the outcome event."""
@@ -183,73 +128,48 @@ class ClientCore:
             raise UsageError(
                 f"message too long: {len(payload)} bytes (limit {MAX_MESSAGE_BYTES} bytes)"
             )
-        ps = _PendingSend(handle=self._next_handle, to=to, payload=payload)
-        self._next_handle += 1
-        self._sends.append(ps)
-        self._request("lookup", lambda rid: Lookup(token=self._token, req_id=rid, name=to), now, ps)
-        return ps.handle
+        handle = self.sending.queue(to, payload)
+        self.directory.lookup(to, SendLookup(handle), now)
+        return handle
 
     def close(self, now: float) -> None:
-        """Sign out once every pending send is resolved (delivered or failed)."""
-        if self.state is State.SIGNING_IN:
-            self._gone(SignedOut())
-        elif self.state is State.ONLINE:
-            self.state = State.CLOSING
-            self._maybe_sign_out(now)
+        """Sign out once every command given so far has its answer (sends resolved, held
+        messages shown, lists answered)."""
+        self.directory.close(now)
+        self._settle(now)
 
-    @property
-    def stats(self) -> ClientStats:
-        self._stats.retransmissions = sum(o.retransmissions for o in self._outbound.values())
-        return self._stats
-
-    def _alive(self) -> bool:
-        return self.state is not State.GONE
-
-    @property
-    def pending_sends(self) -> int:
-        return len(self._sends) + sum(o.pending for o in self._outbound.values())
-
-    @property
-    def online(self) -> bool:
-        return self.state in (State.ONLINE, State.CLOSING)
-
-    def _require_online(self) -> None:
-        if not self.online:
-            raise UsageError("not signed in")
-
-    # -- I/O surface ------------------------------------------------------------------------------
+    # -- I/O surface (the same five methods as the server core) -------------------------------
 
     def receive_datagram(self, data: bytes, addr: Addr, now: float) -> None:
-        if self.state is State.GONE:
+        if self.directory.gone:
             return
         try:
             msg = decode(data)
         except MalformedDatagram:
-            self._stats.malformed += 1
+            self._malformed += 1
             return
         if isinstance(msg, Data):
-            self._on_data(msg, len(data), addr, now)
+            if self.online:
+                verify = self.receiving.on_data(msg, len(data), addr, now)
+                if verify is not None:
+                    self.directory.lookup(verify.name, verify, now)
         elif isinstance(msg, Ack):
-            out = self._outbound.get(addr)
-            if out is None:
-                self._stats.unexpected += 1
-            else:
-                self._resolved(out.on_ack(msg, now))
+            if not self.sending.on_ack(addr, msg, now):
+                self._unexpected += 1
         elif addr == self.server:
-            self._on_server(msg, now)
+            self._route(self.directory.on_message(msg, now), now)
+            if self.directory.last_unexpected:
+                self._unexpected += 1
         else:
-            self._stats.unexpected += 1
-        self._maybe_sign_out(now)
+            self._unexpected += 1
+        self._settle(now)
 
     def datagrams_to_send(self, now: float) -> list[tuple[bytes, Addr]]:
-        out, self._out = self._out, []
-        if self.state is State.GONE:
-            return out
-        for ob in self._outbound.values():
-            out.extend((encode(d), ob.addr) for d in ob.datagrams(now))
-        for ib in self._inbound.values():
-            if ib.pending_acks:
-                out.extend((encode(a), ib.addr) for a in ib.acks())
+        # Acknowledgements of shown messages go out even after the session ended.
+        out = self.directory.datagrams()
+        out.extend(self.receiving.datagrams())
+        if not self.directory.gone:
+            out.extend(self.sending.datagrams(now))
         return out
 
     def events(self) -> list[ClientEvent]:
@@ -257,303 +177,44 @@ class ClientCore:
         return out
 
     def next_timer(self) -> float | None:
-        if self.state is State.GONE:
+        if self.directory.gone:
             return None
-        times = [r.next_retry for r in self._requests.values()]
-        if self.online:
-            times.append(self._next_heartbeat)
-            times.append(self._last_from_server + self._server_timeout_s())
-        for ob in self._outbound.values():
-            t = ob.next_timer()
-            if t is not None:
-                times.append(t)
-        return min(times) if times else None
+        a, b = self.directory.next_timer(), self.sending.next_timer()
+        if a is None or b is None:
+            return a if b is None else b
+        return min(a, b)
 
     def handle_timer(self, now: float) -> None:
-        if self.state is State.GONE:
+        if self.directory.gone:
             return
-        for rid, req in list(self._requests.items()):
-            if req.next_retry > now:
-                continue
-            if now - req.first_sent >= self._request_timeout_s(req):
-                del self._requests[rid]
-                self._request_failed(req, now)
-                if not self._alive():
-                    return
-            else:
-                req.next_retry = now + self.timings.request_retry_s
-                self._out.append((req.payload, self.server))
-        if self.online:
-            if now - self._last_from_server >= self._server_timeout_s():
-                secs = self._server_timeout_s()
-                self._gone(
-                    ServerGone(
-                        reason=f"lost contact with the server (no reply for {secs:.0f} s)",
-                        exit_code=ExitCode.SERVER_LOST,
-                    )
-                )
-                return
-            if now >= self._next_heartbeat:
-                # Resent every request_retry_s until answered: one lost datagram must not cost
-                # a whole interval, or a lossy link would look like a dead server.
-                if self._next_heartbeat >= self._heartbeat_sent + self._heartbeat_s:
-                    self._heartbeat_sent = now
-                self._out.append((encode(Heartbeat(token=self._token)), self.server))
-                self._next_heartbeat = now + self.timings.request_retry_s
-        for ob in self._outbound.values():
-            self._resolved(ob.handle_timer(now))
-        self._maybe_sign_out(now)
+        for answer in self.directory.handle_timer(now):
+            self._route(answer, now)
+        if not self.directory.gone:
+            self.sending.handle_timer(now)
+        self._settle(now)
 
-    # -- requests to the server -------------------------------------------------------------------
+    # -- routing ----------------------------------------------------------------------------
 
-    def _request(
-        self, kind: str, build: Callable[[int], Message], now: float, context: object = None
-    ) -> None:
-        rid = self._rand32()
-        while rid in self._requests:
-            rid = self._rand32()
-        payload = encode(build(rid))
-        self._requests[rid] = _Request(
-            kind=kind,
-            payload=payload,
-            first_sent=now,
-            next_retry=now + self.timings.request_retry_s,
-            context=context,
-        )
-        self._out.append((payload, self.server))
-
-    def _request_list(self, q: _ListQuery, after: str, now: float) -> None:
-        self._request(
-            "list", lambda rid: ListUsers(token=self._token, req_id=rid, after=after), now, q
-        )
-
-    def _request_timeout_s(self, req: _Request) -> float:
-        if req.kind == "bye":
-            return self.timings.bye_timeout_s
-        if req.kind == "hello":
-            return self.timings.request_timeout_s
-        # Once signed in, a request fails only when the server would be declared lost anyway.
-        return self._server_timeout_s()
-
-    def _set_heartbeat(self, ms: int) -> None:
-        """Adopt the interval the server advertises (never below a floor, whatever it says)."""
-        self._heartbeat_s = max(ms / 1000, MIN_HEARTBEAT_INTERVAL_S)
-
-    def _server_timeout_s(self) -> float:
-        factor = self.timings.server_timeout_s / self.timings.heartbeat_interval_s
-        return max(self.timings.server_timeout_s, self._heartbeat_s * factor)
-
-    def _request_failed(self, req: _Request, now: float) -> None:
-        host, port = self.server
-        if req.kind == "hello":
-            self._gone(
-                SignInFailed(
-                    reason=f"no answer from the server at {host}:{port}",
-                    exit_code=ExitCode.NO_SERVER,
-                )
-            )
-        elif req.kind == "bye":
-            self._gone(SignedOut())
-        elif req.kind == "list":
-            self._events.append(RequestFailed(reason="the server did not answer the list"))
-        elif req.kind == "lookup":
-            assert isinstance(req.context, _PendingSend)
-            req.context.looked_up = True
-            req.context.error = "the server did not answer the lookup"
-            self._flush_sends(now)
-        elif req.kind == "verify":
-            assert isinstance(req.context, _Verify)
-            self._verify_done(req.context, None, now, answered=False)
-
-    def _on_server(self, msg: Message, now: float) -> None:
-        if isinstance(msg, Shutdown | HeartbeatAck | UnknownSession):
-            if not self._token or msg.token != self._token:
-                self._stats.unexpected += 1
-                return
-            self._last_from_server = now
-            if isinstance(msg, HeartbeatAck):
-                self._set_heartbeat(msg.heartbeat_ms)
-                self._next_heartbeat = self._heartbeat_sent + self._heartbeat_s
-            elif isinstance(msg, Shutdown):
-                self._gone(
-                    ServerGone(reason="the server shut down", exit_code=ExitCode.SERVER_SHUTDOWN)
-                )
-            elif self.state is not State.SIGNING_OUT:
-                self._gone(
-                    ServerGone(
-                        reason="the server no longer knows this session (it restarted?)",
-                        exit_code=ExitCode.SERVER_LOST,
-                    )
-                )
-            else:
-                self._gone(SignedOut())
+    def _route(self, answer: LookupAnswer | None, now: float) -> None:
+        if answer is None:
             return
-        rid = getattr(msg, "req_id", None)
-        req = self._requests.pop(rid, None) if isinstance(rid, int) else None
-        if req is None:
-            self._stats.unexpected += 1  # a late duplicate answer, or a forgery
-            return
-        self._last_from_server = now
-        if isinstance(msg, Welcome) and req.kind == "hello":
-            self._token = msg.token
-            self._set_heartbeat(msg.heartbeat_ms)
-            self._heartbeat_sent = now
-            self._next_heartbeat = now + self._heartbeat_s
-            self.state = State.ONLINE
-            self._events.append(SignedIn(name=self.name))
-        elif isinstance(msg, Refused) and req.kind == "hello":
-            self._gone(
-                SignInFailed(reason=msg.reason.explain(self.name), exit_code=ExitCode.REFUSED)
-            )
-        elif isinstance(msg, LookupReply) and isinstance(req.context, _PendingSend):
-            ps = req.context
-            ps.looked_up, ps.addr, ps.canonical = True, msg.addr, msg.name
-            if msg.addr is None:
-                ps.error = "no such user"
-            self._flush_sends(now)
-        elif isinstance(msg, LookupReply) and isinstance(req.context, _Verify):
-            self._verify_done(req.context, msg.addr, now, answered=True)
-        elif isinstance(msg, ListReply) and isinstance(req.context, _ListQuery):
-            q = req.context
-            q.names.extend(msg.names)
-            if msg.more and msg.names:
-                self._request_list(q, msg.names[-1], now)
-            else:
-                self._events.append(UserList(names=tuple(q.names), total=msg.total))
-        elif isinstance(msg, ByeAck) and req.kind == "bye":
-            self._gone(SignedOut())
-        else:
-            self._stats.unexpected += 1
-            self._requests[rid] = req  # type: ignore[index]  # not an answer to it; keep waiting
+        match answer.purpose:
+            case SendLookup(handle=handle):
+                self.sending.looked_up(handle, answer.reply, now)
+            case VerifyLookup() as v:
+                self.receiving.verified(v, answer.reply, now)
 
-    def _gone(self, event: ClientEvent) -> None:
-        self.state = State.GONE
-        self._requests.clear()
-        for ps in self._sends:
-            self._events.append(SendFailed(handle=ps.handle, to=ps.to, reason="signed out"))
-        self._sends.clear()
-        for ob in self._outbound.values():
-            for m in ob.queue:
-                self._events.append(
-                    SendFailed(handle=m.handle, to=m.to, reason="signed out before delivery")
-                )
-            ob.queue.clear()
-        self._events.append(event)
-
-    def _maybe_sign_out(self, now: float) -> None:
-        if self.state is State.CLOSING and self.pending_sends == 0:
-            self.state = State.SIGNING_OUT
-            self._request("bye", lambda rid: Bye(token=self._token, req_id=rid), now)
-
-    # -- sending ----------------------------------------------------------------------------------
-
-    def _flush_sends(self, now: float) -> None:
-        """Hand looked-up sends to the transfer layer in the order the user issued them."""
-        while self._sends and self._sends[0].looked_up:
-            ps = self._sends.popleft()
-            if ps.addr is None:  # not found, or the lookup failed: ``error`` says which
-                self._events.append(SendFailed(handle=ps.handle, to=ps.to, reason=ps.error))
-                continue
-            self._outbound_for(ps.addr).enqueue(
-                handle=ps.handle, to=ps.canonical or ps.to, payload=ps.payload, now=now
-            )
-
-    def _outbound_for(self, addr: Addr) -> Outbound:
-        ob = self._outbound.get(addr)
-        if ob is None:
-            ob = Outbound(
-                addr=addr,
-                sender=self.name,
-                session=self.session,
-                stream=self._next_stream,
-                timings=self.timings,
-            )
-            self._next_stream += 1
-            self._outbound[addr] = ob
-            if len(self._outbound) > MAX_PEERS_TRACKED:
-                idle = next((a for a, o in self._outbound.items() if o.pending == 0), None)
-                if idle is not None:
-                    del self._outbound[idle]
-        else:
-            self._outbound.move_to_end(addr)
-        return ob
-
-    def _resolved(self, items: list[Resolved]) -> None:
-        for r in items:
-            if r.delivered:
-                self._events.append(MessageDelivered(handle=r.handle, to=r.to))
-            else:
-                secs = self.timings.delivery_timeout_s
-                reason = f"not delivered (no acknowledgement for {secs:.0f} s)"
-                self._events.append(SendFailed(handle=r.handle, to=r.to, reason=reason))
-
-    # -- receiving --------------------------------------------------------------------------------
-
-    def _on_data(self, d: Data, size: int, addr: Addr, now: float) -> None:
-        if not self.online:
-            return
-        # Keyed by (address, session), not address alone: a datagram with a forged source
-        # address and a made-up session must not displace the real sender's state.
-        key = (addr, d.session)
-        ib = self._inbound.get(key)
-        if ib is None:
-            if key in self._retired:
-                self._stats.rejected_chunks += 1
-                return
-            ib = Inbound(
-                addr=addr, sender=d.sender, session=d.session, stream=d.stream, base=d.base
-            )
-            self._inbound[key] = ib
-            if len(self._inbound) > MAX_PEERS_TRACKED:
-                _, oldest = self._inbound.popitem(last=False)
-                self._retire(oldest)
-        else:
-            self._inbound.move_to_end(key)
-        before = ib.duplicates
-        try:
-            texts = ib.on_data(d, size, now)
-        except ChunkRejected:
-            self._stats.rejected_chunks += 1
-            return
-        self._stats.duplicate_chunks += ib.duplicates - before
-        if texts:
-            self._deliver(
-                ib.sender, addr, [t.decode("utf-8", errors="replace") for t in texts], now
-            )
-
-    def _retire(self, ib: Inbound) -> None:
-        self._retired[(ib.addr, ib.session)] = None
-        while len(self._retired) > MAX_RETIRED_SESSIONS:
-            self._retired.popitem(last=False)
-
-    def _deliver(self, sender: str, addr: Addr, texts: list[str], now: float) -> None:
-        key = (name_key(sender), addr)
-        cached = self._verified.get(key)
-        if cached is not None and cached[1] > now:
-            for text in texts:
-                self._emit_received(sender, addr, text, cached[0])
-            return
-        held = self._held.get(key)
-        if held is not None:
-            held.extend(texts)
-            return
-        self._held[key] = list(texts)
-        v = _Verify(name=sender, addr=addr)
-        self._request(
-            "verify", lambda rid: Lookup(token=self._token, req_id=rid, name=sender), now, v
-        )
-
-    def _verify_done(self, v: _Verify, found: Addr | None, now: float, *, answered: bool) -> None:
-        key = (name_key(v.name), v.addr)
-        ok = found == v.addr
-        if answered:
-            if len(self._verified) >= MAX_VERIFIED_ENTRIES:
-                self._verified.clear()
-            self._verified[key] = (ok, now + self.timings.verify_cache_s)
-        for text in self._held.pop(key, []):
-            self._emit_received(v.name, v.addr, text, ok)
-
-    def _emit_received(self, sender: str, addr: Addr, text: str, verified: bool) -> None:
-        if not verified:
-            self._stats.unverified_messages += 1
-        self._events.append(MessageReceived(sender=sender, addr=addr, text=text, verified=verified))
+    def _settle(self, now: float) -> None:
+        """After any input: sign out when closing is drained; wind down when the session ended."""
+        d = self.directory
+        if d.state is State.CLOSING and not (
+            self.sending.pending or self.receiving.holding or d.lists_pending
+        ):
+            d.drained(now)
+        if d.gone and not self._finished:
+            self._finished = True
+            ended = d.ended or SignedOut()
+            lost = isinstance(ended, ServerGone) and ended.reason is not GoneReason.SHUTDOWN
+            self.sending.fail_all(FailReason.SERVER_LOST if lost else FailReason.SIGNED_OUT)
+            self.receiving.drop_held()
+            self._events.append(ended)

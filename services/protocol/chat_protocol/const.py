@@ -18,19 +18,44 @@ CHUNK_PAYLOAD_BYTES = 1200
 """Message bytes carried by one DATA datagram."""
 MIN_HELLO_BYTES = 64
 """A HELLO is padded to at least this size, so no reply to an unvalidated address is larger."""
+PING_BYTES = 16
+"""A PING is padded to exactly this size; the PONG answering it is smaller."""
+TOKEN_BYTES = 8
+"""The session token a WELCOME hands out; every later request carries it."""
+MAX_STRING_BYTES = 255
+"""A string on the wire is one length byte, then that many bytes of UTF-8."""
+ACK_HEADER_BYTES = 18
+"""An ACK's bytes before its ranges (header, session, stream, seq, complete, count)."""
+ACK_RANGE_BYTES = 8
+"""One (start, end) byte range in an ACK."""
 NAME_MAX_CHARS = 32
 MAX_MESSAGE_BYTES = 8 * 1024 * 1024
 """Largest message (UTF-8 bytes) a client sends or reassembles."""
+MAX_BUFFERED_BYTES_PER_PEER = 2 * MAX_MESSAGE_BYTES
+"""Bytes a receiver holds for one sender: partial messages, and whole ones handed to the client
+but not yet shown to its user. Chunks beyond it are dropped unacknowledged, so the sender slows
+down (retransmits later) instead of being lost."""
+FAST_RETRANSMIT_THRESHOLD = 3
+"""A chunk is resent at once when this many chunks sent after it were acknowledged."""
 MAX_PARTIAL_MESSAGES_PER_PEER = 8
-"""Messages from one sender that may be incomplete or waiting for an earlier one at a time."""
+"""Messages from one sender not yet shown to the user (incomplete, waiting for an earlier one, or
+handed to the client but not shown yet) at a time; DATA beyond them is refused."""
 MAX_PEERS_TRACKED = 1024
 """Senders whose receive state a client keeps; the least recently heard is dropped beyond this."""
 SEND_WINDOW_CHUNKS = 64
 """Unacknowledged DATA datagrams in flight to one peer (flow control: 64 x 1.2 KB = 77 KB, well
 under a default 208 KiB socket receive buffer)."""
 MAX_ACK_RANGES = 32
+MAX_RETIRED_SESSIONS = 4096
+"""Sender sessions whose receive state was dropped (LRU) and whose late chunks are refused."""
+MAX_VERIFIED_ENTRIES = 4096
+"""(sender, address) answers of the directory a client caches."""
+MAX_USERS = 1_000_000
+"""Names a directory server holds at most; beyond, sign-ins are refused SERVER_FULL."""
 LIST_PAGE_MAX_BYTES = 1200
 """Names carried by one LIST reply are capped so the datagram stays under this size."""
+LIST_REPLY_OVERHEAD_BYTES = 15
+"""A LIST_REPLY's bytes besides its names (header, req_id, total, more, count)."""
 
 
 MIN_HEARTBEAT_INTERVAL_S = 0.05

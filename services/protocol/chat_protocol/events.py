@@ -1,23 +1,34 @@
-"""What the cores tell their shells. Immutable; the shell prints or logs them."""
+"""What the cores tell their shells, as typed, immutable events.
+
+Reasons are enums, never text to match: the programs decide the words (and the exit codes).
+A shell acts on :meth:`events` (prints them) *before* it sends what ``datagrams_to_send``
+returns: the acknowledgement that tells a sender "shown" leaves only after the message was handed
+to the user.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import IntEnum
+from enum import Enum
 
-from chat_protocol.messages import Addr
+from chat_protocol.messages import Addr, RefuseReason
+from chat_protocol.outcomes import FailReason
 
 
-class ExitCode(IntEnum):
-    """Client exit statuses (docs/CLI.md)."""
+class SignInFailure(Enum):
+    REFUSED = "refused"
+    """The server refused the name (``refused`` says why)."""
+    NO_ANSWER = "no_answer"
+    """The server did not answer within ``request_timeout_s``."""
 
-    OK = 0
-    INTERNAL = 1
-    USAGE = 2
-    REFUSED = 3
-    NO_SERVER = 4
-    SERVER_LOST = 5
-    SERVER_SHUTDOWN = 6
+
+class GoneReason(Enum):
+    SHUTDOWN = "shutdown"
+    """The server said it is shutting down."""
+    LOST = "lost"
+    """Nothing heard from the server for ``silent_s``."""
+    SESSION_UNKNOWN = "session_unknown"
+    """The server no longer knows this session (it restarted, or expired us)."""
 
 
 # --- client events ------------------------------------------------------------------------------
@@ -30,8 +41,9 @@ class SignedIn:
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class SignInFailed:
-    reason: str
-    exit_code: ExitCode
+    failure: SignInFailure
+    server: Addr
+    refused: RefuseReason | None = None
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -41,23 +53,29 @@ class UserList:
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
-class RequestFailed:
+class ListFailed:
     """A list request got no answer."""
-
-    reason: str
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class MessageReceived:
+    """A message handed to the user. Emitting it is what "shown" means to the sender."""
+
     sender: str
     addr: Addr
     text: str
     verified: bool
     """The directory confirms ``sender`` is signed in at ``addr``."""
+    session: int
+    """The sender's session (random per run of the sender)."""
+    msg_id: int
+    """The sender's id of the message: unique per ``session``, increasing in send order."""
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class MessageDelivered:
+    """The receiver's program showed the message to its user."""
+
     handle: int
     to: str
 
@@ -66,13 +84,14 @@ class MessageDelivered:
 class SendFailed:
     handle: int
     to: str
-    reason: str
+    reason: FailReason
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class ServerGone:
-    reason: str
-    exit_code: ExitCode
+    reason: GoneReason
+    silent_s: float = 0.0
+    """For ``LOST``: how long the server had been silent."""
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -84,7 +103,7 @@ ClientEvent = (
     SignedIn
     | SignInFailed
     | UserList
-    | RequestFailed
+    | ListFailed
     | MessageReceived
     | MessageDelivered
     | SendFailed

@@ -1,11 +1,13 @@
 """The directory server as a sans-I/O object.
 
-The server's view of a user:
+The server's view of a user (the table is :data:`USER_TRANSITIONS`):
 
-| state  | entered by                         | left by                                   |
-| ------ | ---------------------------------- | ----------------------------------------- |
-| online | HELLO with a free, valid name      | BYE (signed out) or no HEARTBEAT in time   |
-| gone   | BYE, or expiry (``timed_out``)     | -                                         |
+| state  | trigger                                   | next   |
+| ------ | ----------------------------------------- | ------ |
+| new    | SIGN_IN (HELLO with a free, valid name)   | online |
+| online | REQUEST (heartbeat, lookup, list)         | online |
+| online | BYE                                       | gone   |
+| online | EXPIRED (no request for the timeout)      | gone   |
 
 Every request but HELLO and PING carries the session token from WELCOME and must come from the
 address that signed in; anything else is dropped and counted (or, for an unknown token, answered
@@ -19,12 +21,20 @@ import heapq
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
+from enum import Enum
 
 from chat_protocol.codec import decode, encode
-from chat_protocol.const import DEFAULT_TIMINGS, LIST_PAGE_MAX_BYTES, Timings
+from chat_protocol.const import (
+    DEFAULT_TIMINGS,
+    LIST_PAGE_MAX_BYTES,
+    LIST_REPLY_OVERHEAD_BYTES,
+    MAX_USERS,
+    Timings,
+)
 from chat_protocol.counters import Counters
 from chat_protocol.errors import MalformedDatagram
 from chat_protocol.events import ServerEvent, UserJoined, UserLeft
+from chat_protocol.machine import transition
 from chat_protocol.messages import (
     Addr,
     Bye,
@@ -47,8 +57,29 @@ from chat_protocol.messages import (
 )
 from chat_protocol.names import is_valid_name, name_key
 
-MAX_USERS = 1_000_000
-LIST_REPLY_OVERHEAD_BYTES = 15
+
+class UserState(Enum):
+    NEW = "new"
+    ONLINE = "online"
+    GONE = "gone"
+
+
+class UserTrigger(Enum):
+    SIGN_IN = "sign_in"
+    REQUEST = "request"
+    BYE = "bye"
+    EXPIRED = "expired"
+
+
+USER_TRANSITIONS: dict[UserState, dict[UserTrigger, UserState]] = {
+    UserState.NEW: {UserTrigger.SIGN_IN: UserState.ONLINE},
+    UserState.ONLINE: {
+        UserTrigger.REQUEST: UserState.ONLINE,
+        UserTrigger.BYE: UserState.GONE,
+        UserTrigger.EXPIRED: UserState.GONE,
+    },
+    UserState.GONE: {},
+}
 
 
 @dataclass(slots=True)
@@ -59,6 +90,10 @@ class User:
     token: bytes
     hello_req: int
     expires: float
+    state: UserState = UserState.NEW
+
+    def move(self, trigger: UserTrigger) -> None:
+        self.state = transition(USER_TRANSITIONS, self.state, trigger)
 
 
 @dataclass(slots=True)
@@ -113,7 +148,7 @@ class ServerCore:
             return
         self._handle(msg, addr, now)
 
-    def datagrams_to_send(self) -> list[tuple[bytes, Addr]]:
+    def datagrams_to_send(self, now: float) -> list[tuple[bytes, Addr]]:
         out, self._out = self._out, []
         return out
 
@@ -136,7 +171,7 @@ class ServerCore:
                 continue
             if user.expires <= now:
                 self.stats.timeouts += 1
-                self._remove(user, timed_out=True)
+                self._remove(user, UserTrigger.EXPIRED)
             else:
                 heapq.heappush(self._expiry, (user.expires, token))
 
@@ -173,6 +208,8 @@ class ServerCore:
         self, msg: Heartbeat | Lookup | ListUsers | Bye, user: User, now: float
     ) -> None:
         interval = self.heartbeat_interval_s()
+        if type(msg) is not Bye:
+            user.move(UserTrigger.REQUEST)
         user.expires = now + interval * self._timeout_factor
         match msg:
             case Heartbeat():
@@ -191,7 +228,7 @@ class ServerCore:
             case ListUsers():
                 self._send(self._list_page(msg), user.addr)
             case Bye():
-                self._remove(user, timed_out=False)
+                self._remove(user, UserTrigger.BYE)
                 self._send(ByeAck(req_id=msg.req_id), user.addr)
 
     def _hello(self, msg: Hello, addr: Addr, now: float) -> None:
@@ -218,6 +255,7 @@ class ServerCore:
         user = User(
             name=msg.name, key=key, addr=addr, token=token, hello_req=msg.req_id, expires=expires
         )
+        user.move(UserTrigger.SIGN_IN)
         self.users[key] = user
         self._by_token[token] = user
         bisect.insort(self._sorted_keys, key)
@@ -230,7 +268,9 @@ class ServerCore:
         ms = round(self.heartbeat_interval_s() * 1000)
         self._send(Welcome(req_id=user.hello_req, token=user.token, heartbeat_ms=ms), user.addr)
 
-    def _remove(self, user: User, *, timed_out: bool) -> None:
+    def _remove(self, user: User, trigger: UserTrigger) -> None:
+        user.move(trigger)
+        timed_out = trigger is UserTrigger.EXPIRED
         del self.users[user.key]
         del self._by_token[user.token]
         i = bisect.bisect_left(self._sorted_keys, user.key)

@@ -10,11 +10,9 @@ import os
 import signal
 import sys
 
-from chat_protocol.codec import decode, encode
 from chat_protocol.const import PROBE_TIMEOUT_S, STATS_INTERVAL_S
-from chat_protocol.errors import MalformedDatagram
-from chat_protocol.events import UserJoined, UserLeft
-from chat_protocol.messages import Addr, Ping, Pong
+from chat_protocol.events import ServerEvent, UserJoined, UserLeft
+from chat_protocol.probe import ProbeAnswered, ProbeCore, ProbeEvent
 from chat_protocol.server import ServerCore
 from chat_shell import aio, cli
 
@@ -45,16 +43,27 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-class ServerShell(aio.DatagramShell):
+class ServerShell(aio.DatagramShell[ServerEvent]):
     core: ServerCore
 
-    def drain(self) -> list[tuple[bytes, Addr]]:
-        for ev in self.core.events():
-            if isinstance(ev, UserJoined):
-                log.info("%s signed in from %s:%d", ev.name, *ev.addr)
-            elif isinstance(ev, UserLeft):
-                log.info("%s %s", ev.name, "timed out" if ev.timed_out else "signed out")
-        return self.core.datagrams_to_send()
+    def on_event(self, event: ServerEvent) -> None:
+        match event:
+            case UserJoined():
+                log.info("%s signed in from %s:%d", event.name, *event.addr)
+            case UserLeft():
+                log.info("%s %s", event.name, "timed out" if event.timed_out else "signed out")
+
+
+class ProbeShell(aio.DatagramShell[ProbeEvent]):
+    core: ProbeCore
+
+    def __init__(self, core: ProbeCore) -> None:
+        super().__init__(core)
+        self.result: asyncio.Future[ProbeEvent] = self.loop.create_future()
+
+    def on_event(self, event: ProbeEvent) -> None:
+        if not self.result.done():
+            self.result.set_result(event)
 
 
 async def serve(host: str, port: int) -> int:
@@ -108,36 +117,23 @@ async def log_stats(core: ServerCore) -> None:
 
 
 async def probe(host: str, port: int) -> int:
-    loop = asyncio.get_running_loop()
-    answered: asyncio.Future[Pong] = loop.create_future()
-    nonce = int.from_bytes(os.urandom(4), "big")
-
-    class Prober(asyncio.DatagramProtocol):
-        def datagram_received(self, data: bytes, addr: tuple[object, ...]) -> None:
-            try:
-                msg = decode(data)
-            except MalformedDatagram:
-                return
-            if isinstance(msg, Pong) and msg.nonce == nonce and not answered.done():
-                answered.set_result(msg)
-
     try:
         target = aio.resolve(host, port)
-        transport, _ = await loop.create_datagram_endpoint(Prober, remote_addr=target)
+        local = "::" if ":" in target[0] else "0.0.0.0"
+        core = ProbeCore(server=target, timeout_s=PROBE_TIMEOUT_S, tries=4, random_bytes=os.urandom)
+        shell = await aio.open_endpoint(lambda: ProbeShell(core), host=local, port=0)
     except OSError as exc:
         print(f"chat-server: probe: {exc}", file=sys.stderr)
         return 1
     try:
-        for _ in range(4):
-            transport.sendto(encode(Ping(nonce=nonce)))
-            try:
-                pong = await asyncio.wait_for(asyncio.shield(answered), PROBE_TIMEOUT_S / 4)
-            except TimeoutError:
-                continue
-            print(f"ok: server at {target[0]}:{target[1]} answers, {pong.users} users online")
-            return 0
+        core.start(shell.now())
+        shell.pump()
+        result = await shell.result
     finally:
-        transport.close()
+        shell.close()
+    if isinstance(result, ProbeAnswered):
+        print(f"ok: server at {target[0]}:{target[1]} answers, {result.users} users online")
+        return 0
     print(f"chat-server: probe: no answer from {target[0]}:{target[1]}", file=sys.stderr)
     return 1
 

@@ -10,18 +10,24 @@ import asyncio
 import contextlib
 import os
 import socket
-from collections.abc import Callable, Coroutine
-from typing import Any, Protocol, TypeVar, cast
+from collections.abc import Callable, Coroutine, Sequence
+from typing import Any, Generic, Protocol, TypeVar, cast
 
 from chat_protocol.messages import Addr
 
 SOCKET_BUFFER_BYTES = 1 << 20
 T = TypeVar("T")
-S = TypeVar("S", bound="DatagramShell")
+E = TypeVar("E")
+E_co = TypeVar("E_co", covariant=True)
+S = TypeVar("S", bound="DatagramShell[Any]")
 
 
-class Core(Protocol):
+class Core(Protocol[E_co]):
+    """What every sans-I/O core offers its shell (the server, the client and the probe alike)."""
+
     def receive_datagram(self, data: bytes, addr: Addr, now: float) -> None: ...
+    def datagrams_to_send(self, now: float) -> list[tuple[bytes, Addr]]: ...
+    def events(self) -> Sequence[E_co]: ...
     def next_timer(self) -> float | None: ...
     def handle_timer(self, now: float) -> None: ...
 
@@ -48,14 +54,16 @@ def run(main: Coroutine[Any, Any, T]) -> T:
         return runner.run(main)
 
 
-class DatagramShell(asyncio.DatagramProtocol):
-    """Feeds received datagrams to ``core``, sends what ``drain`` returns, fires its timer.
+class DatagramShell(asyncio.DatagramProtocol, Generic[E]):
+    """Feeds received datagrams to ``core``, acts on its events, sends its datagrams, fires its
+    timer.
 
-    Subclasses implement :meth:`drain` (collect outgoing datagrams and events from the core and act
-    on the events). Time is the loop's monotonic clock, passed to the core as ``now``.
+    Subclasses implement :meth:`on_event`. Events are acted on *before* the datagrams leave, so
+    an acknowledgement of a shown message is sent only after it was shown. Time is the loop's
+    monotonic clock, passed to the core as ``now``.
     """
 
-    def __init__(self, core: Core) -> None:
+    def __init__(self, core: Core[E]) -> None:
         self.core = core
         self.loop = asyncio.get_running_loop()
         self.transport: asyncio.DatagramTransport | None = None
@@ -81,15 +89,18 @@ class DatagramShell(asyncio.DatagramProtocol):
 
     # -- plumbing --
 
-    def drain(self) -> list[tuple[bytes, Addr]]:
+    def on_event(self, event: E) -> None:
         raise NotImplementedError
 
     def pump(self) -> None:
-        """Send everything the core has queued, handle its events, and re-arm the timer."""
+        """Handle the core's events, send everything it has queued, and re-arm the timer."""
         transport = self.transport
         if transport is None or transport.is_closing():
             return
-        for data, addr in self.drain():
+        core = self.core
+        for ev in core.events():
+            self.on_event(ev)
+        for data, addr in core.datagrams_to_send(self.loop.time()):
             transport.sendto(data, addr)
         self._arm()
 

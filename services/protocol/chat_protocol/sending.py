@@ -1,0 +1,156 @@
+"""The client's send pipeline: messages the user typed, in order, to the address the directory
+gave, through one :class:`~chat_protocol.transfer.Outbound` per destination.
+
+A send waits for its lookup; sends leave in the order they were typed even when lookups are
+answered out of order. Every send ends in exactly one event: ``MessageDelivered`` (the receiver
+showed it) or ``SendFailed`` with a :class:`~chat_protocol.outcomes.FailReason`.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict, deque
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from chat_protocol.codec import encode
+from chat_protocol.const import MAX_PEERS_TRACKED, Timings
+from chat_protocol.events import ClientEvent, MessageDelivered, SendFailed
+from chat_protocol.messages import Ack, Addr, LookupReply
+from chat_protocol.outcomes import FailReason
+from chat_protocol.transfer import Outbound, Resolved
+
+
+@dataclass(slots=True)
+class _PendingSend:
+    handle: int
+    to: str
+    payload: bytes
+    looked_up: bool = False
+    addr: Addr | None = None
+    canonical: str = ""
+    failure: FailReason | None = None
+
+
+class SendPipeline:
+    def __init__(
+        self, *, name: str, session: int, timings: Timings, emit: Callable[[ClientEvent], None]
+    ) -> None:
+        self.name = name
+        self.session = session
+        self.timings = timings
+        self._emit = emit
+        self._sends: deque[_PendingSend] = deque()
+        self._by_handle: dict[int, _PendingSend] = {}
+        self._next_handle = 1
+        self._next_stream = 1
+        self.outbound: OrderedDict[Addr, Outbound] = OrderedDict()
+
+    @property
+    def pending(self) -> int:
+        return len(self._sends) + sum(o.pending for o in self.outbound.values())
+
+    @property
+    def retransmissions(self) -> int:
+        return sum(o.retransmissions for o in self.outbound.values())
+
+    def queue(self, to: str, payload: bytes) -> int:
+        """A new send waiting for its lookup; its handle (also the message's id on the wire)."""
+        ps = _PendingSend(handle=self._next_handle, to=to, payload=payload)
+        self._next_handle += 1
+        self._sends.append(ps)
+        self._by_handle[ps.handle] = ps
+        return ps.handle
+
+    def looked_up(self, handle: int, reply: LookupReply | None, now: float) -> None:
+        ps = self._by_handle.pop(handle, None)
+        if ps is None:
+            return
+        ps.looked_up = True
+        if reply is None:
+            ps.failure = FailReason.LOOKUP_UNANSWERED
+        elif reply.addr is None:
+            ps.failure = FailReason.NO_SUCH_USER
+        else:
+            ps.addr, ps.canonical = reply.addr, reply.name
+        self._flush(now)
+
+    def _flush(self, now: float) -> None:
+        """Hand looked-up sends to the transfer layer in the order the user issued them."""
+        while self._sends and self._sends[0].looked_up:
+            ps = self._sends.popleft()
+            if ps.addr is None:
+                self._emit(
+                    SendFailed(
+                        handle=ps.handle, to=ps.to, reason=ps.failure or FailReason.NO_SUCH_USER
+                    )
+                )
+                continue
+            self._outbound_for(ps.addr).enqueue(
+                msg_id=ps.handle, to=ps.canonical or ps.to, payload=ps.payload, now=now
+            )
+
+    def _outbound_for(self, addr: Addr) -> Outbound:
+        ob = self.outbound.get(addr)
+        if ob is None:
+            ob = Outbound(
+                addr=addr,
+                sender=self.name,
+                session=self.session,
+                stream=self._next_stream,
+                timings=self.timings,
+            )
+            self._next_stream += 1
+            self.outbound[addr] = ob
+            if len(self.outbound) > MAX_PEERS_TRACKED:
+                idle = next((a for a, o in self.outbound.items() if o.pending == 0), None)
+                if idle is not None:
+                    del self.outbound[idle]
+        else:
+            self.outbound.move_to_end(addr)
+        return ob
+
+    def on_ack(self, addr: Addr, ack: Ack, now: float) -> bool:
+        """False when no destination state matches (the caller counts it as unexpected)."""
+        out = self.outbound.get(addr)
+        if out is None:
+            return False
+        self._resolved(out.on_ack(ack, now))
+        return True
+
+    def _resolved(self, items: list[Resolved]) -> None:
+        for r in items:
+            if r.delivered:
+                self._emit(MessageDelivered(handle=r.msg_id, to=r.to))
+            else:
+                self._emit(
+                    SendFailed(handle=r.msg_id, to=r.to, reason=r.reason or FailReason.TIMEOUT)
+                )
+
+    def datagrams(self, now: float) -> list[tuple[bytes, Addr]]:
+        out: list[tuple[bytes, Addr]] = []
+        for ob in self.outbound.values():
+            out.extend((encode(d), ob.addr) for d in ob.datagrams(now))
+        return out
+
+    def next_timer(self) -> float | None:
+        t: float | None = None
+        for ob in self.outbound.values():
+            o = ob.next_timer()
+            if o is not None and (t is None or o < t):
+                t = o
+        return t
+
+    def handle_timer(self, now: float) -> None:
+        for ob in self.outbound.values():
+            self._resolved(ob.handle_timer(now))
+
+    def fail_all(self, reason: FailReason) -> None:
+        """The session ended: every unresolved send fails with ``reason``."""
+        for ps in self._sends:
+            self._emit(SendFailed(handle=ps.handle, to=ps.to, reason=reason))
+        self._sends.clear()
+        self._by_handle.clear()
+        for ob in self.outbound.values():
+            for m in ob.queue:
+                self._emit(SendFailed(handle=m.msg_id, to=m.to, reason=reason))
+            ob.queue.clear()
