@@ -103,3 +103,43 @@ class Timings:
 
 
 DEFAULT_TIMINGS = Timings()
+
+
+# --- secure sessions ------------------------------------------------------------------------------
+# chat_protocol.noise and chat_protocol.session; docs/SECURITY.md explains each. The session
+# timers and counters are WireGuard's (its paper, section 6.1) unless noted.
+
+SECURE_PROLOGUE = b"p2p-chat secure session v1"
+"""Hashed into every handshake (the Noise prologue): peers that disagree on it fail to connect."""
+REPLAY_WINDOW_BITS = 8192
+"""A receiver accepts each counter once, and none more than this many below the newest it has."""
+REKEY_AFTER_MESSAGES = 2**60
+"""A session that sent this many datagrams asks for a new handshake."""
+REJECT_AFTER_MESSAGES = 2**64 - 2**13 - 1
+"""No counter at or above this is sent or accepted (leaves room for the window below 2**64)."""
+REKEY_AFTER_TIME_S = 120.0
+"""The initiator of a session this old starts a new handshake (forward secrecy in time)."""
+RESPONDER_REKEY_AFTER_TIME_S = 165.0
+"""The responder of a session this old starts one itself (180 s - keepalive 10 s - 5 s)."""
+REJECT_AFTER_TIME_S = 180.0
+"""A session this old neither sends nor accepts anything."""
+REKEY_TIMEOUT_S = 5.0
+"""An initiation unanswered for this long is sent again, with a fresh ephemeral key."""
+UNCONFIRMED_SESSION_TIMEOUT_S = 15.0
+"""A responder forgets a session whose initiator sent no transport datagram for this long."""
+COOKIE_SECRET_LIFETIME_S = 120.0
+"""The responder draws a new cookie secret this often; a cookie is good for one or two periods."""
+COOKIE_LATENCY_S = 5.0
+"""An initiator stops using a cookie this long before the responder could have rotated it away."""
+HANDSHAKE_INIT_MIN_BYTES = 256
+"""Initiations are padded to this size, so the response (75 bytes + its payload) fits under it."""
+KEY_REQUEST_MIN_BYTES = 64
+"""A request for a responder's static key is padded to this, above the 41-byte reply."""
+MAX_UNCONFIRMED_SESSIONS = 4096
+"""Responder sessions awaiting their initiator's first datagram; the oldest goes beyond this."""
+MAX_SECURE_PEERS = 262144
+"""Authenticated static keys an endpoint keeps state for; the least recently active goes beyond."""
+FINGERPRINT_BYTES = 20
+"""A key fingerprint is this many bytes of SHA-256 (160 bits), shown as 32 base32 letters."""
+SAFETY_NUMBER_ITERATIONS = 5200
+"""SHA-512 iterations per half of a safety number (Signal's value)."""
