@@ -116,7 +116,7 @@ class _Sim:
         self.pair_last: dict[tuple[int, str], float] = {}
         self.clients: list[_Client] = []
         self.crashed: list[tuple[str, str]] = []
-        self.end_s = (cfg.messages + 8) * cfg.mean_gap_s
+        self.end_s = (1.2 * cfg.messages + 20) * cfg.mean_gap_s
         self.leave_at = {n.casefold(): self.end_s * self.rng.uniform(0.9, 1.0) for n in cfg.clients}
         self.names = list(cfg.clients)
 
@@ -166,7 +166,7 @@ class _Sim:
         t = 0.02 + len(script) * gap / 4
         for _ in range(cfg.messages):
             t += rng.expovariate(1 / gap)
-            self.at(min(t, self.end_s * 0.85), "send", None)
+            self.at(min(t, self.end_s * 0.9), "send", None)
         if cfg.crash:
             crash_t = self.end_s * 0.4
             # just before the kill: one message shown but not yet acknowledged, one lost

@@ -1,0 +1,3 @@
+from chat_check.cli import main
+
+raise SystemExit(main())
