@@ -1,16 +1,30 @@
-"""Codec: every message round-trips; any bytes either decode or raise MalformedDatagram."""
+"""Codec: every valid message round-trips; any bytes either decode or raise MalformedDatagram;
+a message with a field the wire cannot carry raises InvalidMessage, never a bare struct.error."""
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import struct
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from chat_protocol.codec import decode, encode
-from chat_protocol.const import MAX_DATAGRAM_BYTES, MIN_HELLO_BYTES
-from chat_protocol.errors import MalformedDatagram
+from chat_protocol.const import (
+    ACK_HEADER_BYTES,
+    ACK_RANGE_BYTES,
+    CHUNK_PAYLOAD_BYTES,
+    MAX_ACK_RANGES,
+    MAX_DATAGRAM_BYTES,
+    MAX_MESSAGE_BYTES,
+    MIN_HELLO_BYTES,
+    NAME_MAX_CHARS,
+    PING_BYTES,
+    TOKEN_BYTES,
+)
+from chat_protocol.errors import InvalidMessage, MalformedDatagram
 from chat_protocol.messages import (
     Ack,
     Bye,
@@ -23,6 +37,7 @@ from chat_protocol.messages import (
     ListUsers,
     Lookup,
     LookupReply,
+    Message,
     Ping,
     Pong,
     Refused,
@@ -32,9 +47,14 @@ from chat_protocol.messages import (
     Welcome,
 )
 
-u32 = st.integers(0, 2**32 - 1)
-token = st.binary(min_size=8, max_size=8)
+U32_MAX = 2**32 - 1
+U64_MAX = 2**64 - 1
+u32 = st.integers(0, U32_MAX)
+u64 = st.integers(0, U64_MAX)
+token = st.binary(min_size=TOKEN_BYTES, max_size=TOKEN_BYTES)
 name = st.from_regex(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,31}", fullmatch=True)
+hello_name = name | st.text(max_size=80).filter(lambda s: len(s.encode("utf-8")) <= 255)
+"""HELLO carries any text: the server, not the codec, refuses invalid names."""
 ipv4 = st.ip_addresses(v=4).map(str)
 ipv6 = st.ip_addresses(v=6).map(str)
 addr = st.tuples(st.one_of(ipv4, ipv6), st.integers(0, 65535))
@@ -42,15 +62,16 @@ addr = st.tuples(st.one_of(ipv4, ipv6), st.integers(0, 65535))
 
 @st.composite
 def data_msgs(draw: st.DrawFn) -> Data:
-    payload = draw(st.binary(min_size=1, max_size=1200))
-    offset = draw(st.integers(0, 10**6))
-    total = offset + len(payload) + draw(st.integers(0, 1000))
+    payload = draw(st.binary(min_size=1, max_size=CHUNK_PAYLOAD_BYTES))
+    total = draw(st.integers(len(payload), MAX_MESSAGE_BYTES))
+    offset = draw(st.integers(0, total - len(payload)))
     seq = draw(u32)
     return Data(
         session=draw(u32),
         stream=draw(u32),
         base=draw(st.integers(0, seq)),
         seq=seq,
+        msg_id=draw(u64),
         offset=offset,
         total=total,
         sender=draw(name),
@@ -58,13 +79,14 @@ def data_msgs(draw: st.DrawFn) -> Data:
     )
 
 
-ranges = st.lists(
-    st.tuples(st.integers(0, 2**31), st.integers(1, 2**31)).map(lambda r: (r[0], r[0] + r[1])),
-    max_size=32,
-).map(tuple)
+ack_range = st.integers(0, U32_MAX - 1).flatmap(
+    lambda start: st.tuples(st.just(start), st.integers(start + 1, U32_MAX))
+)
+"""A half-open [start, end) range that fits the wire: end is at most 2**32 - 1."""
+ranges = st.lists(ack_range, max_size=MAX_ACK_RANGES).map(tuple)
 
 messages = st.one_of(
-    st.builds(Hello, req_id=u32, name=name),
+    st.builds(Hello, req_id=u32, name=hello_name),
     st.builds(Welcome, req_id=u32, token=token, heartbeat_ms=u32),
     st.builds(Refused, req_id=u32, reason=st.sampled_from(RefuseReason)),
     st.builds(Lookup, token=token, req_id=u32, name=name),
@@ -90,11 +112,26 @@ messages = st.one_of(
     st.builds(Ack, session=u32, stream=u32, seq=u32, complete=st.just(True), ranges=st.just(())),
 )
 
+EDGE_ACK = Ack(session=U32_MAX, stream=0, seq=U32_MAX, complete=False, ranges=((0, U32_MAX),))
+EDGE_DATA = Data(
+    session=U32_MAX,
+    stream=U32_MAX,
+    base=U32_MAX,
+    seq=U32_MAX,
+    msg_id=U64_MAX,
+    offset=MAX_MESSAGE_BYTES - CHUNK_PAYLOAD_BYTES,
+    total=MAX_MESSAGE_BYTES,
+    sender="z" * NAME_MAX_CHARS,
+    payload=b"\xff" * CHUNK_PAYLOAD_BYTES,
+)
+
 
 @given(messages)
 @settings(max_examples=2000)
-def test_round_trip(msg: object) -> None:
-    raw = encode(msg)  # type: ignore[arg-type]
+@example(EDGE_ACK)  # the largest range end the wire carries (2**32 broke the old strategy)
+@example(EDGE_DATA)
+def test_round_trip(msg: Message) -> None:
+    raw = encode(msg)
     assert len(raw) <= MAX_DATAGRAM_BYTES
     assert decode(raw) == msg
 
@@ -108,8 +145,8 @@ def test_random_bytes_never_crash(raw: bytes) -> None:
 
 @given(messages, st.data())
 @settings(max_examples=2000)
-def test_truncated_or_corrupted_valid_messages(msg: object, data: st.DataObject) -> None:
-    raw = bytearray(encode(msg))  # type: ignore[arg-type]
+def test_truncated_or_corrupted_valid_messages(msg: Message, data: st.DataObject) -> None:
+    raw = bytearray(encode(msg))
     cut = data.draw(st.integers(0, len(raw)))
     flips = data.draw(st.lists(st.tuples(st.integers(0, len(raw) - 1), st.integers(0, 255))))
     for pos, val in flips:
@@ -128,8 +165,15 @@ def test_truncated_or_corrupted_valid_messages(msg: object, data: st.DataObject)
         (b"PC\x09\x01" + bytes(60), "unsupported version"),
         (b"PC\x01\x7f", "unknown kind"),
         (b"PC\x01\x01\x00\x00\x00\x01\x03bob", "hello not padded"),
+        (b"PC\x01\x01\x00\x00\x00\x01\x03bob" + b"\x01" * 60, "padding not zero"),
         (b"PC\x01\x08" + bytes(7), "truncated"),
         (b"PC\x01\x08" + bytes(9), "trailing bytes"),
+        (b"PC\x01\x0e" + bytes(8), "ping not padded"),
+        (b"PC\x01\x03" + bytes(4) + b"\x09", "unknown refusal reason"),
+        (b"PC\x01\x05" + bytes(4) + b"\x03bob\x05", "unknown address family"),
+        (b"PC\x01\x07" + bytes(8) + b"\x02\x00\x00", "bad flag"),
+        (b"PC\x01\x11" + bytes(12) + b"\x02\x00", "bad ack"),
+        (b"PC\x01\x11" + bytes(12) + b"\x00\x01" + bytes(8), "empty ack range"),
         (b"PC\x01\x10" + bytes(MAX_DATAGRAM_BYTES), "oversized"),
     ],
 )
@@ -146,13 +190,122 @@ def test_hello_is_padded_so_replies_never_amplify() -> None:
         len(encode(Refused(req_id=1, reason=RefuseReason.NAME_TAKEN))),
     )
     assert biggest_reply <= len(hello)
-    assert len(encode(Pong(nonce=1, users=5))) <= len(encode(Ping(nonce=1)))
+    assert len(encode(Ping(nonce=1))) == PING_BYTES
+    assert len(encode(Pong(nonce=1, users=5))) <= PING_BYTES
     assert len(encode(UnknownSession(token=b"t" * 8))) <= len(encode(Heartbeat(token=b"t" * 8)))
 
 
-def test_data_chunk_outside_message_is_rejected() -> None:
-    raw = encode(
-        Data(session=1, stream=1, base=0, seq=0, offset=10, total=5, sender="a", payload=b"xyz")
+def test_sizes_match_const_and_docs() -> None:
+    """const.py's sizes (used by transfer.py's amplification bound) and the PROTOCOL.md table."""
+    ack = Ack(session=1, stream=1, seq=1, complete=True, ranges=())
+    assert len(encode(ack)) == ACK_HEADER_BYTES == 18
+    two = dataclasses.replace(ack, complete=False, ranges=((0, 1), (2, 3)))
+    assert len(encode(two)) == ACK_HEADER_BYTES + 2 * ACK_RANGE_BYTES
+    most = dataclasses.replace(ack, complete=False, ranges=((0, 1),) * MAX_ACK_RANGES)
+    assert len(encode(most)) == 274
+    smallest = Data(
+        session=1, stream=1, base=0, seq=0, msg_id=0, offset=0, total=1, sender="a", payload=b"x"
     )
+    assert len(encode(smallest)) == 39
+    assert len(encode(EDGE_DATA)) == 1269
+    # The smallest DATA leaves room for two ranges in its ACK: an ACK never amplifies.
+    assert len(encode(smallest)) >= ACK_HEADER_BYTES + 2 * ACK_RANGE_BYTES
+
+
+def test_data_chunk_outside_message_is_rejected() -> None:
+    raw = bytearray(encode(dataclasses.replace(EDGE_DATA, offset=0, total=CHUNK_PAYLOAD_BYTES)))
+    raw[28:32] = (1).to_bytes(4, "big")  # offset: after the header, 4 x u32 and the u64 msg_id
     with pytest.raises(MalformedDatagram, match="outside"):
-        decode(raw)
+        decode(bytes(raw))
+
+
+# --- local errors: InvalidMessage --------------------------------------------------------------
+
+INT_FIELDS: dict[type, dict[str, int]] = {
+    Hello: {"req_id": 32},
+    Welcome: {"req_id": 32, "heartbeat_ms": 32},
+    Refused: {"req_id": 32},
+    Lookup: {"req_id": 32},
+    LookupReply: {"req_id": 32},
+    ListUsers: {"req_id": 32},
+    ListReply: {"req_id": 32, "total": 32},
+    HeartbeatAck: {"heartbeat_ms": 32},
+    Bye: {"req_id": 32},
+    ByeAck: {"req_id": 32},
+    Ping: {"nonce": 32},
+    Pong: {"nonce": 32, "users": 32},
+    Data: {
+        "session": 32,
+        "stream": 32,
+        "base": 32,
+        "seq": 32,
+        "msg_id": 64,
+        "offset": 32,
+        "total": 32,
+    },
+    Ack: {"session": 32, "stream": 32, "seq": 32},
+}
+"""Every integer field and its width on the wire (docs/PROTOCOL.md)."""
+
+
+@given(messages, st.data())
+@settings(max_examples=500)
+def test_integer_field_out_of_range_raises_invalid_message(
+    msg: Message, data: st.DataObject
+) -> None:
+    fields = INT_FIELDS.get(type(msg))
+    if not fields:
+        return
+    field = data.draw(st.sampled_from(sorted(fields)))
+    bad = data.draw(st.integers(max_value=-1) | st.integers(min_value=1 << fields[field]))
+    with pytest.raises(InvalidMessage):  # a struct.error (or anything else) fails the test
+        encode(dataclasses.replace(msg, **{field: bad}))  # type: ignore[arg-type]
+
+
+@given(st.lists(ack_range, min_size=1, max_size=MAX_ACK_RANGES), st.integers(0, 2**16))
+def test_ack_range_past_u32_raises_invalid_message(rs: list[tuple[int, int]], i: int) -> None:
+    i %= len(rs)
+    rs[i] = (rs[i][0], 2**32)  # seeds 65537 and 123457 drew this and got a bare struct.error
+    with pytest.raises(InvalidMessage, match="outside u32"):
+        encode(Ack(session=1, stream=1, seq=1, complete=False, ranges=tuple(rs)))
+
+
+VALID_DATA = Data(
+    session=1, stream=1, base=0, seq=0, msg_id=0, offset=0, total=3, sender="a", payload=b"abc"
+)
+VALID_ACK = Ack(session=1, stream=1, seq=0, complete=False, ranges=((0, 3),))
+
+
+@pytest.mark.parametrize(
+    ("msg", "why"),
+    [
+        (dataclasses.replace(VALID_DATA, payload=b""), "empty payload"),
+        (dataclasses.replace(VALID_DATA, base=1), "base 1 above seq 0"),
+        (dataclasses.replace(VALID_DATA, total=2), "outside a message"),
+        (dataclasses.replace(VALID_DATA, offset=1), "outside a message"),
+        (dataclasses.replace(VALID_DATA, total=MAX_MESSAGE_BYTES + 1), "outside a message"),
+        (dataclasses.replace(VALID_DATA, sender="no spaces"), "invalid user name"),
+        (dataclasses.replace(VALID_DATA, msg_id=2**64), "msg_id=18446744073709551616"),
+        (dataclasses.replace(VALID_DATA, payload=b"x" * 1400, total=1400), "more than 1400"),
+        (dataclasses.replace(VALID_ACK, ranges=((0, 1),) * 33), "33 ranges"),
+        (dataclasses.replace(VALID_ACK, ranges=((5, 5),)), "empty range"),
+        (dataclasses.replace(VALID_ACK, ranges=((-1, 5),)), "outside u32"),
+        (dataclasses.replace(VALID_ACK, seq=-1), "seq=-1 is outside u32"),
+        (Heartbeat(token=b"short"), "token of 5 bytes"),
+        (Welcome(req_id=1, token=b"x" * 9, heartbeat_ms=1), "token of 9 bytes"),
+        (Lookup(token=b"t" * 8, req_id=1, name=""), "invalid user name"),
+        (ListUsers(token=b"t" * 8, req_id=1, after="a b"), "invalid user name"),
+        (LookupReply(req_id=1, name="bob", addr=("not an ip", 1)), "address"),
+        (LookupReply(req_id=1, name="bob", addr=("10.0.0.1", 65536)), "address"),
+        (Refused(req_id=1, reason=9), "not a RefuseReason"),  # type: ignore[arg-type]
+        (Hello(req_id=1, name="é" * 128), "longer than 255"),
+        (ListReply(req_id=1, total=1, more=False, names=("n" * 32,) * 60), "more than 1400"),
+        (ListReply(req_id=1, total=1, more=False, names=("a",) * 65536), "u16"),
+        ("not a message", "not a message"),
+    ],
+)
+def test_invalid_messages_name_the_problem(msg: Message, why: str) -> None:
+    with pytest.raises(InvalidMessage, match=why) as info:
+        encode(msg)
+    assert isinstance(info.value, ValueError)  # callers may catch ValueError
+    assert not isinstance(info.value, struct.error)

@@ -1,24 +1,34 @@
-"""The reliable-transfer halves on their own: window, timers, bounds, ack sizes."""
+"""The reliable-transfer halves on their own: window, timers, bounds, ack sizes, and what
+"delivered" means (shown to the receiver's user), alone and over a lossy in-memory link."""
 
 from __future__ import annotations
 
-import pytest
+import dataclasses
+import heapq
+import itertools
+import random
+from dataclasses import dataclass, field
 
-from chat_protocol.codec import encode
+import pytest
+from hypothesis import event, given
+from hypothesis import strategies as st
+
+from chat_protocol.codec import decode, encode
 from chat_protocol.const import (
+    ACK_HEADER_BYTES,
     CHUNK_PAYLOAD_BYTES,
+    MAX_ACK_RANGES,
+    MAX_BUFFERED_BYTES_PER_PEER,
     MAX_MESSAGE_BYTES,
     MAX_PARTIAL_MESSAGES_PER_PEER,
     SEND_WINDOW_CHUNKS,
     Timings,
 )
+from chat_protocol.errors import InvalidMessage
 from chat_protocol.messages import Ack, Data
-from chat_protocol.transfer import (
-    MAX_BUFFERED_BYTES_PER_PEER,
-    ChunkRejected,
-    Inbound,
-    Outbound,
-)
+from chat_protocol.outcomes import FailReason
+from chat_protocol.rangeset import RangeSet
+from chat_protocol.transfer import ChunkRejected, Inbound, Outbound, Resolved
 
 T = Timings()
 PEER = ("10.0.0.9", 4000)
@@ -39,6 +49,7 @@ def chunk(seq: int, offset: int, total: int, base: int = 0, stream: int = 1) -> 
         stream=stream,
         base=base,
         seq=seq,
+        msg_id=100 + seq,
         offset=offset,
         total=total,
         sender="alice",
@@ -46,21 +57,54 @@ def chunk(seq: int, offset: int, total: int, base: int = 0, stream: int = 1) -> 
     )
 
 
+def ack(seq: int, *ranges: tuple[int, int], complete: bool = False) -> Ack:
+    return Ack(session=1, stream=1, seq=seq, complete=complete, ranges=ranges)
+
+
+def deliver(ib: Inbound, ds: list[Data], now: float = 0.0) -> list[tuple[int, int, bytes]]:
+    out = []
+    for d in ds:
+        raw = encode(d)
+        got = decode(raw)
+        assert isinstance(got, Data)
+        out.extend(ib.on_data(got, len(raw), now))
+    return out
+
+
+def to_sender(ob: Outbound, acks: list[Ack], now: float) -> list[Resolved]:
+    out = []
+    for a in acks:
+        got = decode(encode(a))
+        assert isinstance(got, Ack)
+        out.extend(ob.on_ack(got, now))
+    return out
+
+
+# --- sender -------------------------------------------------------------------------------------
+
+
 def test_window_limits_chunks_in_flight() -> None:
     ob = outbound()
-    ob.enqueue(handle=1, to="bob", payload=b"y" * (1 << 20), now=0.0)
-    first = list(ob.datagrams(0.0))
+    ob.enqueue(msg_id=1, to="bob", payload=b"y" * (1 << 20), now=0.0)
+    first = ob.datagrams(0.0)
     assert len(first) == SEND_WINDOW_CHUNKS
-    assert list(ob.datagrams(0.0)) == []  # nothing more until acks arrive
-    ack = Ack(session=1, stream=1, seq=0, complete=False, ranges=((0, 10 * CHUNK_PAYLOAD_BYTES),))
-    ob.on_ack(ack, 0.01)
-    assert len(list(ob.datagrams(0.01))) == 10
+    assert all(d.msg_id == 1 for d in first)
+    assert ob.datagrams(0.0) == []  # nothing more until acks arrive
+    ob.on_ack(ack(0, (0, 10 * CHUNK_PAYLOAD_BYTES)), 0.01)
+    assert len(ob.datagrams(0.01)) == 10
+
+
+def test_enqueue_refuses_sizes_the_wire_cannot_carry() -> None:
+    ob = outbound()
+    for size in (0, MAX_MESSAGE_BYTES + 1):
+        with pytest.raises(InvalidMessage):
+            ob.enqueue(msg_id=1, to="bob", payload=b"x" * size, now=0.0)
 
 
 def test_retransmission_backs_off_and_gives_up() -> None:
     ob = outbound()
-    ob.enqueue(handle=1, to="bob", payload=b"hi", now=0.0)
-    assert len(list(ob.datagrams(0.0))) == 1
+    ob.enqueue(msg_id=7, to="bob", payload=b"hi", now=0.0)
+    assert len(ob.datagrams(0.0)) == 1
     times = []
     now = 0.0
     while True:
@@ -70,30 +114,191 @@ def test_retransmission_backs_off_and_gives_up() -> None:
         failed = ob.handle_timer(now)
         if failed:
             break
-        if list(ob.datagrams(now)):
+        if ob.datagrams(now):
             times.append(now)
     gaps = [b - a for a, b in zip([0.0, *times], times, strict=False)]
     assert gaps[1] > gaps[0]  # backoff
     assert max(gaps) <= T.retransmit_max_s + 1e-9
     assert now == pytest.approx(T.delivery_timeout_s)
-    assert [(r.handle, r.delivered) for r in failed] == [(1, False)]
+    assert failed == [Resolved(msg_id=7, to="bob", delivered=False, reason=FailReason.TIMEOUT)]
+    assert ob.next_timer() is None
 
 
-def test_receiver_delivers_in_order_once() -> None:
+def test_acks_of_a_stale_stream_or_unknown_seq_are_ignored() -> None:
+    ob = outbound()
+    ob.enqueue(msg_id=1, to="bob", payload=b"hi", now=0.0)
+    ob.datagrams(0.0)
+    other = Ack(session=1, stream=2, seq=0, complete=True, ranges=())
+    assert ob.on_ack(other, 0.1) == []
+    assert ob.on_ack(ack(5, complete=True), 0.1) == []
+    assert ob.pending == 1
+
+
+def test_sender_is_not_delivered_until_the_ack_says_complete() -> None:
+    ob, ib = outbound(), inbound()
+    ob.enqueue(msg_id=9, to="bob", payload=b"z" * 3000, now=0.0)
+    handed = deliver(ib, ob.datagrams(0.0))
+    assert [(seq, mid) for seq, mid, _ in handed] == [(0, 9)]
+    acks = ib.acks()
+    assert [(a.complete, a.ranges) for a in acks] == [(False, ((0, 3000),))]
+    assert to_sender(ob, acks, 0.01) == []  # every byte is there, but not shown: not delivered
+    assert ob.pending == 1
+    ib.shown(0)
+    assert to_sender(ob, ib.acks(), 0.02) == [Resolved(msg_id=9, to="bob", delivered=True)]
+    assert ob.pending == 0 and ob.in_flight == 0
+
+
+def test_probe_recovers_a_lost_complete_ack() -> None:
+    ob, ib = outbound(), inbound()
+    ob.enqueue(msg_id=3, to="bob", payload=b"z" * 2500, now=0.0)
+    deliver(ib, ob.datagrams(0.0))
+    to_sender(ob, ib.acks(), 0.01)  # full range, not complete
+    ib.shown(0)
+    [lost] = ib.acks()
+    assert lost.complete  # ... and the network drops it
+    now, probes = 0.01, []
+    while ob.pending:
+        t = ob.next_timer()
+        assert t is not None and t < T.delivery_timeout_s  # recovered well before the timeout
+        now = t
+        assert ob.handle_timer(now) == []
+        sent = ob.datagrams(now)
+        probes.extend(sent)
+        deliver(ib, sent, now)
+        resolved = to_sender(ob, ib.acks(), now + 0.01)
+    assert resolved == [Resolved(msg_id=3, to="bob", delivered=True)]
+    # The probe is the last chunk, sent again; the receiver counted it as a duplicate.
+    assert [(d.seq, d.offset) for d in probes] == [(0, 2 * CHUNK_PAYLOAD_BYTES)]
+    assert ib.duplicates == 1
+
+
+def test_never_shown_message_fails_with_timeout_after_probing_with_backoff() -> None:
+    ob, ib = outbound(), inbound()
+    ob.enqueue(msg_id=5, to="bob", payload=b"q" * 5000, now=0.0)
+    deliver(ib, ob.datagrams(0.0))
+    to_sender(ob, ib.acks(), 0.01)
+    progress_at = ob.last_progress
+    assert progress_at == 0.01
+    probe_times, now, failed = [], 0.01, []
+    while not failed:
+        t = ob.next_timer()
+        assert t is not None
+        now = t
+        failed = ob.handle_timer(now)
+        sent = ob.datagrams(now)
+        if sent:
+            probe_times.append(now)
+        deliver(ib, sent, now)
+        assert to_sender(ob, ib.acks(), now) == []  # the same ack again: not progress
+        assert ob.last_progress == progress_at
+    assert failed == [Resolved(msg_id=5, to="bob", delivered=False, reason=FailReason.TIMEOUT)]
+    assert now == pytest.approx(progress_at + T.delivery_timeout_s)
+    gaps = [b - a for a, b in itertools.pairwise(probe_times)]
+    assert len(probe_times) >= 5
+    assert all(b >= a - 1e-9 for a, b in itertools.pairwise(gaps))  # backoff, never shrinking
+    assert max(gaps) == pytest.approx(T.retransmit_max_s)  # ... up to its cap
+
+
+def test_progress_means_new_bytes_or_completion() -> None:
+    ob = outbound()
+    ob.enqueue(msg_id=1, to="bob", payload=b"p" * (4 * CHUNK_PAYLOAD_BYTES), now=0.0)
+    ob.datagrams(0.0)
+    ob.on_ack(ack(0, (0, CHUNK_PAYLOAD_BYTES)), 1.0)
+    assert ob.last_progress == 1.0
+    ob.on_ack(ack(0, (0, CHUNK_PAYLOAD_BYTES)), 2.0)  # repeated: no progress
+    ob.on_ack(ack(0, (0, CHUNK_PAYLOAD_BYTES - 1)), 2.5)  # part of a chunk counts for nothing
+    assert ob.last_progress == 1.0
+    ob.on_ack(ack(0, (0, 2 * CHUNK_PAYLOAD_BYTES)), 3.0)
+    assert ob.last_progress == 3.0
+    assert ob.on_ack(ack(0, complete=True), 4.0)[0].delivered
+    assert ob.last_progress == 4.0
+
+
+def test_fast_retransmit_of_a_chunk_sent_before_three_acked_ones() -> None:
+    ob = outbound()
+    c = CHUNK_PAYLOAD_BYTES
+    ob.enqueue(msg_id=1, to="bob", payload=b"f" * (70 * c), now=0.0)
+    assert len(ob.datagrams(0.0)) == SEND_WINDOW_CHUNKS  # chunks 0..63 at t=0
+    ob.on_ack(ack(0, (c, 64 * c)), 0.01)  # chunk 0 lost, the others arrived
+    assert len(ob.datagrams(0.01)) == 70 - SEND_WINDOW_CHUNKS  # chunks 64..69 at t=0.01
+    for n in (65, 66):
+        ob.on_ack(ack(0, (c, n * c)), 0.02)
+        assert ob.datagrams(0.02) == []
+    ob.on_ack(ack(0, (c, 67 * c)), 0.02)  # the third chunk sent after chunk 0 and acked
+    [resent] = ob.datagrams(0.02)
+    assert (resent.seq, resent.offset) == (0, 0)
+    assert ob.retransmissions == 1
+
+
+# --- receiver -----------------------------------------------------------------------------------
+
+
+def test_receiver_hands_over_in_order_once() -> None:
     ib = inbound()
     assert ib.on_data(chunk(1, 0, 5), 40, 0.0) == []
-    assert ib.on_data(chunk(0, 0, 5), 40, 0.0) == [b"xxxxx", b"xxxxx"]
-    assert ib.on_data(chunk(0, 0, 5), 40, 0.0) == []  # duplicate: acked, not delivered
-    acks = list(ib.acks())
-    assert [(a.seq, a.complete) for a in acks] == [(1, True), (0, True)]
+    assert ib.on_data(chunk(0, 0, 5), 40, 0.0) == [(0, 100, b"xxxxx"), (1, 101, b"xxxxx")]
+    assert ib.on_data(chunk(0, 0, 5), 40, 0.0) == []  # duplicate: acked, not handed again
+    assert ib.duplicates == 1
+
+
+def test_whole_but_not_shown_is_acked_incomplete_with_its_full_range() -> None:
+    ib = inbound()
+    total = 2 * CHUNK_PAYLOAD_BYTES + 10
+    handed = deliver(ib, [chunk(0, off, total) for off in (0, 1200, 2400)])
+    assert [seq for seq, _, _ in handed] == [0]
+    [a] = ib.acks()
+    assert (a.seq, a.complete, a.ranges) == (0, False, ((0, total),))
+    deliver(ib, [chunk(0, 0, total)])  # a retransmission before it was shown: the same answer
+    [a] = ib.acks()
+    assert (a.complete, a.ranges) == (False, ((0, total),))
+
+
+def test_shown_queues_a_complete_ack_at_once() -> None:
+    ib = inbound()
+    deliver(ib, [chunk(0, 0, 5), chunk(1, 0, 5), chunk(2, 0, 5)])
+    ib.acks()
+    assert ib.pending_acks == {}
+    ib.shown(0)
+    assert [(a.seq, a.complete) for a in ib.acks()] == [(0, True)]
+    ib.shown(2)  # shown is a prefix: 1 too
+    assert [(a.seq, a.complete) for a in ib.acks()] == [(1, True), (2, True)]
+    ib.shown(2)  # again: nothing to do
+    ib.shown(77)  # never handed: ignored
+    assert ib.acks() == []
+    assert ib.buffered == 0
+
+
+def test_unshown_messages_count_against_the_buffer_and_the_window() -> None:
+    ib = inbound()
+    for seq in range(MAX_PARTIAL_MESSAGES_PER_PEER):
+        assert len(deliver(ib, [chunk(seq, 0, 5)])) == 1
+    assert ib.buffered == 5 * MAX_PARTIAL_MESSAGES_PER_PEER
+    with pytest.raises(ChunkRejected, match="too far ahead"):
+        ib.on_data(chunk(MAX_PARTIAL_MESSAGES_PER_PEER, 0, 5), 50, 0.0)
+    ib.shown(0)  # the user saw one: room for one more
+    assert ib.buffered == 5 * (MAX_PARTIAL_MESSAGES_PER_PEER - 1)
+    assert len(deliver(ib, [chunk(MAX_PARTIAL_MESSAGES_PER_PEER, 0, 5)])) == 1
 
 
 def test_receiver_skips_what_the_sender_gave_up_on() -> None:
     ib = inbound()
     ib.on_data(chunk(0, 0, 3000), 1230, 0.0)  # first chunk of a 3-chunk message only
     assert ib.on_data(chunk(2, 0, 5, base=1), 40, 0.0) == []  # seq 0 abandoned; 1 not here
-    assert ib.on_data(chunk(1, 0, 5, base=1), 40, 0.0) == [b"xxxxx", b"xxxxx"]
+    assert ib.on_data(chunk(1, 0, 5, base=1), 40, 0.0) == [(1, 101, b"xxxxx"), (2, 102, b"xxxxx")]
+    ib.shown(2)
     assert ib.buffered == 0
+
+
+def test_a_rejected_chunk_does_not_lose_what_its_base_handed_over() -> None:
+    ib = inbound()
+    deliver(ib, [chunk(0, 0, 5)])  # handed, never shown: holds the window's low end at 0
+    deliver(ib, [chunk(2, 0, 5)])  # whole, waiting for 1
+    # The sender gave up on 1 (base 3) and sends seq 8: beyond this receiver's window (0 + 8).
+    late = chunk(MAX_PARTIAL_MESSAGES_PER_PEER, 0, 5, base=3)
+    assert ib.on_data(late, 40, 0.0) == [(2, 102, b"xxxxx")]
+    assert ib.pending_acks.get(MAX_PARTIAL_MESSAGES_PER_PEER) is None  # dropped, unacknowledged
+    with pytest.raises(ChunkRejected, match="too far ahead"):
+        ib.on_data(late, 40, 0.0)
 
 
 def test_receiver_bounds_partial_messages_per_peer() -> None:
@@ -118,7 +323,17 @@ def test_receiver_bounds_buffered_bytes_per_peer() -> None:
 
 def test_misaligned_or_inconsistent_chunks_rejected() -> None:
     ib = inbound()
-    bad = Data(session=1, stream=1, base=0, seq=0, offset=7, total=20, sender="alice", payload=b"a")
+    bad = Data(
+        session=1,
+        stream=1,
+        base=0,
+        seq=0,
+        msg_id=1,
+        offset=7,
+        total=20,
+        sender="alice",
+        payload=b"a",
+    )
     with pytest.raises(ChunkRejected, match="aligned"):
         ib.on_data(bad, 40, 0.0)
     ib.on_data(chunk(0, 0, 3000), 1230, 0.0)
@@ -126,6 +341,19 @@ def test_misaligned_or_inconsistent_chunks_rejected() -> None:
         ib.on_data(chunk(0, CHUNK_PAYLOAD_BYTES, 4000), 1230, 0.0)
     with pytest.raises(ChunkRejected, match="stale stream"):
         ib.on_data(chunk(0, 0, 5, stream=0), 40, 0.0)
+    with pytest.raises(ChunkRejected, match="sender name"):
+        ib.on_data(dataclasses.replace(chunk(0, 0, 5), sender="mallory"), 40, 0.0)
+    with pytest.raises(ChunkRejected, match="msg_id changed"):
+        ib.on_data(dataclasses.replace(chunk(0, CHUNK_PAYLOAD_BYTES, 3000), msg_id=1), 40, 0.0)
+
+
+def test_a_new_stream_starts_afresh() -> None:
+    ib = inbound()
+    deliver(ib, [chunk(0, 0, 5), chunk(1, 0, 3000)])
+    assert deliver(ib, [chunk(4, 0, 5, base=4, stream=2)]) == [(4, 104, b"xxxxx")]
+    assert ib.buffered == 5 and list(ib.partial) == [] and list(ib.unshown) == [4]
+    ib.shown(0)  # a seq of the old stream: ignored
+    assert list(ib.unshown) == [4]
 
 
 def test_ack_is_never_larger_than_the_datagram_that_caused_it() -> None:
@@ -136,7 +364,130 @@ def test_ack_is_never_larger_than_the_datagram_that_caused_it() -> None:
         d = chunk(0, i * CHUNK_PAYLOAD_BYTES, total)
         ib.on_data(d, len(encode(d)), 0.0)
     last = chunk(0, 40 * CHUNK_PAYLOAD_BYTES, total)
-    list(ib.acks())
+    ib.acks()
     ib.on_data(last, len(encode(last)), 0.0)  # duplicate tiny chunk triggers a fresh ack
-    [ack] = list(ib.acks())
-    assert len(encode(ack)) <= len(encode(last))
+    [a] = ib.acks()
+    assert len(encode(a)) <= len(encode(last))
+    assert a.ranges == ((0, 1200), (2400, 3600), (4800, 6000))  # the lowest that fit in 44 B
+
+
+def test_ack_work_does_not_grow_with_what_is_held(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 11: a repeated chunk of a big partial message cost a sort of every range it held.
+    Structurally now: a contiguous partial is one range, and an ACK reads at most
+    MAX_ACK_RANGES of them (the set is never iterated whole)."""
+    ib = inbound()
+    total = MAX_MESSAGE_BYTES
+    for off in range(0, 3000 * CHUNK_PAYLOAD_BYTES, CHUNK_PAYLOAD_BYTES):
+        ib.on_data(chunk(0, off, total), 1300, 0.0)
+        assert ib.partial[0].have.count == 1
+    holes = inbound()
+    for off in range(0, 6000 * CHUNK_PAYLOAD_BYTES, 2 * CHUNK_PAYLOAD_BYTES):
+        holes.on_data(chunk(0, off, total), 1300, 0.0)
+    assert holes.partial[0].have.count == 3000
+    holes.acks()
+
+    def whole_set_read(self: RangeSet) -> object:
+        raise AssertionError("an ACK read every range held")
+
+    monkeypatch.setattr(RangeSet, "__iter__", whole_set_read)
+    for _ in range(3):
+        holes.on_data(chunk(0, 0, total), 1300, 0.0)  # a repeated chunk
+        [a] = holes.acks()
+        assert len(a.ranges) == MAX_ACK_RANGES
+    small = chunk(0, 0, total)
+    holes.on_data(small, ACK_HEADER_BYTES + 8 * 3, 0.0)  # a small trigger: fewer ranges
+    assert len(holes.acks()[0].ranges) == 3
+
+
+# --- both halves over a lossy link ----------------------------------------------------------
+
+
+@dataclass(order=True)
+class _Packet:
+    at: float
+    order: int
+    raw: bytes = field(compare=False)
+    to_receiver: bool = field(compare=False)
+
+
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    loss=st.floats(0, 0.3),
+    dup=st.floats(0, 0.2),
+    reorder=st.floats(0, 0.5),
+    sizes=st.lists(st.integers(1, 5 * CHUNK_PAYLOAD_BYTES), min_size=1, max_size=12),
+    show_delay=st.sampled_from([0.0, 0.0, 0.05, 0.5]),
+    stop_showing_after=st.none() | st.integers(0, 12),
+)
+def test_exactly_once_in_order_and_delivered_means_shown(
+    seed: int,
+    loss: float,
+    dup: float,
+    reorder: float,
+    sizes: list[int],
+    show_delay: float,
+    stop_showing_after: int | None,
+) -> None:
+    rng = random.Random(seed)
+    ob, ib = outbound(), inbound()
+    sent = {1000 + i: f"{i}:".encode().ljust(n, b"m") for i, n in enumerate(sizes)}
+    for mid, payload in sent.items():
+        ob.enqueue(msg_id=mid, to="bob", payload=payload, now=0.0)
+    wire: list[_Packet] = []
+    order = itertools.count()
+    to_show: list[tuple[float, int, int]] = []  # (when, seq, msg_id)
+    handed: list[tuple[int, int, bytes]] = []
+    shown: set[int] = set()
+    outcome: dict[int, Resolved] = {}
+    now = 0.0
+
+    def transmit(raw: bytes, to_receiver: bool) -> None:
+        if rng.random() < loss:
+            return
+        for _ in range(2 if rng.random() < dup else 1):
+            delay = 0.005 + (rng.random() * 0.03 if rng.random() < reorder else 0.0)
+            heapq.heappush(wire, _Packet(now + delay, next(order), raw, to_receiver))
+
+    while len(outcome) < len(sent):
+        for d in ob.datagrams(now):
+            transmit(encode(d), True)
+        for a in ib.acks():
+            transmit(encode(a), False)
+        t_wire = wire[0].at if wire else float("inf")
+        t_show = to_show[0][0] if to_show else float("inf")
+        t_timer = ob.next_timer() or float("inf")
+        now = min(t_wire, t_show, t_timer)
+        assert now < 1000, "the transfer never finished"
+        if now == t_show:
+            _, seq, mid = to_show.pop(0)
+            shown.add(mid)
+            ib.shown(seq)
+        elif now == t_wire:
+            pkt = heapq.heappop(wire)
+            msg = decode(pkt.raw)
+            if isinstance(msg, Data):
+                for seq, mid, payload in ib.on_data(msg, len(pkt.raw), now):
+                    handed.append((seq, mid, payload))
+                    if stop_showing_after is None or len(handed) <= stop_showing_after:
+                        to_show.append((now + show_delay, seq, mid))
+            else:
+                assert isinstance(msg, Ack)
+                for r in ob.on_ack(msg, now):
+                    assert r.msg_id not in outcome
+                    assert not r.delivered or r.msg_id in shown, "delivered but never shown"
+                    outcome[r.msg_id] = r
+        else:
+            for r in ob.handle_timer(now):
+                assert r.msg_id not in outcome and r.reason is FailReason.TIMEOUT
+                outcome[r.msg_id] = r
+    # Exactly once, in order, intact; a message is missing only if its sender gave up on it.
+    seqs = [seq for seq, _, _ in handed]
+    assert seqs == sorted(set(seqs))
+    assert all(sent[mid] == payload for _, mid, payload in handed)
+    assert all(not outcome[mid].delivered for mid in sent.keys() - {m for _, m, _ in handed})
+    assert {m for m, r in outcome.items() if r.delivered} <= shown
+    if stop_showing_after is not None:
+        assert not any(outcome[m].delivered for _, m, _ in handed[stop_showing_after:])
+    event("some failed" if not all(r.delivered for r in outcome.values()) else "all delivered")
+    event("retransmitted" if ob.retransmissions else "no retransmission")
+    event("duplicates seen" if ib.duplicates else "no duplicate")

@@ -157,12 +157,17 @@ class Data:
     """Sender-wide counter, new for every destination state the sender creates: a receiver that
     sees a higher stream from the same address starts a fresh sequence space."""
     base: int
-    """Lowest seq in this stream the sender has not resolved (fully acknowledged or given up):
+    """Lowest seq in this stream the sender has not resolved (acknowledged complete, or given up):
     the receiver need not wait for anything below it."""
     seq: int
     """Message number within (session, stream), from 0."""
+    msg_id: int
+    """The sender's id for the message (u64): unique within the sender's session, the same in
+    every chunk and retransmission."""
     offset: int
+    """Where ``payload`` starts in the message (a multiple of ``CHUNK_PAYLOAD_BYTES``)."""
     total: int
+    """The message's length in bytes."""
     sender: str
     payload: bytes
 
@@ -173,8 +178,11 @@ class Ack:
     stream: int
     seq: int
     complete: bool
+    """The message was shown to the receiver's user. Having all its bytes is not enough: a whole
+    message not yet shown is acknowledged with ``complete=False`` and its full range."""
     ranges: tuple[tuple[int, int], ...]
-    """Half-open byte ranges [start, end) received so far (empty when ``complete``)."""
+    """Half-open byte ranges [start, end) received so far, lowest first (empty when
+    ``complete``)."""
 
 
 Message = (

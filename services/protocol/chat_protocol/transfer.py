@@ -4,39 +4,63 @@
 receiver keeps per sending address. Neither touches a socket or a clock.
 
 * A message is cut into chunks of :data:`CHUNK_PAYLOAD_BYTES` at aligned offsets; every chunk is a
-  DATA datagram naming (session, stream, seq, offset, total).
-* The receiver acknowledges what it holds: ``complete`` once a message was delivered to the user,
-  else the byte ranges it has. Datagrams received in one batch share one ACK per message.
+  DATA datagram naming (session, stream, seq, msg_id, offset, total).
+* "Delivered" means the receiver's user was shown the message. :meth:`Inbound.on_data` hands
+  whole messages to the client core in order; the core calls :meth:`Inbound.shown` once its user
+  saw one. Until then the receiver acknowledges the message with its full byte range and
+  ``complete=False``; after, with ``complete=True`` (sent at once, not only when asked).
+* The receiver acknowledges what it holds: ``complete``, or the byte ranges it has (the lowest
+  ones that fit: an ACK is never larger than the DATA that caused it). Datagrams received in one
+  batch share one ACK per message.
 * The sender retransmits an unacknowledged chunk after a retransmission timeout estimated from
-  round-trip samples (RFC 6298, Karn's rule), doubling per retry up to a cap, and at once when three
-  later chunks of the same message were acknowledged (fast retransmit). At most
-  :data:`SEND_WINDOW_CHUNKS` chunks are in flight per destination (flow control).
-* If the destination acknowledges nothing for ``delivery_timeout_s`` while messages are pending,
-  every pending message fails; DATA carries ``base`` (lowest unresolved seq) so the receiver skips
-  the gap instead of waiting for it forever. Stale or duplicate chunks are acknowledged, never
-  delivered twice.
+  round-trip samples (RFC 6298, Karn's rule), doubling per retry up to a cap, and at once when
+  :data:`FAST_RETRANSMIT_THRESHOLD` later chunks of the same message were acknowledged (fast
+  retransmit). At most :data:`SEND_WINDOW_CHUNKS` chunks are in flight per destination.
+* A message whose bytes are all acknowledged but that is not ``complete`` yet keeps its last
+  chunk in flight as a probe, retransmitted with the same backoff: so a lost ``complete`` ACK is
+  recovered, and a receiver that never shows the message runs into the delivery timeout.
+* If the destination acknowledges nothing new (no new bytes, no completion) for
+  ``delivery_timeout_s`` while messages are pending, every pending message fails
+  (:attr:`FailReason.TIMEOUT`); DATA carries ``base`` (lowest unresolved seq) so the receiver
+  skips the gap instead of waiting for it forever. Stale or duplicate chunks are acknowledged,
+  never delivered twice.
+
+Costs per datagram do not grow with what is held: byte coverage is a :class:`RangeSet` (binary
+search), an ACK reads at most :data:`MAX_ACK_RANGES` ranges of it, and the sender's per-ACK work
+is bounded by the chunks of that message in flight (at most the window).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-from chat_protocol.codec import ACK_OVERHEAD_BYTES, RANGE
 from chat_protocol.const import (
+    ACK_HEADER_BYTES,
+    ACK_RANGE_BYTES,
     CHUNK_PAYLOAD_BYTES,
+    FAST_RETRANSMIT_THRESHOLD,
     MAX_ACK_RANGES,
+    MAX_BUFFERED_BYTES_PER_PEER,
     MAX_MESSAGE_BYTES,
     MAX_PARTIAL_MESSAGES_PER_PEER,
     SEND_WINDOW_CHUNKS,
     Timings,
 )
+from chat_protocol.errors import InvalidMessage
 from chat_protocol.messages import Ack, Addr, Data
+from chat_protocol.outcomes import FailReason
+from chat_protocol.rangeset import RangeSet
 
-FAST_RETRANSMIT_THRESHOLD = 3
-MAX_BUFFERED_BYTES_PER_PEER = 2 * MAX_MESSAGE_BYTES
-"""Out-of-order and undelivered bytes a receiver holds for one sender; chunks beyond it are
-dropped unacknowledged, so the sender slows down (retransmits later) instead of being lost."""
+__all__ = [
+    "MAX_BUFFERED_BYTES_PER_PEER",
+    "ChunkRejected",
+    "Inbound",
+    "OutMessage",
+    "Outbound",
+    "Resolved",
+]
+
+_NEVER = float("inf")
 
 
 # --- sender -------------------------------------------------------------------------------------
@@ -46,33 +70,43 @@ dropped unacknowledged, so the sender slows down (retransmits later) instead of 
 class _InFlight:
     sent_at: float
     deadline: float
+    """When to retransmit; ``inf`` while scheduled in ``Outbound.retransmit``."""
     tries: int
     later_acked: int = 0
+    """Chunks of the same message sent after this one and acknowledged since it was sent."""
+    probe: bool = False
+    """The last chunk of a message whose bytes are all acknowledged, kept to ask for the
+    ``complete`` ACK; it gives no RTT sample."""
 
 
 @dataclass(slots=True)
 class OutMessage:
-    handle: int
+    msg_id: int
     to: str
     seq: int
     payload: bytes
     n_chunks: int
     next_new: int = 0
-    acked: bytearray = field(default_factory=bytearray)
-    acked_count: int = 0
+    """Index of the first chunk never sent."""
+    acked: RangeSet = field(default_factory=RangeSet)
+    """Bytes the destination said it holds (whole chunks only)."""
+    inflight: dict[int, _InFlight] = field(default_factory=dict)
+    """Chunk index -> send state, for chunks sent and not acknowledged (or the probe)."""
 
     @property
-    def done(self) -> bool:
-        return self.acked_count == self.n_chunks
+    def all_acked(self) -> bool:
+        return len(self.acked) == len(self.payload)
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class Resolved:
-    """A message the sender is finished with: acknowledged whole, or given up on."""
+    """A message the sender is finished with: shown to the receiver's user, or given up on."""
 
-    handle: int
+    msg_id: int
     to: str
     delivered: bool
+    reason: FailReason | None = None
+    """Why not delivered (None when ``delivered``)."""
 
 
 class Outbound:
@@ -87,32 +121,30 @@ class Outbound:
         self.stream = stream
         self.timings = timings
         self.queue: list[OutMessage] = []
+        """Unresolved messages, lowest seq first."""
         self.next_seq = 0
-        self.inflight: dict[tuple[int, int], _InFlight] = {}
+        self.in_flight = 0
+        """Chunks in flight over every queued message (the window counts these)."""
         self.retransmit: list[tuple[int, int]] = []
+        """(seq, chunk index) due for retransmission at the next :meth:`datagrams`."""
         self.srtt: float | None = None
         self.rttvar = 0.0
         self.rto = timings.retransmit_initial_s
         self.last_progress = 0.0
+        """When the destination last acknowledged new bytes or completed a message."""
         self.retransmissions = 0
 
     # -- queueing --
 
-    def enqueue(self, *, handle: int, to: str, payload: bytes, now: float) -> None:
+    def enqueue(self, *, msg_id: int, to: str, payload: bytes, now: float) -> None:
+        """Queue one message; ``msg_id`` is the caller's id for it, unique in this session."""
         if not 0 < len(payload) <= MAX_MESSAGE_BYTES:
-            raise ValueError("message size out of range")
+            raise InvalidMessage(f"message of {len(payload)} bytes, not 1..{MAX_MESSAGE_BYTES}")
         if not self.queue:
             self.last_progress = now
         n = -(-len(payload) // CHUNK_PAYLOAD_BYTES)
         self.queue.append(
-            OutMessage(
-                handle=handle,
-                to=to,
-                seq=self.next_seq,
-                payload=payload,
-                n_chunks=n,
-                acked=bytearray(n),
-            )
+            OutMessage(msg_id=msg_id, to=to, seq=self.next_seq, payload=payload, n_chunks=n)
         )
         self.next_seq += 1
 
@@ -130,6 +162,7 @@ class Outbound:
             stream=self.stream,
             base=self._base(),
             seq=msg.seq,
+            msg_id=msg.msg_id,
             offset=off,
             total=len(msg.payload),
             sender=self.sender,
@@ -147,37 +180,43 @@ class Outbound:
                 return m
         return None
 
+    def _backoff(self, tries: int) -> float:
+        return min(self.rto * (1 << min(tries - 1, 30)), self.timings.retransmit_max_s)
+
     # -- output --
 
-    def datagrams(self, now: float) -> Iterator[Data]:
+    def datagrams(self, now: float) -> list[Data]:
         """Chunks to send now: due retransmissions first, then new chunks the window allows."""
-        for key in self.retransmit:
-            st = self.inflight.get(key)
-            msg = self._find(key[0])
-            if st is None or msg is None:
+        out: list[Data] = []
+        for seq, idx in self.retransmit:
+            msg = self._find(seq)
+            st = None if msg is None else msg.inflight.get(idx)
+            if msg is None or st is None:
                 continue
             st.tries += 1
             st.sent_at = now
             st.later_acked = 0
-            st.deadline = now + min(self.rto * (2 ** (st.tries - 1)), self.timings.retransmit_max_s)
+            st.deadline = now + self._backoff(st.tries)
             self.retransmissions += 1
-            yield self._chunk(msg, key[1])
+            out.append(self._chunk(msg, idx))
         self.retransmit.clear()
         if not self.queue:
-            return
+            return out
         window_seq = self.queue[0].seq + MAX_PARTIAL_MESSAGES_PER_PEER
         for msg in self.queue:
-            if msg.seq >= window_seq:
+            if msg.seq >= window_seq or self.in_flight >= SEND_WINDOW_CHUNKS:
                 break
-            while msg.next_new < msg.n_chunks and len(self.inflight) < SEND_WINDOW_CHUNKS:
+            total = len(msg.payload)
+            while msg.next_new < msg.n_chunks and self.in_flight < SEND_WINDOW_CHUNKS:
                 idx = msg.next_new
                 msg.next_new += 1
-                self.inflight[(msg.seq, idx)] = _InFlight(
-                    sent_at=now, deadline=now + self.rto, tries=1
-                )
-                yield self._chunk(msg, idx)
-            if len(self.inflight) >= SEND_WINDOW_CHUNKS:
-                break
+                start = idx * CHUNK_PAYLOAD_BYTES
+                if msg.acked.covers(start, min(start + CHUNK_PAYLOAD_BYTES, total)):
+                    continue  # the destination already has it
+                msg.inflight[idx] = _InFlight(sent_at=now, deadline=now + self.rto, tries=1)
+                self.in_flight += 1
+                out.append(self._chunk(msg, idx))
+        return out
 
     # -- timers --
 
@@ -185,27 +224,31 @@ class Outbound:
         if not self.queue:
             return None
         t = self.last_progress + self.timings.delivery_timeout_s
-        for st in self.inflight.values():
-            if st.deadline < t:
-                t = st.deadline
+        for msg in self.queue:
+            for st in msg.inflight.values():
+                if st.deadline < t:
+                    t = st.deadline
         return t
 
     def handle_timer(self, now: float) -> list[Resolved]:
-        """Schedule due retransmissions; give up on everything if the peer went silent."""
+        """Schedule due retransmissions; give up on everything if the peer made no progress."""
         if not self.queue:
             return []
         if now >= self.last_progress + self.timings.delivery_timeout_s:
-            failed = [Resolved(handle=m.handle, to=m.to, delivered=False) for m in self.queue]
+            failed = [
+                Resolved(msg_id=m.msg_id, to=m.to, delivered=False, reason=FailReason.TIMEOUT)
+                for m in self.queue
+            ]
             # Skip the gap: base moves past the abandoned messages on the next DATA.
             self.queue.clear()
-            self.inflight.clear()
             self.retransmit.clear()
+            self.in_flight = 0
             return failed
-        due = [key for key, st in self.inflight.items() if st.deadline <= now]
-        if due:
-            self.retransmit.extend(k for k in due if k not in self.retransmit)
-            for k in due:
-                self.inflight[k].deadline = float("inf")  # re-armed when actually resent
+        for msg in self.queue:
+            for idx, st in msg.inflight.items():
+                if st.deadline <= now:
+                    st.deadline = _NEVER  # re-armed when actually resent
+                    self.retransmit.append((msg.seq, idx))
         return []
 
     # -- input --
@@ -216,44 +259,72 @@ class Outbound:
         msg = self._find(ack.seq)
         if msg is None:
             return []
-        progressed = False
+        if ack.complete:
+            sample = None
+            newest = -1.0
+            for st in msg.inflight.values():
+                if st.tries == 1 and not st.probe and st.sent_at >= newest:
+                    newest, sample = st.sent_at, now - st.sent_at
+            if sample is not None:
+                self._rtt_sample(sample)
+            self.last_progress = now
+            self.in_flight -= len(msg.inflight)
+            msg.inflight.clear()
+            self.queue.remove(msg)
+            return [Resolved(msg_id=msg.msg_id, to=msg.to, delivered=True)]
+        if self._take_ranges(msg, ack.ranges):
+            self.last_progress = now
+            self._newly_acked(msg, now)
+        return []
+
+    def _take_ranges(self, msg: OutMessage, ranges: tuple[tuple[int, int], ...]) -> int:
+        """Record the whole chunks ``ranges`` cover; return how many bytes are new."""
+        total = len(msg.payload)
+        new = 0
+        for a, b in ranges:
+            start = -(-a // CHUNK_PAYLOAD_BYTES) * CHUNK_PAYLOAD_BYTES
+            end = total if b >= total else b // CHUNK_PAYLOAD_BYTES * CHUNK_PAYLOAD_BYTES
+            if start < end:
+                new += msg.acked.add(start, end)
+        return new
+
+    def _newly_acked(self, msg: OutMessage, now: float) -> None:
+        """Retire the chunks in flight that are now acknowledged; keep or start the probe."""
+        total = len(msg.payload)
+        last = msg.n_chunks - 1
+        all_acked = msg.all_acked
         sample: float | None = None
-        newest_acked_sent = -1.0
-        for key in [k for k in self.inflight if k[0] == msg.seq]:
-            idx = key[1]
+        newest = -1.0
+        for idx in [i for i in msg.inflight if not msg.inflight[i].probe]:
             start = idx * CHUNK_PAYLOAD_BYTES
-            end = min(start + CHUNK_PAYLOAD_BYTES, len(msg.payload))
-            if ack.complete or any(a <= start and end <= b for a, b in ack.ranges):
-                st = self.inflight.pop(key)
-                if not msg.acked[idx]:
-                    msg.acked[idx] = 1
-                    msg.acked_count += 1
-                    progressed = True
-                    if st.tries == 1 and st.sent_at >= newest_acked_sent:
-                        newest_acked_sent = st.sent_at
-                        sample = now - st.sent_at
-        if ack.complete and not msg.done:
-            msg.acked_count = msg.n_chunks
-            progressed = True
+            if not msg.acked.covers(start, min(start + CHUNK_PAYLOAD_BYTES, total)):
+                continue
+            st = msg.inflight[idx]
+            if st.tries == 1 and st.sent_at >= newest:
+                newest, sample = st.sent_at, now - st.sent_at
+            if all_acked and idx == last:
+                st.probe = True  # stays in flight, on its current deadline
+            else:
+                del msg.inflight[idx]
+                self.in_flight -= 1
         if sample is not None:
             self._rtt_sample(sample)
-        if progressed:
-            self.last_progress = now
-            self._fast_retransmit(msg, newest_acked_sent)
-        if not msg.done:
-            return []
-        self.queue.remove(msg)
-        for key in [k for k in self.inflight if k[0] == msg.seq]:
-            del self.inflight[key]
-        return [Resolved(handle=msg.handle, to=msg.to, delivered=True)]
+        if all_acked:
+            if last not in msg.inflight:
+                msg.inflight[last] = _InFlight(
+                    sent_at=now, deadline=now + self.rto, tries=1, probe=True
+                )
+                self.in_flight += 1
+        elif newest >= 0:
+            self._fast_retransmit(msg, newest)
 
     def _fast_retransmit(self, msg: OutMessage, acked_sent_at: float) -> None:
-        for key, st in self.inflight.items():
-            if key[0] == msg.seq and st.sent_at < acked_sent_at and st.deadline != float("inf"):
+        for idx, st in msg.inflight.items():
+            if st.sent_at < acked_sent_at and st.deadline != _NEVER:
                 st.later_acked += 1
                 if st.later_acked >= FAST_RETRANSMIT_THRESHOLD:
-                    st.deadline = float("inf")
-                    self.retransmit.append(key)
+                    st.deadline = _NEVER
+                    self.retransmit.append((msg.seq, idx))
 
     def _rtt_sample(self, rtt: float) -> None:
         if self.srtt is None:
@@ -271,45 +342,19 @@ class Outbound:
 
 @dataclass(slots=True)
 class _Partial:
-    """One message being reassembled: chunks by offset, and how far it is contiguous."""
+    """One message being reassembled: its chunks by offset, and which bytes are here."""
 
     total: int
+    msg_id: int
     chunks: dict[int, bytes] = field(default_factory=dict)
-    have: int = 0
-    contiguous: int = 0
-    """Every byte below this offset is here."""
-    above: set[int] = field(default_factory=set)
-    """Offsets of chunks held beyond ``contiguous`` (few: at most a window's worth)."""
+    have: RangeSet = field(default_factory=RangeSet)
 
     @property
     def complete(self) -> bool:
-        return self.have == self.total
-
-    def add(self, offset: int, payload: bytes) -> None:
-        self.chunks[offset] = payload
-        self.have += len(payload)
-        if offset != self.contiguous:
-            self.above.add(offset)
-            return
-        self.contiguous += len(payload)
-        while self.contiguous in self.above:
-            self.above.discard(self.contiguous)
-            self.contiguous += len(self.chunks[self.contiguous])
-
-    def ranges(self, limit: int) -> tuple[tuple[int, int], ...]:
-        out: list[tuple[int, int]] = [(0, self.contiguous)] if self.contiguous else []
-        for off in sorted(self.above):
-            end = off + len(self.chunks[off])
-            if out and out[-1][1] == off:
-                out[-1] = (out[-1][0], end)
-            elif len(out) < limit:
-                out.append((off, end))
-            else:
-                break
-        return tuple(out)
+        return len(self.have) == self.total
 
     def join(self) -> bytes:
-        return b"".join(self.chunks[k] for k in sorted(self.chunks))
+        return b"".join(self.chunks[off] for off in range(0, self.total, CHUNK_PAYLOAD_BYTES))
 
 
 class ChunkRejected(Exception):
@@ -317,7 +362,7 @@ class ChunkRejected(Exception):
 
 
 class Inbound:
-    """Messages from one sending address (one sender session), delivered in order, once."""
+    """Messages from one sending address (one sender session), handed over in order, once."""
 
     def __init__(self, *, addr: Addr, sender: str, session: int, stream: int, base: int) -> None:
         self.addr = addr
@@ -325,14 +370,25 @@ class Inbound:
         self.session = session
         self.stream = stream
         self.next_seq = base
+        """The next seq to hand to the client core; everything below was handed or skipped."""
         self.partial: dict[int, _Partial] = {}
+        self.unshown: dict[int, int] = {}
+        """seq -> total of messages handed to the client core but not yet :meth:`shown`, in seq
+        order. Their bytes still count in ``buffered``."""
         self.buffered = 0
+        """Bytes held for this sender: partial messages and unshown ones."""
         self.pending_acks: dict[int, int] = {}
         """seq -> size of the largest datagram that asked for this ACK (amplification bound)."""
         self.duplicates = 0
 
-    def on_data(self, d: Data, size: int, now: float) -> list[bytes]:
-        """Take one chunk (``size``: its datagram's length); return messages now deliverable."""
+    def on_data(self, d: Data, size: int, now: float) -> list[tuple[int, int, bytes]]:
+        """Take one chunk (``size``: its datagram's length).
+
+        Returns ``(seq, msg_id, payload)`` of the messages now whole and next in order, for the
+        client core to show; it calls :meth:`shown` for each, in order, once its user saw it.
+        Raises :class:`ChunkRejected` (the chunk is dropped unacknowledged) for a chunk that is
+        inconsistent or beyond the limits.
+        """
         if d.sender != self.sender:
             raise ChunkRejected("sender name changed within a session")
         if d.offset % CHUNK_PAYLOAD_BYTES or len(d.payload) != min(
@@ -345,76 +401,122 @@ class Inbound:
             self.stream = d.stream
             self.next_seq = d.base
             self.partial.clear()
+            self.unshown.clear()
             self.buffered = 0
             self.pending_acks.clear()
         out = self._skip_to(d.base) if d.base > self.next_seq else []
+        try:
+            self._take(d, size)
+        except ChunkRejected:
+            if not out:
+                raise
+            # The skip already handed messages over: they must not be lost with this chunk,
+            # which is dropped unacknowledged all the same.
+            return out
+        out.extend(self._deliverable())
+        return out
+
+    def _take(self, d: Data, size: int) -> None:
         if d.seq < self.next_seq:
             self.duplicates += 1
             self._want_ack(d.seq, size)
-            return out
-        if d.seq >= self.next_seq + MAX_PARTIAL_MESSAGES_PER_PEER:
+            return
+        first_unshown = next(iter(self.unshown), self.next_seq)
+        if d.seq >= first_unshown + MAX_PARTIAL_MESSAGES_PER_PEER:
             raise ChunkRejected("too far ahead")
         p = self.partial.get(d.seq)
         if p is None:
-            p = self.partial[d.seq] = _Partial(total=d.total)
+            p = _Partial(total=d.total, msg_id=d.msg_id)
         elif p.total != d.total:
             raise ChunkRejected("total changed")
+        elif p.msg_id != d.msg_id:
+            raise ChunkRejected("msg_id changed")
         if d.offset in p.chunks:
             self.duplicates += 1
         else:
             if self.buffered + len(d.payload) > MAX_BUFFERED_BYTES_PER_PEER:
                 raise ChunkRejected("receive buffer full")
-            p.add(d.offset, d.payload)
+            self.partial[d.seq] = p
+            p.chunks[d.offset] = d.payload
+            p.have.add(d.offset, d.offset + len(d.payload))
             self.buffered += len(d.payload)
         self._want_ack(d.seq, size)
-        out.extend(self._deliverable())
-        return out
+
+    def shown(self, seq: int) -> None:
+        """The client core showed message ``seq`` (and every earlier one) to its user.
+
+        Queues a ``complete`` ACK for each, so the sender hears at once. A seq that is not
+        waiting to be shown (already shown, or from before a stream reset) is ignored.
+        """
+        if seq not in self.unshown:
+            return
+        while self.unshown:
+            first = next(iter(self.unshown))
+            if first > seq:
+                break
+            self.buffered -= self.unshown.pop(first)
+            self._want_ack(first, 0)  # a complete ACK carries no ranges: no bound needed
 
     def _want_ack(self, seq: int, size: int) -> None:
         self.pending_acks[seq] = max(size, self.pending_acks.get(seq, 0))
 
-    def _pop(self, seq: int) -> _Partial | None:
-        p = self.partial.pop(seq, None)
-        if p is not None:
-            self.buffered -= p.have
-        return p
+    def _hand_over(self, seq: int, p: _Partial) -> tuple[int, int, bytes]:
+        self.unshown[seq] = p.total  # its bytes stay counted in ``buffered`` until shown
+        return (seq, p.msg_id, p.join())
 
-    def _deliverable(self) -> list[bytes]:
+    def _deliverable(self) -> list[tuple[int, int, bytes]]:
         out = []
         while (p := self.partial.get(self.next_seq)) is not None and p.complete:
-            self._pop(self.next_seq)
-            out.append(p.join())
+            del self.partial[self.next_seq]
+            out.append(self._hand_over(self.next_seq, p))
             self.next_seq += 1
         return out
 
-    def _skip_to(self, base: int) -> list[bytes]:
-        """The sender resolved everything below ``base``: deliver what we hold, drop the rest."""
+    def _skip_to(self, base: int) -> list[tuple[int, int, bytes]]:
+        """The sender resolved everything below ``base``: hand over what is whole, drop the
+        rest."""
         out = []
         for seq in sorted(s for s in self.partial if s < base):
-            p = self._pop(seq)
-            if p is not None and p.complete:
-                out.append(p.join())
+            p = self.partial.pop(seq)
+            if p.complete:
+                out.append(self._hand_over(seq, p))
+            else:
+                self.buffered -= len(p.have)
         self.next_seq = base
         out.extend(self._deliverable())
         return out
 
-    def acks(self) -> Iterator[Ack]:
+    def acks(self) -> list[Ack]:
+        """The ACKs asked for since the last call: ``complete`` for a message shown, the full
+        range of one handed over but not shown yet, else the lowest byte ranges held."""
+        out = []
         for seq, trigger_size in self.pending_acks.items():
             if seq < self.next_seq:
-                yield Ack(
-                    session=self.session, stream=self.stream, seq=seq, complete=True, ranges=()
+                total = self.unshown.get(seq)
+                out.append(
+                    Ack(
+                        session=self.session,
+                        stream=self.stream,
+                        seq=seq,
+                        complete=total is None,
+                        ranges=() if total is None else ((0, total),),
+                    )
                 )
                 continue
             p = self.partial.get(seq)
             if p is None:
                 continue
             # No reply larger than what caused it: ranges are capped by the trigger's size.
-            limit = max(1, min(MAX_ACK_RANGES, (trigger_size - ACK_OVERHEAD_BYTES) // RANGE.size))
-            yield Ack(
-                session=self.session,
-                stream=self.stream,
-                seq=seq,
-                complete=False,
-                ranges=p.ranges(limit),
+            room = (trigger_size - ACK_HEADER_BYTES) // ACK_RANGE_BYTES
+            limit = max(1, min(MAX_ACK_RANGES, room))
+            out.append(
+                Ack(
+                    session=self.session,
+                    stream=self.stream,
+                    seq=seq,
+                    complete=False,
+                    ranges=p.have.ranges(limit),
+                )
             )
         self.pending_acks.clear()
+        return out
