@@ -27,35 +27,46 @@ starting with a letter or digit). Every further row starts with :data:`CONTINUAT
 (``"  │ "``, two spaces, U+2502, a space), which no first row can start with, so no message can draw
 a row that reads as someone else's line. A row ends where the terminal's width would end it
 (soft wrap), and after every line feed the text contains, which is shown as ``\n`` *and* ends the
-row. So a reader sees the sender's line breaks, and the rows give back the exact text: drop the
-marker from every row after the first, join, :func:`unescape`.
+row (a line feed at the very end leaves a last row holding only the marker). So a reader sees the
+sender's line breaks, and the rows give back the exact text: drop the marker from every row after
+the first, join, :func:`unescape`.
 
 **Width** is counted in terminal cells, leaning towards too wide (a row that ends early is
 harmless; one the terminal finds too long wraps at column 0, where a forged header would sit):
 East Asian Wide and Fullwidth characters take 2 cells, and so do regional indicators (flag
 halves); combining marks (Mn, Me) take 0, except U+FE0F, which can turn the character before it
 into a 2-cell emoji and so counts 1; everything else takes 1 (East Asian Ambiguous included, as
-terminals do outside CJK locales). An escape is never split between rows. Widths under
+terminals do outside CJK locales); and never less than the ``wcwidth`` package says
+(prompt_toolkit's and pyte's measure, which may follow a later Unicode than :mod:`unicodedata`).
+An escape is never split between rows, nor a combining mark from its base. Widths under
 :data:`MIN_WIDTH` are treated as :data:`MIN_WIDTH`. With no width (output to a pipe or file) rows
 end only at line feeds.
+
+**Cost** is linear and mostly C-speed (``str.translate``, ``map`` over bounded caches, ``bisect``
+per row), so an 8 MiB message of hostile characters takes about a second or two, not minutes.
 """
 
 from __future__ import annotations
 
 import re
-import sys
 import unicodedata
+from bisect import bisect_right
+from itertools import accumulate
+
+from wcwidth import wcwidth
 
 CONTINUATION = "  │ "
 """What every row of a message after its first starts with."""
 MIN_WIDTH = 20
 """The narrowest terminal rendered for: room for the marker and the longest escape (10 cells)."""
 
-_SPECIAL_RUN = re.compile(r"[^ -\[\]-~]+")
-"""Runs of anything but printable ASCII (the backslash counts as special)."""
 _NAMED = {"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"}
 _ESCAPE = re.compile(r"\\(?:x[0-9a-f]{2}|u[0-9a-f]{4}|U[0-9a-f]{8}|[\\tnr])")
 _UNNAMED = {v: k for k, v in _NAMED.items()}
+_CACHE_MAX = 1 << 16
+"""Entries in each cache of how a code point is shown (a few MB at most)."""
+_CHUNK = 1 << 12
+"""Characters measured at a time (bounds the lists a long message needs)."""
 
 
 def needs_escape(ch: str) -> bool:
@@ -80,16 +91,69 @@ def escape_char(ch: str) -> str:
     return f"\\U{code:08x}"
 
 
-def _escape_run(m: re.Match[str]) -> str:
-    run = m.group()
-    if "\\" not in run and run.isprintable():
-        return run
-    return "".join([escape_char(c) if needs_escape(c) else c for c in run])
+def cell_width(ch: str) -> int:
+    """Terminal cells for one character that is shown as it is (see the module docstring)."""
+    code = ord(ch)
+    if code < 0x300:
+        return 1
+    if 0x1F1E6 <= code <= 0x1F1FF:
+        return 2
+    if code == 0xFE0F:
+        return 1
+    if unicodedata.category(ch) in ("Mn", "Me"):
+        ours = 0
+    else:
+        ours = 2 if unicodedata.east_asian_width(ch) in ("W", "F") else 1
+    # wcwidth (what prompt_toolkit measures with) may know a later Unicode than unicodedata.
+    return max(ours, wcwidth(ch))
+
+
+class _Shown(dict[int, str]):
+    """code point -> how it is shown (itself or its escape), for ``str.translate``; filled on
+    demand, bounded."""
+
+    def __missing__(self, code: int) -> str:
+        if len(self) >= _CACHE_MAX:
+            self.clear()
+        ch = chr(code)
+        shown = self[code] = escape_char(ch) if needs_escape(ch) else ch
+        return shown
+
+
+class _Cells(dict[int, int]):
+    """code point -> the cells of how it is shown; filled on demand, bounded."""
+
+    def __missing__(self, code: int) -> int:
+        if len(self) >= _CACHE_MAX:
+            self.clear()
+        ch = chr(code)
+        cells = self[code] = len(escape_char(ch)) if needs_escape(ch) else cell_width(ch)
+        return cells
+
+
+class _ShownBreaking(_Shown):
+    """As :class:`_Shown`, but a line feed is shown and then starts a continuation row."""
+
+    def __missing__(self, code: int) -> str:
+        if code != 10:
+            return super().__missing__(code)
+        shown = self[code] = "\\n\n" + CONTINUATION
+        return shown
+
+
+_SHOWN = _Shown()
+_SHOWN_BREAKING = _ShownBreaking()
+_CELLS = _Cells()
+
+
+def _plain(text: str) -> bool:
+    """Nothing in ``text`` needs an escape (the common case, checked at C speed)."""
+    return "\\" not in text and text.isprintable()
 
 
 def escape(text: str) -> str:
-    """``text`` with every control, format and separator character (and ``\\``) escaped."""
-    return _SPECIAL_RUN.sub(_escape_run, text)
+    r"""``text`` with every control, format and separator character (and ``\``) escaped."""
+    return text if _plain(text) else text.translate(_SHOWN)
 
 
 def unescape(text: str) -> str:
@@ -102,79 +166,64 @@ def unescape(text: str) -> str:
     return _ESCAPE.sub(one, text)
 
 
-def cell_width(ch: str) -> int:
-    """Terminal cells for one character that is shown as it is (see the module docstring)."""
-    code = ord(ch)
-    if code < 0x300:
-        return 1
-    if 0x1F1E6 <= code <= 0x1F1FF:
-        return 2
-    if code == 0xFE0F:
-        return 1
-    if unicodedata.category(ch) in ("Mn", "Me"):
-        return 0
-    return 2 if unicodedata.east_asian_width(ch) in ("W", "F") else 1
-
-
 def text_width(text: str) -> int:
-    """Terminal cells for ``text``, which must hold nothing :func:`needs_escape`."""
+    """Terminal cells for ``text`` as it is drawn (a row; nothing in it but backslashes
+    :func:`needs_escape`)."""
     if text.isascii():
         return len(text)
-    return sum(cell_width(c) for c in text)
+    return sum(map(cell_width, text))
 
 
 class _Rows:
-    """Fills rows of at most ``width`` cells (no limit if None) from text pieces."""
+    """Fills rows of at most ``width`` cells from pieces of text."""
 
-    def __init__(self, width: int | None) -> None:
-        self._width = sys.maxsize if width is None else max(width, MIN_WIDTH)
+    def __init__(self, width: int) -> None:
+        self._width = max(width, MIN_WIDTH)
         self._room = self._width
         self._row: list[str] = []
         self._rows: list[str] = []
-        self._break_pending = False
 
-    def _next_row(self) -> None:
+    def next_row(self) -> None:
         self._rows.append("".join(self._row))
         self._row = [CONTINUATION]
         self._room = self._width - len(CONTINUATION)
-        self._break_pending = False
 
-    def _ascii(self, text: str) -> None:
+    def ascii(self, text: str) -> None:
         """Printable ASCII other than a backslash: 1 cell each, cut anywhere."""
-        if self._break_pending:
-            self._next_row()
-        while len(text) > self._room:
+        at, end = 0, len(text)
+        while end - at > self._room:
             if self._room:
-                self._row.append(text[: self._room])
-                text = text[self._room :]
-            self._next_row()
-        if text:
-            self._row.append(text)
-            self._room -= len(text)
+                self._row.append(text[at : at + self._room])
+                at += self._room
+            self.next_row()
+        if at < end:
+            self._row.append(text[at:] if at else text)
+            self._room -= end - at
 
-    def _unit(self, piece: str, cells: int) -> None:
-        """A character or an escape, kept whole on one row."""
-        if self._break_pending or cells > self._room:
-            self._next_row()
-        self._row.append(piece)
-        self._room -= cells
+    def units(self, pieces: list[str], cells: list[int]) -> None:
+        """Characters or escapes, each kept whole on one row; a zero-width piece stays on the
+        row of the piece before it."""
+        total = list(accumulate(cells))
+        at, used = 0, 0  # pieces placed; their cells
+        while at < len(pieces):
+            end = bisect_right(total, used + self._room, lo=at)
+            if end == at:
+                if len(self._row) <= 1 and self._rows:
+                    end = at + 1  # wider than an empty row (never, above MIN_WIDTH)
+                else:
+                    self.next_row()
+                    continue
+            self._row.append("".join(pieces[at:end]))
+            self._room -= total[end - 1] - used
+            at, used = end, total[end - 1]
 
     def add(self, text: str) -> None:
-        at = 0
-        for m in _SPECIAL_RUN.finditer(text):
-            if m.start() > at:
-                self._ascii(text[at : m.start()])
-            for ch in m.group():
-                if not needs_escape(ch):
-                    self._unit(ch, cell_width(ch))
-                    continue
-                shown = escape_char(ch)
-                self._unit(shown, len(shown))
-                if ch == "\n":
-                    self._break_pending = True
-            at = m.end()
-        if at < len(text):
-            self._ascii(text[at:])
+        if text.isascii() and _plain(text):
+            self.ascii(text)
+            return
+        for at in range(0, len(text), _CHUNK):
+            codes = list(map(ord, text[at : at + _CHUNK]))
+            self.units(list(map(_SHOWN.__getitem__, codes)), list(map(_CELLS.__getitem__, codes)))
 
     def done(self) -> list[str]:
         self._rows.append("".join(self._row))
@@ -184,18 +233,26 @@ class _Rows:
 def render_message(prefix: str, text: str, width: int | None) -> list[str]:
     """The rows that show ``text`` from ``prefix`` (``alice (172.18.0.3:40211)``).
 
-    ``width``: the terminal's columns, or None for output that is not a terminal (no soft
-    wraps). Rows carry no line terminator.
+    ``width``: the terminal's columns, or None for output that is not a terminal (rows end only
+    at line feeds). Rows carry no line terminator.
     """
-    rows = _Rows(width)
-    rows.add(prefix)
-    rows.add(": ")
-    rows.add(text)
-    return rows.done()
+    if width is None:
+        shown = text if _plain(text) else text.translate(_SHOWN_BREAKING)
+        return f"{escape(prefix)}: {shown}".split("\n")
+    lines = text.split("\n")
+    filler = _Rows(width)
+    filler.add(prefix)
+    filler.ascii(": ")
+    for i, line in enumerate(lines):
+        if i:
+            filler.units(["\\n"], [2])
+            filler.next_row()
+        filler.add(line)
+    return filler.done()
 
 
 def render_lines(text: str) -> str:
     """The program's own multi-line text (help, errors): each line escaped, line feeds kept."""
-    if "\\" not in text and text.replace("\n", "").isprintable():
+    if _plain(text.replace("\n", "")):
         return text
     return "\n".join(escape(line) for line in text.split("\n"))
