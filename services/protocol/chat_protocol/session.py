@@ -321,6 +321,21 @@ def parse_packet(datagram: bytes) -> Packet:
     return KeyReply(nonce=datagram[1 : 1 + KEY_NONCE_BYTES], key=datagram[1 + KEY_NONCE_BYTES :])
 
 
+_TRANSPORT_TYPE = PacketType.TRANSPORT.value
+_TRANSPORT_BYTE = bytes([_TRANSPORT_TYPE])
+
+
+def _split_transport(datagram: bytes) -> tuple[int, int, bytes]:
+    """(receiver, counter, ciphertext) of a TRANSPORT datagram, without building a Transport."""
+    if (
+        not TRANSPORT_OVERHEAD_BYTES <= len(datagram) <= MAX_DATAGRAM_BYTES
+        or datagram[0] != _TRANSPORT_TYPE
+    ):
+        raise MalformedDatagram("not a transport datagram")
+    _, receiver, counter = _TRANSPORT_HEAD.unpack_from(datagram)
+    return receiver, counter, datagram[_TRANSPORT_HEAD.size :]
+
+
 def build_key_request(nonce: bytes) -> bytes:
     if len(nonce) != KEY_NONCE_BYTES:
         raise LocalSecureError(f"a key request nonce is {KEY_NONCE_BYTES} bytes")
@@ -507,14 +522,19 @@ class SecureSession:
         :class:`UnknownReceiver` (not ours, or expired) or :class:`MalformedDatagram`; each drop
         is counted in :attr:`counters`.
         """
-        packet = datagram if isinstance(datagram, Transport) else parse_packet(datagram)
-        if not isinstance(packet, Transport):
-            raise MalformedDatagram("not a transport datagram")
-        if packet.receiver != self.local_index:
+        if isinstance(datagram, Transport):
+            receiver, counter, ciphertext = datagram.receiver, datagram.counter, datagram.ciphertext
+        else:
+            receiver, counter, ciphertext = _split_transport(datagram)
+        return self._open(receiver, counter, ciphertext, addr, now)
+
+    def _open(
+        self, receiver: int, counter: int, ciphertext: bytes, addr: Addr, now: float
+    ) -> bytes:
+        if receiver != self.local_index:
             raise UnknownReceiver("transport datagram for another session")
         if self.expired(now):
             raise UnknownReceiver("session expired")
-        counter = packet.counter
         if counter >= self.limits.reject_after_messages:
             self.counters.stale += 1
             raise ReplayRejected("counter beyond the session's limit")
@@ -527,7 +547,7 @@ class SecureSession:
             self.counters.stale += 1
             raise
         try:
-            plaintext = self._receive.decrypt_at(counter, b"", packet.ciphertext)
+            plaintext = self._receive.decrypt_at(counter, b"", ciphertext)
         except DecryptFailed:
             self.counters.forged += 1
             raise
@@ -1141,9 +1161,13 @@ class SecureEndpoint:
         valid cookie with a cookie reply instead of doing the public-key work (set it when the
         handshakes of the last second exceed what this machine should spend on them)."""
         try:
+            if datagram[:1] == _TRANSPORT_BYTE:  # the common case, without a Transport object
+                return self._transport(*_split_transport(datagram), addr, now)
             packet = parse_packet(datagram)
-            if isinstance(packet, Transport):
-                return self._transport(packet, addr, now)
+            if isinstance(packet, Transport):  # pragma: no cover - taken by the fast path
+                return self._transport(
+                    packet.receiver, packet.counter, packet.ciphertext, addr, now
+                )
             if isinstance(packet, HandshakeInit):
                 return self._initiation(packet, addr, now, under_load)
             if isinstance(packet, HandshakeResponse):
@@ -1178,12 +1202,14 @@ class SecureEndpoint:
             self.counters.malformed += 1
             raise
 
-    def _transport(self, packet: Transport, addr: Addr, now: float) -> TransportReceived:
-        session = self._by_index.get(packet.receiver)
+    def _transport(
+        self, receiver: int, counter: int, ciphertext: bytes, addr: Addr, now: float
+    ) -> TransportReceived:
+        session = self._by_index.get(receiver)
         if not isinstance(session, SecureSession):
             raise UnknownReceiver("no session with this index")
         was_confirmed = session.confirmed
-        plaintext = session.decrypt(packet, addr, now)
+        plaintext = session._open(receiver, counter, ciphertext, addr, now)
         peer = self._peer(session.remote_static, create=False)
         if not was_confirmed and peer is not None and peer.next is session:
             peer.next = None
