@@ -60,9 +60,13 @@ class HashName(Enum):
     BLAKE2S = "BLAKE2s"
 
     def algorithm(self) -> hashes.HashAlgorithm:
-        if self is HashName.SHA256:
-            return hashes.SHA256()
-        return hashes.BLAKE2s(HASHLEN)
+        return _ALGORITHMS[self]
+
+
+_ALGORITHMS: dict[HashName, hashes.HashAlgorithm] = {
+    HashName.SHA256: hashes.SHA256(),
+    HashName.BLAKE2S: hashes.BLAKE2s(HASHLEN),
+}
 
 
 def hash_bytes(hash_name: HashName, data: bytes) -> bytes:
