@@ -889,3 +889,29 @@ def test_nothing_sent_to_an_unproven_address_is_larger_than_what_it_sent(
             pytest.fail(f"unexpected {result!r}")
     assert b.sessions() == min(accepted, 1)  # one unconfirmed session for a's key, at most
     assert b.session(a.static.public, 100.0) is None  # and it may not send
+
+
+@given(
+    schedule=st.lists(st.integers(0, 59), min_size=1, max_size=200),
+    seed=st.integers(0, 2**16),
+)
+@settings(max_examples=40, deadline=None)
+def test_a_lossy_duplicating_reordering_network(schedule: list[int], seed: int) -> None:
+    """60 datagrams delivered in any order, any number of times (or never): each one that arrives
+    decrypts exactly once, every further copy is dropped as a replay, and the counts add up."""
+    a, b = endpoints(seed)
+    sa, sb = establish(a, b)
+    sent = [sa.encrypt(i.to_bytes(1, "big"), 1.0) for i in range(60)]
+    delivered: list[int] = []
+    replays = 0
+    for i in schedule:
+        try:
+            got = b.receive(sent[i], A, 1.0)
+        except ReplayedDatagram:
+            replays += 1
+            continue
+        assert isinstance(got, TransportReceived)
+        delivered.append(got.plaintext[0])
+    assert sorted(delivered) == sorted(set(schedule))
+    assert replays == len(schedule) - len(set(schedule))
+    assert sb.counters.replayed == replays and sb.counters.received == len(delivered) + 1

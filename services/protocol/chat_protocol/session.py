@@ -433,6 +433,19 @@ class SecureSession:
     turns one of the peer's back. The responder's side is *unconfirmed* until the first
     datagram from the initiator authenticates (that proves the initiator's address and, for IK,
     gives the responder's keys strong forward secrecy); before that it refuses to send.
+
+    ============  ===========================================  =========================
+    state         on                                           next
+    ============  ===========================================  =========================
+    unconfirmed   (responder only) first datagram authenticates  confirmed
+    unconfirmed   age >= ``unconfirmed_timeout_s``               expired
+    confirmed     age >= rekey time, or rekey_after_messages      confirmed, ``needs_rekey``
+    confirmed     age >= ``reject_after_time_s``, or counter at   expired
+                  ``reject_after_messages``
+    ============  ===========================================  =========================
+
+    An initiator's session starts confirmed. Expired sessions raise :class:`SessionExpired`
+    on :meth:`encrypt` and :class:`UnknownReceiver` on :meth:`decrypt`.
     """
 
     __slots__ = (
