@@ -434,15 +434,12 @@ class SecureSession:
     datagram from the initiator authenticates (that proves the initiator's address and, for IK,
     gives the responder's keys strong forward secrecy); before that it refuses to send.
 
-    ============  ===========================================  =========================
-    state         on                                           next
-    ============  ===========================================  =========================
-    unconfirmed   (responder only) first datagram authenticates  confirmed
-    unconfirmed   age >= ``unconfirmed_timeout_s``               expired
-    confirmed     age >= rekey time, or rekey_after_messages      confirmed, ``needs_rekey``
-    confirmed     age >= ``reject_after_time_s``, or counter at   expired
-                  ``reject_after_messages``
-    ============  ===========================================  =========================
+    States::
+
+        unconfirmed --first datagram authenticates--> confirmed       (responder only)
+        unconfirmed --age >= unconfirmed_timeout_s--> expired
+        confirmed   --age >= rekey time, or rekey_after_messages sent--> confirmed, needs_rekey()
+        confirmed   --age >= reject_after_time_s, or reject_after_messages sent--> expired
 
     An initiator's session starts confirmed. Expired sessions raise :class:`SessionExpired`
     on :meth:`encrypt` and :class:`UnknownReceiver` on :meth:`decrypt`.
