@@ -6,6 +6,8 @@ uvloop's transports are not asyncio's classes; this is where a shell that assume
 from __future__ import annotations
 
 import asyncio
+import functools
+import functools
 
 import pytest
 
@@ -59,7 +61,7 @@ def test_sign_in_send_and_shutdown_on_each_loop(loop: str, monkeypatch: pytest.M
                 out = RecordingOutput()
                 core = ClientCore(name=name, server=("127.0.0.1", port))
                 shell = await aio.open_endpoint(
-                    lambda core=core, out=out: ClientShell(core, out), host="127.0.0.1", port=0
+                    functools.partial(ClientShell, core, out), host="127.0.0.1", port=0
                 )
                 core.connect(shell.now())
                 shell.pump()

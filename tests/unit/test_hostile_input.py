@@ -66,7 +66,7 @@ def test_forged_data_from_a_peers_address_does_not_displace_its_session() -> Non
     net.flush()
     net.run(1)
     forged = Data(
-        session=a.session ^ 0xFFFF, stream=1, base=0, seq=0, offset=0, total=4,
+        session=a.session ^ 0xFFFF, stream=1, base=0, seq=0, msg_id=1, offset=0, total=4,
         sender="alice", payload=b"fake",
     )  # fmt: skip
     net.nodes[B].receive_datagram(encode(forged), A, net.now)  # source address forged as A

@@ -114,7 +114,10 @@ def test_malformed_and_unexpected_datagrams_are_counted_not_fatal() -> None:
     h.core.receive_datagram(b"garbage", A, 0.0)
     h.core.receive_datagram(
         encode(
-            Data(session=1, stream=1, base=0, seq=0, offset=0, total=1, sender="a", payload=b"x")
+            Data(
+                session=1, stream=1, base=0, seq=0, msg_id=1, offset=0, total=1, sender="a",
+                payload=b"x",
+            )
         ),
         A,
         0.0,

@@ -173,7 +173,8 @@ class ClientCore:
         return out
 
     def events(self) -> list[ClientEvent]:
-        out, self._events = self._events, []
+        out = self._events[:]  # the parts hold ``self._events.append``: empty it in place
+        self._events.clear()
         return out
 
     def next_timer(self) -> float | None:
