@@ -535,9 +535,10 @@ class Checker:
                 )
             elif m.outcome:
                 self._malformed(src, line, f"a second outcome for {mid!r}")
-            elif to.casefold() != m.to_cf:
-                self._malformed(src, line, f"outcome for {mid!r} names {to!r}, the send {m.to!r}")
             else:
+                if to.casefold() != m.to_cf:  # malformed, but the id says which message it is
+                    detail = f"outcome for {mid!r} names {to!r}, its send {m.to!r}"
+                    self._malformed(src, line, detail)
                 m.outcome = _DELIVERED if delivered else _NOT_DELIVERED
                 m.outcome_wall = wall
                 m.reason = reason
