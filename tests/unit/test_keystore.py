@@ -184,6 +184,12 @@ def test_the_pin_file_is_private(tmp_path: Path) -> None:
     pins = KeyStore(tmp_path).pins()
     pins.pin("a", bytes(32))
     assert mode(pins.path) == 0o600
+    os.chmod(pins.path, 0o644)  # readable is fine: pins are public keys
+    assert pins.pinned("a") == bytes(32)
+    os.chmod(pins.path, 0o666)  # writable by others is not: anyone could swap a pin
+    with pytest.raises(KeyStoreError, match="chmod 600"):
+        pins.pinned("a")
+    os.chmod(pins.path, 0o600)
     data = json.loads(pins.path.read_text())
     assert data["version"] == 1 and set(data["users"]) == {"a"}
 

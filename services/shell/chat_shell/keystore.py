@@ -14,11 +14,12 @@ Its layout::
 
 A key file is JSON: ``{"version": 1, "type": "x25519", "name": ..., "private": "<base64>",
 "public": "<base64>"}``; loading checks that the public key matches the private one and refuses a
-file that group or others may read (as ssh does). Every write goes to a temporary file in the
-same directory, is flushed to disk, and is renamed over the target (``os.replace``), so a crash
-leaves the old file or the new one, never half of one. Two processes creating the same key at
-once agree on one (the first to link its file wins; the other loads it). Updates of the pin file
-are serialized with an advisory lock (``pins.json.lock``) where ``fcntl`` exists.
+key file that group or others may read (as ssh does), and a pin file others may write. Every
+write goes to a temporary file in the same directory, is flushed to disk, and is renamed over
+the target (``os.replace``), so a crash leaves the old file or the new one, never half of one.
+Two processes creating the same key at once agree on one (the first to link its file wins; the
+other loads it). Updates of the pin file are serialized with an advisory lock
+(``pins.json.lock``) where ``fcntl`` exists.
 
 User names are keyed case-insensitively (:func:`chat_protocol.names.name_key`): ``Bob`` and
 ``bob`` share one key file and one pin.
@@ -174,11 +175,13 @@ def _create_private_file(path: Path, data: bytes) -> bool:
     return True
 
 
-def _read_private_json(path: Path) -> dict[str, Any]:
+def _read_private_json(path: Path, *, forbidden_mode: int = 0o077) -> dict[str, Any]:
+    """Load a JSON file of ours; refuse it if its mode has any ``forbidden_mode`` bit (keys: no
+    access for others at all; pins, which are public: no writing by others)."""
     try:
         info = path.stat()
-        if os.name == "posix" and stat.S_IMODE(info.st_mode) & 0o077:
-            raise KeyStoreError(f"{path} is readable by other users; run: chmod 600 {path}")
+        if os.name == "posix" and stat.S_IMODE(info.st_mode) & forbidden_mode:
+            raise KeyStoreError(f"{path} is open to other users; run: chmod 600 {path}")
         data = json.loads(path.read_bytes())
     except (OSError, ValueError) as exc:
         raise KeyStoreError(f"cannot read {path}: {exc}") from None
@@ -354,7 +357,7 @@ class PinStore:
     def _read(self) -> dict[str, dict[str, str]]:
         if not self.path.exists():
             return {"users": {}, "servers": {}}
-        data = _read_private_json(self.path)
+        data = _read_private_json(self.path, forbidden_mode=0o022)
         sections: dict[str, dict[str, str]] = {}
         for section in ("users", "servers"):
             entries = data.get(section, {})
