@@ -385,3 +385,16 @@ def test_rekey_keeps_both_sides_in_step() -> None:
     after = a.encrypt_at(1, b"", b"x")
     assert after != before
     assert b.decrypt_at(1, b"", after) == b"x"
+
+
+def test_mix_key_and_hash_follows_the_spec() -> None:
+    from chat_protocol.noise import SymmetricState, hash_bytes
+
+    state = SymmetricState(b"Noise_test", HashName.SHA256)
+    ck, h = state.ck, state.h
+    state.mix_key_and_hash(bytes(32))
+    new_ck, temp_h, temp_k = hkdf(HashName.SHA256, ck, bytes(32), 3)
+    assert state.ck == new_ck
+    assert state.h == hash_bytes(HashName.SHA256, h + temp_h)
+    assert state.cipher.has_key()
+    assert state.cipher.encrypt_with_ad(b"", b"x") == CipherState(temp_k).encrypt_with_ad(b"", b"x")
