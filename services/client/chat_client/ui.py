@@ -19,14 +19,11 @@ import sys
 import threading
 from collections.abc import AsyncIterator
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Protocol, TextIO
+from typing import Any, Protocol, TextIO
 
 from chat_client.render import render_lines, render_message
 from chat_protocol.const import MAX_MESSAGE_BYTES
 from chat_protocol.messages import Addr
-
-if TYPE_CHECKING:
-    from prompt_toolkit.output import Output as PtOutput
 
 PROMPT = "+> "
 MAX_LINE_BYTES = MAX_MESSAGE_BYTES + 1024
@@ -186,21 +183,25 @@ class TerminalInput:
             return None
 
 
-def _output_without_cpr() -> PtOutput:
-    """prompt_toolkit's output for this terminal, told never to ask for the cursor position.
+def _no_cursor_position_requests() -> None:
+    """Tell prompt_toolkit's output for this terminal never to ask for the cursor position.
 
-    By default prompt_toolkit sends a cursor position request (CPR, ``ESC [ 6 n``) on each render
-    and, when no answer comes within 2 s (pexpect, some ``docker compose run`` set-ups), prints
-    "WARNING: your terminal doesn't support cursor position requests (CPR)". A prompt on one line
-    does not need the answer (it only sizes menus that drop below the cursor).
+    By default prompt_toolkit sends a cursor position request (CPR, ``ESC [ 6 n``) when it draws
+    the prompt and, when no answer comes within 2 s (pexpect, some ``docker compose run``
+    set-ups), prints "WARNING: your terminal doesn't support cursor position requests (CPR)". A
+    one-line prompt does not need the answer (it only sizes menus that drop below the cursor).
+
+    This changes the output of the current (default) app session in place rather than making a
+    new session: patch_stdout's flush thread looks the running application up in the default
+    session, and would not find one started in another (messages would then be printed without
+    the prompt being redrawn).
     """
-    from prompt_toolkit.output import create_output
+    from prompt_toolkit.application.current import get_app_session
     from prompt_toolkit.output.vt100 import Vt100_Output
 
-    output = create_output()
+    output = get_app_session().output
     if isinstance(output, Vt100_Output):
         output.enable_cpr = False
-    return output
 
 
 @contextlib.asynccontextmanager
@@ -208,8 +209,8 @@ async def open_input(out: Output) -> AsyncIterator[LineInput]:
     if not out.interactive:
         yield await PipeInput.open()
         return
-    from prompt_toolkit.application import create_app_session
     from prompt_toolkit.patch_stdout import patch_stdout
 
-    with create_app_session(output=_output_without_cpr()), patch_stdout(raw=True):
+    _no_cursor_position_requests()
+    with patch_stdout(raw=True):
         yield TerminalInput()
