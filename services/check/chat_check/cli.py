@@ -89,6 +89,8 @@ def main(argv: list[str] | None = None) -> int:
                 return _fail(f"cannot read {path}: {e.strerror or e}")
     except FileNotFoundError as e:
         return _fail(str(e))
+    except OSError as e:  # a directory that cannot be listed
+        return _fail(f"cannot read {e.filename or 'a history'}: {e.strerror or e}")
     report = checker.report()
     if args.plot:
         try:
