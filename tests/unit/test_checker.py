@@ -689,6 +689,17 @@ def test_a_send_id_must_be_its_incarnations() -> None:
     assert verdicts(h.files) == {"malformed": 2}
 
 
+def test_text_lines_work_and_an_incarnation_of_malformed_lines_only_is_not_counted() -> None:
+    h = conversation()
+    c = Checker()
+    for name, records in h.files.items():
+        c.add_lines([encode_record(r).decode() for r in records], name)
+    c.add_lines(['{"event":"exit","client":"zoe","incarnation":"z1","mono":1,"wall":2}'], "z")
+    report = c.report()
+    assert report.violation_counts() == {"malformed": 1}  # exit without a code
+    assert report.incarnations == 2 and report.clients == 2 and report.crashed == []
+
+
 def test_a_torn_last_line_is_info(tmp_path: Path) -> None:
     h = conversation("", shown=1)
     alice = h.files["alice.jsonl"][:-2]  # killed ...

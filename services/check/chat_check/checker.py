@@ -503,6 +503,7 @@ class Checker:
                 self._judge_shown()
                 self._latencies = self._judge_messages()
         lat = self._latencies
+        incs = [i for i in self._incs.values() if i.records]  # not those of malformed lines only
         latency = None
         if lat:
             latency = Latency(
@@ -520,9 +521,9 @@ class Checker:
             latency=latency,
             files=len(self._sources),
             records=self._records,
-            clients=len({inc.name for inc in self._incs.values()}),
-            incarnations=len(self._incs),
-            crashed=[f"{i.client}/{i.incarnation}" for i in self._incs.values() if i.crashed],
+            clients=len({inc.name for inc in incs}),
+            incarnations=len(incs),
+            crashed=[f"{i.client}/{i.incarnation}" for i in incs if i.crashed],
         )
 
     def _resolve_outcomes(self) -> None:
