@@ -684,6 +684,7 @@ class Initiator:
         self._cookie: bytes | None = None
         self._cookie_at = 0.0
         self.started_at: float | None = None
+        """When the first attempt was built (to give up on an unreachable peer)."""
         self.sent_at: float | None = None
         """When the latest initiation was built (for the retransmission timer)."""
 
