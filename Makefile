@@ -1,11 +1,24 @@
 # p2p-chat: the developer's and CI's entry points. `make` (or `make help`) lists the targets.
-# The container lab needs a Docker engine and Compose v2: `scripts/lab-setup.sh` provides both.
+# `make up` and `make test` set up what they need by themselves: the Python environment
+# (.venv, scripts/dev-env.sh) and, for `make up`, a Docker engine with Compose v2
+# (scripts/lab-setup.sh).
 SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
 .DEFAULT_GOAL := help
 MAKEFLAGS += --no-print-directory
 
-PYTHON ?= python3
+# The Python everything runs with: PYTHON=... is used as it is; otherwise the active
+# virtualenv ($VIRTUAL_ENV), else .venv in the checkout, made from the machine's python3
+# (BOOTSTRAP_PYTHON). Those two are kept up to date with pyproject.toml (their stamp file
+# .p2p-chat-installed is older: scripts/dev-env.sh runs again), and their bin/ goes first on
+# PATH, so that chat-server and chat-client are the checkout's.
+VENV ?= .venv
+ifeq ($(origin PYTHON),undefined)
+ENV_DIR := $(if $(VIRTUAL_ENV),$(VIRTUAL_ENV),$(CURDIR)/$(VENV))
+PYTHON := $(ENV_DIR)/bin/python
+ENV_READY := $(ENV_DIR)/.p2p-chat-installed
+export PATH := $(ENV_DIR)/bin:$(PATH)
+endif
 PYTEST ?= $(PYTHON) -m pytest
 PYTEST_ARGS ?=
 COMPOSE ?= docker compose
@@ -18,39 +31,61 @@ define pytest_dir
 	$(PYTEST) $(1) $(PYTEST_ARGS)
 endef
 
-.PHONY: help install lab images up down logs demo lint unit-test e2e-test bench-smoke \
-	integration-test \
-	test bench bench-full clean clean-images
+# "v2.40.3" from a Compose v2, nothing otherwise.
+COMPOSE_V2 := docker compose version --short 2>/dev/null | grep -Eq '^v?2\.'
+
+.PHONY: help install lab lab-ready images up down logs demo lint unit-test e2e-test bench-smoke \
+	integration-test test bench bench-full clean clean-images
 
 help: ## list the targets
 	@echo "usage: make TARGET   (PYTHON=$(PYTHON))"
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z0-9-]+:.*## / {printf "  %-17s %s\n", $$1, $$2}' \
 		$(MAKEFILE_LIST)
 
-install: ## pip install the project, editable, with the dev, fast and bench extras
-	$(PYTHON) -m pip install -e '.[dev,fast,bench]'
+ifdef ENV_READY
+$(ENV_READY): pyproject.toml
+	@scripts/dev-env.sh "$(ENV_DIR)"
+endif
 
-lab: ## set up this machine for containers: Docker engine, Compose v2, base image
+install: $(ENV_READY) ## the project, editable, with its dev, fast and bench extras, into PYTHON
+ifndef ENV_READY
+	$(PYTHON) -m pip install -e '.[dev,fast,bench]'
+endif
+
+lab: ## set up this machine for containers (root): Docker engine, Compose v2, base image
 	scripts/lab-setup.sh
 
-images: ## build the server and client images (wheels, base image, compose build)
+# make up's first step: with no Docker engine answering, set the lab up if this machine allows
+# it (root, apt-get), else print the one command that will; add Compose v2 if it is missing.
+lab-ready:
+	@if ! docker info >/dev/null 2>&1; then \
+		if [ "$$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then \
+			echo "make up: no Docker engine answering; setting up the lab (scripts/lab-setup.sh)"; \
+			scripts/lab-setup.sh; \
+		elif command -v apt-get >/dev/null 2>&1; then \
+			echo "make up: no Docker engine answering, and setting one up needs root. Run:"; \
+			echo "    sudo make lab"; \
+			echo "then make up again (docker needs root, or membership of the docker group)."; \
+			exit 1; \
+		else \
+			echo "make up: no Docker engine answering, and scripts/lab-setup.sh knows only"; \
+			echo "Debian and Ubuntu. Install Docker with Compose v2 and start it"; \
+			echo "(https://docs.docker.com/engine/install/), then make up again."; \
+			exit 1; \
+		fi; \
+	elif ! $(COMPOSE_V2); then \
+		echo "make up: no Docker Compose v2; installing it (scripts/lab-setup.sh compose)"; \
+		scripts/lab-setup.sh compose; \
+	fi
+
+images: $(ENV_READY) ## build the server and client images (wheels, base image, compose build)
 	base="$$(scripts/base-image.sh)"; \
 	BASE_IMAGE="$$base" scripts/wheels.sh; \
 	BASE_IMAGE="$$base" $(COMPOSE) build server client; \
 	docker image prune -f --filter label=org.opencontainers.image.title=p2p-chat >/dev/null
 
-# `up --wait` of Compose v2.40 exits 0 even when the server exited: check its health too.
-HEALTH_FMT := {{if .State.Health}}{{.State.Health.Status}}{{else}}{{.State.Status}}{{end}}
-
-up: images ## start the server in the background and wait until it is healthy
-	$(COMPOSE) up -d --wait server
-	@status="$$(docker inspect -f '$(HEALTH_FMT)' "$$($(COMPOSE) ps -a -q server)")"; \
-	if [ "$$status" != healthy ]; then \
-		$(COMPOSE) logs --tail=20 server; \
-		echo "make up: error: the server is $$status, not healthy (logs above)"; exit 1; \
-	fi
-	@echo "The server is up. A client:  docker compose run --rm client -u alice"
-	@echo "(another terminal: -u bob).  Logs: make logs.  Stop: make down"
+up: lab-ready images ## the lab: Docker set up if needed, images built, the server up and healthy
+	$(PYTHON) -m labkit up
 
 down: ## stop and remove every container, network and volume of the project
 	$(COMPOSE) --profile '*' down -v --remove-orphans --timeout 5
@@ -61,34 +96,36 @@ logs: ## follow the lab's logs (Ctrl-C to stop)
 	$(COMPOSE) --profile '*' logs -f --tail=100
 
 demo: images ## a scripted conversation between two client containers, printed
-	scripts/demo.sh
+	$(PYTHON) -m labkit demo
 
-lint: ## ruff and mypy (both run; fails if either failed)
+lint: $(ENV_READY) ## ruff and mypy (both run; fails if either failed)
 	@rc=0; \
 	echo "$(PYTHON) -m ruff check ."; $(PYTHON) -m ruff check . || rc=1; \
 	echo "$(PYTHON) -m mypy"; $(PYTHON) -m mypy || rc=1; \
 	exit $$rc
 
-unit-test: ## unit tests (no network)
+unit-test: $(ENV_READY) ## unit tests (no network)
 	$(call pytest_dir,tests/unit)
 
 .PHONY: fuzz
-fuzz: ## unit tests, many random hypothesis examples (PYTEST_ARGS=--hypothesis-seed=N replays)
+fuzz: $(ENV_READY) ## unit tests, many random hypothesis examples (PYTEST_ARGS=--hypothesis-seed=N replays)
 	$(PYTEST) tests/unit --hypothesis-profile=fuzz $(PYTEST_ARGS)
 
-e2e-test: ## end-to-end tests: real processes on loopback
+e2e-test: $(ENV_READY) ## end-to-end tests: real processes on loopback
 	$(call pytest_dir,tests/e2e)
 
-# The images are built here, once, when there is an engine; without one the fixtures skip
-# (or fail, under CI=true) with the reason.
-integration-test: ## integration tests in containers (needs Docker; see scripts/lab-setup.sh)
-	@if docker info >/dev/null 2>&1; then $(MAKE) images; \
-	else echo "make: no Docker engine answering (scripts/lab-setup.sh starts one)"; fi
+# The images are built here, once, when there is an engine (and Compose v2 is added if it is
+# missing); without an engine the fixtures skip (or fail, under CI=true) with the reason.
+integration-test: $(ENV_READY) ## integration tests in containers (needs a Docker engine)
+	@if docker info >/dev/null 2>&1; then \
+		$(COMPOSE_V2) || scripts/lab-setup.sh compose; \
+		$(MAKE) images; \
+	else echo "make: no Docker engine answering (make up sets one up)"; fi
 	$(call pytest_dir,tests/integration)
 
 integration-test: PYTEST := CHAT_IMAGES_READY=1 $(PYTEST)
 
-test: ## everything: lint, unit, e2e, integration (runs all; fails if any failed)
+test: $(ENV_READY) ## everything: lint, unit, e2e, bench smoke, integration (runs all; fails if any did)
 	@failed=""; \
 	for t in lint unit-test e2e-test bench-smoke integration-test; do \
 		echo "==> make $$t"; \
@@ -97,18 +134,19 @@ test: ## everything: lint, unit, e2e, integration (runs all; fails if any failed
 	if [ -n "$$failed" ]; then echo "make test: FAILED:$$failed"; exit 1; fi; \
 	echo "make test: all suites passed"
 
-bench-smoke: ## a miniature of every benchmark (keys present, numbers finite; no timings)
+bench-smoke: $(ENV_READY) ## a miniature of every benchmark (keys present, numbers finite; no timings)
 	$(call pytest_dir,tests/bench)
 
-bench: ## quick benchmarks
+bench: $(ENV_READY) ## quick benchmarks
 	$(PYTHON) -m bench.run --quick
 
-bench-full: ## full benchmarks
+bench-full: $(ENV_READY) ## full benchmarks
 	$(PYTHON) -m bench.run --full
 
-clean: ## remove build output and caches (not the images: see clean-images)
+clean: ## remove build output and caches (not .venv, not the images: see clean-images)
 	rm -rf .lab build dist .pytest_cache .mypy_cache .ruff_cache .hypothesis
-	find . -name __pycache__ -type d -prune -not -path './.git/*' -exec rm -rf {} +
+	find . -name __pycache__ -type d -prune -not -path './.git/*' -not -path './$(VENV)/*' \
+		-exec rm -rf {} +
 
 clean-images: down ## remove the project's images, including the offline base
 	-docker image rm $(CHAT_IMAGE_PREFIX)-server:latest $(CHAT_IMAGE_PREFIX)-client:latest \

@@ -1,4 +1,6 @@
-"""Process plumbing for the benchmarks: start and always stop children, read /proc, netns.
+"""Process plumbing of the benchmarks: CPU pinning, event-loop choice, children that print
+JSON, /proc readings. Starting chat-server, stopping processes and network namespaces with
+loss come from the lab harness (labkit), shared with the test suites.
 
 Every child started here is stopped in a ``finally`` (SIGTERM, then SIGKILL), and every network
 namespace created here is deleted the same way, even when a measurement fails.
@@ -11,23 +13,29 @@ import json
 import os
 import queue
 import re
-import shutil
 import signal
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-import uuid
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from labkit import faults, local
+from labkit.local import ChatServer
+from labkit.netns import Netns
+from labkit.netns import unavailable as netns_unavailable
+from labkit.procs import stop
+from labkit.util import wait_until
+
+__all__ = ["netns_unavailable", "stop"]  # used by bench.run and bench.liveness
 
 PY = sys.executable
 ROOT = Path(__file__).resolve().parent.parent
 CLK_TCK = os.sysconf("SC_CLK_TCK")
-_LISTEN_RE = re.compile(r"chat-server listening on ([0-9.:a-f]+):(\d+)(?: \((\w+)\))?")
 
 
 def _cpus() -> list[int]:
@@ -74,22 +82,6 @@ def loop_env(loop: str) -> dict[str, str]:
     paths = [str(ROOT), *filter(None, env.get("PYTHONPATH", "").split(os.pathsep))]
     env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths))
     return env
-
-
-def stop(
-    proc: subprocess.Popen[bytes] | subprocess.Popen[str] | None, grace_s: float = 3.0
-) -> None:
-    """Terminate ``proc`` (SIGTERM, then SIGKILL after ``grace_s``) and reap it."""
-    if proc is None or proc.poll() is not None:
-        return
-    with contextlib.suppress(ProcessLookupError):
-        proc.send_signal(signal.SIGTERM)
-    try:
-        proc.wait(grace_s)
-    except subprocess.TimeoutExpired:
-        with contextlib.suppress(ProcessLookupError):
-            proc.kill()
-        proc.wait(5)
 
 
 @dataclass
@@ -150,58 +142,49 @@ class LineReader:
             seen.append(line)
 
 
+Server = ChatServer
+"""A running chat-server (labkit.local.ChatServer): .proc, .host, .port, .loop, .target."""
+
+
+@contextlib.contextmanager
+def chat_server(
+    loop: str = "uvloop", host: str = "127.0.0.1", cpu: int | None = None
+) -> Iterator[ChatServer]:
+    """The real chat-server (``python -m chat_server``) on a free port, on ``loop`` and
+    ``cpu``, once it answers a PING; stopped on exit from the block."""
+    with local.running(
+        host=host, command=[PY, "-m", "chat_server"], env=loop_env(loop), preexec_fn=pinned(cpu)
+    ) as server:
+        yield server
+
+
+_ECHO_RE = re.compile(r"echo listening on ([0-9.]+):(\d+) \((\w+)\)")
+
+
 @dataclass
-class Server:
-    """A running chat-server (or echo server) child: its process, address and log file."""
+class Echo:
+    """The echo-ceiling server (bench.echo_server) child."""
 
     proc: subprocess.Popen[bytes]
     host: str
     port: int
     loop: str
-    log_path: Path
-    extra: dict[str, str] = field(default_factory=dict)
-
-    @property
-    def addr(self) -> tuple[str, int]:
-        return (self.host, self.port)
 
     @property
     def target(self) -> str:
         return f"{self.host}:{self.port}"
 
-    def log_tail(self, n: int = 20) -> str:
-        try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-n:])
-        except OSError:
-            return ""
-
-
-def _wait_listening(
-    proc: subprocess.Popen[bytes], log: Path, pattern: re.Pattern[str]
-) -> re.Match[str]:
-    deadline = time.monotonic() + 15
-    while time.monotonic() < deadline:
-        text = log.read_text(errors="replace")
-        m = pattern.search(text)
-        if m:
-            return m
-        if proc.poll() is not None:
-            raise RuntimeError(f"server exited with {proc.returncode}: {text[-2000:]}")
-        time.sleep(0.01)
-    raise TimeoutError(f"server did not report its port: {log.read_text(errors='replace')[-2000:]}")
-
 
 @contextlib.contextmanager
-def _logged_server(
-    argv: list[str], name: str, pattern: re.Pattern[str], loop: str, host: str, cpu: int | None
-) -> Iterator[Server]:
-    """``argv`` on ``loop`` with stdout and stderr in a log file, once it has logged ``pattern``
-    (groups: host, port, loop); stopped on exit from the block."""
-    with tempfile.TemporaryDirectory(prefix=f"bench-{name}-") as tmp:
-        log = Path(tmp) / f"{name}.log"
+def echo_server(
+    loop: str = "uvloop", host: str = "127.0.0.1", cpu: int | None = None
+) -> Iterator[Echo]:
+    """The echo-ceiling server on ``loop``, once it has logged its port; stopped on exit."""
+    with tempfile.TemporaryDirectory(prefix="bench-echo-") as tmp:
+        log = Path(tmp) / "echo.log"
         with open(log, "wb") as fh:
             proc = subprocess.Popen(
-                argv,
+                [PY, "-m", "bench.echo_server", "--host", host],
                 stdin=subprocess.DEVNULL,
                 stdout=fh,
                 stderr=fh,
@@ -209,35 +192,17 @@ def _logged_server(
                 preexec_fn=pinned(cpu),
             )
         try:
-            m = _wait_listening(proc, log, pattern)
-            yield Server(
-                proc=proc, host=host, port=int(m.group(2)), loop=m.group(3) or loop, log_path=log
-            )
+
+            def listening() -> re.Match[str] | None:
+                m = _ECHO_RE.search(log.read_text(errors="replace"))
+                if m is None and proc.poll() is not None:
+                    raise RuntimeError(f"echo server exited with {proc.returncode}")
+                return m
+
+            m = wait_until(listening, 15, "the echo server to listen", interval=0.01)
+            yield Echo(proc=proc, host=host, port=int(m.group(2)), loop=m.group(3))
         finally:
             stop(proc)
-
-
-@contextlib.contextmanager
-def chat_server(
-    loop: str = "uvloop", host: str = "127.0.0.1", cpu: int | None = None
-) -> Iterator[Server]:
-    """The real chat-server (``python -m chat_server``) on a free port; stderr goes to a file."""
-    argv = [PY, "-m", "chat_server", "-sp", "0", "--host", host]
-    with _logged_server(argv, "server", _LISTEN_RE, loop, host, cpu) as server:
-        yield server
-
-
-_ECHO_RE = re.compile(r"echo listening on ([0-9.]+):(\d+) \((\w+)\)")
-
-
-@contextlib.contextmanager
-def echo_server(
-    loop: str = "uvloop", host: str = "127.0.0.1", cpu: int | None = None
-) -> Iterator[Server]:
-    """The echo-ceiling server (bench.echo_server) on ``loop``."""
-    argv = [PY, "-m", "bench.echo_server", "--host", host]
-    with _logged_server(argv, "echo", _ECHO_RE, loop, host, cpu) as server:
-        yield server
 
 
 @contextlib.contextmanager
@@ -326,54 +291,13 @@ def _kill_group(proc: subprocess.Popen[str]) -> None:
 # --- network namespaces with loss ---------------------------------------------------------------
 
 
-def netns_unavailable() -> str | None:
-    """None if this process can make a network namespace with iptables loss, else why not."""
-    if os.geteuid() != 0:
-        return "needs root for `ip netns add` (run as root to measure under loss)"
-    for tool in ("ip", "iptables"):
-        if shutil.which(tool) is None:
-            return f"`{tool}` is not installed (apt-get install -y iproute2 iptables)"
-    return None
-
-
-def _run(cmd: Sequence[str]) -> None:
-    r = subprocess.run(list(cmd), capture_output=True, text=True, timeout=30)
-    if r.returncode != 0:
-        raise RuntimeError(f"{' '.join(cmd)}: exit {r.returncode}: {r.stderr.strip()}")
-
-
 @contextlib.contextmanager
 def lossy_netns(loss: float) -> Iterator[list[str]]:
     """A fresh network namespace (loopback only) dropping ``loss`` of incoming UDP datagrams.
 
     Yields the command prefix that runs a program inside it. The namespace is deleted on exit.
     """
-    name = f"chatbench-{uuid.uuid4().hex[:8]}"
-    _run(["ip", "netns", "add", name])
-    try:
-        _run(["ip", "-n", name, "link", "set", "lo", "up"])
+    with Netns.create("chatbench") as ns:
         if loss > 0:
-            _run(
-                [
-                    "ip",
-                    "netns",
-                    "exec",
-                    name,
-                    "iptables",
-                    "-A",
-                    "INPUT",
-                    "-p",
-                    "udp",
-                    "-m",
-                    "statistic",
-                    "--mode",
-                    "random",
-                    "--probability",
-                    f"{loss}",
-                    "-j",
-                    "DROP",
-                ]
-            )
-        yield ["ip", "netns", "exec", name]
-    finally:
-        subprocess.run(["ip", "netns", "del", name], capture_output=True, timeout=30)
+            faults.loss(ns.place, loss)
+        yield ns.prefix

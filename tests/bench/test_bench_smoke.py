@@ -12,7 +12,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from testkit import in_ci
+
+from labkit.util import in_ci
 
 ROOT = Path(__file__).resolve().parents[2]
 IN_CI = in_ci()

@@ -1,11 +1,13 @@
-"""Fixtures of the end-to-end tier: real chat-server and chat-client processes on loopback.
+"""Fixtures of the end-to-end tier: real chat-server and chat-client processes on loopback,
+started and driven through the lab harness (labkit.local, labkit.terminal).
 
-Every test gets its own server on an ephemeral port (``-sp 0``; ~0.2 s to start). A shared one
-would be cheaper, but tests assert exact ``list`` output and some kill clients with SIGKILL, whose
-names the server keeps for 5 s: one test's leftovers would show up in the next one's list.
+Every test gets its own server on an ephemeral port (``-sp 0``; ready once it answers a PING).
+A shared one would be cheaper, but tests assert exact ``list`` output and some kill clients
+with SIGKILL, whose names the server keeps for 5 s: one test's leftovers would show up in the
+next one's list.
 
-Every process goes through a :class:`chatproc.Reaper` whose finalizer stops it (SIGTERM, then
-SIGKILL), whether the test passed or not.
+Every process goes through a :class:`labkit.procs.Reaper` whose finalizer stops it (SIGTERM,
+then SIGKILL), whether the test passed or not.
 """
 
 from __future__ import annotations
@@ -14,7 +16,11 @@ from collections.abc import Callable, Generator, Iterator
 from pathlib import Path
 
 import pytest
-from chatproc import PipedClient, Reaper, Server, TtyClient
+
+from labkit import local
+from labkit.local import ChatServer
+from labkit.procs import Reaper
+from labkit.terminal import PipedClient, TtyClient
 
 
 @pytest.hookimpl(wrapper=True)
@@ -40,17 +46,17 @@ def reaper() -> Iterator[Reaper]:
 
 
 @pytest.fixture
-def server(reaper: Reaper, tmp_path: Path) -> Server:
+def server(reaper: Reaper, tmp_path: Path) -> ChatServer:
     """``chat-server -sp 0 --host 127.0.0.1``; ``.port``: the port it bound; ``.proc``."""
-    return Server.start(reaper, tmp_path / "server.log")
+    return ChatServer.start(tmp_path / "server.log", reaper=reaper)
 
 
 @pytest.fixture
-def spawn_tty(reaper: Reaper, server: Server) -> Callable[[str], TtyClient]:
+def spawn_tty(reaper: Reaper, server: ChatServer) -> Callable[[str], TtyClient]:
     """Start a terminal client (without waiting for its sign-in)."""
 
     def spawn(name: str) -> TtyClient:
-        return TtyClient.spawn(reaper, name, server.port)
+        return local.tty_client(reaper, name, server.port)
 
     return spawn
 
@@ -81,10 +87,10 @@ def clients(spawn_tty: Callable[[str], TtyClient]) -> Callable[..., list[TtyClie
 
 
 @pytest.fixture
-def piped(reaper: Reaper, server: Server, tmp_path: Path) -> Callable[[str], PipedClient]:
+def piped(reaper: Reaper, server: ChatServer, tmp_path: Path) -> Callable[[str], PipedClient]:
     """``piped(NAME)``: a client whose stdin is a pipe (not yet waited for: call wait_signed_in)."""
 
     def start(name: str) -> PipedClient:
-        return PipedClient.spawn(reaper, name, server.port, tmp_path)
+        return local.piped_client(reaper, name, server.port, tmp_path)
 
     return start

@@ -4,17 +4,19 @@ and a sender whose input ends waits for its messages to be delivered before it e
 from __future__ import annotations
 
 import hashlib
-import os
 import random
 import re
-import signal
 import string
 import subprocess
 import time
 from collections.abc import Callable
 
 import pytest
-from chatproc import PipedClient, Server, wait_until
+
+from labkit import faults
+from labkit.local import ChatServer as Server
+from labkit.terminal import PipedClient
+from labkit.util import wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -30,6 +32,12 @@ def text_of(size: int, seed: int) -> str:
     rng = random.Random(seed)
     body = "".join(rng.choices(ALPHABET, k=size - 2))
     return f"<{body}>"
+
+
+def shown(text: str) -> str:
+    """How a receiver prints ``text`` (docs/CLI.md): of printable ASCII, only the backslash is
+    escaped (doubled)."""
+    return text.replace("\\", "\\\\")
 
 
 def sha(text: str) -> str:
@@ -69,8 +77,8 @@ def test_large_messages_arrive_whole(server: Server, piped: Piped) -> None:
     got = wait_until(both_arrived, 20, "bob to print both messages", lambda: bob.stderr()[-500:])
     elapsed = time.monotonic() - started
     assert len(got) == 2
-    assert [len(t) for t in got] == [len(big), len(medium)]
-    assert [sha(t) for t in got] == [sha(big), sha(medium)]
+    assert [len(t) for t in got] == [len(shown(big)), len(shown(medium))]
+    assert [sha(t) for t in got] == [sha(shown(big)), sha(shown(medium))]
     assert alice.wait_exit(10) == 0
     assert alice.stdout().endswith("signed out\n")
     assert alice.stderr() == ""
@@ -80,16 +88,13 @@ def test_large_messages_arrive_whole(server: Server, piped: Piped) -> None:
 def test_sender_exits_only_after_its_messages_are_delivered(server: Server, piped: Piped) -> None:
     text = text_of(300 * KIB, seed=3)
     alice, bob, port = signed_in_pair(server, piped)
-    os.kill(bob.pid, signal.SIGSTOP)  # bob cannot acknowledge anything
-    try:
+    with faults.paused(bob.pid):  # bob cannot acknowledge anything
         alice.feed(commands(f"send bob {text}", "exit"), close=True)
         # Input ended, yet alice stays: 300 KiB needs acknowledgements, which bob cannot send.
         # (1.5 s: below the 5 s after which the server would drop the frozen bob.)
         with pytest.raises(subprocess.TimeoutExpired):
             alice.proc.wait(timeout=1.5)
         assert "signed out" not in alice.stdout()
-    finally:
-        os.kill(bob.pid, signal.SIGCONT)
     assert alice.wait_exit(10) == 0
     assert alice.stdout().endswith("signed out\n")
     assert alice.stderr() == ""
@@ -98,7 +103,7 @@ def test_sender_exits_only_after_its_messages_are_delivered(server: Server, pipe
     got = wait_until(
         lambda: messages_from(bob.stdout(), "alice", port), 2, "bob to print the message"
     )
-    assert [sha(t) for t in got] == [sha(text)]
+    assert [sha(t) for t in got] == [sha(shown(text))]
 
 
 def test_two_hundred_messages_arrive_once_each_in_order(server: Server, piped: Piped) -> None:

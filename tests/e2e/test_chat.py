@@ -6,7 +6,10 @@ import re
 from collections.abc import Callable
 
 import pytest
-from chatproc import PROMPT_RE, Server, TtyClient, udp_ports_of
+
+from labkit.local import ChatServer as Server
+from labkit.procs import udp_ports_of
+from labkit.terminal import PROMPT_RE, TtyClient
 
 pytestmark = pytest.mark.e2e
 

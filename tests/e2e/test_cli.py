@@ -7,16 +7,23 @@ import subprocess
 from collections.abc import Iterator
 
 import pytest
-from chatproc import Server
+
+from labkit.local import ChatServer as Server
+from labkit.procs import program
 
 pytestmark = pytest.mark.e2e
 
 RUN_TIMEOUT_S = 10
 
 
-def run(*argv: str) -> subprocess.CompletedProcess[str]:
+def run(name: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """Console script ``name`` (the installed one, see labkit.procs.program) with ``args``."""
     return subprocess.run(
-        argv, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=RUN_TIMEOUT_S
+        [program(name), *args],
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=RUN_TIMEOUT_S,
     )
 
 

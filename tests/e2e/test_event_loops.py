@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import functools
 
 import pytest
 

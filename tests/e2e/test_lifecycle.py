@@ -11,9 +11,13 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from chatproc import PipedClient, Reaper, Server, TtyClient, wait_until
 
 from chat_protocol.const import DEFAULT_TIMINGS
+from labkit import faults, local
+from labkit.local import ChatServer as Server
+from labkit.procs import Reaper
+from labkit.terminal import TtyClient
+from labkit.util import wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -71,7 +75,7 @@ def test_a_killed_client_drops_off_the_list_and_a_send_to_it_fails(
     server: Server, clients: Clients
 ) -> None:
     alice, bob, carol = clients("alice", "bob", "carol")
-    os.kill(carol.pid, signal.SIGKILL)
+    faults.kill(carol.pid)
     killed = time.monotonic()
     assert carol.wait_exit(5) == -signal.SIGKILL
     # Before the server notices, the lookup still finds carol, so the message goes to her dead
@@ -124,7 +128,7 @@ def test_server_stopped_tells_every_client_which_exits_6(
 
 def test_server_killed_every_client_gives_up_with_exit_5(server: Server, clients: Clients) -> None:
     trio = clients("alice", "bob", "carol")
-    server.proc.kill()
+    faults.kill(server.pid)
     killed = time.monotonic()
     assert server.wait_exit(3) == -signal.SIGKILL
     deadline = killed + SERVER_TIMEOUT_S + SLACK_S
@@ -154,8 +158,8 @@ def test_no_server_sign_in_fails_with_exit_4(
 ) -> None:
     # Both at once: a terminal client toward a closed port, a piped one toward a silent socket.
     started = time.monotonic()
-    on_tty = TtyClient.spawn(reaper, "x", closed_port)
-    piped = PipedClient.spawn(reaper, "y", silent_port, tmp_path)
+    on_tty = local.tty_client(reaper, "x", closed_port)
+    piped = local.piped_client(reaper, "y", silent_port, tmp_path)
     limit = REQUEST_TIMEOUT_S + SLACK_S
     on_tty.expect(rf"error: no answer from the server at 127\.0\.0\.1:{closed_port}\r?\n", limit)
     assert on_tty.wait_exit(limit) == 4

@@ -1,93 +1,56 @@
-"""Loss end to end: the real programs in a network namespace whose loopback drops 20% of the UDP
-datagrams (iptables ``statistic`` match), sign-in and heartbeats included.
+"""Loss and duplication end to end: the real programs in a network namespace whose loopback
+drops 20 % of the UDP datagrams coming in and sends 20 % of those going out twice (labkit.faults:
+iptables ``statistic``, ``TEE``), sign-in and heartbeats included.
 
-Needs root (and ``ip`` and ``iptables``). Without them the test is skipped, except under
-``CI=true``, where that is a failure: the CI image must provide them.
+Needs root (and ``ip``, ``iptables``). Without them the test is skipped, except under
+``CI=true``, where that is a failure: the CI machine must provide them.
 """
 
 from __future__ import annotations
 
-import contextlib
-import os
-import re
-import shutil
-import signal
-import subprocess
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from typing import NoReturn
 
 import pytest
-from chatproc import PipedClient, Reaper, Server, wait_until
-from testkit import unavailable
+
+from labkit import faults, local, netns
+from labkit.local import ChatServer
+from labkit.netns import Netns
+from labkit.procs import Reaper
+from labkit.util import LabError, unavailable, wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.netns]
 
 LOSS = 0.2
+DUPLICATION = 0.2
 COUNT = 40
 
 
-def _unavailable(reason: str) -> NoReturn:
-    unavailable(reason, "the netns test")
-
-
-def _run(*argv: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(argv, capture_output=True, text=True, timeout=10, check=False)
-
-
 @pytest.fixture
-def netns(reaper: Reaper) -> Iterator[list[str]]:
-    """A fresh network namespace with loopback up; yields the ``ip netns exec NS`` prefix.
-
-    The finalizer stops the test's processes, kills anything else left in the namespace (only
-    this test ran anything there), then deletes it."""
-    if os.geteuid() != 0:
-        _unavailable("needs root to create a network namespace")
-    for tool in ("ip", "iptables"):
-        if shutil.which(tool) is None:
-            _unavailable(f"{tool} is not installed (apt-get install -y iproute2 iptables)")
-    name = f"chat-e2e-{uuid.uuid4().hex[:8]}"
-    made = _run("ip", "netns", "add", name)
-    if made.returncode != 0:
-        _unavailable(f"ip netns add failed: {made.stderr.strip()}")
+def ns(reaper: Reaper) -> Iterator[Netns]:
+    """A fresh network namespace; its finalizer stops the test's processes, then deletes it."""
+    why = netns.unavailable()
+    if why:
+        unavailable(why, "the netns test")
     try:
-        up = _run("ip", "-n", name, "link", "set", "lo", "up")
-        assert up.returncode == 0, up.stderr
-        yield ["ip", "netns", "exec", name]
+        space = Netns.create("chat-e2e")
+    except LabError as exc:
+        unavailable(str(exc), "the netns test")
+    try:
+        yield space
     finally:
         reaper.stop_all()
-        left = _run("ip", "netns", "pids", name)
-        for pid in left.stdout.split():
-            with contextlib.suppress(ProcessLookupError, ValueError):
-                os.kill(int(pid), signal.SIGKILL)
-        gone = _run("ip", "netns", "del", name)
-        assert gone.returncode == 0, f"ip netns del {name}: {gone.stderr}"
+        space.close()
 
 
-def drop_udp(prefix: list[str], probability: float) -> None:
-    rule = ["-p", "udp", "-m", "statistic", "--mode", "random", "--probability", str(probability)]
-    r = _run(*prefix, "iptables", "-w", "-A", "INPUT", *rule, "-j", "DROP")
-    if r.returncode != 0:
-        _unavailable(f"iptables in the namespace failed: {r.stderr.strip()}")
-    listed = _run(*prefix, "iptables", "-w", "-L", "INPUT", "-n")
-    assert "statistic mode random" in listed.stdout, listed.stdout
-
-
-def dropped_packets(prefix: list[str]) -> int:
-    r = _run(*prefix, "iptables", "-w", "-L", "INPUT", "-n", "-v", "-x")
-    m = re.search(r"^\s*(\d+)\s+\d+\s+DROP", r.stdout, re.M)
-    assert m, r.stdout
-    return int(m.group(1))
-
-
-def test_forty_messages_survive_20_percent_loss(
-    netns: list[str], reaper: Reaper, tmp_path: Path
+def test_forty_messages_survive_loss_and_duplication(
+    ns: Netns, reaper: Reaper, tmp_path: Path
 ) -> None:
-    drop_udp(netns, LOSS)
-    server = Server.start(reaper, tmp_path / "server.log", prefix=netns)
-    alice = PipedClient.spawn(reaper, "alice", server.port, tmp_path, prefix=netns)
-    bob = PipedClient.spawn(reaper, "bob", server.port, tmp_path, prefix=netns)
+    dropped = faults.loss(ns.place, LOSS)
+    doubled = faults.duplicate(ns.place, DUPLICATION)
+    server = ChatServer.start(tmp_path / "server.log", reaper=reaper, prefix=ns.prefix)
+    alice = local.piped_client(reaper, "alice", server.port, tmp_path, prefix=ns.prefix)
+    bob = local.piped_client(reaper, "bob", server.port, tmp_path, prefix=ns.prefix)
     alice.wait_signed_in()
     bob.wait_signed_in()
     _, port = server.client_addr("alice")
@@ -104,7 +67,8 @@ def test_forty_messages_survive_20_percent_loss(
     wait_until(lambda: len(received()) >= COUNT, 15, f"bob to print {COUNT} messages", bob.stderr)
     bob.close_input()
     assert bob.wait_exit(10) == 0, bob.stderr()
-    assert received() == texts
+    assert received() == texts  # exactly once each, in order
     assert bob.stderr() == ""
-    # The loss was real.
-    assert dropped_packets(netns) > 0
+    # The faults were real.
+    assert dropped.packets() > 0
+    assert doubled.packets() > 0

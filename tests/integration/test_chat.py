@@ -10,7 +10,9 @@ import re
 import uuid
 
 import pytest
-from chatlab import ComposeProject
+
+from labkit import faults
+from labkit.compose import Compose
 
 pytestmark = pytest.mark.integration
 
@@ -18,7 +20,7 @@ NAMES = ["alice", "bob", "carol"]
 
 
 def test_sign_in_list_and_send_show_the_senders_own_address(
-    compose_project: ComposeProject,
+    compose_project: Compose,
 ) -> None:
     lab = compose_project
     alice, bob, carol = lab.tty_clients(*NAMES)
@@ -47,7 +49,7 @@ def test_sign_in_list_and_send_show_the_senders_own_address(
 
 
 def test_delivery_is_direct_the_marker_never_crosses_the_server(
-    compose_project: ComposeProject,
+    compose_project: Compose,
 ) -> None:
     """iptables string-match counters in the server's and the receiver's network namespaces:
     the marker is counted where it goes (positive control), never at the server."""
@@ -56,34 +58,29 @@ def test_delivery_is_direct_the_marker_never_crosses_the_server(
     marker = f"mk{uuid.uuid4().hex}"
     tag = f"chatit-{marker[:12]}"
 
-    def count_rule(ref: str, chain: str, string: str, suffix: str) -> str:
-        comment = f"{tag}-{suffix}"
-        lab.iptables(
-            ref, "-I", chain, "1", "-p", "udp",
-            "-m", "string", "--string", string, "--algo", "bm",
-            "-m", "comment", "--comment", comment,
-        )  # fmt: skip
-        return comment
+    def count(ref: str, chain: str, string: str, suffix: str) -> faults.Rule:
+        match = ("-p", "udp", "-m", "string", "--string", string, "--algo", "bm")
+        return faults.counter(lab.place(ref), chain, *match, tag=f"{tag}-{suffix}")
 
     # No target: the rules only count, they change nothing.
-    server_in = count_rule("server", "INPUT", marker, "srv-in")
-    server_out = count_rule("server", "OUTPUT", marker, "srv-out")
-    bob_in = count_rule("bob", "INPUT", marker, "bob-in")
-    alice_out = count_rule("alice", "OUTPUT", marker, "alice-out")
+    server_in = count("server", "INPUT", marker, "srv-in")
+    server_out = count("server", "OUTPUT", marker, "srv-out")
+    bob_in = count("bob", "INPUT", marker, "bob-in")
+    alice_out = count("alice", "OUTPUT", marker, "alice-out")
     # Control at the server: the LOOKUP of the receiver's name does reach the server, and its
     # rules count it.
-    server_lookup = count_rule("server", "INPUT", "bob", "srv-lookup")
+    server_lookup = count("server", "INPUT", "bob", "srv-lookup")
 
     alice.enter(f"send bob {marker} crossing the network")
     m = bob.expect(rf"alice \(([0-9.]+):\d+\): {marker} crossing the network")
     assert m.group(1) == lab.container_ip("alice")
 
     counts = {
-        "server INPUT": lab.rule_packets("server", "INPUT", server_in),
-        "server OUTPUT": lab.rule_packets("server", "OUTPUT", server_out),
-        "bob INPUT": lab.rule_packets("bob", "INPUT", bob_in),
-        "alice OUTPUT": lab.rule_packets("alice", "OUTPUT", alice_out),
-        "server INPUT lookup of bob": lab.rule_packets("server", "INPUT", server_lookup),
+        "server INPUT": server_in.packets(),
+        "server OUTPUT": server_out.packets(),
+        "bob INPUT": bob_in.packets(),
+        "alice OUTPUT": alice_out.packets(),
+        "server INPUT lookup of bob": server_lookup.packets(),
     }
     print(f"marker packets counted: {counts}")
     assert counts["bob INPUT"] >= 1, counts
@@ -93,7 +90,7 @@ def test_delivery_is_direct_the_marker_never_crosses_the_server(
     assert counts["server OUTPUT"] == 0, counts
 
 
-def test_taken_name_and_user_errors(compose_project: ComposeProject) -> None:
+def test_taken_name_and_user_errors(compose_project: Compose) -> None:
     lab = compose_project
     alice, bob, carol = lab.tty_clients(*NAMES)
 

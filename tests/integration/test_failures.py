@@ -11,7 +11,11 @@ import subprocess
 import time
 
 import pytest
-from chatlab import ComposeProject, TtyClient, wait_until
+
+from labkit import faults
+from labkit.compose import Compose
+from labkit.terminal import TtyClient
+from labkit.util import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -57,7 +61,7 @@ def wait_until_unlisted(
     return seen
 
 
-def test_a_client_that_exits_or_dies_leaves_the_directory(compose_project: ComposeProject) -> None:
+def test_a_client_that_exits_or_dies_leaves_the_directory(compose_project: Compose) -> None:
     lab = compose_project
     alice, bob, carol, dave = lab.tty_clients(*NAMES)
     assert alice.list_names() == NAMES
@@ -76,7 +80,7 @@ def test_a_client_that_exits_or_dies_leaves_the_directory(compose_project: Compo
     alice.enter("send dave before the crash")  # alice has talked to dave: no cached shortcut
     dave.expect(r"alice \([0-9.]+:\d+\): before the crash")
     t0 = time.monotonic()
-    lab.container("dave").kill()
+    faults.kill(lab.container("dave"))
     detected = wait_until_unlisted([alice, bob], "dave", t0, DEAD_CLIENT_BOUND_S)
     print(f"dave (docker kill) unlisted after {seconds(detected)}")
     assert dave.wait_exit() != 0
@@ -90,12 +94,12 @@ def test_a_client_that_exits_or_dies_leaves_the_directory(compose_project: Compo
     assert alice.list_names() == ["alice", "bob"]
 
 
-def test_server_stop_notifies_every_client(compose_project: ComposeProject) -> None:
+def test_server_stop_notifies_every_client(compose_project: Compose) -> None:
     lab = compose_project
     clients = lab.tty_clients(*NAMES[:3])
     t0 = time.monotonic()
     stop = subprocess.Popen(
-        lab.compose_argv("stop", "server"),
+        lab.argv("stop", "server"),
         env=lab.env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -120,18 +124,18 @@ def test_server_stop_notifies_every_client(compose_project: ComposeProject) -> N
     assert codes == {c.name: 6 for c in clients}, codes
     assert max(exited.values()) <= STOP_GRACE_S, exited
     assert stop.returncode == 0, out
-    server = lab.server_container()
+    server = lab.container("server")
     server.reload()
     # The server stopped on SIGTERM by itself (exit 0), not by SIGKILL after the grace period.
     assert server.attrs["State"]["ExitCode"] == 0, server.attrs["State"]
     assert "chat-server stopped" in lab.logs("server")
 
 
-def test_server_kill_is_noticed_by_every_client(compose_project: ComposeProject) -> None:
+def test_server_kill_is_noticed_by_every_client(compose_project: Compose) -> None:
     lab = compose_project
     clients = lab.tty_clients(*NAMES[:3])
     t0 = time.monotonic()
-    lab.server_container().kill()
+    faults.kill(lab.container("server"))
     noticed: dict[str, float] = {}
 
     def everyone_noticed() -> bool:

@@ -8,7 +8,10 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from chatlab import ComposeProject, PipedClient, wait_until
+
+from labkit.compose import Compose
+from labkit.terminal import PipedClient
+from labkit.util import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -20,9 +23,7 @@ START_BOUND_S = 120.0
 DELIVERY_BOUND_S = 60.0
 
 
-def test_twenty_clients_ring_and_all_to_one(
-    compose_project: ComposeProject, tmp_path: Path
-) -> None:
+def test_twenty_clients_ring_and_all_to_one(compose_project: Compose, tmp_path: Path) -> None:
     lab = compose_project
     names = [f"u{i:02d}" for i in range(CLIENTS)]
     t0 = time.monotonic()

@@ -5,16 +5,17 @@ from __future__ import annotations
 import ipaddress
 
 import pytest
-from chatlab import SERVER_PORT, ComposeProject
+
+from labkit.compose import SERVER_PORT, Compose
 
 pytestmark = pytest.mark.integration
 
 
-def test_server_is_healthy(compose_project: ComposeProject) -> None:
+def test_server_is_healthy(compose_project: Compose) -> None:
     # `up --wait` returned, so the healthcheck (`chat-server --probe`, a real UDP round trip)
     # has passed at least once; Docker's own record must agree.
     assert compose_project.health("server") == "healthy"
-    server = compose_project.server_container()
+    server = compose_project.container("server")
     server.reload()
     assert server.status == "running"
     assert server.attrs["Config"]["User"] == "chat"  # not root

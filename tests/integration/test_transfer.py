@@ -10,7 +10,10 @@ import uuid
 from pathlib import Path
 
 import pytest
-from chatlab import ComposeProject, wait_until
+
+from labkit import faults
+from labkit.compose import Compose
+from labkit.util import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -47,9 +50,7 @@ def _large_text(size: int, seed: int) -> str:
     return text
 
 
-def test_a_256_kib_piped_message_arrives_whole(
-    compose_project: ComposeProject, tmp_path: Path
-) -> None:
+def test_a_256_kib_piped_message_arrives_whole(compose_project: Compose, tmp_path: Path) -> None:
     lab = compose_project
     # The receiver is a non-terminal client too: its stdout goes to a file, and its stdin (a
     # pipe) stays open until the message is there.
@@ -81,7 +82,7 @@ def test_a_256_kib_piped_message_arrives_whole(
 
 
 def test_twenty_percent_loss_every_message_once_and_in_order(
-    compose_project: ComposeProject,
+    compose_project: Compose,
 ) -> None:
     """Two senders, 40 numbered messages each, to one receiver, with 20 % of the UDP datagrams
     reaching each of the three clients dropped (iptables `statistic` in their network
@@ -90,13 +91,7 @@ def test_twenty_percent_loss_every_message_once_and_in_order(
     lab = compose_project
     alice, bob, carol = lab.tty_clients("alice", "bob", "carol")
     senders = (alice, carol)
-    tag = f"chatit-loss-{uuid.uuid4().hex[:8]}"
-    for ref in ("alice", "bob", "carol"):
-        lab.iptables(
-            ref, "-A", "INPUT", "-p", "udp",
-            "-m", "statistic", "--mode", "random", "--probability", str(LOSS_PROBABILITY),
-            "-m", "comment", "--comment", tag, "-j", "DROP",
-        )  # fmt: skip
+    drop = {ref: faults.loss(lab.place(ref), LOSS_PROBABILITY) for ref in ("alice", "bob", "carol")}
 
     token = uuid.uuid4().hex[:8]
     lines = {s.name: [f"{s.name[0]}{i:02d}-{token}" for i in range(LOSS_MESSAGES)] for s in senders}
@@ -111,7 +106,7 @@ def test_twenty_percent_loss_every_message_once_and_in_order(
         bob.transcript,
     )
     elapsed = time.monotonic() - t0
-    drops = {ref: lab.rule_packets(ref, "INPUT", tag) for ref in ("alice", "bob", "carol")}
+    drops = {ref: rule.packets() for ref, rule in drop.items()}
     # Every send resolved (delivered, or reported) before `exit` signs out: then nothing more
     # can reach bob, and a `list` on bob is a barrier for everything he printed.
     for sender in senders:
@@ -135,7 +130,7 @@ def test_twenty_percent_loss_every_message_once_and_in_order(
 
 
 def test_partition_shorter_than_the_timeouts_loses_nothing_silently(
-    compose_project: ComposeProject,
+    compose_project: Compose,
 ) -> None:
     """The receiver is taken off the network while two others keep sending to it, and put back
     with the same address: each message sent meanwhile arrives exactly once and in order, or
@@ -151,9 +146,9 @@ def test_partition_shorter_than_the_timeouts_loses_nothing_silently(
     bob_ip = lab.container_ip("bob")
 
     sent: dict[str, list[str]] = {s.name: [] for s in senders}
-    lab.disconnect("bob")
-    t0 = time.monotonic()
-    try:
+    # Off the network, then back with the same address (faults.partitioned checks it).
+    with faults.partitioned(lab.network(), lab.container("bob")):
+        t0 = time.monotonic()
         n = 0
         while time.monotonic() - t0 < PARTITION_S:
             for sender in senders:
@@ -162,10 +157,8 @@ def test_partition_shorter_than_the_timeouts_loses_nothing_silently(
                 sent[sender.name].append(line)
             n += 1
             time.sleep(PACE_S)  # pacing of the traffic during the cut, not a synchronisation
-    finally:
-        lab.connect("bob", ipv4_address=bob_ip)
     cut_s = time.monotonic() - t0
-    assert lab.container_ip("bob") == bob_ip, "bob came back with another address"
+    assert lab.container_ip("bob") == bob_ip
 
     settled: dict[str, float] = {}
 
@@ -209,3 +202,50 @@ def test_partition_shorter_than_the_timeouts_loses_nothing_silently(
         + ", ".join(f"{k} {v:.2f} s" for k, v in settled.items())
     )
     assert "lost contact" not in bob.transcript()
+
+
+DUPLICATION = 0.3
+DUPLICATED_MESSAGES = 30
+PAUSE_S = 1.5
+"""How long the server is frozen: under the 3 s a client waits for an answer to a request and
+the 5 s of silence after which either side gives the other up."""
+
+
+def test_duplicates_and_a_paused_server_change_nothing(compose_project: Compose) -> None:
+    """30 % of the datagrams the server and both clients send go out twice (iptables TEE):
+    every message still arrives exactly once, in order. Then the server is frozen (docker
+    pause) while alice sends: once it thaws, those messages arrive too, and nobody lost
+    anybody."""
+    lab = compose_project
+    alice, bob = lab.tty_clients("alice", "bob")
+    doubled = {
+        ref: faults.duplicate(lab.place(ref), DUPLICATION) for ref in ("server", "alice", "bob")
+    }
+    token = uuid.uuid4().hex[:8]
+    lines = [f"d{i:02d}-{token}" for i in range(DUPLICATED_MESSAGES)]
+    for line in lines:
+        alice.enter(f"send bob {line}")
+    wait_until(
+        lambda: f"{lines[-1]}\n" in bob.read_available(), 30, "the last message", bob.transcript
+    )
+    copies = {ref: rule.packets() for ref, rule in doubled.items()}
+    assert all(n > 0 for n in copies.values()), copies  # the duplication did happen
+
+    during = [f"p{i}-{token}" for i in range(3)]
+    with faults.paused(lab.container("server")):
+        for line in during:
+            alice.enter(f"send bob {line}")
+        time.sleep(PAUSE_S)  # the length of the freeze, not a synchronisation
+    wait_until(
+        lambda: f"{during[-1]}\n" in bob.read_available(),
+        15,
+        "the messages sent while the server was frozen",
+        lambda: f"alice:\n{alice.transcript()[-800:]}\nbob:\n{bob.transcript()[-800:]}",
+    )
+    assert bob.list_names() == ["alice", "bob"]  # a barrier for what bob printed, too
+    got = [m["text"] for m in bob.messages("alice")]
+    print(f"duplicated datagrams (copies counted twice): {copies}; bob got {len(got)} messages")
+    assert got == lines + during
+    for client in (alice, bob):
+        assert "lost contact" not in client.transcript(), client.transcript()
+        assert "error" not in client.transcript(), client.transcript()

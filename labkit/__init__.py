@@ -1,0 +1,23 @@
+"""The lab harness: one way to start, drive, break and stop the chat programs, shared by the
+end-to-end suite (tests/e2e), the container suite (tests/integration), the benchmarks (bench/),
+the demo and ``make up``.
+
+- :mod:`labkit.util`: :func:`~labkit.util.wait_until` (every wait is a condition with a
+  deadline; nothing sleeps to synchronise), :func:`~labkit.util.in_ci`,
+  :func:`~labkit.util.unavailable` (skip, or fail under CI).
+- :mod:`labkit.procs`: :class:`~labkit.procs.Reaper`, which owns every process a test starts
+  and stops it (SIGTERM, then SIGKILL); exit codes; the programs' paths.
+- :mod:`labkit.local`: ``chat-server`` on this machine (:class:`~labkit.local.ChatServer`,
+  ready once it answers a PING) and ``chat-client`` processes.
+- :mod:`labkit.terminal`: the client drivers, the same for a local process and a container:
+  :class:`~labkit.terminal.TtyClient` (pexpect on a pseudo-terminal, escape sequences
+  filtered) and :class:`~labkit.terminal.PipedClient` (stdin a pipe, output in files).
+- :mod:`labkit.netns`: network namespaces on this machine.
+- :mod:`labkit.faults`: loss and duplication (iptables in a namespace: a local one or a
+  container's), packet counters, partition, pause and kill.
+- :mod:`labkit.engine`: is there a Docker engine with Compose v2; the docker SDK client.
+- :mod:`labkit.compose`: :class:`~labkit.compose.Compose`, a project of compose.yaml: ``up``
+  until the server is healthy (the one copy of that check), clients as ``docker compose run``,
+  its containers through the SDK, and teardown.
+- ``python -m labkit up|demo``: what ``make up`` and ``make demo`` run.
+"""
