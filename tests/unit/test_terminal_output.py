@@ -192,6 +192,17 @@ def test_output_to_a_file_is_escaped_and_marked_but_not_wrapped(
     )
 
 
+def test_a_terminal_that_is_not_utf8_gets_question_marks_not_a_crash() -> None:
+    import io
+
+    raw = io.BytesIO()
+    stream = io.TextIOWrapper(raw, encoding="ascii")
+    with contextlib.redirect_stdout(stream):
+        Output(interactive=False).message("alice", ADDR, "caf\u00e9 \u65e5\x1b")
+    stream.flush()
+    assert raw.getvalue() == b"alice (127.0.0.1:57384): caf? ?\\x1b\n"
+
+
 def test_own_lines_are_escaped_too(capsys: pytest.CaptureFixture[str]) -> None:
     out = Output(interactive=False)
     out.info("help:\n  list")
