@@ -181,8 +181,9 @@ class TtyClient:
         return int(self.child.pid)
 
     def transcript(self) -> str:
-        """Everything printed so far, without escape sequences."""
-        return "".join(self.child.transcript)
+        """Everything printed so far, without escape sequences and carriage returns (lines end
+        in ``\\n``; :meth:`expect` sees the ``\\r`` still)."""
+        return "".join(self.child.transcript).replace("\r", "")
 
     def _recent(self) -> str:
         return tail(self.transcript(), TAIL_CHARS)
