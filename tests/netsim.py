@@ -18,6 +18,7 @@ from chat_protocol.client import ClientCore
 from chat_protocol.const import Timings
 from chat_protocol.events import ClientEvent, ServerEvent
 from chat_protocol.messages import Addr
+from chat_protocol.noise import KeyPair
 from chat_protocol.server import ServerCore
 
 
@@ -67,12 +68,22 @@ class FakeNetwork:
         self.sent = 0
         self.dropped = 0
         self.trace: list[tuple[Addr, Addr, bytes]] = []
+        self.keys: dict[str, KeyPair] = {}
 
     def random_bytes(self, n: int) -> bytes:
         return self.rng.randbytes(n)
 
+    def key(self, owner: str) -> KeyPair:
+        """A long-term key pair per owner (a user name, or "server"), drawn from the seed: a
+        client started again under a name is the same user, as with a kept home directory."""
+        if owner not in self.keys:
+            self.keys[owner] = KeyPair.generate(self.random_bytes)
+        return self.keys[owner]
+
     def add_server(self, addr: Addr, timings: Timings) -> ServerCore:
-        core = ServerCore(timings=timings, random_bytes=self.random_bytes)
+        core = ServerCore(
+            identity=self.key("server"), timings=timings, random_bytes=self.random_bytes
+        )
         self.add_node(addr, core)
         return core
 
@@ -81,8 +92,25 @@ class FakeNetwork:
         self.nodes[addr] = node
         self.events[addr] = []
 
-    def add_client(self, name: str, addr: Addr, server: Addr, timings: Timings) -> ClientCore:
-        core = ClientCore(name=name, server=server, timings=timings, random_bytes=self.random_bytes)
+    def add_client(
+        self,
+        name: str,
+        addr: Addr,
+        server: Addr,
+        timings: Timings,
+        *,
+        identity: KeyPair | None = None,
+        pins: dict[str, bytes] | None = None,
+    ) -> ClientCore:
+        core = ClientCore(
+            name=name,
+            server=server,
+            identity=identity or self.key(name.casefold()),
+            pins=pins,
+            clock_offset_s=1.7e9,
+            timings=timings,
+            random_bytes=self.random_bytes,
+        )
         self.add_node(addr, core)
         self.client_events[addr] = []
         core.connect(self.now)

@@ -90,7 +90,8 @@ messages = st.one_of(
     st.builds(Welcome, req_id=u32, token=token, heartbeat_ms=u32),
     st.builds(Refused, req_id=u32, reason=st.sampled_from(RefuseReason)),
     st.builds(Lookup, token=token, req_id=u32, name=name),
-    st.builds(LookupReply, req_id=u32, name=name, addr=st.none() | addr),
+    st.builds(LookupReply, req_id=u32, name=name, addr=st.none(), key=st.just(b"")),
+    st.builds(LookupReply, req_id=u32, name=name, addr=addr, key=st.binary(min_size=32, max_size=32)),
     st.builds(ListUsers, token=token, req_id=u32, after=st.just("") | name),
     st.builds(
         ListReply,
@@ -295,8 +296,9 @@ VALID_ACK = Ack(session=1, stream=1, seq=0, complete=False, ranges=((0, 3),))
         (Welcome(req_id=1, token=b"x" * 9, heartbeat_ms=1), "token of 9 bytes"),
         (Lookup(token=b"t" * 8, req_id=1, name=""), "invalid user name"),
         (ListUsers(token=b"t" * 8, req_id=1, after="a b"), "invalid user name"),
-        (LookupReply(req_id=1, name="bob", addr=("not an ip", 1)), "address"),
-        (LookupReply(req_id=1, name="bob", addr=("10.0.0.1", 65536)), "address"),
+        (LookupReply(req_id=1, name="bob", addr=("not an ip", 1), key=bytes(32)), "address"),
+        (LookupReply(req_id=1, name="bob", addr=("10.0.0.1", 65536), key=bytes(32)), "address"),
+        (LookupReply(req_id=1, name="bob", addr=("10.0.0.1", 1)), "key"),
         (Refused(req_id=1, reason=9), "not a RefuseReason"),  # type: ignore[arg-type]
         (Hello(req_id=1, name="é" * 128), "longer than 255"),
         (ListReply(req_id=1, total=1, more=False, names=("n" * 32,) * 60), "more than 1400"),

@@ -8,19 +8,22 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from chat_protocol.client import ClientCore
+from chat_protocol.codec import encode
 from chat_protocol.const import CHUNK_PAYLOAD_BYTES, Timings
 from chat_protocol.events import (
     ClientEvent,
     GoneReason,
     MessageDelivered,
     MessageReceived,
+    PeerRefusal,
+    PeerRefused,
     SendFailed,
     ServerGone,
     SignedOut,
     SignInFailed,
     SignInFailure,
 )
-from chat_protocol.messages import Addr, LookupReply
+from chat_protocol.messages import Addr, Hello, LookupReply
 from chat_protocol.outcomes import FailReason
 from chat_protocol.server import ServerCore
 from netsim import FakeNetwork, Link
@@ -39,9 +42,12 @@ def setup(net: FakeNetwork, *names_addrs: tuple[str, Addr]) -> list[ClientCore]:
     what happens after it); the link's own loss applies from then on."""
     link = net.link
     net.link = Link()
-    net.add_server(S, T)
+    srv = net.add_server(S, T)
     clients = [net.add_client(n, a, S, T) for n, a in names_addrs]
-    assert net.run_until(lambda: all(c.online for c in clients), 30)
+    # Online once WELCOME arrived; listed once the server had the client's first datagram.
+    assert net.run_until(
+        lambda: all(c.online for c in clients) and len(srv.users) == len(clients), 30
+    )
     net.link = link
     return clients
 
@@ -110,7 +116,7 @@ def test_exactly_once_in_order_under_loss_duplication_reordering(
     assert net.run_until(lambda: b.receiving.holding == 0, T.server_timeout_s + 1)
     net.run(T.retransmit_max_s * 2)
     got = received(net, B)
-    assert all(m.sender == "alice" and m.addr == A and m.verified for m in got)
+    assert all(m.sender == "alice" and m.addr == A for m in got)
     texts = [m.text for m in got]
     # Exactly once, in order; a message may be missing only if its sender was told so. (A
     # message reported failed may still have been shown: its acknowledgements got lost.)
@@ -243,7 +249,7 @@ def test_after_a_failed_delivery_later_messages_still_flow_in_order() -> None:
 def test_server_shutdown_tells_every_client() -> None:
     net = FakeNetwork(seed=6)
     clients = setup(net, ("alice", A), ("bob", B), ("carol", C))
-    server(net).shutdown()
+    server(net).shutdown(net.now)
     net.flush()
     assert net.run_until(lambda: all(not c.online for c in clients), 1)
     for addr in (A, B, C):
@@ -275,7 +281,7 @@ def test_sign_in_without_server_fails_in_bounded_time() -> None:
 def test_duplicate_sign_in_refused() -> None:
     net = FakeNetwork(seed=1)
     setup(net, ("alice", A))
-    net.add_client("Alice", B, S, T)
+    net.add_client("Alice", B, S, T, identity=net.key("another alice"))
     assert net.run_until(lambda: of_type(net, B, SignInFailed), 5)
     assert of_type(net, B, SignInFailed)[0].failure is SignInFailure.REFUSED
 
@@ -292,15 +298,19 @@ def test_close_waits_for_pending_sends_then_signs_out() -> None:
     assert "alice" not in server(net).users
 
 
-def test_impostor_name_is_marked_unverified() -> None:
+def test_an_impostor_name_is_never_shown() -> None:
     net = FakeNetwork(seed=9)
-    _, _, mallory = setup(net, ("alice", A), ("bob", B), ("mallory", C))
-    mallory.sending.name = "alice"  # mallory's transfer layer now claims to be alice
+    _, b, mallory = setup(net, ("alice", A), ("bob", B), ("mallory", C))
+    # Mallory's own key, but her handshake and her DATA claim to be alice.
+    mallory.name = mallory.sending.name = "alice"
+    mallory._intro = encode(Hello(req_id=0, name="alice"))
     mallory.send("bob", "I am alice", net.now)
     net.flush()
-    assert net.run_until(lambda: received(net, B), 10)
-    [msg] = received(net, B)
-    assert msg.sender == "alice" and msg.addr == C and not msg.verified
+    assert net.run_until(lambda: of_type(net, B, PeerRefused), 10)
+    [refused] = of_type(net, B, PeerRefused)
+    assert refused.name == "alice" and refused.reason is PeerRefusal.NOT_IN_DIRECTORY
+    assert net.run_until(lambda: of_type(net, C, SendFailed), T.delivery_timeout_s + 2)
+    assert received(net, B) == [] and b.stats.refused_messages == 1
 
 
 def test_lossy_link_does_not_look_like_a_dead_server() -> None:
@@ -352,9 +362,6 @@ def test_exit_while_a_message_is_held_shows_it_before_signing_out() -> None:
     net.flush()
     assert net.run_until(lambda: not b.online and len(outcomes(net, A)) == 1, 30)
     assert_delivered_means_shown(net, A, B)
-    if of_type(net, A, MessageDelivered):
-        [shown] = received(net, B)
-        assert shown.text == "one more thing" and not shown.verified
 
 
 def test_server_shutdown_while_a_message_is_held_reports_it_not_delivered() -> None:
@@ -364,7 +371,7 @@ def test_server_shutdown_while_a_message_is_held_reports_it_not_delivered() -> N
     a.send("bob", "before the shutdown", net.now)
     net.flush()
     _held_at_bob(net, b)
-    server(net).shutdown()
+    server(net).shutdown(net.now)
     net.flush()
     assert net.run_until(lambda: of_type(net, B, ServerGone), 2)
     assert net.run_until(lambda: len(outcomes(net, A)) == 1, T.delivery_timeout_s + 1)
@@ -374,19 +381,20 @@ def test_server_shutdown_while_a_message_is_held_reports_it_not_delivered() -> N
 def test_a_client_refused_at_sign_in_never_acknowledges_a_message() -> None:
     net = FakeNetwork(seed=24)
     a, _ = setup(net, ("alice", A), ("bob", B))
-    impostor = net.add_client("bob", C, S, T)  # refused: bob is taken
+    impostor = net.add_client("bob", C, S, T, identity=net.key("not bob"))  # bob is taken
     assert net.run_until(lambda: of_type(net, C, SignInFailed), 5)
     # Alice's transfer layer is pointed at the refused client's address directly.
     assert a.sending.queue("bob", b"for the real bob") == 1
-    a.sending.looked_up(1, _reply("bob", C), net.now)
+    a.sending.pins.pin("bob", net.key("not bob").public, replaced=True)
+    a.sending.looked_up(1, _reply("bob", C, net.key("not bob").public), net.now)
     net.flush()
     assert net.run_until(lambda: len(outcomes(net, A)) == 1, T.delivery_timeout_s + 1)
     assert of_type(net, A, MessageDelivered) == [] and received(net, C) == []
     assert not impostor.online
 
 
-def _reply(name: str, addr: Addr) -> LookupReply:
-    return LookupReply(req_id=0, name=name, addr=addr)
+def _reply(name: str, addr: Addr, key: bytes) -> LookupReply:
+    return LookupReply(req_id=0, name=name, addr=addr, key=key)
 
 
 @given(
@@ -413,7 +421,7 @@ def test_whatever_ends_the_receiver_delivered_means_shown(
             net.blocked.add((B, S))
             net.blocked.add((S, B))
         case "shutdown":
-            server(net).shutdown()
+            server(net).shutdown(net.now)
         case "killed":
             net.kill(B)
     net.flush()

@@ -1,26 +1,39 @@
 """The chat client as a sans-I/O object: one UDP socket's worth of protocol.
 
-:class:`ClientCore` is small on purpose; it routes between four parts, each with one job:
+:class:`ClientCore` is small on purpose; it routes between the parts, each with one job:
 
+* :class:`~chat_protocol.session.SecureEndpoint` - Noise IK handshakes and encrypted,
+  replay-protected datagrams, to the server and to every peer (one layer for both);
 * :class:`~chat_protocol.directory.DirectorySession` - sign-in, heartbeats, list, lookups,
   sign-out, and the client's state machine (its table is in that module and docs/PROTOCOL.md);
 * :class:`~chat_protocol.requests.Requests` (inside it) - retransmission and timeout of requests;
-* :class:`~chat_protocol.sending.SendPipeline` - typed order, lookups, reliable transfer out;
-* :class:`~chat_protocol.receiving.ReceivePath` - reassembly, the sender check, showing.
+* :class:`~chat_protocol.sending.SendPipeline` - typed order, lookups, pins, transfer out;
+* :class:`~chat_protocol.receiving.ReceivePath` - reassembly, the sender check, showing;
+* :class:`~chat_protocol.pins.Pins` - the keys remembered for each name (trust on first use).
 
-A datagram goes one way: decoded here, then to the part that owns its kind (DATA to the receive
-path, ACK to the send pipeline, anything from the server to the directory session), and lookup
-answers from the directory back to the part that asked. Message text never goes through the server.
+A datagram goes one way: the secure endpoint authenticates and decrypts it, the codec decodes
+it, and the part that owns its kind takes it (DATA: receive path, ACK: send pipeline, anything
+from the server's key: the directory session); lookup answers go back to the part that asked.
+Message text never goes through the server. Only a health probe is ever plaintext.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections import OrderedDict
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-from chat_protocol.codec import decode
-from chat_protocol.const import DEFAULT_TIMINGS, MAX_MESSAGE_BYTES, Timings
+from chat_protocol.codec import decode, encode
+from chat_protocol.const import (
+    DEFAULT_TIMINGS,
+    ENDPOINT_SWEEP_S,
+    HANDSHAKE_RETRY_S,
+    MAX_CLAIMED_NAMES,
+    MAX_MESSAGE_BYTES,
+    MAX_WAITING_DATAGRAMS_PER_PEER,
+    Timings,
+)
 from chat_protocol.counters import Counters
 from chat_protocol.directory import (
     DirectorySession,
@@ -28,14 +41,36 @@ from chat_protocol.directory import (
     SendLookup,
     State,
     VerifyLookup,
+    WhoisLookup,
 )
 from chat_protocol.errors import MalformedDatagram, UsageError
-from chat_protocol.events import ClientEvent, GoneReason, ServerGone, SignedOut
-from chat_protocol.messages import Ack, Addr, Data
+from chat_protocol.events import (
+    ClientEvent,
+    GoneReason,
+    ServerGone,
+    ServerKeyPinned,
+    SignedOut,
+    WhoisInfo,
+)
+from chat_protocol.identity import fingerprint_matches
+from chat_protocol.messages import Ack, Addr, Data, Hello, Message
 from chat_protocol.names import check_name
+from chat_protocol.noise import KeyPair
 from chat_protocol.outcomes import FailReason
+from chat_protocol.pins import Pins
 from chat_protocol.receiving import ReceivePath
+from chat_protocol.secure_errors import LocalSecureError
 from chat_protocol.sending import SendPipeline
+from chat_protocol.session import (
+    HandshakeRequested,
+    IncomingHandshake,
+    KeyReceived,
+    RetryWithCookie,
+    SecureEndpoint,
+    SendReply,
+    SessionEstablished,
+    TransportReceived,
+)
 
 __all__ = ["ClientCore", "ClientStats", "State"]
 
@@ -43,12 +78,15 @@ __all__ = ["ClientCore", "ClientStats", "State"]
 @dataclass(slots=True)
 class ClientStats(Counters):
     malformed: int = 0
+    """Dropped: did not authenticate, replayed, or could not be decoded."""
     unexpected: int = 0
     rejected_chunks: int = 0
     duplicate_chunks: int = 0
     retransmissions: int = 0
-    unverified_messages: int = 0
+    refused_messages: int = 0
     dropped_unshown: int = 0
+    replayed: int = 0
+    forged: int = 0
 
 
 class ClientCore:
@@ -57,22 +95,43 @@ class ClientCore:
         *,
         name: str,
         server: Addr,
+        identity: KeyPair,
+        server_key: bytes | None = None,
+        server_fingerprint: bytes | None = None,
+        pins: Mapping[str, bytes] | None = None,
+        clock_offset_s: float = 0.0,
         timings: Timings = DEFAULT_TIMINGS,
         random_bytes: Callable[[int], bytes] = os.urandom,
     ) -> None:
+        """``server_key``: the key pinned for ``server`` (else learned on first contact, or
+        checked against ``server_fingerprint``, from ``--server-key``). ``clock_offset_s`` maps
+        ``now`` to wall-clock seconds, for the handshake timestamps that defeat replays."""
         self.name = check_name(name)
         self.server = server
+        self.identity = identity
+        self.server_key = server_key
+        self.server_fingerprint = server_fingerprint
+        self.clock_offset_s = clock_offset_s
         self.timings = timings
         self.session = int.from_bytes(random_bytes(4), "big")
         self._events: list[ClientEvent] = []
         emit = self._events.append
+        self.pins = Pins(pins or {}, emit)
+        self.secure = SecureEndpoint(static=identity, random_bytes=random_bytes)
         self.directory = DirectorySession(
             name=self.name, server=server, timings=timings, random_bytes=random_bytes, emit=emit
         )
         self.sending = SendPipeline(
-            name=self.name, session=self.session, timings=timings, emit=emit
+            name=self.name, session=self.session, timings=timings, pins=self.pins, emit=emit
         )
-        self.receiving = ReceivePath(timings=timings, emit=emit)
+        self.receiving = ReceivePath(timings=timings, pins=self.pins, emit=emit)
+        self._intro = encode(Hello(req_id=0, name=self.name))
+        self._claims: OrderedDict[bytes, str] = OrderedDict()
+        """Peer key -> the name its handshake claimed (checked against the directory)."""
+        self._waiting: dict[bytes, list[bytes]] = {}
+        """Peer key -> plaintexts waiting for the handshake with that peer to complete."""
+        self._out: list[tuple[bytes, Addr]] = []
+        self._next_sweep = 0.0
         self._malformed = 0
         self._unexpected = 0
         self._finished = False
@@ -93,15 +152,17 @@ class ClientCore:
 
     @property
     def stats(self) -> ClientStats:
-        r = self.receiving.stats
+        r, c = self.receiving.stats, self.secure.counters
         return ClientStats(
             malformed=self._malformed,
             unexpected=self._unexpected,
             rejected_chunks=r.rejected_chunks,
             duplicate_chunks=r.duplicate_chunks,
             retransmissions=self.sending.retransmissions,
-            unverified_messages=r.unverified_messages,
+            refused_messages=r.refused_messages,
             dropped_unshown=r.dropped_unshown,
+            replayed=c.replayed + c.replayed_initiations + c.stale,
+            forged=c.forged + c.bad_mac + c.handshakes_failed,
         )
 
     def _require_online(self) -> None:
@@ -132,6 +193,13 @@ class ClientCore:
         self.directory.lookup(to, SendLookup(handle), now)
         return handle
 
+    def whois(self, name: str, now: float, *, trust: bool = False) -> None:
+        """Ask the directory for ``name``'s key; a ``WhoisInfo`` event answers (``trust``: and
+        the key is pinned, replacing an old pin)."""
+        self._require_online()
+        check_name(name)
+        self.directory.lookup(name, WhoisLookup(name, trust), now)
+
     def close(self, now: float) -> None:
         """Sign out once every command given so far has its answer (sends resolved, held
         messages shown, lists answered)."""
@@ -144,32 +212,36 @@ class ClientCore:
         if self.directory.gone:
             return
         try:
-            msg = decode(data)
+            got = self.secure.receive(data, addr, now)
         except MalformedDatagram:
             self._malformed += 1
             return
-        if isinstance(msg, Data):
-            if self.online:
-                verify = self.receiving.on_data(msg, len(data), addr, now)
-                if verify is not None:
-                    self.directory.lookup(verify.name, verify, now)
-        elif isinstance(msg, Ack):
-            if not self.sending.on_ack(addr, msg, now):
-                self._unexpected += 1
-        elif addr == self.server:
-            self._route(self.directory.on_message(msg, now), now)
-            if self.directory.last_unexpected:
-                self._unexpected += 1
-        else:
-            self._unexpected += 1
+        match got:
+            case TransportReceived(session=session, plaintext=plaintext):
+                if plaintext:
+                    self._on_plaintext(plaintext, session.remote_static, session.remote_addr, now)
+            case SessionEstablished(session=session, payload=payload):
+                self._established(session.remote_static, payload, now)
+            case HandshakeRequested(incoming=incoming):
+                self._incoming(incoming, now)
+            case KeyReceived(key=key, addr=src):
+                self._server_key_learned(key, src, now)
+            case RetryWithCookie():
+                pass  # the next retransmission carries the cookie
+            case SendReply():
+                self._unexpected += 1  # a client answers no key requests or cookies
         self._settle(now)
 
     def datagrams_to_send(self, now: float) -> list[tuple[bytes, Addr]]:
+        out, self._out = self._out, []
+        for payload, _ in self.directory.datagrams():
+            self._to_server(payload, now, out)
         # Acknowledgements of shown messages go out even after the session ended.
-        out = self.directory.datagrams()
-        out.extend(self.receiving.datagrams())
+        for payload, key in self.receiving.datagrams():
+            self._to_peer(payload, key, None, now, out)
         if not self.directory.gone:
-            out.extend(self.sending.datagrams(now))
+            for payload, key, addr in self.sending.datagrams(now):
+                self._to_peer(payload, key, addr, now, out)
         return out
 
     def events(self) -> list[ClientEvent]:
@@ -180,30 +252,184 @@ class ClientCore:
     def next_timer(self) -> float | None:
         if self.directory.gone:
             return None
-        a, b = self.directory.next_timer(), self.sending.next_timer()
-        if a is None or b is None:
-            return a if b is None else b
-        return min(a, b)
+        times = [self._next_sweep]
+        for t in (self.directory.next_timer(), self.sending.next_timer()):
+            if t is not None:
+                times.append(t)
+        return min(times)
 
     def handle_timer(self, now: float) -> None:
         if self.directory.gone:
             return
+        if now >= self._next_sweep:
+            self._next_sweep = now + ENDPOINT_SWEEP_S
+            self.secure.expire(now)
+            self._rekey_server(now)
         for answer in self.directory.handle_timer(now):
             self._route(answer, now)
         if not self.directory.gone:
             self.sending.handle_timer(now)
         self._settle(now)
 
+    # -- the secure layer -------------------------------------------------------------------
+
+    def _timestamp(self, now: float) -> int:
+        return int((now + self.clock_offset_s) * 1e9)
+
+    def _to_server(self, payload: bytes, now: float, out: list[tuple[bytes, Addr]]) -> None:
+        key = self.server_key
+        if key is None:
+            out.append((self.secure.request_key(self.server), self.server))
+            return
+        session = self.secure.session(key, now)
+        if session is not None:
+            out.append((session.encrypt(payload, now), session.remote_addr))
+        elif self.directory.state is State.SIGNING_IN:
+            # Sign-in: the HELLO rides in the handshake; each retry is a new initiation.
+            init = self.secure.connect(key, payload, now, timestamp=self._timestamp(now))
+            out.append((init, self.server))
+        # Anything else before the session exists is dropped; its request is retried.
+
+    def _rekey_server(self, now: float) -> None:
+        key = self.server_key
+        if key is None or not self.online:
+            return
+        session = self.secure.session(key, now)
+        if session is None or session.needs_rekey(now):
+            self._handshake(key, self.server, now, self._out, payload=self._intro)
+
+    def _handshake(
+        self, key: bytes, addr: Addr, now: float, out: list[tuple[bytes, Addr]], *, payload: bytes
+    ) -> None:
+        """Start (or, when the last attempt is old enough, restart) a handshake with ``key``."""
+        pending = self.secure.initiating(key)
+        sent_at = pending.sent_at if pending is not None else None
+        if sent_at is not None and now - sent_at < HANDSHAKE_RETRY_S:
+            return
+        out.append((self.secure.connect(key, payload, now, timestamp=self._timestamp(now)), addr))
+
+    def _to_peer(
+        self,
+        payload: bytes,
+        key: bytes,
+        addr: Addr | None,
+        now: float,
+        out: list[tuple[bytes, Addr]],
+    ) -> None:
+        session = self.secure.session(key, now)
+        if session is not None and session.confirmed:
+            out.append((session.encrypt(payload, now), session.remote_addr))
+            if session.needs_rekey(now) and session.is_initiator and addr is not None:
+                self._handshake(key, addr, now, out, payload=self._intro)
+            return
+        if addr is None:
+            return  # an ACK with no session left: the sender retransmits and rekeys
+        waiting = self._waiting.setdefault(key, [])
+        if len(waiting) < MAX_WAITING_DATAGRAMS_PER_PEER:
+            waiting.append(payload)
+        self._handshake(key, addr, now, out, payload=self._intro)
+
+    def _established(self, key: bytes, payload: bytes, now: float) -> None:
+        """Our initiation was answered: confirm at once (the responder may send only then)."""
+        session = self.secure.session(key, now)
+        if session is None:
+            return
+        first = self._waiting.pop(key, [])
+        for plaintext in first or [b""]:
+            self._out.append((session.encrypt(plaintext, now), session.remote_addr))
+        if key == self.server_key and payload and self.directory.state is State.SIGNING_IN:
+            self._on_plaintext(payload, key, session.remote_addr, now)
+
+    def _incoming(self, incoming: IncomingHandshake, now: float) -> None:
+        if not self.online or incoming.remote_static == self.server_key:
+            self._unexpected += 1
+            return
+        try:
+            intro = decode(incoming.payload)
+        except MalformedDatagram:
+            self._malformed += 1
+            return
+        if not isinstance(intro, Hello):
+            self._malformed += 1
+            return
+        try:
+            response = self.secure.accept(incoming, b"", now)
+        except (MalformedDatagram, LocalSecureError):
+            self._malformed += 1
+            return
+        self._claims[incoming.remote_static] = intro.name
+        self._claims.move_to_end(incoming.remote_static)
+        while len(self._claims) > MAX_CLAIMED_NAMES:
+            self._claims.popitem(last=False)
+        self._out.append((response, incoming.addr))
+
+    def _server_key_learned(self, key: bytes, src: Addr, now: float) -> None:
+        if src != self.server or self.server_key is not None:
+            self._unexpected += 1
+            return
+        if self.server_fingerprint is not None and not fingerprint_matches(
+            key, self.server_fingerprint
+        ):
+            self.directory.refuse_server_key()
+            return
+        self.server_key = key
+        if self.server_fingerprint is None:
+            self._events.append(ServerKeyPinned(server=self.server, key=key))
+        self.directory.resend()
+
+    # -- inside the sessions ----------------------------------------------------------------
+
+    def _on_plaintext(self, plaintext: bytes, key: bytes, addr: Addr, now: float) -> None:
+        try:
+            msg = decode(plaintext)
+        except MalformedDatagram:
+            self._malformed += 1
+            return
+        if key == self.server_key:
+            self._from_server(msg, now)
+        elif isinstance(msg, Data):
+            claimed = self._claims.get(key)
+            if claimed is None or not self.online:
+                self._unexpected += 1
+                return
+            verify = self.receiving.on_data(msg, len(plaintext), key, claimed, addr, now)
+            if verify is not None:
+                self.directory.lookup(verify.name, verify, now)
+        elif isinstance(msg, Ack):
+            if not self.sending.on_ack(key, msg, now):
+                self._unexpected += 1
+        else:
+            self._unexpected += 1
+
+    def _from_server(self, msg: Message, now: float) -> None:
+        self._route(self.directory.on_message(msg, now), now)
+        if self.directory.last_unexpected:
+            self._unexpected += 1
+
     # -- routing ----------------------------------------------------------------------------
 
     def _route(self, answer: LookupAnswer | None, now: float) -> None:
         if answer is None:
             return
+        reply = answer.reply
         match answer.purpose:
             case SendLookup(handle=handle):
-                self.sending.looked_up(handle, answer.reply, now)
+                self.sending.looked_up(handle, reply, now)
             case VerifyLookup() as v:
-                self.receiving.verified(v, answer.reply, now)
+                again = self.receiving.verified(v, reply, now)
+                if again is not None:
+                    self.directory.lookup(again.name, again, now)
+            case WhoisLookup(name=name, trust=trust):
+                key = reply.key if reply is not None and reply.addr is not None else None
+                shown = reply.name if reply is not None else name
+                if trust and key is not None:
+                    replaced = self.pins.get(shown) not in (None, key)
+                    self.pins.pin(shown, key, replaced=replaced)
+                    self.receiving.forget_verdicts(shown)
+                trusted = trust and key is not None
+                self._events.append(
+                    WhoisInfo(name=shown, key=key, pinned=self.pins.get(shown), trusted=trusted)
+                )
 
     def _settle(self, now: float) -> None:
         """After any input: sign out when closing is drained; wind down when the session ended."""

@@ -36,6 +36,7 @@ from chat_protocol.const import (
     MIN_HELLO_BYTES,
     PING_BYTES,
     PROTOCOL_VERSION,
+    STATIC_KEY_BYTES,
     TOKEN_BYTES,
 )
 from chat_protocol.errors import InvalidMessage, MalformedDatagram
@@ -185,7 +186,9 @@ def _build_lookup(m: Lookup) -> bytes:
 def _build_lookup_reply(m: LookupReply) -> bytes:
     name = _name(m.name)
     head = _U32_U8.pack(m.req_id, len(name))
-    return _HEADERS[Kind.LOOKUP_REPLY] + head + name + _addr(m.addr)
+    if (m.addr is None) != (not m.key) or len(m.key) not in (0, STATIC_KEY_BYTES):
+        raise InvalidMessage("a LOOKUP_REPLY carries an address and a 32-byte key, or neither")
+    return _HEADERS[Kind.LOOKUP_REPLY] + head + name + _addr(m.addr) + m.key
 
 
 def _build_list(m: ListUsers) -> bytes:
@@ -408,8 +411,11 @@ def _parse_lookup_reply(data: bytes) -> LookupReply:
     start = H + _U32_U8.size
     name = _name_at(data, start, n)
     addr, end = _addr_at(data, start + n)
-    _exact(data, end)
-    return LookupReply(req_id=req_id, name=name, addr=addr)
+    if addr is None:
+        _exact(data, end)
+        return LookupReply(req_id=req_id, name=name, addr=None)
+    _exact(data, end + STATIC_KEY_BYTES)
+    return LookupReply(req_id=req_id, name=name, addr=addr, key=data[end:])
 
 
 def _parse_list(data: bytes) -> ListUsers:

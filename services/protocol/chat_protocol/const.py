@@ -29,6 +29,8 @@ ACK_HEADER_BYTES = 18
 ACK_RANGE_BYTES = 8
 """One (start, end) byte range in an ACK."""
 NAME_MAX_CHARS = 32
+STATIC_KEY_BYTES = 32
+"""An X25519 public key: a user's identity, as the directory hands it out."""
 MAX_MESSAGE_BYTES = 8 * 1024 * 1024
 """Largest message (UTF-8 bytes) a client sends or reassembles."""
 MAX_BUFFERED_BYTES_PER_PEER = 2 * MAX_MESSAGE_BYTES
@@ -143,3 +145,17 @@ FINGERPRINT_BYTES = 20
 """A key fingerprint is this many bytes of SHA-256 (160 bits), shown as 32 base32 letters."""
 SAFETY_NUMBER_ITERATIONS = 5200
 """SHA-512 iterations per half of a safety number (Signal's value)."""
+
+HANDSHAKE_RETRY_S = 0.4
+"""A handshake the cores started (sign-in, or toward a peer) with no response yet is sent anew
+(new ephemeral, new timestamp) after this long, while there is something to send."""
+ENDPOINT_SWEEP_S = 1.0
+"""How often the cores let the secure endpoint forget expired sessions and handshakes."""
+MAX_WAITING_DATAGRAMS_PER_PEER = 128
+"""Datagrams a client holds for a peer while its handshake completes (more are dropped; the
+transfer layer resends them)."""
+MAX_CLAIMED_NAMES = 4096
+"""Peers whose handshake-claimed name a client remembers (least recently heard dropped)."""
+HANDSHAKES_PER_S_UNDER_LOAD = 2000.0
+"""Above this many initiations per second a server answers cookie replies first (WireGuard's
+"under load"), so a flood costs it one MAC per datagram, not public-key work."""

@@ -119,14 +119,22 @@ class SendLookup:
 
 @dataclass(frozen=True, slots=True)
 class VerifyLookup:
-    """A lookup for :mod:`chat_protocol.receiving`: is ``name`` signed in at ``addr``?"""
+    """A lookup for :mod:`chat_protocol.receiving`: is ``name`` signed in with ``key``?"""
 
     name: str
-    addr: Addr
+    key: bytes
 
 
-Purpose = SignIn | SignOut | ListPage | SendLookup | VerifyLookup
-LookupPurpose = SendLookup | VerifyLookup
+@dataclass(frozen=True, slots=True)
+class WhoisLookup:
+    """``whois NAME`` (``trust``: and pin the key the directory gives)."""
+
+    name: str
+    trust: bool = False
+
+
+Purpose = SignIn | SignOut | ListPage | SendLookup | VerifyLookup | WhoisLookup
+LookupPurpose = SendLookup | VerifyLookup | WhoisLookup
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -186,6 +194,17 @@ class DirectorySession:
     @property
     def gone(self) -> bool:
         return self.machine.state is State.GONE
+
+    def refuse_server_key(self) -> None:
+        """The server answered with a key we do not trust: give up signing in."""
+        self._end(
+            Trigger.REFUSED,
+            SignInFailed(failure=SignInFailure.SERVER_KEY_MISMATCH, server=self.server),
+        )
+
+    def resend(self) -> None:
+        """Send every waiting request again now (the secure layer became ready for them)."""
+        self.requests.resend()
 
     def _end(self, trigger: Trigger, event: ClientEvent) -> None:
         self.machine.fire(trigger)
@@ -270,7 +289,7 @@ class DirectorySession:
                     return answers
                 case ListPage():
                     self._emit(ListFailed())
-                case SendLookup() | VerifyLookup():
+                case SendLookup() | VerifyLookup() | WhoisLookup():
                     answers.append(LookupAnswer(purpose=purpose, reply=None))
         if self.machine.state is State.SIGNING_IN:
             return answers
@@ -327,7 +346,7 @@ class DirectorySession:
                         failure=SignInFailure.REFUSED, server=self.server, refused=msg.reason
                     ),
                 )
-            case SendLookup() | VerifyLookup(), LookupReply():
+            case SendLookup() | VerifyLookup() | WhoisLookup(), LookupReply():
                 answer = LookupAnswer(purpose=purpose, reply=msg)
             case ListPage(), ListReply():
                 purpose.names.extend(msg.names)

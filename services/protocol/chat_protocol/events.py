@@ -20,6 +20,15 @@ class SignInFailure(Enum):
     """The server refused the name (``refused`` says why)."""
     NO_ANSWER = "no_answer"
     """The server did not answer within ``request_timeout_s``."""
+    SERVER_KEY_MISMATCH = "server_key_mismatch"
+    """The server's key is not the one pinned for its address, or given with --server-key."""
+
+
+class PeerRefusal(Enum):
+    KEY_CHANGED = "key_changed"
+    """The sender's key is not the one pinned for its name."""
+    NOT_IN_DIRECTORY = "not_in_directory"
+    """The directory does not have that name signed in with that key."""
 
 
 class GoneReason(Enum):
@@ -32,6 +41,43 @@ class GoneReason(Enum):
 
 
 # --- client events ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class ServerKeyPinned:
+    """First contact with this server address: its key, to be remembered (trust on first use)."""
+
+    server: Addr
+    key: bytes
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class KeyPinned:
+    """A user's key to remember (first use, or ``trust`` replacing an old one)."""
+
+    name: str
+    key: bytes
+    replaced: bool
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class PeerRefused:
+    """Messages signed by ``key`` claiming to be ``name`` are dropped (said once per pair)."""
+
+    name: str
+    key: bytes
+    reason: PeerRefusal
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class WhoisInfo:
+    """The answer to ``whois NAME``: the directory's key and the pinned one (either may be None)."""
+
+    name: str
+    key: bytes | None
+    pinned: bytes | None
+    trusted: bool = False
+    """True for the answer to ``trust NAME``: ``key`` is now pinned."""
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -62,10 +108,11 @@ class MessageReceived:
     """A message handed to the user. Emitting it is what "shown" means to the sender."""
 
     sender: str
+    """Proven: the directory has this name with the key that signed the message, and it is the
+    key pinned for the name."""
     addr: Addr
+    """Where the sender's session was last heard from."""
     text: str
-    verified: bool
-    """The directory confirms ``sender`` is signed in at ``addr``."""
     session: int
     """The sender's session (random per run of the sender)."""
     msg_id: int
@@ -100,7 +147,11 @@ class SignedOut:
 
 
 ClientEvent = (
-    SignedIn
+    ServerKeyPinned
+    | KeyPinned
+    | PeerRefused
+    | WhoisInfo
+    | SignedIn
     | SignInFailed
     | UserList
     | ListFailed

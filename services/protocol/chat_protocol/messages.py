@@ -102,6 +102,8 @@ class LookupReply:
     """The name as the user signed in with it (case preserved), or the asked name if not found."""
     addr: Addr | None
     """None: no such user signed in."""
+    key: bytes = b""
+    """The user's static public key (32 bytes) as registered at sign-in; b"" when not found."""
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

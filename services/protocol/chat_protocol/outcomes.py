@@ -22,10 +22,17 @@ class FailReason(Enum):
     """This client signed out before the message was delivered."""
     SERVER_LOST = "lost contact with the server before delivery"
     """This client lost the directory server (silent, shut down, or forgot the session)."""
+    KEY_CHANGED = "key changed"
+    """The directory gave a key other than the one pinned for the name: not sent."""
 
     def describe(self, to: str, timeout_s: float) -> str:
         """The user-facing line, e.g. ``not delivered to bob (no acknowledgement for 10 s)``.
 
         ``timeout_s`` is the delivery timeout in force (``Timings.delivery_timeout_s``).
         """
+        if self is FailReason.KEY_CHANGED:
+            return (
+                f"{to}'s key has changed since you last talked; not sent. "
+                f"Compare 'whois {to}' with {to}, then 'trust {to}'"
+            )
         return f"not delivered to {to} ({self.value.format(timeout_s=timeout_s)})"

@@ -1,10 +1,13 @@
 """The client's receive path: reassembly per sender session, the sender check, and showing.
 
-A message that arrives whole is shown (a ``MessageReceived`` event) once the directory confirms
-its claimed sender is signed in at the address it came from (answers cached for
-``verify_cache_s``); a sender the directory does not confirm is shown marked unverified. Only a
-shown message is acknowledged ``complete``, so its sender hears "delivered" only for what this
-user was shown. A message still waiting for its check when the client goes away is dropped
+DATA arrives only inside a secure session, so the sender's static key is proven; the name it
+claims (in its handshake) is not. A message that arrives whole is shown (a ``MessageReceived``
+event) once the directory confirms that name is signed in with that key (answers cached for
+``verify_cache_s``) and the key is the one pinned for the name (a first key is pinned). Anything
+else is never shown: the messages are dropped and the user told once (``PeerRefused``).
+
+Only a shown message is acknowledged ``complete``, so its sender hears "delivered" only for what
+this user was shown. A message still waiting for its check when the client goes away is dropped
 unacknowledged: its sender reports it not delivered.
 """
 
@@ -22,10 +25,13 @@ from chat_protocol.const import (
     Timings,
 )
 from chat_protocol.directory import VerifyLookup
-from chat_protocol.events import ClientEvent, MessageReceived
+from chat_protocol.events import ClientEvent, MessageReceived, PeerRefusal, PeerRefused
 from chat_protocol.messages import Addr, Data, LookupReply
 from chat_protocol.names import name_key
+from chat_protocol.pins import Pins
 from chat_protocol.transfer import ChunkRejected, Inbound
+
+PeerKey = bytes
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,45 +46,58 @@ class _Held:
 class ReceiveStats:
     rejected_chunks: int = 0
     duplicate_chunks: int = 0
-    unverified_messages: int = 0
+    refused_messages: int = 0
     dropped_unshown: int = 0
 
 
 class ReceivePath:
-    def __init__(self, *, timings: Timings, emit: Callable[[ClientEvent], None]) -> None:
+    def __init__(
+        self, *, timings: Timings, pins: Pins, emit: Callable[[ClientEvent], None]
+    ) -> None:
         self.timings = timings
+        self.pins = pins
         self._emit = emit
         self.stats = ReceiveStats()
-        self._inbound: OrderedDict[tuple[Addr, int], Inbound] = OrderedDict()
-        self._retired: OrderedDict[tuple[Addr, int], None] = OrderedDict()
-        self._verified: dict[tuple[str, Addr], tuple[bool, float]] = {}
-        """(sender key, address) -> (directory agrees, until when that answer is trusted)."""
-        self._held: dict[tuple[str, Addr], list[_Held]] = {}
+        self._inbound: OrderedDict[tuple[PeerKey, int], Inbound] = OrderedDict()
+        self._keys: dict[int, PeerKey] = {}
+        """id(inbound) -> the key of its sender (Inbound itself knows an address only)."""
+        self._retired: OrderedDict[tuple[PeerKey, int], None] = OrderedDict()
+        self._verified: dict[tuple[str, PeerKey], tuple[bool, float]] = {}
+        """(sender name key, sender key) -> (directory and pin agree, until when trusted)."""
+        self._held: dict[tuple[str, PeerKey], list[_Held]] = {}
         """Messages waiting for their sender's check, in arrival order."""
+        self._refused: set[tuple[str, PeerKey]] = set()
 
     @property
     def holding(self) -> int:
         return sum(len(h) for h in self._held.values())
 
-    def on_data(self, d: Data, size: int, addr: Addr, now: float) -> VerifyLookup | None:
-        """Take one chunk; a sender check to ask the directory for, if one is now needed."""
-        # Keyed by (address, session), not address alone: a datagram with a forged source
-        # address and a made-up session must not displace the real sender's state.
-        key = (addr, d.session)
-        ib = self._inbound.get(key)
+    def on_data(
+        self, d: Data, size: int, key: PeerKey, claimed: str, addr: Addr, now: float
+    ) -> VerifyLookup | None:
+        """Take one chunk from the session of ``key``, whose handshake claimed the name
+        ``claimed``; a sender check to ask the directory for, if one is now needed."""
+        if name_key(d.sender) != name_key(claimed):
+            self.stats.rejected_chunks += 1
+            return None
+        ikey = (key, d.session)
+        ib = self._inbound.get(ikey)
         if ib is None:
-            if key in self._retired:
+            if ikey in self._retired:
                 self.stats.rejected_chunks += 1
                 return None
             ib = Inbound(
-                addr=addr, sender=d.sender, session=d.session, stream=d.stream, base=d.base
+                addr=addr, sender=claimed, session=d.session, stream=d.stream, base=d.base
             )
-            self._inbound[key] = ib
+            self._inbound[ikey] = ib
+            self._keys[id(ib)] = key
             if len(self._inbound) > MAX_PEERS_TRACKED:
-                _, oldest = self._inbound.popitem(last=False)
-                self._retire(oldest)
+                (okey, osession), oldest = self._inbound.popitem(last=False)
+                self._keys.pop(id(oldest), None)
+                self._retire(okey, osession)
         else:
-            self._inbound.move_to_end(key)
+            ib.addr = addr
+            self._inbound.move_to_end(ikey)
         before = ib.duplicates
         try:
             complete = ib.on_data(d, size, now)
@@ -92,59 +111,80 @@ class ReceivePath:
             _Held(inbound=ib, seq=seq, msg_id=mid, text=raw.decode("utf-8", errors="replace"))
             for seq, mid, raw in complete
         ]
-        vkey = (name_key(ib.sender), addr)
+        vkey = (name_key(claimed), key)
         waiting = self._held.get(vkey)
         if waiting is not None:
             waiting.extend(held)
             return None
         cached = self._verified.get(vkey)
         if cached is not None and cached[1] > now:
-            for h in held:
-                self._show(h, cached[0])
+            self._settle(vkey, held, cached[0], key)
             return None
         self._held[vkey] = held
-        return VerifyLookup(name=ib.sender, addr=addr)
+        return VerifyLookup(name=claimed, key=key)
 
-    def _retire(self, ib: Inbound) -> None:
-        self._retired[(ib.addr, ib.session)] = None
+    def _retire(self, key: PeerKey, session: int) -> None:
+        self._retired[(key, session)] = None
         while len(self._retired) > MAX_RETIRED_SESSIONS:
             self._retired.popitem(last=False)
 
-    def verified(self, v: VerifyLookup, reply: LookupReply | None, now: float) -> None:
-        """The directory answered the check (``reply``), or did not (None): show what waited."""
-        key = (name_key(v.name), v.addr)
-        ok = reply is not None and reply.addr == v.addr
-        if reply is not None:
-            if len(self._verified) >= MAX_VERIFIED_ENTRIES:
-                self._verified.clear()
-            self._verified[key] = (ok, now + self.timings.verify_cache_s)
-        for h in self._held.pop(key, []):
-            self._show(h, ok)
+    def verified(
+        self, v: VerifyLookup, reply: LookupReply | None, now: float
+    ) -> VerifyLookup | None:
+        """The directory answered the check (``reply``), or did not (None: ask again, which
+        goes on until the server is declared lost and the held messages are dropped)."""
+        vkey = (name_key(v.name), v.key)
+        if reply is None:
+            return v if vkey in self._held else None
+        held = self._held.pop(vkey, [])
+        in_directory = reply.addr is not None and reply.key == v.key
+        pinned_ok = in_directory and self.pins.accept(reply.name, v.key)
+        ok = in_directory and pinned_ok
+        if len(self._verified) >= MAX_VERIFIED_ENTRIES:
+            self._verified.clear()
+        self._verified[vkey] = (ok, now + self.timings.verify_cache_s)
+        if not ok and vkey not in self._refused:
+            self._refused.add(vkey)
+            why = PeerRefusal.NOT_IN_DIRECTORY if not in_directory else PeerRefusal.KEY_CHANGED
+            self._emit(PeerRefused(name=v.name, key=v.key, reason=why))
+        self._settle(vkey, held, ok, v.key)
+        return None
 
-    def _show(self, h: _Held, verified: bool) -> None:
-        if not verified:
-            self.stats.unverified_messages += 1
-        ib = h.inbound
-        self._emit(
-            MessageReceived(
-                sender=ib.sender,
-                addr=ib.addr,
-                text=h.text,
-                verified=verified,
-                session=ib.session,
-                msg_id=h.msg_id,
+    def forget_verdicts(self, name: str) -> None:
+        """``trust NAME`` changed the pin: check that name's senders again."""
+        nk = name_key(name)
+        for vkey in [k for k in self._verified if k[0] == nk]:
+            del self._verified[vkey]
+        self._refused = {k for k in self._refused if k[0] != nk}
+
+    def _settle(self, vkey: tuple[str, PeerKey], held: list[_Held], ok: bool, key: PeerKey) -> None:
+        if not ok:
+            self.stats.refused_messages += len(held)
+            for h in held:
+                h.inbound.discard(h.seq)
+            return
+        for h in held:
+            ib = h.inbound
+            self._emit(
+                MessageReceived(
+                    sender=ib.sender,
+                    addr=ib.addr,
+                    text=h.text,
+                    session=ib.session,
+                    msg_id=h.msg_id,
+                )
             )
-        )
-        ib.shown(h.seq)
+            ib.shown(h.seq)
 
     def drop_held(self) -> None:
         """The client is going away: what was never shown is dropped (and never acknowledged)."""
         self.stats.dropped_unshown += self.holding
         self._held.clear()
 
-    def datagrams(self) -> list[tuple[bytes, Addr]]:
-        out: list[tuple[bytes, Addr]] = []
+    def datagrams(self) -> list[tuple[bytes, PeerKey]]:
+        out: list[tuple[bytes, PeerKey]] = []
         for ib in self._inbound.values():
             if ib.pending_acks:
-                out.extend((encode(a), ib.addr) for a in ib.acks())
+                key = self._keys[id(ib)]
+                out.extend((encode(a), key) for a in ib.acks())
         return out

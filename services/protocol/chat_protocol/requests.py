@@ -74,6 +74,10 @@ class Requests(Generic[P]):
         out, self._out = self._out, []
         return out
 
+    def resend(self) -> None:
+        for p in self._pending.values():
+            self._out.append((p.payload, self.server))
+
     def next_timer(self) -> float | None:
         if not self._pending:
             return None

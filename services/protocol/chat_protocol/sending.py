@@ -1,8 +1,11 @@
 """The client's send pipeline: messages the user typed, in order, to the address the directory
 gave, through one :class:`~chat_protocol.transfer.Outbound` per destination.
 
-A send waits for its lookup; sends leave in the order they were typed even when lookups are
-answered out of order. Every send ends in exactly one event: ``MessageDelivered`` (the receiver
+A send waits for its lookup, which gives the receiver's address and key; the key must be the one
+pinned for that name (a first key is pinned), else the send fails ``KEY_CHANGED`` and nothing is
+sent. Destinations are kept by key, not address: the secure layer finds the peer wherever it is.
+Sends leave in the order they were typed even when lookups are answered out of order. Every
+send ends in exactly one event: ``MessageDelivered`` (the receiver
 showed it) or ``SendFailed`` with a :class:`~chat_protocol.outcomes.FailReason`.
 """
 
@@ -17,7 +20,11 @@ from chat_protocol.const import MAX_PEERS_TRACKED, Timings
 from chat_protocol.events import ClientEvent, MessageDelivered, SendFailed
 from chat_protocol.messages import Ack, Addr, LookupReply
 from chat_protocol.outcomes import FailReason
+from chat_protocol.pins import Pins
 from chat_protocol.transfer import Outbound, Resolved
+
+PeerKey = bytes
+"""A peer's static public key: who a destination is."""
 
 
 @dataclass(slots=True)
@@ -27,15 +34,23 @@ class _PendingSend:
     payload: bytes
     looked_up: bool = False
     addr: Addr | None = None
+    key: PeerKey = b""
     canonical: str = ""
     failure: FailReason | None = None
 
 
 class SendPipeline:
     def __init__(
-        self, *, name: str, session: int, timings: Timings, emit: Callable[[ClientEvent], None]
+        self,
+        *,
+        name: str,
+        session: int,
+        timings: Timings,
+        pins: Pins,
+        emit: Callable[[ClientEvent], None],
     ) -> None:
         self.name = name
+        self.pins = pins
         self.session = session
         self.timings = timings
         self._emit = emit
@@ -43,7 +58,7 @@ class SendPipeline:
         self._by_handle: dict[int, _PendingSend] = {}
         self._next_handle = 1
         self._next_stream = 1
-        self.outbound: OrderedDict[Addr, Outbound] = OrderedDict()
+        self.outbound: OrderedDict[PeerKey, Outbound] = OrderedDict()
 
     @property
     def pending(self) -> int:
@@ -70,8 +85,10 @@ class SendPipeline:
             ps.failure = FailReason.LOOKUP_UNANSWERED
         elif reply.addr is None:
             ps.failure = FailReason.NO_SUCH_USER
+        elif not self.pins.accept(reply.name, reply.key):
+            ps.failure = FailReason.KEY_CHANGED
         else:
-            ps.addr, ps.canonical = reply.addr, reply.name
+            ps.addr, ps.key, ps.canonical = reply.addr, reply.key, reply.name
         self._flush(now)
 
     def _flush(self, now: float) -> None:
@@ -85,12 +102,12 @@ class SendPipeline:
                     )
                 )
                 continue
-            self._outbound_for(ps.addr).enqueue(
+            self._outbound_for(ps.key, ps.addr).enqueue(
                 msg_id=ps.handle, to=ps.canonical or ps.to, payload=ps.payload, now=now
             )
 
-    def _outbound_for(self, addr: Addr) -> Outbound:
-        ob = self.outbound.get(addr)
+    def _outbound_for(self, key: PeerKey, addr: Addr) -> Outbound:
+        ob = self.outbound.get(key)
         if ob is None:
             ob = Outbound(
                 addr=addr,
@@ -100,18 +117,19 @@ class SendPipeline:
                 timings=self.timings,
             )
             self._next_stream += 1
-            self.outbound[addr] = ob
+            self.outbound[key] = ob
             if len(self.outbound) > MAX_PEERS_TRACKED:
                 idle = next((a for a, o in self.outbound.items() if o.pending == 0), None)
                 if idle is not None:
                     del self.outbound[idle]
         else:
-            self.outbound.move_to_end(addr)
+            ob.addr = addr  # where the directory says the peer is now
+            self.outbound.move_to_end(key)
         return ob
 
-    def on_ack(self, addr: Addr, ack: Ack, now: float) -> bool:
+    def on_ack(self, key: PeerKey, ack: Ack, now: float) -> bool:
         """False when no destination state matches (the caller counts it as unexpected)."""
-        out = self.outbound.get(addr)
+        out = self.outbound.get(key)
         if out is None:
             return False
         self._resolved(out.on_ack(ack, now))
@@ -126,10 +144,11 @@ class SendPipeline:
                     SendFailed(handle=r.msg_id, to=r.to, reason=r.reason or FailReason.TIMEOUT)
                 )
 
-    def datagrams(self, now: float) -> list[tuple[bytes, Addr]]:
-        out: list[tuple[bytes, Addr]] = []
-        for ob in self.outbound.values():
-            out.extend((encode(d), ob.addr) for d in ob.datagrams(now))
+    def datagrams(self, now: float) -> list[tuple[bytes, PeerKey, Addr]]:
+        """(plaintext, peer key, the peer's address as the directory gave it)."""
+        out: list[tuple[bytes, PeerKey, Addr]] = []
+        for key, ob in self.outbound.items():
+            out.extend((encode(d), key, ob.addr) for d in ob.datagrams(now))
         return out
 
     def next_timer(self) -> float | None:

@@ -9,16 +9,22 @@ The server's view of a user (the table is :data:`USER_TRANSITIONS`):
 | online | BYE                                       | gone   |
 | online | EXPIRED (no request for the timeout)      | gone   |
 
-Every request but HELLO and PING carries the session token from WELCOME and must come from the
-address that signed in; anything else is dropped and counted (or, for an unknown token, answered
-with a same-size UNKNOWN_SESSION so a client whose session expired learns it).
+Everything but the PING health probe arrives inside a secure session
+(:mod:`chat_protocol.session`): the HELLO rides in the client's Noise IK initiation and the
+WELCOME in the response, so a name is bound to the static key that proved itself in the
+handshake. A sign-in is kept only when the client's first TRANSPORT datagram arrives (that
+proves it receives at its address); until then the server holds nothing for it but the bounded,
+unconfirmed session. Requests must come on the session of the key that signed the name in, and
+carry its token; anything else is dropped and counted.
 """
 
 from __future__ import annotations
 
 import bisect
+import contextlib
 import heapq
 import os
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
@@ -26,9 +32,14 @@ from enum import Enum
 from chat_protocol.codec import decode, encode
 from chat_protocol.const import (
     DEFAULT_TIMINGS,
+    ENDPOINT_SWEEP_S,
+    HANDSHAKES_PER_S_UNDER_LOAD,
     LIST_PAGE_MAX_BYTES,
     LIST_REPLY_OVERHEAD_BYTES,
+    MAGIC,
+    MAX_UNCONFIRMED_SESSIONS,
     MAX_USERS,
+    TOKEN_BYTES,
     Timings,
 )
 from chat_protocol.counters import Counters
@@ -52,10 +63,19 @@ from chat_protocol.messages import (
     Refused,
     RefuseReason,
     Shutdown,
-    UnknownSession,
     Welcome,
 )
 from chat_protocol.names import is_valid_name, name_key
+from chat_protocol.noise import KeyPair
+from chat_protocol.secure_errors import LocalSecureError
+from chat_protocol.session import (
+    HandshakeRequested,
+    IncomingHandshake,
+    PacketType,
+    SecureEndpoint,
+    SendReply,
+    TransportReceived,
+)
 
 
 class UserState(Enum):
@@ -90,6 +110,8 @@ class User:
     token: bytes
     hello_req: int
     expires: float
+    static: bytes = b""
+    """The static public key that signed this name in (the handshake proved it)."""
     state: UserState = UserState.NEW
 
     def move(self, trigger: UserTrigger) -> None:
@@ -100,33 +122,50 @@ class User:
 class ServerStats(Counters):
     datagrams: int = 0
     malformed: int = 0
-    """Dropped: could not be decoded."""
+    """Dropped: did not authenticate (forged, replayed, stale) or could not be decoded."""
     unexpected: int = 0
     """Dropped: well-formed but not something a server accepts (peer DATA, replies, ...)."""
     unauthenticated: int = 0
-    """Dropped: a known token from another address."""
-    unknown_session: int = 0
+    """Dropped: a session whose key has no user, or a token that is not that user's."""
     sign_ins: int = 0
     refused: int = 0
     timeouts: int = 0
+    cookies: int = 0
+    """Initiations answered with a cookie reply (under load)."""
+
+
+@dataclass(frozen=True, slots=True)
+class _PendingSignIn:
+    name: str
+    key: str
+    token: bytes
+    req_id: int
 
 
 class ServerCore:
     def __init__(
         self,
         *,
+        identity: KeyPair,
         timings: Timings = DEFAULT_TIMINGS,
         random_bytes: Callable[[int], bytes] = os.urandom,
     ) -> None:
         self.timings = timings
+        self.identity = identity
         self._random_bytes = random_bytes
+        self.secure = SecureEndpoint(static=identity, random_bytes=random_bytes)
         self.users: dict[str, User] = {}
-        self._by_token: dict[bytes, User] = {}
+        self._by_static: dict[bytes, User] = {}
+        self._pending: OrderedDict[bytes, _PendingSignIn] = OrderedDict()
+        """Sign-ins answered but not yet confirmed by the client's first TRANSPORT datagram."""
         self._sorted_keys: list[str] = []
         self._expiry: list[tuple[float, bytes]] = []
-        """(expiry time, token), lazily: a heartbeat only moves ``User.expires``; the sweep
+        """(expiry time, static key), lazily: a heartbeat only moves ``User.expires``; the sweep
         re-files a user whose entry it pops early."""
         self._last_sweep = float("-inf")
+        self._next_endpoint_sweep = 0.0
+        self._handshake_window = (0.0, 0)
+        """(start of the current second, initiations in it): the "under load" rate."""
         self._out: list[tuple[bytes, Addr]] = []
         self._events: list[ServerEvent] = []
         self.stats = ServerStats()
@@ -141,12 +180,25 @@ class ServerCore:
 
     def receive_datagram(self, data: bytes, addr: Addr, now: float) -> None:
         self.stats.datagrams += 1
+        if data[:2] == MAGIC:
+            self._plaintext(data, addr)
+            return
         try:
-            msg = decode(data)
+            got = self.secure.receive(data, addr, now, under_load=self._under_load(data, now))
         except MalformedDatagram:
             self.stats.malformed += 1
             return
-        self._handle(msg, addr, now)
+        match got:
+            case TransportReceived(session=session, plaintext=plaintext):
+                self._transport(session.remote_static, session.remote_addr, plaintext, now)
+            case HandshakeRequested(incoming=incoming):
+                self._sign_in(incoming, now)
+            case SendReply(datagram=datagram, addr=to):
+                if data[:1] == bytes((PacketType.HANDSHAKE_INIT,)):
+                    self.stats.cookies += 1
+                self._out.append((datagram, to))
+            case _:
+                self.stats.unexpected += 1
 
     def datagrams_to_send(self, now: float) -> list[tuple[bytes, Addr]]:
         out, self._out = self._out, []
@@ -158,51 +210,92 @@ class ServerCore:
 
     def next_timer(self) -> float | None:
         """The next expiry sweep: batched, at most one per ``sweep_interval_s``."""
-        if not self._expiry:
-            return None
-        return max(self._expiry[0][0], self._last_sweep + self.timings.sweep_interval_s)
+        t = self._next_endpoint_sweep
+        if self._expiry:
+            t = min(t, max(self._expiry[0][0], self._last_sweep + self.timings.sweep_interval_s))
+        return t
 
     def handle_timer(self, now: float) -> None:
+        if now >= self._next_endpoint_sweep:
+            self._next_endpoint_sweep = now + ENDPOINT_SWEEP_S
+            self.secure.expire(now)
+        if self._expiry and self._expiry[0][0] > now:
+            return
         self._last_sweep = now
         while self._expiry and self._expiry[0][0] <= now:
-            _, token = heapq.heappop(self._expiry)
-            user = self._by_token.get(token)
+            _, static = heapq.heappop(self._expiry)
+            user = self._by_static.get(static)
             if user is None:
                 continue
             if user.expires <= now:
                 self.stats.timeouts += 1
                 self._remove(user, UserTrigger.EXPIRED)
             else:
-                heapq.heappush(self._expiry, (user.expires, token))
+                heapq.heappush(self._expiry, (user.expires, static))
 
-    def shutdown(self) -> None:
+    def shutdown(self, now: float) -> None:
         """Tell every signed-in user the server is going away (several copies: UDP may lose one)."""
         for user in self.users.values():
             notice = encode(Shutdown(token=user.token))
-            self._out.extend([(notice, user.addr)] * self.timings.shutdown_copies)
+            for _ in range(self.timings.shutdown_copies):
+                self._send_raw(notice, user, now)
 
     # -- internals --
 
-    def _send(self, msg: Message, addr: Addr) -> None:
-        self._out.append((encode(msg), addr))
+    def _under_load(self, data: bytes, now: float) -> bool:
+        if data[:1] != bytes((PacketType.HANDSHAKE_INIT,)):
+            return False
+        start, count = self._handshake_window
+        if now - start >= 1.0:
+            start, count = now, 0
+        count += 1
+        self._handshake_window = (start, count)
+        return count > HANDSHAKES_PER_S_UNDER_LOAD
 
-    def _handle(self, msg: Message, addr: Addr, now: float) -> None:
-        match msg:
-            case Hello():
-                self._hello(msg, addr, now)
-            case Ping():
-                self._send(Pong(nonce=msg.nonce, users=len(self.users)), addr)
-            case Heartbeat() | Lookup() | ListUsers() | Bye():
-                user = self._by_token.get(msg.token)
-                if user is None:
-                    self.stats.unknown_session += 1
-                    self._send(UnknownSession(token=msg.token), addr)
-                elif user.addr != addr:
-                    self.stats.unauthenticated += 1
-                else:
-                    self._authenticated(msg, user, now)
-            case _:
-                self.stats.unexpected += 1
+    def _plaintext(self, data: bytes, addr: Addr) -> None:
+        """Only the health probe is plaintext: PING gets a PONG no larger than itself."""
+        try:
+            msg = decode(data)
+        except MalformedDatagram:
+            self.stats.malformed += 1
+            return
+        if isinstance(msg, Ping):
+            self._out.append((encode(Pong(nonce=msg.nonce, users=len(self.users))), addr))
+        else:
+            self.stats.unexpected += 1
+
+    def _send(self, msg: Message, user: User, now: float) -> None:
+        self._send_raw(encode(msg), user, now)
+
+    def _send_raw(self, plaintext: bytes, user: User, now: float) -> None:
+        # No working session: the client rekeys, or times out and is removed.
+        with contextlib.suppress(LocalSecureError):
+            self._out.append(self.secure.send(user.static, plaintext, now))
+
+    def _transport(self, static: bytes, addr: Addr, plaintext: bytes, now: float) -> None:
+        user = self._by_static.get(static)
+        if user is None:
+            pending = self._pending.pop(static, None)
+            if pending is None:
+                self.stats.unauthenticated += 1
+                return
+            user = self._register(pending, static, addr, now)
+            if user is None:
+                return
+        user.addr = addr  # the newest authenticated source: NAT rebinding keeps the user
+        if not plaintext:
+            return  # the client's keepalive confirming its session
+        try:
+            msg = decode(plaintext)
+        except MalformedDatagram:
+            self.stats.malformed += 1
+            return
+        if not isinstance(msg, Heartbeat | Lookup | ListUsers | Bye):
+            self.stats.unexpected += 1
+        elif msg.token != user.token:
+            self.stats.unauthenticated += 1
+        else:
+            self._authenticated(msg, user, now)
 
     def _authenticated(
         self, msg: Heartbeat | Lookup | ListUsers | Bye, user: User, now: float
@@ -214,67 +307,101 @@ class ServerCore:
         match msg:
             case Heartbeat():
                 ms = round(interval * 1000)
-                self._send(HeartbeatAck(token=user.token, heartbeat_ms=ms), user.addr)
+                self._send(HeartbeatAck(token=user.token, heartbeat_ms=ms), user, now)
             case Lookup():
                 found = self.users.get(name_key(msg.name))
-                self._send(
-                    LookupReply(
-                        req_id=msg.req_id,
-                        name=found.name if found else msg.name,
-                        addr=found.addr if found else None,
-                    ),
-                    user.addr,
-                )
+                if found is None:
+                    reply = LookupReply(req_id=msg.req_id, name=msg.name, addr=None)
+                else:
+                    reply = LookupReply(
+                        req_id=msg.req_id, name=found.name, addr=found.addr, key=found.static
+                    )
+                self._send(reply, user, now)
             case ListUsers():
-                self._send(self._list_page(msg), user.addr)
+                self._send(self._list_page(msg), user, now)
             case Bye():
+                self._send(ByeAck(req_id=msg.req_id), user, now)
                 self._remove(user, UserTrigger.BYE)
-                self._send(ByeAck(req_id=msg.req_id), user.addr)
 
-    def _hello(self, msg: Hello, addr: Addr, now: float) -> None:
-        if not is_valid_name(msg.name):
-            self.stats.refused += 1
-            self._send(Refused(req_id=msg.req_id, reason=RefuseReason.NAME_INVALID), addr)
+    def _sign_in(self, incoming: IncomingHandshake, now: float) -> None:
+        """An initiation authenticated: its payload is the HELLO; answer in the response."""
+        try:
+            hello = decode(incoming.payload)
+        except MalformedDatagram:
+            self.stats.malformed += 1
             return
-        key = name_key(msg.name)
-        existing = self.users.get(key)
-        if existing is not None:
-            if existing.addr == addr and existing.hello_req == msg.req_id:
-                self._welcome(existing)  # our WELCOME was lost; the client asked again
+        if not isinstance(hello, Hello):
+            self.stats.unexpected += 1
+            return
+        static = incoming.remote_static
+        answer: Message
+        if not is_valid_name(hello.name):
+            answer = Refused(req_id=hello.req_id, reason=RefuseReason.NAME_INVALID)
+        else:
+            key = name_key(hello.name)
+            existing = self.users.get(key)
+            ms = round(self.heartbeat_interval_s() * 1000)
+            if existing is not None and existing.static == static and existing.addr == incoming.addr:
+                # Its WELCOME was lost, or it rekeys: the same key, from where it signed in, may
+                # renew its own session. (Another process with the same home is refused.)
+                answer = Welcome(req_id=hello.req_id, token=existing.token, heartbeat_ms=ms)
+            elif existing is not None or any(
+                p.key == key and k != static for k, p in self._pending.items()
+            ):
+                answer = Refused(req_id=hello.req_id, reason=RefuseReason.NAME_TAKEN)
+            elif len(self.users) >= MAX_USERS:
+                answer = Refused(req_id=hello.req_id, reason=RefuseReason.SERVER_FULL)
             else:
-                self.stats.refused += 1
-                self._send(Refused(req_id=msg.req_id, reason=RefuseReason.NAME_TAKEN), addr)
-            return
-        if len(self.users) >= MAX_USERS:
-            self._send(Refused(req_id=msg.req_id, reason=RefuseReason.SERVER_FULL), addr)
-            return
-        token = self._random_bytes(8)
-        while token in self._by_token:
-            token = self._random_bytes(8)
+                again = self._pending.get(static)
+                token = again.token if again is not None else self._random_bytes(TOKEN_BYTES)
+                self._pending[static] = _PendingSignIn(
+                    name=hello.name, key=key, token=token, req_id=hello.req_id
+                )
+                self._pending.move_to_end(static)
+                while len(self._pending) > MAX_UNCONFIRMED_SESSIONS:
+                    self._pending.popitem(last=False)
+                answer = Welcome(req_id=hello.req_id, token=token, heartbeat_ms=ms)
+        if isinstance(answer, Refused):
+            self.stats.refused += 1
+        try:
+            self._out.append((self.secure.accept(incoming, encode(answer), now), incoming.addr))
+        except (MalformedDatagram, LocalSecureError):
+            self.stats.malformed += 1
+
+    def _register(
+        self, pending: _PendingSignIn, static: bytes, addr: Addr, now: float
+    ) -> User | None:
+        if pending.key in self.users:
+            self.stats.refused += 1
+            return None
         expires = now + self.heartbeat_interval_s() * self._timeout_factor
         user = User(
-            name=msg.name, key=key, addr=addr, token=token, hello_req=msg.req_id, expires=expires
+            name=pending.name,
+            key=pending.key,
+            addr=addr,
+            token=pending.token,
+            hello_req=pending.req_id,
+            expires=expires,
+            static=static,
         )
         user.move(UserTrigger.SIGN_IN)
-        self.users[key] = user
-        self._by_token[token] = user
-        bisect.insort(self._sorted_keys, key)
-        heapq.heappush(self._expiry, (expires, token))
+        self.users[pending.key] = user
+        self._by_static[static] = user
+        bisect.insort(self._sorted_keys, pending.key)
+        heapq.heappush(self._expiry, (expires, static))
         self.stats.sign_ins += 1
         self._events.append(UserJoined(name=user.name, addr=addr))
-        self._welcome(user)
-
-    def _welcome(self, user: User) -> None:
-        ms = round(self.heartbeat_interval_s() * 1000)
-        self._send(Welcome(req_id=user.hello_req, token=user.token, heartbeat_ms=ms), user.addr)
+        return user
 
     def _remove(self, user: User, trigger: UserTrigger) -> None:
         user.move(trigger)
         timed_out = trigger is UserTrigger.EXPIRED
         del self.users[user.key]
-        del self._by_token[user.token]
+        del self._by_static[user.static]
         i = bisect.bisect_left(self._sorted_keys, user.key)
         del self._sorted_keys[i]
+        if trigger is UserTrigger.EXPIRED:
+            self.secure.forget(user.static)
         self._events.append(UserLeft(name=user.name, addr=user.addr, timed_out=timed_out))
 
     def _list_page(self, msg: ListUsers) -> ListReply:

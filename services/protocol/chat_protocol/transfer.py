@@ -373,6 +373,8 @@ class Inbound:
         """The next seq to hand to the client core; everything below was handed or skipped."""
         self.partial: dict[int, _Partial] = {}
         self.unshown: dict[int, int] = {}
+        self.discarded: set[int] = set()
+        """Seqs handed over that the core will never show (refused sender): never acked."""
         """seq -> total of messages handed to the client core but not yet :meth:`shown`, in seq
         order. Their bytes still count in ``buffered``."""
         self.buffered = 0
@@ -402,9 +404,12 @@ class Inbound:
             self.next_seq = d.base
             self.partial.clear()
             self.unshown.clear()
+            self.discarded.clear()
             self.buffered = 0
             self.pending_acks.clear()
         out = self._skip_to(d.base) if d.base > self.next_seq else []
+        if self.discarded and min(self.discarded) < d.base:
+            self.discarded = {s for s in self.discarded if s >= d.base}
         try:
             self._take(d, size)
         except ChunkRejected:
@@ -457,6 +462,14 @@ class Inbound:
             self.buffered -= self.unshown.pop(first)
             self._want_ack(first, 0)  # a complete ACK carries no ranges: no bound needed
 
+    def discard(self, seq: int) -> None:
+        """The client core will never show message ``seq`` (its sender was refused): free it.
+        It is never acknowledged ``complete``, so its sender reports it not delivered."""
+        size = self.unshown.pop(seq, None)
+        if size is not None:
+            self.buffered -= size
+            self.discarded.add(seq)
+
     def _want_ack(self, seq: int, size: int) -> None:
         self.pending_acks[seq] = max(size, self.pending_acks.get(seq, 0))
 
@@ -491,6 +504,8 @@ class Inbound:
         range of one handed over but not shown yet, else the lowest byte ranges held."""
         out = []
         for seq, trigger_size in self.pending_acks.items():
+            if seq in self.discarded:
+                continue  # never shown, never acknowledged: its sender reports it not delivered
             if seq < self.next_seq:
                 total = self.unshown.get(seq)
                 out.append(
