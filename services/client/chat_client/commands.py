@@ -8,11 +8,14 @@ from chat_protocol.errors import UsageError
 
 HELP = """commands (case-insensitive):
   list                  show who is signed in
-  send USER MESSAGE     send MESSAGE directly to USER
+  send USER MESSAGE     send MESSAGE directly to USER (end-to-end encrypted)
+  whois USER            USER's key fingerprint and your safety number with them
+  trust USER            accept USER's new key (after comparing the safety number)
   help                  this text
   exit                  sign out and quit (also Ctrl-D, Ctrl-C)"""
 
-COMMANDS = ("list", "send", "help", "exit")
+COMMANDS = ("list", "send", "whois", "trust", "help", "exit")
+WITH_USER = ("whois", "trust")
 ALIASES = {"quit": "exit", "ls": "list", "?": "help"}
 
 
@@ -33,6 +36,11 @@ def parse_command(line: str) -> Command | None:
     name = ALIASES.get(name, name)
     if name not in COMMANDS:
         raise UsageError(f"unknown command {word[:40]!r}; type 'help' for the commands")
+    if name in WITH_USER:
+        user, _, extra = rest.strip().partition(" ")
+        if not user or extra.strip():
+            raise UsageError(f"usage: {name} USER")
+        return Command(name=name, user=user)
     if name != "send":
         if rest.strip():
             raise UsageError(f"'{name}' takes no arguments")

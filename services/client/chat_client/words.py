@@ -3,7 +3,17 @@
 from __future__ import annotations
 
 from chat_protocol.const import Timings
-from chat_protocol.events import GoneReason, SendFailed, ServerGone, SignInFailed, SignInFailure
+from chat_protocol.events import (
+    GoneReason,
+    PeerRefusal,
+    PeerRefused,
+    SendFailed,
+    ServerGone,
+    SignInFailed,
+    SignInFailure,
+    WhoisInfo,
+)
+from chat_protocol.identity import format_fingerprint, safety_number
 from chat_protocol.outcomes import FailReason
 
 
@@ -14,9 +24,14 @@ def fail_text(ev: SendFailed, timings: Timings) -> str:
 
 
 def sign_in_failed_text(ev: SignInFailed, name: str) -> str:
+    host, port = ev.server
     if ev.failure is SignInFailure.REFUSED and ev.refused is not None:
         return ev.refused.explain(name)
-    host, port = ev.server
+    if ev.failure is SignInFailure.SERVER_KEY_MISMATCH:
+        return (
+            f"the server at {host}:{port} does not have the key given with --server-key; "
+            "not signing in"
+        )
     return f"no answer from the server at {host}:{port}"
 
 
@@ -28,3 +43,31 @@ def ended_text(ev: ServerGone) -> str:
             return f"lost contact with the server (no reply for {ev.silent_s:.0f} s)"
         case GoneReason.SESSION_UNKNOWN:
             return "the server no longer knows this session (it restarted?)"
+
+
+def refused_text(ev: PeerRefused) -> str:
+    if ev.reason is PeerRefusal.KEY_CHANGED:
+        return (
+            f"{ev.name}'s key has changed since you last talked; their messages are refused. "
+            f"Compare 'whois {ev.name}' with {ev.name}, then 'trust {ev.name}'"
+        )
+    return (
+        f"dropped messages claiming to be from {ev.name}: the directory does not have "
+        f"{ev.name} with that key"
+    )
+
+
+def whois_text(ev: WhoisInfo, own_name: str, own_key: bytes) -> str:
+    if ev.key is None:
+        return f"no such user: {ev.name}"
+    lines = [f"{ev.name}: key {format_fingerprint(ev.key)}"]
+    if ev.trusted:
+        lines[0] += " (now trusted)"
+    elif ev.pinned is not None and ev.pinned != ev.key:
+        lines.append(
+            f"  CHANGED: you pinned {format_fingerprint(ev.pinned)}; "
+            f"'trust {ev.name}' accepts the new key"
+        )
+    number = safety_number(own_name, own_key, ev.name, ev.key)
+    lines.append(f"  safety number with {ev.name}: {number}")
+    return "\n".join(lines)

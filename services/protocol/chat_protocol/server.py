@@ -341,7 +341,8 @@ class ServerCore:
             key = name_key(hello.name)
             existing = self.users.get(key)
             ms = round(self.heartbeat_interval_s() * 1000)
-            if existing is not None and existing.static == static and existing.addr == incoming.addr:
+            same = existing is not None and existing.static == static
+            if same and existing is not None and existing.addr == incoming.addr:
                 # Its WELCOME was lost, or it rekeys: the same key, from where it signed in, may
                 # renew its own session. (Another process with the same home is refused.)
                 answer = Welcome(req_id=hello.req_id, token=existing.token, heartbeat_ms=ms)

@@ -12,9 +12,12 @@ import sys
 
 from chat_protocol.const import PROBE_TIMEOUT_S, STATS_INTERVAL_S
 from chat_protocol.events import ServerEvent, UserJoined, UserLeft
+from chat_protocol.identity import format_fingerprint
+from chat_protocol.noise import KeyPair
 from chat_protocol.probe import ProbeAnswered, ProbeCore, ProbeEvent
 from chat_protocol.server import ServerCore
 from chat_shell import aio, cli
+from chat_shell.keystore import KeyStore, KeyStoreError, add_home_option, resolve_home
 
 log = logging.getLogger("chat-server")
 GC_THRESHOLD_OBJECTS = 50_000
@@ -27,6 +30,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "other up; messages go directly between clients.",
     )
     cli.add_port_option(p, allow_zero=True, what="UDP port to listen on; 0 picks a free one")
+    add_home_option(p)
     p.add_argument("--host", default="0.0.0.0", help="address to listen on (default: all)")
     p.add_argument(
         "-v",
@@ -66,9 +70,9 @@ class ProbeShell(aio.DatagramShell[ProbeEvent]):
             self.result.set_result(event)
 
 
-async def serve(host: str, port: int) -> int:
+async def serve(host: str, port: int, identity: KeyPair) -> int:
     loop = asyncio.get_running_loop()
-    core = ServerCore()
+    core = ServerCore(identity=identity)
     try:
         shell = await aio.open_endpoint(lambda: ServerShell(core), host=host, port=port)
     except OSError as exc:
@@ -80,7 +84,8 @@ async def serve(host: str, port: int) -> int:
     assert shell.transport is not None
     bound = shell.transport.get_extra_info("sockname")
     print(
-        f"chat-server listening on {bound[0]}:{bound[1]} ({aio.loop_name()})",
+        f"chat-server listening on {bound[0]}:{bound[1]} ({aio.loop_name()}); "
+        f"key fingerprint {format_fingerprint(identity.public)}",
         file=sys.stderr,
         flush=True,
     )
@@ -91,7 +96,7 @@ async def serve(host: str, port: int) -> int:
     await stop.wait()
     if stats_task is not None:
         stats_task.cancel()
-    core.shutdown()
+    core.shutdown(shell.now())
     shell.pump()
     # Let the notices leave the socket buffer before closing it.
     await asyncio.sleep(0)
@@ -152,4 +157,9 @@ def main(argv: list[str] | None = None) -> int:
     # directory is long-lived. Collect cycles rarely, and never re-scan what start-up made.
     gc.freeze()
     gc.set_threshold(GC_THRESHOLD_OBJECTS, 50, 1000)
-    return aio.run(serve(args.host, args.port))
+    try:
+        identity = KeyStore(resolve_home(args.home)).server_key()
+    except (OSError, KeyStoreError) as exc:
+        print(f"chat-server: error: cannot use the home directory: {exc}", file=sys.stderr)
+        return 2
+    return aio.run(serve(args.host, args.port, identity))

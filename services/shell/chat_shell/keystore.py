@@ -250,8 +250,12 @@ class KeyStore:
         """The server's key pair, created on first use."""
         return self._key(self.server_key_path(), "server")
 
-    def pins(self) -> PinStore:
-        return PinStore(self.home / "pins.json")
+    def pins(self, owner: str | None = None) -> PinStore:
+        """The pins of user ``owner`` (each user of a shared home keeps their own), or the
+        home's shared pin file."""
+        if owner is None:
+            return PinStore(self.home / "pins.json")
+        return PinStore(self.home / "pins" / f"{name_key(check_name(owner))}.json")
 
     def _key(self, path: Path, label: str) -> KeyPair:
         if not path.exists():
@@ -301,6 +305,12 @@ class PinStore:
 
     def pinned(self, name: str) -> bytes | None:
         return self._get("users", name_key(check_name(name)))
+
+    def users(self) -> dict[str, bytes]:
+        """Every pinned user: name (case-folded) -> key."""
+        return {
+            n: _unb64(v, self.path, f"the pin of {n!r}") for n, v in self._read()["users"].items()
+        }
 
     def pin(self, name: str, key: bytes) -> bool:
         """Trust ``key`` for ``name`` if nothing is pinned; True if it was pinned just now."""
