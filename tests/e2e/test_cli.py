@@ -28,8 +28,12 @@ def run(name: str, *args: str) -> subprocess.CompletedProcess[str]:
 
 
 def error_lines(r: subprocess.CompletedProcess[str]) -> list[str]:
-    """stderr without argparse's usage line."""
-    return [ln for ln in r.stderr.splitlines() if ln.strip() and not ln.startswith("usage:")]
+    """stderr without argparse's usage lines (the first, and its indented continuations)."""
+    return [
+        ln
+        for ln in r.stderr.splitlines()
+        if ln.strip() and not ln.startswith("usage:") and not ln.startswith(" ")
+    ]
 
 
 @pytest.fixture

@@ -7,12 +7,14 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import os
 
 import pytest
 
 from chat_client.app import ClientShell
 from chat_client.ui import Output
 from chat_protocol.client import ClientCore
+from chat_protocol.noise import KeyPair
 from chat_protocol.server import ServerCore
 from chat_server.app import ServerShell
 from chat_shell import aio
@@ -50,7 +52,7 @@ def test_sign_in_send_and_shutdown_on_each_loop(loop: str, monkeypatch: pytest.M
     assert aio.loop_name() == loop
 
     async def scenario() -> tuple[str, str]:
-        server_core = ServerCore()
+        server_core = ServerCore(identity=KeyPair.generate(os.urandom))
         server = await aio.open_endpoint(lambda: ServerShell(server_core), host="127.0.0.1", port=0)
         assert server.transport is not None
         port = server.transport.get_extra_info("sockname")[1]
@@ -58,7 +60,9 @@ def test_sign_in_send_and_shutdown_on_each_loop(loop: str, monkeypatch: pytest.M
         try:
             for name in ("alice", "bob"):
                 out = RecordingOutput()
-                core = ClientCore(name=name, server=("127.0.0.1", port))
+                core = ClientCore(
+                    name=name, server=("127.0.0.1", port), identity=KeyPair.generate(os.urandom)
+                )
                 shell = await aio.open_endpoint(
                     functools.partial(ClientShell, core, out), host="127.0.0.1", port=0
                 )
@@ -73,7 +77,7 @@ def test_sign_in_send_and_shutdown_on_each_loop(loop: str, monkeypatch: pytest.M
             alice.core.send("bob", "hello over " + loop, alice.now())
             alice.pump()
             line = await clients["bob"][1].wait_for("hello over")
-            server_core.shutdown()
+            server_core.shutdown(server.now())
             server.pump()
             async with asyncio.timeout(WAIT_S):
                 codes = await asyncio.gather(alice.finished, bob.finished)

@@ -158,10 +158,14 @@ class ClientShell(aio.DatagramShell[ClientEvent]):
                 self._persist(lambda p: p.repin(event.name, event.key))
             case ServerKeyPinned():
                 host, port = event.server
-                out.info(
+                notice = (
                     f"first contact with the server at {host}:{port}: its key "
                     f"{format_fingerprint(event.key)} is now pinned"
                 )
+                if out.interactive:  # like ssh's "Permanently added": for a person, not a pipe
+                    out.info(notice)
+                else:
+                    log.info("%s", notice)
                 self._persist(lambda p: p.repin_server(event.server, event.key))
             case SignInFailed():
                 out.error(sign_in_failed_text(event, self.core.name))

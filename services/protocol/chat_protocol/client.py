@@ -334,11 +334,14 @@ class ClientCore:
         session = self.secure.session(key, now)
         if session is None:
             return
+        if key == self.server_key:
+            if payload and self.directory.state is State.SIGNING_IN:
+                self._on_plaintext(payload, key, session.remote_addr, now)
+            if not self.online:
+                return  # refused: confirming the session would only displace nothing useful
         first = self._waiting.pop(key, [])
         for plaintext in first or [b""]:
             self._out.append((session.encrypt(plaintext, now), session.remote_addr))
-        if key == self.server_key and payload and self.directory.state is State.SIGNING_IN:
-            self._on_plaintext(payload, key, session.remote_addr, now)
 
     def _incoming(self, incoming: IncomingHandshake, now: float) -> None:
         if not self.online or incoming.remote_static == self.server_key:
@@ -357,11 +360,14 @@ class ClientCore:
         except (MalformedDatagram, LocalSecureError):
             self._malformed += 1
             return
-        self._claims[incoming.remote_static] = intro.name
-        self._claims.move_to_end(incoming.remote_static)
+        self._claim(incoming.remote_static, intro.name)
+        self._out.append((response, incoming.addr))
+
+    def _claim(self, key: bytes, name: str) -> None:
+        self._claims[key] = name
+        self._claims.move_to_end(key)
         while len(self._claims) > MAX_CLAIMED_NAMES:
             self._claims.popitem(last=False)
-        self._out.append((response, incoming.addr))
 
     def _server_key_learned(self, key: bytes, src: Addr, now: float) -> None:
         if src != self.server or self.server_key is not None:
@@ -414,6 +420,10 @@ class ClientCore:
         reply = answer.reply
         match answer.purpose:
             case SendLookup(handle=handle):
+                if reply is not None and reply.addr is not None:
+                    # A peer we start a session with is who the directory says (its DATA to
+                    # us on that session is checked like any other).
+                    self._claim(reply.key, reply.name)
                 self.sending.looked_up(handle, reply, now)
             case VerifyLookup() as v:
                 again = self.receiving.verified(v, reply, now)

@@ -368,6 +368,9 @@ class ServerCore:
             self._out.append((self.secure.accept(incoming, encode(answer), now), incoming.addr))
         except (MalformedDatagram, LocalSecureError):
             self.stats.malformed += 1
+            return
+        if isinstance(answer, Refused):
+            self.secure.abandon(static)
 
     def _register(
         self, pending: _PendingSignIn, static: bytes, addr: Addr, now: float

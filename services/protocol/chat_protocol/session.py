@@ -1303,6 +1303,13 @@ class SecureEndpoint:
             ):
                 self._drop_initiator(entry)
 
+    def abandon(self, remote_static: bytes) -> None:
+        """Drop the unconfirmed session just accepted for ``remote_static`` (its response said
+        no): a later datagram on it cannot displace the peer's working session."""
+        peer = self._peers.get(remote_static)
+        if peer is not None and peer.next is not None:
+            self._drop(peer.next)
+
     def forget(self, remote_static: bytes) -> None:
         """Drop everything held for ``remote_static`` (sessions, handshake, timestamp)."""
         peer = self._peers.pop(remote_static, None)
