@@ -91,7 +91,9 @@ messages = st.one_of(
     st.builds(Refused, req_id=u32, reason=st.sampled_from(RefuseReason)),
     st.builds(Lookup, token=token, req_id=u32, name=name),
     st.builds(LookupReply, req_id=u32, name=name, addr=st.none(), key=st.just(b"")),
-    st.builds(LookupReply, req_id=u32, name=name, addr=addr, key=st.binary(min_size=32, max_size=32)),
+    st.builds(
+        LookupReply, req_id=u32, name=name, addr=addr, key=st.binary(min_size=32, max_size=32)
+    ),
     st.builds(ListUsers, token=token, req_id=u32, after=st.just("") | name),
     st.builds(
         ListReply,
