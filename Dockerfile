@@ -22,9 +22,13 @@ FROM ${BASE_IMAGE} AS runtime
 # `make images` prunes superseded (dangling) builds by this label, and nothing else.
 LABEL org.opencontainers.image.title="p2p-chat" \
       org.opencontainers.image.description="UDP peer-to-peer chat: directory server and client"
-RUN useradd --uid 10001 --user-group --create-home --shell /usr/sbin/nologin chat
+RUN useradd --uid 10001 --user-group --create-home --shell /usr/sbin/nologin chat \
+ && install -d -o chat -g chat -m 0700 /data
 COPY --from=build /opt/venv /opt/venv
-ENV PATH=/opt/venv/bin:$PATH \
+# /data: the home of keys and pins (compose.yaml mounts a named volume there, so a user keeps
+# their identity from one `docker compose run` to the next).
+ENV CHAT_HOME=/data \
+    PATH=/opt/venv/bin:$PATH \
     LANG=C.UTF-8 \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1
