@@ -1,0 +1,269 @@
+"""What an attacker on the network can and cannot do (issue "Peers that prove who they are").
+
+Every test runs the real cores on the in-memory network, whose ``trace`` is a packet capture of
+everything sent; an attacker injects datagrams with any source address it likes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from chat_protocol.client import ClientCore, State
+from chat_protocol.codec import encode
+from chat_protocol.const import Timings
+from chat_protocol.events import (
+    MessageDelivered,
+    MessageReceived,
+    PeerRefusal,
+    PeerRefused,
+    SendFailed,
+    ServerGone,
+    WhoisInfo,
+)
+from chat_protocol.identity import safety_number
+from chat_protocol.messages import Addr, Hello, LookupReply, Message
+from chat_protocol.outcomes import FailReason
+from chat_protocol.server import ServerCore, User
+from netsim import FakeNetwork
+
+T = Timings()
+S: Addr = ("10.0.0.1", 5000)
+A: Addr = ("10.0.0.2", 40000)
+B: Addr = ("10.0.0.3", 40001)
+M: Addr = ("10.0.0.66", 6666)
+FRESH: Addr = ("10.9.9.9", 9999)
+
+
+def signed_in(net: FakeNetwork, *names_addrs: tuple[str, Addr]) -> list[ClientCore]:
+    srv = net.nodes.get(S) or net.add_server(S, T)
+    assert isinstance(srv, ServerCore)
+    clients = [net.add_client(n, a, S, T) for n, a in names_addrs]
+    assert net.run_until(
+        lambda: all(c.online for c in clients) and all(c.name in srv.users for c in clients), 30
+    )
+    return clients
+
+
+def events(net: FakeNetwork, addr: Addr, kind: type) -> list:  # type: ignore[type-arg]
+    return [e for e in net.client_events[addr] if isinstance(e, kind)]
+
+
+def converse(net: FakeNetwork, a: ClientCore, b: ClientCore, texts: list[str]) -> None:
+    """Each text alice -> bob and a reply bob -> alice, all delivered."""
+    before_a = len(events(net, A, MessageDelivered))
+    before_b = len(events(net, B, MessageDelivered))
+    for t in texts:
+        a.send("bob", t, net.now)
+        b.send("alice", "re: " + t, net.now)
+    net.flush()
+    assert net.run_until(
+        lambda: len(events(net, A, MessageDelivered)) == before_a + len(texts)
+        and len(events(net, B, MessageDelivered)) == before_b + len(texts),
+        30,
+    )
+
+
+SECRETS = ["the launch code is 0000", "meet me at the old mill"]
+
+
+def test_a_capture_of_a_whole_conversation_shows_no_text_name_or_token() -> None:
+    net = FakeNetwork(seed=31)
+    a, b = signed_in(net, ("alice", A), ("bob", B))
+    a.list_users(net.now)
+    net.flush()
+    converse(net, a, b, SECRETS)
+    tokens = [a.directory.token, b.directory.token]
+    a.close(net.now)
+    b.close(net.now)
+    net.flush()
+    assert net.run_until(lambda: not a.online and not b.online, 10)
+    assert len(net.trace) > 20
+    needles = [t.encode() for t in SECRETS] + [b"alice", b"bob", b"ALICE"] + tokens
+    needles += [("re: " + t).encode() for t in SECRETS]
+    for src, dst, data in net.trace:
+        for needle in needles:
+            assert needle not in data, f"{needle!r} in clear in a datagram {src} -> {dst}"
+
+
+def _replays(net: FakeNetwork) -> Iterator[tuple[bytes, Addr, Addr]]:
+    """Every captured datagram, once from a fresh address and once from its own source."""
+    for src, dst, data in list(net.trace):
+        yield data, FRESH, dst
+        yield data, src, dst
+
+
+def test_replaying_every_datagram_shows_nothing_twice_and_signs_nobody_out() -> None:
+    net = FakeNetwork(seed=32)
+    a, b = signed_in(net, ("alice", A), ("bob", B))
+    converse(net, a, b, ["one", "two", "three"])
+    shown_before = {addr: len(events(net, addr, MessageReceived)) for addr in (A, B)}
+    srv = net.nodes[S]
+    assert isinstance(srv, ServerCore)
+    for data, src, dst in _replays(net):
+        before = len(net.trace)
+        node = net.nodes[dst]
+        node.receive_datagram(data, src, net.now)
+        net.flush()
+        # Nothing answers a fresh address with more than it sent (no amplification).
+        for s, d, reply in net.trace[before:]:
+            if d == FRESH:
+                assert len(reply) <= len(data), (s, len(reply), len(data))
+    net.run(T.delivery_timeout_s + 1)
+    assert {addr: len(events(net, addr, MessageReceived)) for addr in (A, B)} == shown_before
+    assert a.online and b.online and set(srv.users) == {"alice", "bob"}
+    assert a.stats.replayed + b.stats.replayed > 0 and a.stats.malformed + b.stats.malformed > 0
+    converse(net, a, b, ["still talking"])  # and nobody was cut apart
+
+
+def test_a_replayed_shutdown_from_an_earlier_server_run_ends_nothing() -> None:
+    net = FakeNetwork(seed=33)
+    a, b = signed_in(net, ("alice", A), ("bob", B))
+    old = net.nodes[S]
+    assert isinstance(old, ServerCore)
+    start = len(net.trace)
+    old.shutdown(net.now)
+    net.flush()
+    notices = [(s, d, data) for s, d, data in net.trace[start:] if s == S]
+    assert net.run_until(lambda: not a.online and not b.online, 2)
+    # The server restarts with the same key (its home), the users come back.
+    del net.nodes[S]
+    net.add_server(S, T)
+    a2, b2 = signed_in(net, ("alice", ("10.0.0.2", 40100)), ("bob", ("10.0.0.3", 40101)))
+    for _, _, data in notices:
+        for c, addr in ((a2, ("10.0.0.2", 40100)), (b2, ("10.0.0.3", 40101))):
+            c.receive_datagram(data, S, net.now)
+            assert c.online, "an old SHUTDOWN ended a new session"
+            assert not events(net, addr, ServerGone)
+
+
+def test_a_user_back_with_a_new_key_is_refused_by_those_who_pinned_the_old_one() -> None:
+    net = FakeNetwork(seed=34)
+    a, b = signed_in(net, ("alice", A), ("bob", B))
+    converse(net, a, b, ["hi"])
+    b.close(net.now)
+    net.flush()
+    assert net.run_until(lambda: not b.online, 5)
+    # Someone else takes the name "bob" with another key (or bob lost his home).
+    new_bob = net.add_client("bob", ("10.0.0.4", 40002), S, T, identity=net.key("new bob"))
+    nb: Addr = ("10.0.0.4", 40002)
+    assert net.run_until(lambda: new_bob.online, 10)
+    a.send("bob", "for the bob I know", net.now)
+    net.flush()
+    assert net.run_until(lambda: events(net, A, SendFailed), 5)
+    [failed] = events(net, A, SendFailed)
+    assert failed.reason is FailReason.KEY_CHANGED
+    assert "key has changed" in failed.reason.describe("bob", 10)
+    assert events(net, nb, MessageReceived) == []
+    # The new bob writes to alice: refused, never shown, and alice is told once.
+    new_bob.send("alice", "it's me, bob", net.now)
+    net.flush()
+    assert net.run_until(lambda: events(net, A, PeerRefused), 5)
+    [refused] = events(net, A, PeerRefused)
+    assert (refused.name, refused.reason) == ("bob", PeerRefusal.KEY_CHANGED)
+    assert "it's me, bob" not in [m.text for m in events(net, A, MessageReceived)]
+    # whois shows both keys; trust accepts the new one, and then they talk.
+    a.whois("bob", net.now)
+    net.flush()
+    assert net.run_until(lambda: events(net, A, WhoisInfo), 5)
+    [info] = events(net, A, WhoisInfo)
+    assert info.key == net.key("new bob").public and info.pinned == net.key("bob").public
+    a.whois("bob", net.now, trust=True)
+    net.flush()
+    assert net.run_until(lambda: len(events(net, A, WhoisInfo)) == 2, 5)
+    a.send("bob", "welcome back", net.now)
+    net.flush()
+    assert net.run_until(lambda: events(net, nb, MessageReceived), 10)
+    assert [m.text for m in events(net, nb, MessageReceived)] == ["welcome back"]
+
+
+class LyingDirectory(ServerCore):
+    """A hostile directory: whoever asks for bob gets mallory's address and key."""
+
+    mallory_key = b""
+
+    def _send(self, msg: Message, user: User, now: float) -> None:
+        if isinstance(msg, LookupReply) and msg.name.casefold() == "bob" and self.mallory_key:
+            msg = LookupReply(req_id=msg.req_id, name=msg.name, addr=M, key=self.mallory_key)
+        super()._send(msg, user, now)
+
+
+def _lying_network(seed: int) -> tuple[FakeNetwork, LyingDirectory]:
+    net = FakeNetwork(seed=seed)
+    srv = LyingDirectory(identity=net.key("server"), timings=T, random_bytes=net.random_bytes)
+    net.add_node(S, srv)
+    return net, srv
+
+
+def test_a_directory_that_swaps_keys_is_refused_by_a_pinned_sender() -> None:
+    net, srv = _lying_network(35)
+    a, b = signed_in(net, ("alice", A), ("bob", B))
+    converse(net, a, b, ["we have met"])  # alice pins bob's real key
+    srv.mallory_key = net.key("mallory").public
+    a.send("bob", "the secret plan", net.now)
+    net.flush()
+    assert net.run_until(lambda: events(net, A, SendFailed), 5)
+    assert events(net, A, SendFailed)[0].reason is FailReason.KEY_CHANGED
+    assert not any(d == M for _, d, _ in net.trace), "a datagram went to mallory"
+
+
+def test_on_first_contact_a_swapped_key_shows_in_the_safety_numbers() -> None:
+    net, srv = _lying_network(36)
+    srv.mallory_key = net.key("mallory").public
+    a, b = signed_in(net, ("alice", A), ("bob", B))
+    a.whois("bob", net.now)
+    b.whois("alice", net.now)
+    net.flush()
+    assert net.run_until(lambda: events(net, A, WhoisInfo) and events(net, B, WhoisInfo), 5)
+    [seen_by_alice] = events(net, A, WhoisInfo)
+    [seen_by_bob] = events(net, B, WhoisInfo)
+    assert seen_by_alice.key is not None and seen_by_bob.key is not None
+    alice_number = safety_number("alice", a.identity.public, "bob", seen_by_alice.key)
+    bob_number = safety_number("bob", b.identity.public, "alice", seen_by_bob.key)
+    assert alice_number != bob_number  # read aloud, they differ: the swap is found
+    # Without the lie the two sides agree.
+    assert safety_number("alice", a.identity.public, "bob", b.identity.public) == safety_number(
+        "bob", b.identity.public, "alice", a.identity.public
+    )
+
+
+@pytest.mark.parametrize("claim", ["alice", "ALICE", "carol"])
+def test_a_datagram_with_a_forged_source_address_is_never_shown(claim: str) -> None:
+    net = FakeNetwork(seed=37)
+    a, b = signed_in(net, ("alice", A), ("bob", B))
+    converse(net, a, b, ["genuine"])
+    shown = len(events(net, B, MessageReceived))
+    # The attacker knows alice's address (one lookup away) and speaks as alice from it, with
+    # its own key (it has no other): a handshake, then DATA claiming any name.
+    mallory = ClientCore(
+        name="mallory", server=S, identity=net.key("mallory"), random_bytes=net.random_bytes
+    )
+    mallory.name = mallory.sending.name = claim
+    mallory._intro = encode(Hello(req_id=0, name=claim))
+    mallory.directory.machine.state = State.ONLINE  # it needs no directory to attack
+    handle = mallory.sending.queue("bob", b"please wire 500 EUR to carol")
+    mallory.sending.looked_up(
+        handle, LookupReply(req_id=0, name="bob", addr=B, key=b.identity.public), net.now
+    )
+    for _ in range(20):
+        for data, dst in mallory.datagrams_to_send(net.now):
+            net.nodes[dst].receive_datagram(data, A, net.now)  # forged source: alice's
+        net.flush()
+        for s, d, data in list(net.trace[-10:]):
+            if d == A and s == B:
+                mallory.receive_datagram(data, B, net.now)
+        net.run(0.2)
+    assert len(events(net, B, MessageReceived)) == shown
+    assert not any("EUR" in m.text for m in events(net, B, MessageReceived))
+    # The attack got as far as it can: bob decrypted it and refused the claim.
+    [refused] = events(net, B, PeerRefused)
+    assert refused.name == claim and refused.key == net.key("mallory").public
+    assert b.stats.refused_messages == 1
+    # A forged datagram does not even need the handshake to fail: plain bytes from alice's
+    # address are dropped and counted.
+    before = b.stats.malformed
+    b.receive_datagram(b"PC\x01\x10" + bytes(60), A, net.now)
+    b.receive_datagram(bytes([0x84]) + bytes(60), A, net.now)
+    assert b.stats.malformed == before + 2
+    assert a.online and b.online
