@@ -264,6 +264,7 @@ class ClientCore:
         if now >= self._next_sweep:
             self._next_sweep = now + ENDPOINT_SWEEP_S
             self.secure.expire(now)
+            self.receiving.expire(now)
             self._rekey_server(now)
         for answer in self.directory.handle_timer(now):
             self._route(answer, now)

@@ -159,3 +159,28 @@ MAX_CLAIMED_NAMES = 4096
 HANDSHAKES_PER_S_UNDER_LOAD = 2000.0
 """Above this many initiations per second a server answers cookie replies first (WireGuard's
 "under load"), so a flood costs it one MAC per datagram, not public-key work."""
+
+# --- hostile load (issue "Hostile load"): quotas and bounds --------------------------------------
+
+MAX_USERS_PER_IP = 256
+"""Names signed in (or being signed in) from one source IP at a time; more are refused
+TOO_MANY_FROM_ADDRESS. A 20-client lab behind one NAT is far below it (``--max-users-per-ip``)."""
+MAX_HANDSHAKES_PER_IP_PER_S = 50.0
+"""Initiations one source IP may make per second (a token bucket, burst of the same size);
+beyond it a server answers with a cookie reply only and does no public-key work for it."""
+MAX_TRACKED_IPS = 65536
+"""Source IPs whose handshake rate a server tracks (least recently seen dropped)."""
+MAX_HEARTBEAT_INTERVAL_S = 3.0
+"""However many users there are, a server never advertises a longer heartbeat interval: with
+the 5 s / 1.5 s timeout ratio a dead client is removed within 10 s and a dead server is
+noticed within 10 s. Beyond ``max_heartbeats_per_s`` x this many users, sign-ins are refused
+SERVER_FULL rather than stretch the timers."""
+EXPIRY_SLICE = 2000
+"""Users an expiry sweep removes at most per timer call; the rest follow at once, in slices,
+so no sweep blocks the event loop for long."""
+RECEIVE_BUDGET_BYTES = 64 * 1024 * 1024
+"""Bytes a client holds for all senders together (partial and unshown messages); chunks beyond
+it are dropped unacknowledged, and the senders retransmit later (QUIC's MAX_DATA, receiver-wide)."""
+PARTIAL_TIMEOUT_S = 30.0
+"""A partial message that gets no new chunk for this long is dropped (its sender has long
+reported it not delivered)."""

@@ -35,12 +35,16 @@ class RefuseReason(IntEnum):
     NAME_TAKEN = 1
     NAME_INVALID = 2
     SERVER_FULL = 3
+    TOO_MANY_FROM_ADDRESS = 4
 
     def explain(self, name: str) -> str:
         return {
             RefuseReason.NAME_TAKEN: f"the name {name!r} is already signed in; pick another",
             RefuseReason.NAME_INVALID: f"the server does not accept the name {name!r}",
             RefuseReason.SERVER_FULL: "the server is full; try again later",
+            RefuseReason.TOO_MANY_FROM_ADDRESS: (
+                "too many users from your address are signed in; try again later"
+            ),
         }[self]
 
 

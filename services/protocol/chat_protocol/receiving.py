@@ -22,6 +22,8 @@ from chat_protocol.const import (
     MAX_PEERS_TRACKED,
     MAX_RETIRED_SESSIONS,
     MAX_VERIFIED_ENTRIES,
+    PARTIAL_TIMEOUT_S,
+    RECEIVE_BUDGET_BYTES,
     Timings,
 )
 from chat_protocol.directory import VerifyLookup
@@ -48,13 +50,30 @@ class ReceiveStats:
     duplicate_chunks: int = 0
     refused_messages: int = 0
     dropped_unshown: int = 0
+    over_budget: int = 0
+    """Chunks dropped unacknowledged: the receiver-wide budget was spent."""
+    stalled_partials: int = 0
+    """Bytes of partial messages freed after PARTIAL_TIMEOUT_S without a new chunk."""
 
 
 class ReceivePath:
     def __init__(
-        self, *, timings: Timings, pins: Pins, emit: Callable[[ClientEvent], None]
+        self,
+        *,
+        timings: Timings,
+        pins: Pins,
+        emit: Callable[[ClientEvent], None],
+        budget_bytes: int = RECEIVE_BUDGET_BYTES,
     ) -> None:
         self.timings = timings
+        self.budget_bytes = budget_bytes
+        self.held_bytes = 0
+        """Bytes held for every sender together (partial and not yet shown messages)."""
+        self._unproven_bytes = 0
+        self._proven: set[PeerKey] = set()
+        """Keys with a message shown: the directory and the pins vouched for them."""
+        self._heard: dict[int, float] = {}
+        """id(inbound) -> when it last took a chunk (for the partial-message timeout)."""
         self.pins = pins
         self._emit = emit
         self.stats = ReceiveStats()
@@ -80,6 +99,14 @@ class ReceivePath:
         if name_key(d.sender) != name_key(claimed):
             self.stats.rejected_chunks += 1
             return None
+        proven = key in self._proven
+        # The budget: all senders together never make us hold more than budget_bytes, and
+        # senders nobody vouched for yet share a quarter of it, so they cannot starve the rest.
+        if self.held_bytes + len(d.payload) > self.budget_bytes or (
+            not proven and self._unproven_bytes + len(d.payload) > self.budget_bytes // 4
+        ):
+            self.stats.over_budget += 1
+            return None
         ikey = (key, d.session)
         ib = self._inbound.get(ikey)
         if ib is None:
@@ -92,18 +119,19 @@ class ReceivePath:
             self._inbound[ikey] = ib
             self._keys[id(ib)] = key
             if len(self._inbound) > MAX_PEERS_TRACKED:
-                (okey, osession), oldest = self._inbound.popitem(last=False)
-                self._keys.pop(id(oldest), None)
-                self._retire(okey, osession)
+                self._evict()
         else:
             ib.addr = addr
             self._inbound.move_to_end(ikey)
-        before = ib.duplicates
+        before, held_before = ib.duplicates, ib.buffered
         try:
             complete = ib.on_data(d, size, now)
         except ChunkRejected:
             self.stats.rejected_chunks += 1
             return None
+        finally:
+            self._account(key, ib.buffered - held_before)
+        self._heard[id(ib)] = now
         self.stats.duplicate_chunks += ib.duplicates - before
         if not complete:
             return None
@@ -122,6 +150,38 @@ class ReceivePath:
             return None
         self._held[vkey] = held
         return VerifyLookup(name=claimed, key=key)
+
+    def _account(self, key: PeerKey, delta: int) -> None:
+        self.held_bytes += delta
+        if key not in self._proven:
+            self._unproven_bytes += delta
+
+    def _evict(self) -> None:
+        """One receive state too many: drop the least recently heard one of a sender nobody
+        vouched for (it was never shown anything, so forgetting it cannot show anything twice).
+        Only when every state is a proven peer's is the oldest retired: its late chunks are
+        refused, never shown again. Nothing an unproven sender does can evict a proven one."""
+        proven = self._proven
+        victim = next(((k, ib) for k, ib in self._inbound.items() if k[0] not in proven), None)
+        if victim is None:
+            victim = next(iter(self._inbound.items()))
+            self._retire(*victim[0])
+        (key, _), ib = victim
+        del self._inbound[victim[0]]
+        self._forget(key, ib)
+
+    def _forget(self, key: PeerKey, ib: Inbound) -> None:
+        self._keys.pop(id(ib), None)
+        self._heard.pop(id(ib), None)
+        self._account(key, -ib.buffered)
+
+    def expire(self, now: float) -> None:
+        """Free partial messages whose sender went quiet for PARTIAL_TIMEOUT_S."""
+        for (key, _), ib in self._inbound.items():
+            if ib.partial and now - self._heard.get(id(ib), now) >= PARTIAL_TIMEOUT_S:
+                freed = ib.drop_partials()
+                self._account(key, -freed)
+                self.stats.stalled_partials += freed
 
     def _retire(self, key: PeerKey, session: int) -> None:
         self._retired[(key, session)] = None
@@ -161,8 +221,15 @@ class ReceivePath:
         if not ok:
             self.stats.refused_messages += len(held)
             for h in held:
+                before = h.inbound.buffered
                 h.inbound.discard(h.seq)
+                self._account(key, h.inbound.buffered - before)
             return
+        if key not in self._proven:
+            self._proven.add(key)
+            self._unproven_bytes -= sum(
+                ib.buffered for (k, _), ib in self._inbound.items() if k == key
+            )
         for h in held:
             ib = h.inbound
             self._emit(
@@ -174,7 +241,9 @@ class ReceivePath:
                     msg_id=h.msg_id,
                 )
             )
+            before = ib.buffered
             ib.shown(h.seq)
+            self._account(key, ib.buffered - before)
 
     def drop_held(self) -> None:
         """The client is going away: what was never shown is dropped (and never acknowledged)."""

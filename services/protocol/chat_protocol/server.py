@@ -33,12 +33,17 @@ from chat_protocol.codec import decode, encode
 from chat_protocol.const import (
     DEFAULT_TIMINGS,
     ENDPOINT_SWEEP_S,
+    EXPIRY_SLICE,
     HANDSHAKES_PER_S_UNDER_LOAD,
     LIST_PAGE_MAX_BYTES,
     LIST_REPLY_OVERHEAD_BYTES,
     MAGIC,
+    MAX_HANDSHAKES_PER_IP_PER_S,
+    MAX_HEARTBEAT_INTERVAL_S,
+    MAX_TRACKED_IPS,
     MAX_UNCONFIRMED_SESSIONS,
     MAX_USERS,
+    MAX_USERS_PER_IP,
     TOKEN_BYTES,
     Timings,
 )
@@ -112,6 +117,8 @@ class User:
     expires: float
     static: bytes = b""
     """The static public key that signed this name in (the handshake proved it)."""
+    ip: str = ""
+    """The source IP it signed in from: its per-IP quota is charged there until it leaves."""
     state: UserState = UserState.NEW
 
     def move(self, trigger: UserTrigger) -> None:
@@ -132,6 +139,8 @@ class ServerStats(Counters):
     timeouts: int = 0
     cookies: int = 0
     """Initiations answered with a cookie reply (under load)."""
+    rate_limited: int = 0
+    """Initiations dropped: a cookie-proven IP over its handshake rate."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,8 +158,19 @@ class ServerCore:
         identity: KeyPair,
         timings: Timings = DEFAULT_TIMINGS,
         random_bytes: Callable[[int], bytes] = os.urandom,
+        max_users_per_ip: int = MAX_USERS_PER_IP,
+        max_handshakes_per_ip_per_s: float = MAX_HANDSHAKES_PER_IP_PER_S,
     ) -> None:
         self.timings = timings
+        self.max_users_per_ip = max_users_per_ip
+        self.max_handshakes_per_ip_per_s = max_handshakes_per_ip_per_s
+        self._per_ip: dict[str, int] = {}
+        """Source IP -> users signed in (or pending) from it."""
+        self._buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()
+        """Source IP -> (tokens, when last refilled): the handshake rate per IP."""
+        self._proven_buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()
+        """The same, for initiations that carried a valid cookie while their IP was over."""
+        self._loaded = False
         self.identity = identity
         self._random_bytes = random_bytes
         self.secure = SecureEndpoint(static=identity, random_bytes=random_bytes)
@@ -176,7 +196,14 @@ class ServerCore:
     def heartbeat_interval_s(self) -> float:
         """The interval clients are told to use: stretched so heartbeats stay under a rate cap."""
         t = self.timings
-        return max(t.heartbeat_interval_s, len(self.users) / t.max_heartbeats_per_s)
+        stretched = max(t.heartbeat_interval_s, len(self.users) / t.max_heartbeats_per_s)
+        return min(stretched, max(t.heartbeat_interval_s, MAX_HEARTBEAT_INTERVAL_S))
+
+    def _full(self) -> bool:
+        """No room for another user without stretching the liveness timers past their bound."""
+        t = self.timings
+        cap = t.max_heartbeats_per_s * max(t.heartbeat_interval_s, MAX_HEARTBEAT_INTERVAL_S)
+        return len(self.users) >= min(MAX_USERS, cap)
 
     def receive_datagram(self, data: bytes, addr: Addr, now: float) -> None:
         self.stats.datagrams += 1
@@ -184,7 +211,8 @@ class ServerCore:
             self._plaintext(data, addr)
             return
         try:
-            got = self.secure.receive(data, addr, now, under_load=self._under_load(data, now))
+            self._loaded = self._under_load(data, addr, now)
+            got = self.secure.receive(data, addr, now, under_load=self._loaded)
         except MalformedDatagram:
             self.stats.malformed += 1
             return
@@ -192,6 +220,9 @@ class ServerCore:
             case TransportReceived(session=session, plaintext=plaintext):
                 self._transport(session.remote_static, session.remote_addr, plaintext, now)
             case HandshakeRequested(incoming=incoming):
+                if self._loaded and not self._take_token(self._proven_buckets, addr[0], now):
+                    self.stats.rate_limited += 1  # a proven address over its rate: no work
+                    return
                 self._sign_in(incoming, now)
             case SendReply(datagram=datagram, addr=to):
                 if data[:1] == bytes((PacketType.HANDSHAKE_INIT,)):
@@ -222,7 +253,12 @@ class ServerCore:
         if self._expiry and self._expiry[0][0] > now:
             return
         self._last_sweep = now
+        budget = EXPIRY_SLICE
         while self._expiry and self._expiry[0][0] <= now:
+            if budget == 0:
+                self._last_sweep = float("-inf")  # more are due: the next call comes at once
+                return
+            budget -= 1
             _, static = heapq.heappop(self._expiry)
             user = self._by_static.get(static)
             if user is None:
@@ -242,7 +278,25 @@ class ServerCore:
 
     # -- internals --
 
-    def _under_load(self, data: bytes, now: float) -> bool:
+    def _take_token(
+        self, buckets: OrderedDict[str, tuple[float, float]], ip: str, now: float
+    ) -> bool:
+        """One token from ``ip``'s bucket (refilled at the per-IP handshake rate, burst of the
+        same size); False when it is empty."""
+        rate = self.max_handshakes_per_ip_per_s
+        tokens, at = buckets.pop(ip, (rate, now))
+        tokens = min(rate, tokens + (now - at) * rate)
+        ok = tokens >= 1.0
+        buckets[ip] = (tokens - 1.0 if ok else tokens, now)
+        while len(buckets) > MAX_TRACKED_IPS:
+            buckets.popitem(last=False)
+        return ok
+
+    def _under_load(self, data: bytes, addr: Addr, now: float) -> bool:
+        """For an initiation: True when its source must first prove its address with a cookie
+        (WireGuard's "under load"): the whole server is busy, or this IP spent its handshake
+        rate. Forged sources can empty an IP's bucket, but not keep a real user there from
+        answering a cookie; the cookie-proven get a bucket of their own (:meth:`_sign_in`)."""
         if data[:1] != bytes((PacketType.HANDSHAKE_INIT,)):
             return False
         start, count = self._handshake_window
@@ -250,7 +304,8 @@ class ServerCore:
             start, count = now, 0
         count += 1
         self._handshake_window = (start, count)
-        return count > HANDSHAKES_PER_S_UNDER_LOAD
+        over_ip = not self._take_token(self._buckets, addr[0], now)
+        return over_ip or count > HANDSHAKES_PER_S_UNDER_LOAD
 
     def _plaintext(self, data: bytes, addr: Addr) -> None:
         """Only the health probe is plaintext: PING gets a PONG no larger than itself."""
@@ -350,8 +405,10 @@ class ServerCore:
                 p.key == key and k != static for k, p in self._pending.items()
             ):
                 answer = Refused(req_id=hello.req_id, reason=RefuseReason.NAME_TAKEN)
-            elif len(self.users) >= MAX_USERS:
+            elif self._full():
                 answer = Refused(req_id=hello.req_id, reason=RefuseReason.SERVER_FULL)
+            elif self._per_ip.get(incoming.addr[0], 0) >= self.max_users_per_ip:
+                answer = Refused(req_id=hello.req_id, reason=RefuseReason.TOO_MANY_FROM_ADDRESS)
             else:
                 again = self._pending.get(static)
                 token = again.token if again is not None else self._random_bytes(TOKEN_BYTES)
@@ -372,12 +429,25 @@ class ServerCore:
         if isinstance(answer, Refused):
             self.secure.abandon(static)
 
+    def _count_ip(self, ip: str) -> None:
+        self._per_ip[ip] = self._per_ip.get(ip, 0) + 1
+
+    def _release_ip(self, ip: str) -> None:
+        left = self._per_ip.get(ip, 0) - 1
+        if left > 0:
+            self._per_ip[ip] = left
+        else:
+            self._per_ip.pop(ip, None)
+
     def _register(
         self, pending: _PendingSignIn, static: bytes, addr: Addr, now: float
     ) -> User | None:
-        if pending.key in self.users:
-            self.stats.refused += 1
+        if pending.key in self.users or self._per_ip.get(addr[0], 0) >= self.max_users_per_ip:
+            self.stats.refused += 1  # taken meanwhile, or the quota filled meanwhile
             return None
+        # The quota is charged only now, for an address that proved it receives: forged
+        # initiations from someone's address cannot use up that address's quota.
+        self._count_ip(addr[0])
         expires = now + self.heartbeat_interval_s() * self._timeout_factor
         user = User(
             name=pending.name,
@@ -387,6 +457,7 @@ class ServerCore:
             hello_req=pending.req_id,
             expires=expires,
             static=static,
+            ip=addr[0],
         )
         user.move(UserTrigger.SIGN_IN)
         self.users[pending.key] = user
@@ -399,6 +470,7 @@ class ServerCore:
 
     def _remove(self, user: User, trigger: UserTrigger) -> None:
         user.move(trigger)
+        self._release_ip(user.ip)
         timed_out = trigger is UserTrigger.EXPIRED
         del self.users[user.key]
         del self._by_static[user.static]

@@ -462,6 +462,13 @@ class Inbound:
             self.buffered -= self.unshown.pop(first)
             self._want_ack(first, 0)  # a complete ACK carries no ranges: no bound needed
 
+    def drop_partials(self) -> int:
+        """Forget every message not yet whole (a stalled sender); the bytes freed."""
+        freed = sum(len(p.have) for p in self.partial.values())
+        self.partial.clear()
+        self.buffered -= freed
+        return freed
+
     def discard(self, seq: int) -> None:
         """The client core will never show message ``seq`` (its sender was refused): free it.
         It is never acknowledged ``complete``, so its sender reports it not delivered."""
