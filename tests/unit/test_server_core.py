@@ -363,7 +363,7 @@ def test_silent_user_removed_within_timeout_plus_sweep() -> None:
 
 def test_list_pages_cover_everyone_once_and_fit_a_datagram() -> None:
     h = Harness()
-    clients = [h.client(("10.1.0.1", 1000 + i)) for i in range(300)]
+    clients = [h.client((f"10.1.{i >> 8}.{i & 255}", 1000)) for i in range(300)]
     tokens = [c.sign_in(f"user{i:04d}-{'x' * 20}") for i, c in enumerate(clients)]
     seen: list[str] = []
     after = ""
@@ -408,16 +408,16 @@ def test_ping_needs_no_sign_in_and_reply_is_not_larger() -> None:
 
 def _fill(h: Harness, users: int) -> None:
     """``users`` signed-in users, filed through the server's registration directly (a real
-    handshake each would take minutes for 50 000); their keys are placeholders."""
+    handshake each would take a minute for 25 000); their keys are placeholders."""
     for i in range(users):
         name = f"u{i}"
         pending = _PendingSignIn(name=name, key=name, token=i.to_bytes(8, "big"), req_id=1)
-        addr = (f"10.{i >> 16}.{(i >> 8) & 255}.1", i & 255)
+        addr = (f"10.{i >> 16}.{(i >> 8) & 255}.{i & 255}", 4000)
         assert h.core._register(pending, i.to_bytes(32, "big"), addr, h.now) is not None
     h.core.events()
 
 
-@pytest.mark.parametrize("users", [10, 50_000])
+@pytest.mark.parametrize("users", [10, 25_000])
 def test_heartbeat_interval_stretches_with_directory_size(users: int) -> None:
     timings = Timings(max_heartbeats_per_s=10_000)
     h = Harness(timings)
@@ -572,6 +572,6 @@ def test_handshakes_from_new_keys_do_not_evict_a_signed_in_users_session() -> No
     alice = h.client(A)
     ta = alice.sign_in("alice")
     for i in range(8):
-        assert isinstance(h.client(("10.9.0.1", 1000 + i)).handshake("no spaces"), Refused)
+        assert isinstance(h.client((f"10.9.0.{i}", 1000)).handshake("no spaces"), Refused)
     assert "alice" in h.core.users
     assert alice.ask(Heartbeat(token=ta)) == [HeartbeatAck(token=ta, heartbeat_ms=1500)]
