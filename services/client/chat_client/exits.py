@@ -22,6 +22,7 @@ class ExitCode(IntEnum):
     NO_SERVER = 4
     SERVER_LOST = 5
     SERVER_SHUTDOWN = 6
+    SERVER_KEY_MISMATCH = 7
 
 
 def exit_code(ended: ClientEvent) -> ExitCode:
@@ -29,6 +30,8 @@ def exit_code(ended: ClientEvent) -> ExitCode:
     match ended:
         case SignInFailed(failure=SignInFailure.REFUSED):
             return ExitCode.REFUSED
+        case SignInFailed(failure=SignInFailure.SERVER_KEY_MISMATCH):
+            return ExitCode.SERVER_KEY_MISMATCH
         case SignInFailed():
             return ExitCode.NO_SERVER
         case ServerGone(reason=GoneReason.SHUTDOWN):

@@ -10,7 +10,7 @@ import os
 import signal
 import sys
 
-from chat_protocol.const import PROBE_TIMEOUT_S, STATS_INTERVAL_S
+from chat_protocol.const import MAX_USERS_PER_IP, PROBE_TIMEOUT_S, STATS_INTERVAL_S
 from chat_protocol.events import ServerEvent, UserJoined, UserLeft
 from chat_protocol.identity import format_fingerprint
 from chat_protocol.noise import KeyPair
@@ -23,6 +23,16 @@ log = logging.getLogger("chat-server")
 GC_THRESHOLD_OBJECTS = 50_000
 
 
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1: {value}")
+    return value
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
         prog="chat-server",
@@ -31,6 +41,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     cli.add_port_option(p, allow_zero=True, what="UDP port to listen on; 0 picks a free one")
     add_home_option(p)
+    p.add_argument(
+        "--max-users-per-ip",
+        type=_positive,
+        default=MAX_USERS_PER_IP,
+        metavar="N",
+        help="names one source IP may hold at a time (default: %(default)s)",
+    )
     p.add_argument("--host", default="0.0.0.0", help="address to listen on (default: all)")
     p.add_argument(
         "-v",
@@ -70,9 +87,9 @@ class ProbeShell(aio.DatagramShell[ProbeEvent]):
             self.result.set_result(event)
 
 
-async def serve(host: str, port: int, identity: KeyPair) -> int:
+async def serve(host: str, port: int, identity: KeyPair, max_users_per_ip: int) -> int:
     loop = asyncio.get_running_loop()
-    core = ServerCore(identity=identity)
+    core = ServerCore(identity=identity, max_users_per_ip=max_users_per_ip)
     try:
         shell = await aio.open_endpoint(lambda: ServerShell(core), host=host, port=port)
     except OSError as exc:
@@ -162,4 +179,4 @@ def main(argv: list[str] | None = None) -> int:
     except (OSError, KeyStoreError) as exc:
         print(f"chat-server: error: cannot use the home directory: {exc}", file=sys.stderr)
         return 2
-    return aio.run(serve(args.host, args.port, identity))
+    return aio.run(serve(args.host, args.port, identity, args.max_users_per_ip))
