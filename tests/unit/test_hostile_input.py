@@ -275,12 +275,6 @@ def test_forgeries_from_a_peers_address_are_not_shown_nor_displace_its_session(h
     assert not [d for _, _, d in net.trace[mark:] if d[0] == PacketType.HANDSHAKE_INIT]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="ClientCore.stats adds EndpointCounters.replayed_initiations to .replayed, but "
-    "SecureEndpoint.receive already counted the initiation's ReplayedDatagram in .replayed: "
-    "one replayed initiation counts twice",
-)
 def test_a_replayed_initiation_counts_once() -> None:
     net, _, _, b = conversation()
     [init] = _alice_to_bob(net, PacketType.HANDSHAKE_INIT)

@@ -411,7 +411,9 @@ def _fill(h: Harness, users: int) -> None:
     handshake each would take a minute for 25 000); their keys are placeholders."""
     for i in range(users):
         name = f"u{i}"
-        pending = _PendingSignIn(name=name, key=name, token=i.to_bytes(8, "big"), req_id=1)
+        pending = _PendingSignIn(
+            name=name, key=name, token=i.to_bytes(8, "big"), req_id=1, at=h.now
+        )
         addr = (f"10.{i >> 16}.{(i >> 8) & 255}.{i & 255}", 4000)
         assert h.core._register(pending, i.to_bytes(32, "big"), addr, h.now) is not None
     h.core.events()
@@ -519,13 +521,6 @@ def test_no_reply_to_an_unproven_address_is_larger_than_what_it_sent() -> None:
 # --- known bugs ----------------------------------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=SessionExpired,
-    reason="ServerCore._send_raw suppresses LocalSecureError, but SecureEndpoint.send raises "
-    "SessionExpired (a ChatError, not a LocalSecureError) when a user's session has expired: "
-    "shutdown() raises out of the core",
-)
 def test_shutdown_survives_a_user_whose_session_expired() -> None:
     h = Harness()
     alice = h.client(A)
@@ -543,12 +538,6 @@ def test_shutdown_survives_a_user_whose_session_expired() -> None:
     assert h.core.datagrams_to_send(h.now) == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="ServerCore._pending keeps an unconfirmed sign-in (and refuses its name to every "
-    "other key) until MAX_UNCONFIRMED_SESSIONS newer ones evict it, long after its session "
-    "expired: anyone, even from a spoofed address, holds a free name with one initiation",
-)
 def test_an_unconfirmed_sign_in_does_not_hold_its_name_after_its_session_expired() -> None:
     h = Harness()
     squatter = h.client(C)
@@ -559,13 +548,6 @@ def test_an_unconfirmed_sign_in_does_not_hold_its_name_after_its_session_expired
     assert isinstance(alice.handshake("alice"), Welcome)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the server's SecureEndpoint evicts the least recently active peers beyond "
-    "max_peers (MAX_SECURE_PEERS = 262144, below MAX_USERS) for any handshake that "
-    "authenticates, even a refused one: fresh keys drop signed-in users' sessions while "
-    "they stay listed",
-)
 def test_handshakes_from_new_keys_do_not_evict_a_signed_in_users_session() -> None:
     h = Harness()
     h.core.secure.max_peers = 8  # MAX_SECURE_PEERS, shrunk so the test needs 8 keys, not 262144

@@ -118,6 +118,7 @@ class ClientCore:
         emit = self._events.append
         self.pins = Pins(pins or {}, emit)
         self.secure = SecureEndpoint(static=identity, random_bytes=random_bytes)
+        self.secure.keep = self._keeps
         self.directory = DirectorySession(
             name=self.name, server=server, timings=timings, random_bytes=random_bytes, emit=emit
         )
@@ -161,9 +162,14 @@ class ClientCore:
             retransmissions=self.sending.retransmissions,
             refused_messages=r.refused_messages,
             dropped_unshown=r.dropped_unshown,
-            replayed=c.replayed + c.replayed_initiations + c.stale,
+            replayed=c.replayed + c.stale,
             forged=c.forged + c.bad_mac + c.handshakes_failed,
         )
+
+    def _keeps(self, key: bytes) -> bool:
+        """The server and the peers we send to or were shown messages from are never evicted
+        from the secure layer to make room for new keys."""
+        return key == self.server_key or key in self.sending.outbound or self.receiving.proven(key)
 
     def _require_online(self) -> None:
         if not self.online:

@@ -184,3 +184,8 @@ it are dropped unacknowledged, and the senders retransmit later (QUIC's MAX_DATA
 PARTIAL_TIMEOUT_S = 30.0
 """A partial message that gets no new chunk for this long is dropped (its sender has long
 reported it not delivered)."""
+PINGS_PER_IP_PER_S = 20.0
+"""Health-probe PINGs one source IP gets answered per second (a probe needs a few)."""
+PONGS_PER_S = 2000.0
+"""PONGs a server sends per second at most, whatever the sources: a flood of PINGs costs it a
+parse each, not a reply each."""

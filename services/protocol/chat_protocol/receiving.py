@@ -87,6 +87,9 @@ class ReceivePath:
         """Messages waiting for their sender's check, in arrival order."""
         self._refused: set[tuple[str, PeerKey]] = set()
 
+    def proven(self, key: PeerKey) -> bool:
+        return key in self._proven
+
     @property
     def holding(self) -> int:
         return sum(len(h) for h in self._held.values())

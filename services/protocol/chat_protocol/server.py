@@ -44,7 +44,10 @@ from chat_protocol.const import (
     MAX_UNCONFIRMED_SESSIONS,
     MAX_USERS,
     MAX_USERS_PER_IP,
+    PINGS_PER_IP_PER_S,
+    PONGS_PER_S,
     TOKEN_BYTES,
+    UNCONFIRMED_SESSION_TIMEOUT_S,
     Timings,
 )
 from chat_protocol.counters import Counters
@@ -72,7 +75,7 @@ from chat_protocol.messages import (
 )
 from chat_protocol.names import is_valid_name, name_key
 from chat_protocol.noise import KeyPair
-from chat_protocol.secure_errors import LocalSecureError
+from chat_protocol.secure_errors import LocalSecureError, SessionExpired
 from chat_protocol.session import (
     HandshakeRequested,
     IncomingHandshake,
@@ -140,7 +143,8 @@ class ServerStats(Counters):
     cookies: int = 0
     """Initiations answered with a cookie reply (under load)."""
     rate_limited: int = 0
-    """Initiations dropped: a cookie-proven IP over its handshake rate."""
+    """Dropped for rate: initiations of a cookie-proven IP over its handshake rate, PINGs over
+    their per-IP or total rate."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,6 +153,8 @@ class _PendingSignIn:
     key: str
     token: bytes
     req_id: int
+    at: float
+    """When its initiation was answered: after UNCONFIRMED_SESSION_TIMEOUT_S it is void."""
 
 
 class ServerCore:
@@ -170,10 +176,12 @@ class ServerCore:
         """Source IP -> (tokens, when last refilled): the handshake rate per IP."""
         self._proven_buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()
         """The same, for initiations that carried a valid cookie while their IP was over."""
+        self._ping_buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()
         self._loaded = False
         self.identity = identity
         self._random_bytes = random_bytes
         self.secure = SecureEndpoint(static=identity, random_bytes=random_bytes)
+        self.secure.keep = self._keeps
         self.users: dict[str, User] = {}
         self._by_static: dict[bytes, User] = {}
         self._pending: OrderedDict[bytes, _PendingSignIn] = OrderedDict()
@@ -208,7 +216,7 @@ class ServerCore:
     def receive_datagram(self, data: bytes, addr: Addr, now: float) -> None:
         self.stats.datagrams += 1
         if data[:2] == MAGIC:
-            self._plaintext(data, addr)
+            self._plaintext(data, addr, now)
             return
         try:
             self._loaded = self._under_load(data, addr, now)
@@ -278,12 +286,20 @@ class ServerCore:
 
     # -- internals --
 
+    def _keeps(self, static: bytes) -> bool:
+        return static in self._by_static
+
     def _take_token(
-        self, buckets: OrderedDict[str, tuple[float, float]], ip: str, now: float
+        self,
+        buckets: OrderedDict[str, tuple[float, float]],
+        ip: str,
+        now: float,
+        rate: float | None = None,
     ) -> bool:
-        """One token from ``ip``'s bucket (refilled at the per-IP handshake rate, burst of the
-        same size); False when it is empty."""
-        rate = self.max_handshakes_per_ip_per_s
+        """One token from ``ip``'s bucket (refilled at ``rate``, default the per-IP handshake
+        rate, with a burst of the same size); False when it is empty."""
+        if rate is None:
+            rate = self.max_handshakes_per_ip_per_s
         tokens, at = buckets.pop(ip, (rate, now))
         tokens = min(rate, tokens + (now - at) * rate)
         ok = tokens >= 1.0
@@ -307,7 +323,7 @@ class ServerCore:
         over_ip = not self._take_token(self._buckets, addr[0], now)
         return over_ip or count > HANDSHAKES_PER_S_UNDER_LOAD
 
-    def _plaintext(self, data: bytes, addr: Addr) -> None:
+    def _plaintext(self, data: bytes, addr: Addr, now: float) -> None:
         """Only the health probe is plaintext: PING gets a PONG no larger than itself."""
         try:
             msg = decode(data)
@@ -315,6 +331,12 @@ class ServerCore:
             self.stats.malformed += 1
             return
         if isinstance(msg, Ping):
+            if not (
+                self._take_token(self._ping_buckets, addr[0], now, PINGS_PER_IP_PER_S)
+                and self._take_token(self._ping_buckets, "*", now, PONGS_PER_S)
+            ):
+                self.stats.rate_limited += 1
+                return
             self._out.append((encode(Pong(nonce=msg.nonce, users=len(self.users))), addr))
         else:
             self.stats.unexpected += 1
@@ -324,13 +346,15 @@ class ServerCore:
 
     def _send_raw(self, plaintext: bytes, user: User, now: float) -> None:
         # No working session: the client rekeys, or times out and is removed.
-        with contextlib.suppress(LocalSecureError):
+        with contextlib.suppress(LocalSecureError, SessionExpired):
             self._out.append(self.secure.send(user.static, plaintext, now))
 
     def _transport(self, static: bytes, addr: Addr, plaintext: bytes, now: float) -> None:
         user = self._by_static.get(static)
         if user is None:
             pending = self._pending.pop(static, None)
+            if pending is not None and now - pending.at >= UNCONFIRMED_SESSION_TIMEOUT_S:
+                pending = None
             if pending is None:
                 self.stats.unauthenticated += 1
                 return
@@ -402,7 +426,8 @@ class ServerCore:
                 # renew its own session. (Another process with the same home is refused.)
                 answer = Welcome(req_id=hello.req_id, token=existing.token, heartbeat_ms=ms)
             elif existing is not None or any(
-                p.key == key and k != static for k, p in self._pending.items()
+                p.key == key and k != static and now - p.at < UNCONFIRMED_SESSION_TIMEOUT_S
+                for k, p in self._pending.items()
             ):
                 answer = Refused(req_id=hello.req_id, reason=RefuseReason.NAME_TAKEN)
             elif self._full():
@@ -413,7 +438,7 @@ class ServerCore:
                 again = self._pending.get(static)
                 token = again.token if again is not None else self._random_bytes(TOKEN_BYTES)
                 self._pending[static] = _PendingSignIn(
-                    name=hello.name, key=key, token=token, req_id=hello.req_id
+                    name=hello.name, key=key, token=token, req_id=hello.req_id, at=now
                 )
                 self._pending.move_to_end(static)
                 while len(self._pending) > MAX_UNCONFIRMED_SESSIONS:
@@ -476,8 +501,6 @@ class ServerCore:
         del self._by_static[user.static]
         i = bisect.bisect_left(self._sorted_keys, user.key)
         del self._sorted_keys[i]
-        if trigger is UserTrigger.EXPIRED:
-            self.secure.forget(user.static)
         self._events.append(UserLeft(name=user.name, addr=user.addr, timed_out=timed_out))
 
     def _list_page(self, msg: ListUsers) -> ListReply:

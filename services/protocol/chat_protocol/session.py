@@ -86,9 +86,11 @@ authenticated datagram.
 
 from __future__ import annotations
 
+import itertools
 import math
 import struct
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import IntEnum
 
@@ -140,6 +142,9 @@ from chat_protocol.secure_errors import (
     StaleDatagram,
     UnknownReceiver,
 )
+
+EVICTION_SCAN = 64
+"""Peers an endpoint looks at, oldest first, for one it may evict."""
 
 HASH = HashName.SHA256
 """The Noise hash of the session layer; the MACs and cookie keys use it too."""
@@ -1062,6 +1067,7 @@ class SecureEndpoint:
         "_random_bytes",
         "_unconfirmed",
         "counters",
+        "keep",
         "limits",
         "max_peers",
         "max_unconfirmed",
@@ -1099,6 +1105,9 @@ class SecureEndpoint:
             limits=limits,
         )
         self.counters = EndpointCounters()
+        self.keep: Callable[[bytes], bool] | None = None
+        """Peers for which this returns True are never evicted to make room (the owner's
+        signed-in users, its server, its proven peers): new keys cannot push them out."""
         self._peers: OrderedDict[bytes, _Peer] = OrderedDict()
         self._by_index: dict[int, SecureSession | Initiator] = {}
         self._unconfirmed: OrderedDict[int, SecureSession] = OrderedDict()
@@ -1368,11 +1377,22 @@ class SecureEndpoint:
         if not create:
             return None
         peer = self._peers[remote_static] = _Peer()
-        while len(self._peers) > self.max_peers:
-            _, oldest = self._peers.popitem(last=False)
+        if len(self._peers) > self.max_peers:
+            self._evict_one()
+        return peer
+
+    def _evict_one(self) -> None:
+        """Drop the least recently active peer that :attr:`keep` does not protect (a bounded
+        look from the oldest; if every one looked at is protected, keep them all for now)."""
+        keep = self.keep
+        for key in list(itertools.islice(self._peers, EVICTION_SCAN)):
+            if keep is not None and keep(key):
+                self._peers.move_to_end(key)
+                continue
+            oldest = self._peers.pop(key)
             self.counters.evicted_peers += 1
             self._clear(oldest)
-        return peer
+            return
 
     def _new_index(self) -> int:
         while True:
