@@ -40,7 +40,6 @@ from chat_protocol.messages import (
     Welcome,
 )
 from chat_protocol.noise import KeyPair
-from chat_protocol.secure_errors import SessionExpired
 from chat_protocol.server import ServerCore, _PendingSignIn
 from chat_protocol.session import (
     KeyReceived,
