@@ -75,7 +75,8 @@ def main() -> None:
     latencies.sort()
     p99 = latencies[int(len(latencies) * 0.99)] if latencies else None
     p50 = latencies[len(latencies) // 2] if latencies else None
-    report = {"online": core.online, "sign_in_s": sign_in_s, "lookups": len(latencies)}
+    report: dict[str, object] = {"online": core.online, "sign_in_s": sign_in_s}
+    report["lookups"] = len(latencies)
     report |= {"lost": lost, "p50_ms": None if p50 is None else p50 * 1000}
     report |= {"p99_ms": None if p99 is None else p99 * 1000}
     print(json.dumps(report))

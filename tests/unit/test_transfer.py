@@ -179,7 +179,9 @@ def test_never_shown_message_fails_with_timeout_after_probing_with_backoff() -> 
     to_sender(ob, ib.acks(), 0.01)
     progress_at = ob.last_progress
     assert progress_at == 0.01
-    probe_times, now, failed = [], 0.01, []
+    probe_times: list[float] = []
+    failed: list[Resolved] = []
+    now = 0.01
     while not failed:
         t = ob.next_timer()
         assert t is not None
