@@ -48,46 +48,55 @@ def test_sign_in_list_and_send_show_the_senders_own_address(
         assert "[unverified]" not in m.group(0)
 
 
-def test_delivery_is_direct_the_marker_never_crosses_the_server(
+def test_delivery_is_direct_no_message_datagram_crosses_the_server(
     compose_project: Compose,
 ) -> None:
-    """iptables string-match counters in the server's and the receiver's network namespaces:
-    the marker is counted where it goes (positive control), never at the server."""
+    """iptables counters in the server's and the clients' network namespaces. Datagrams are
+    encrypted, so a message is told apart by size: a 1100-byte text travels in DATA datagrams
+    of over 1000 bytes, and nothing else here is that large (directory requests and replies,
+    heartbeats and handshakes are a few hundred at most). They are counted leaving alice for
+    bob's address and arriving at bob from alice's (positive control), and never at the server,
+    whose rules do count alice's lookup (so the check can fail). The text itself is on the wire
+    nowhere."""
     lab = compose_project
     alice, bob, _carol = lab.tty_clients(*NAMES)
     marker = f"mk{uuid.uuid4().hex}"
+    text = f"{marker} {'crossing the network ' * 52}".strip()
+    assert len(text.encode()) > 1000
     tag = f"chatit-{marker[:12]}"
-
-    def count(ref: str, chain: str, string: str, suffix: str) -> faults.Rule:
-        match = ("-p", "udp", "-m", "string", "--string", string, "--algo", "bm")
-        return faults.counter(lab.place(ref), chain, *match, tag=f"{tag}-{suffix}")
+    alice_ip, bob_ip = lab.container_ip("alice"), lab.container_ip("bob")
+    large = ("-p", "udp", "-m", "length", "--length", "1000:65535")
+    plain = ("-p", "udp", "-m", "string", "--string", marker, "--algo", "bm")
 
     # No target: the rules only count, they change nothing.
-    server_in = count("server", "INPUT", marker, "srv-in")
-    server_out = count("server", "OUTPUT", marker, "srv-out")
-    bob_in = count("bob", "INPUT", marker, "bob-in")
-    alice_out = count("alice", "OUTPUT", marker, "alice-out")
-    # Control at the server: the LOOKUP of the receiver's name does reach the server, and its
-    # rules count it.
-    server_lookup = count("server", "INPUT", "bob", "srv-lookup")
-
-    alice.enter(f"send bob {marker} crossing the network")
-    m = bob.expect(rf"alice \(([0-9.]+):\d+\): {marker} crossing the network")
-    assert m.group(1) == lab.container_ip("alice")
-
-    counts = {
-        "server INPUT": server_in.packets(),
-        "server OUTPUT": server_out.packets(),
-        "bob INPUT": bob_in.packets(),
-        "alice OUTPUT": alice_out.packets(),
-        "server INPUT lookup of bob": server_lookup.packets(),
+    rules = {
+        "server INPUT large": ("server", "INPUT", large),
+        "server OUTPUT large": ("server", "OUTPUT", large),
+        "alice OUTPUT large, to bob": ("alice", "OUTPUT", ("-d", bob_ip, *large)),
+        "bob INPUT large, from alice": ("bob", "INPUT", ("-s", alice_ip, *large)),
+        "server INPUT from alice": ("server", "INPUT", ("-p", "udp", "-s", alice_ip)),
+        "server INPUT text": ("server", "INPUT", plain),
+        "alice OUTPUT text": ("alice", "OUTPUT", plain),
+        "bob INPUT text": ("bob", "INPUT", plain),
     }
-    print(f"marker packets counted: {counts}")
-    assert counts["bob INPUT"] >= 1, counts
-    assert counts["alice OUTPUT"] >= 1, counts
-    assert counts["server INPUT lookup of bob"] >= 1, counts
-    assert counts["server INPUT"] == 0, counts
-    assert counts["server OUTPUT"] == 0, counts
+    counters = {
+        what: faults.counter(lab.place(ref), chain, *match, tag=f"{tag}-{i}")
+        for i, (what, (ref, chain, match)) in enumerate(rules.items())
+    }
+
+    alice.enter(f"send bob {text}")
+    m = bob.expect(rf"alice \(([0-9.]+):\d+\): {marker} crossing the network")
+    assert m.group(1) == alice_ip
+
+    counts = {what: rule.packets() for what, rule in counters.items()}
+    print(f"packets counted: {counts}")
+    assert counts["alice OUTPUT large, to bob"] >= 1, counts
+    assert counts["bob INPUT large, from alice"] >= 1, counts
+    assert counts["server INPUT from alice"] >= 1, counts  # the lookup of bob
+    assert counts["server INPUT large"] == 0, counts
+    assert counts["server OUTPUT large"] == 0, counts
+    assert counts["server INPUT text"] == counts["alice OUTPUT text"] == 0, counts
+    assert counts["bob INPUT text"] == 0, counts
 
 
 def test_taken_name_and_user_errors(compose_project: Compose) -> None:
