@@ -871,7 +871,7 @@ def test_the_command_reports_ok_and_violations(tmp_path: Path) -> None:
         ((), "the following arguments are required: HISTORY"),
         (("{tmp}/missing",), "chat-check: error: no such file or directory: "),
         (("{tmp}",), "chat-check: error: no history files (*.jsonl) in "),
-        (("--examples", "-1", "{tmp}"), "must be 0 or more"),
+        (("--examples", "-1", "{tmp}"), "must be at least 0"),
         (("--faults", "f.json", "{tmp}"), "--faults needs --plot"),
         (("--plot", "{tmp}/p.png", "--faults", "{tmp}/none.json", "{tmp}"), "cannot read"),
     ],

@@ -12,19 +12,10 @@ import sys
 from typing import TYPE_CHECKING
 
 from chat_check.checker import DEFAULT_EXAMPLES, Checker, history_files
+from chat_shell.cli import int_type
 
 if TYPE_CHECKING:
     from chat_check.plot import Fault
-
-
-def _examples(text: str) -> int:
-    try:
-        n = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if n < 0:
-        raise argparse.ArgumentTypeError(f"must be 0 or more: {n}")
-    return n
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -43,7 +34,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--json", action="store_true", help="print the report as one JSON object")
     p.add_argument(
         "--examples",
-        type=_examples,
+        type=int_type(0),
         default=DEFAULT_EXAMPLES,
         metavar="N",
         help=f"examples kept per kind of violation (default {DEFAULT_EXAMPLES})",

@@ -23,16 +23,6 @@ log = logging.getLogger("chat-server")
 GC_THRESHOLD_OBJECTS = 50_000
 
 
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1: {value}")
-    return value
-
-
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
         prog="chat-server",
@@ -43,7 +33,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     add_home_option(p)
     p.add_argument(
         "--max-users-per-ip",
-        type=_positive,
+        type=cli.int_type(1),
         default=MAX_USERS_PER_IP,
         metavar="N",
         help="names one source IP may hold at a time (default: %(default)s)",

@@ -9,19 +9,27 @@ from collections.abc import Callable
 DEFAULT_PORT = 5000
 
 
-def port_type(*, allow_zero: bool) -> Callable[[str], int]:
-    low = 0 if allow_zero else 1
+def int_type(
+    low: int, high: int | None = None, *, what: str = "a number", name: str = "value"
+) -> Callable[[str], int]:
+    """An argparse type: an integer in [low, high] (no upper bound when high is None)."""
 
     def parse(text: str) -> int:
         try:
             value = int(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"not a port number: {text!r}") from None
-        if not low <= value <= 65535:
-            raise argparse.ArgumentTypeError(f"port out of range {low}-65535: {value}")
+            raise argparse.ArgumentTypeError(f"not {what}: {text!r}") from None
+        if high is not None and not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"{name} out of range {low}-{high}: {value}")
+        if value < low:
+            raise argparse.ArgumentTypeError(f"must be at least {low}: {value}")
         return value
 
     return parse
+
+
+def port_type(*, allow_zero: bool) -> Callable[[str], int]:
+    return int_type(0 if allow_zero else 1, 65535, what="a port number", name="port")
 
 
 def add_port_option(parser: argparse.ArgumentParser, *, allow_zero: bool, what: str) -> None:
