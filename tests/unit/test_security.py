@@ -267,3 +267,25 @@ def test_a_datagram_with_a_forged_source_address_is_never_shown(claim: str) -> N
     b.receive_datagram(bytes([0x84]) + bytes(60), A, net.now)
     assert b.stats.malformed == before + 2
     assert a.online and b.online
+
+
+def test_a_peer_whose_address_changes_keeps_its_sessions() -> None:
+    net = FakeNetwork(seed=38)
+    a, b = signed_in(net, ("alice", A), ("bob", B))
+    converse(net, a, b, ["before the move"])
+    moved: Addr = ("10.0.0.2", 51000)  # alice's NAT rebinds her to another port
+    net.nodes[moved] = net.nodes.pop(A)
+    net.client_events[moved] = net.client_events.pop(A)
+    net.events[moved] = net.events.pop(A)
+    b.send("alice", "where are you now?", net.now)  # bob still has alice's old address
+    a.send("bob", "over here", net.now)
+    net.flush()
+    assert net.run_until(lambda: len(events(net, B, MessageReceived)) == 2, 10)
+    assert events(net, B, MessageReceived)[-1].addr == moved  # the session followed her
+    srv = net.nodes[S]
+    assert isinstance(srv, ServerCore)
+    net.run(T.heartbeat_interval_s * 2)
+    assert srv.users["alice"].addr == moved and a.online
+    assert net.run_until(
+        lambda: "where are you now?" in [m.text for m in events(net, moved, MessageReceived)], 15
+    )

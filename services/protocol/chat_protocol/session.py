@@ -1229,8 +1229,14 @@ class SecureEndpoint:
         if not isinstance(session, SecureSession):
             raise UnknownReceiver("no session with this index")
         was_confirmed = session.confirmed
+        was_at = session.remote_addr
         plaintext = session._open(receiver, counter, ciphertext, addr, now)
         peer = self._peer(session.remote_static, create=False)
+        if peer is not None and session.remote_addr != was_at:
+            # The peer's newest datagram came from a new address: every session with it
+            # follows (both sides may have initiated one; a NAT rebinding moves them all).
+            for other in peer.sessions():
+                other.remote_addr = session.remote_addr
         if not was_confirmed and peer is not None and peer.next is session:
             peer.next = None
             self._unconfirmed.pop(session.local_index, None)
