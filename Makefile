@@ -35,7 +35,7 @@ endef
 COMPOSE_V2 := docker compose version --short 2>/dev/null | grep -Eq '^v?2\.'
 
 .PHONY: help install lab lab-ready images up down logs demo lint unit-test e2e-test bench-smoke \
-	integration-test test bench bench-full clean clean-images
+	integration-test test bench bench-full chaos clean clean-images
 
 help: ## list the targets
 	@echo "usage: make TARGET   (PYTHON=$(PYTHON))"
@@ -142,6 +142,18 @@ bench: $(ENV_READY) ## quick benchmarks
 
 bench-full: $(ENV_READY) ## full benchmarks
 	$(PYTHON) -m bench.run --full
+
+# A chaos run (docs/CHAOS.md): SEED picks the faults and the texts, DURATION the seconds of
+# traffic, CLIENTS and RATE (messages/s per client) its size; BROKEN=1 breaks one client on
+# purpose (the checker must say "lost"). Output in chaos-runs/; exit status chat-check's.
+SEED ?= 1
+DURATION ?= 400
+CLIENTS ?= 6
+RATE ?= 5
+BROKEN ?=
+chaos: images ## client containers under seeded faults, judged by chat-check (SEED= DURATION= CLIENTS= BROKEN=1)
+	$(PYTHON) -m labkit.chaos --seed $(SEED) --duration $(DURATION) --clients $(CLIENTS) \
+		--rate $(RATE) $(if $(BROKEN),--broken)
 
 clean: ## remove build output and caches (not .venv, not the images: see clean-images)
 	rm -rf .lab build dist .pytest_cache .mypy_cache .ruff_cache .hypothesis
