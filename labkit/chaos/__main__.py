@@ -38,7 +38,11 @@ def main(argv: list[str] | None = None) -> int:
         seed=a.seed, duration_s=a.duration, clients=a.clients, rate=a.rate, broken=a.broken,
         out=a.out, project=a.project,
     )  # fmt: skip
-    return run(s)
+    try:
+        return run(s)
+    except KeyboardInterrupt:  # run() has removed the project on its way out
+        print("chaos: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

@@ -72,6 +72,8 @@ class Incarnation:
     started: float = field(default_factory=time.time)
     signed_in_at: float | None = None
     ended_at: float | None = None
+    queued: int = 0
+    """``send`` lines given to it (each becomes a ``send`` record once the client reads it)."""
     lines: queue.SimpleQueue[bytes | None] = field(default_factory=queue.SimpleQueue)
     writer: threading.Thread | None = None
 
@@ -273,7 +275,17 @@ class Fleet:
         if inc is None or not inc.signed_in_at or inc.ended_at:
             return False
         inc.lines.put(line.encode() + b"\n")
+        inc.queued += 1
         return True
+
+    def queued(self) -> dict[str, int]:
+        """Lines given to each running client's current incarnation."""
+        with self._lock:
+            return {
+                n: c.current.queued
+                for n, c in self.clients.items()
+                if c.current is not None and c.current.signed_in_at and c.current.alive()
+            }
 
     def container(self, name: str) -> Container | None:
         """The container of ``name``'s current incarnation, if it is up."""

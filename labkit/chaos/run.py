@@ -27,7 +27,8 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable
+from collections import Counter
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -84,8 +85,8 @@ class Timings:
 
 
 class Outcomes:
-    """The histories read as they grow: for each client's newest incarnation, its messages
-    with no outcome yet (for the drain)."""
+    """The histories read as they grow: for each client's newest incarnation, how many
+    messages it sent and which have no outcome yet (for the drain)."""
 
     def __init__(self, hist_dir: Path) -> None:
         self.hist_dir = hist_dir
@@ -93,6 +94,7 @@ class Outcomes:
         self._rest: dict[Path, bytes] = {}
         self._newest: dict[str, str] = {}
         self._open: dict[tuple[str, str], set[str]] = {}
+        self._sent: dict[tuple[str, str], int] = {}
         self._exited: set[tuple[str, str]] = set()
 
     def update(self) -> None:
@@ -117,21 +119,25 @@ class Outcomes:
         sent = self._open.setdefault(key, set())
         if event == "send":
             sent.add(str(r.get("id")))
+            self._sent[key] = self._sent.get(key, 0) + 1
         elif event in ("delivered", "not_delivered"):
             sent.discard(str(r.get("id")))
         elif event == "exit":
             self._exited.add(key)
 
-    def pending(self, names: Iterable[str]) -> dict[str, int]:
-        """Messages without an outcome, per name given, of its newest incarnation."""
+    def unresolved(self, queued: dict[str, int]) -> dict[str, int]:
+        """For each running client (name: lines given to its current incarnation), the
+        messages not resolved yet: lines it has not read yet (no ``send`` record), and sends
+        without an outcome, of its newest incarnation."""
         out = {}
-        for name in names:
+        for name, lines in queued.items():
             inc = self._newest.get(name.casefold())
-            if inc is None:
+            key = (name.casefold(), inc or "")
+            if key in self._exited:
                 continue
-            key = (name.casefold(), inc)
-            if key not in self._exited and self._open.get(key):
-                out[name] = len(self._open[key])
+            n = max(0, lines - self._sent.get(key, 0)) + len(self._open.get(key, ()))
+            if n:
+                out[name] = n
         return out
 
 
@@ -232,7 +238,7 @@ def run(s: Settings, log: Callable[[str], None] = print) -> int:
         deadline = time.monotonic() + DRAIN_TIMEOUT_S
         while True:
             outcomes.update()
-            pending = outcomes.pending(fleet.up())
+            pending = outcomes.unresolved(fleet.queued())
             if not pending or time.monotonic() > deadline:
                 break
             time.sleep(0.5)
@@ -276,13 +282,17 @@ def run(s: Settings, log: Callable[[str], None] = print) -> int:
     status = check(run_dir, log)
     timings.mark("check")
     _write_info(run_dir, info, timings, t_start, status)
-    kinds = sorted({f"{f['kind']}" for f in nemesis.applied})
+    kinds = Counter(str(f["kind"]) for f in nemesis.applied)
+    comebacks = sum(1 for f in faults if f["kind"] == "restart")
+    starts = sum(1 for e in fleet.events if e["event"] == "started")
+    phases = ", ".join(f"{k} {v:.1f} s" for k, v in timings.phases.items())
     log(
-        f"chaos: seed {s.seed}: {len(nemesis.applied)} faults ({', '.join(kinds)}), "
-        f"{len(nemesis.skipped)} skipped, "
-        f"{sum(1 for e in fleet.events if e['event'] == 'started')} restarts; "
-        f"{time.monotonic() - t_start:.0f} s in all ({timings.phases}); {run_dir}"
+        f"chaos: seed {s.seed}: {len(nemesis.applied)} faults "
+        f"({', '.join(f'{k} {n}' for k, n in sorted(kinds.items()))}), "
+        f"{len(nemesis.skipped)} skipped; {comebacks} clients back after a kill or an exit "
+        f"({starts} containers started); {time.monotonic() - t_start:.0f} s in all ({phases})"
     )
+    log(f"chaos: run directory {run_dir}")
     return status
 
 

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from labkit.chaos.run import Settings
+from labkit.chaos.run import Outcomes, Settings
 from labkit.chaos.schedule import (
     PROCESS_KINDS,
     REQUIRED,
@@ -131,3 +131,28 @@ def test_process_faults_never_overlap_on_one_target_and_partitions_come_one_at_a
                 assert g.at_s >= f.busy_until_s, (f, g)
             if f.kind == g.kind == "partition":
                 assert g.at_s >= f.end_s, (f, g)
+
+
+def test_the_drain_waits_for_unread_lines_and_open_messages(tmp_path: Path) -> None:
+    def record(event: str, inc: str, **extra: object) -> str:
+        return json.dumps({"event": event, "client": "Bob", "incarnation": inc, **extra}) + "\n"
+
+    hist = tmp_path / "bob.jsonl"
+    hist.write_text(record("send", "a1", id="a1.1") + record("exit", "a1", code=0))
+    outcomes = Outcomes(tmp_path)
+    outcomes.update()
+    assert outcomes.unresolved({"bob": 1}) == {}  # an exited incarnation is done
+    with hist.open("a") as f:
+        f.write(record("signed_in", "b2") + record("send", "b2", id="b2.1"))
+        f.write(record("send", "b2", id="b2.2")[:20])  # half a line, still being written
+    outcomes.update()
+    assert outcomes.unresolved({"bob": 3}) == {"bob": 2 + 1}  # 2 lines unread, 1 open
+    with hist.open("a") as f:
+        f.write(record("send", "b2", id="b2.2")[20:] + record("send", "b2", id="b2.3"))
+        f.write(record("delivered", "b2", id="b2.1") + record("not_delivered", "b2", id="b2.2"))
+    outcomes.update()
+    assert outcomes.unresolved({"bob": 3}) == {"bob": 1}
+    with hist.open("a") as f:
+        f.write(record("delivered", "b2", id="b2.3"))
+    outcomes.update()
+    assert outcomes.unresolved({"bob": 3}) == {}
