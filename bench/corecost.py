@@ -1,8 +1,21 @@
-"""What the sans-I/O cores alone cost: no sockets, no event loop, one process, a frozen clock.
+"""What the sans-I/O cores alone cost: no sockets, no event loop, one process, a clock set by hand.
 
 These numbers explain the socket benchmarks: the part of a round trip or of a heartbeat that is
-the protocol's own Python work, as opposed to system calls and wake-ups. The cores are driven the
-way the shells drive them (feed one datagram, drain datagrams and events, ask for the timer).
+the protocol's own Python work (the secure layer's encryption included), as opposed to system
+calls and wake-ups. The cores are driven the way the shells drive them (feed one datagram, drain
+datagrams and events, ask for the timer). Each figure is measured in several repetitions; the
+result gives the median of them and, in ``spread``, their min / median / max.
+
+* ServerCore: ``users`` users signed in by real handshakes (bench.signin; the handshakes are
+  spread over the fake clock, below the rate at which the server would answer cookies), then in
+  each of ``--rounds`` rounds: every user's encrypted HEARTBEAT, LOOKUPs, the secure endpoint's
+  sweep of its sessions, and the expiry sweep in which every user's entry comes due and is pushed
+  back.
+* The three cores of a direct message (sender, server, receiver; the clients know the server's
+  key): ``send() -> LOOKUP -> reply -> DATA -> ACK -> delivered``; and a 1 MiB message.
+* The secure layer per direct message: encrypt + decrypt (through ``SecureEndpoint.receive``, as
+  the cores do) of a DATA and of its ACK at the sizes the cores produce for a small message.
+
 ``python -m bench.corecost`` prints one JSON object.
 """
 
@@ -10,22 +23,58 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import statistics
 import sys
 import time
+from collections.abc import Callable
 from typing import Any
 
+from bench.signin import Handshake, SignedIn
 from chat_protocol.client import ClientCore
-from chat_protocol.codec import decode, encode
+from chat_protocol.codec import encode
+from chat_protocol.const import HANDSHAKES_PER_S_UNDER_LOAD
 from chat_protocol.events import MessageDelivered, SendFailed
-from chat_protocol.messages import Addr, Heartbeat, Hello, Lookup, Welcome
+from chat_protocol.messages import Addr, Heartbeat, Lookup
+from chat_protocol.noise import KeyPair
 from chat_protocol.server import ServerCore
+from chat_protocol.session import (
+    TRANSPORT_OVERHEAD_BYTES,
+    HandshakeRequested,
+    SecureEndpoint,
+    SecureSession,
+    SessionEstablished,
+)
 
 SERVER: Addr = ("127.0.0.1", 5000)
+SIGN_INS_PER_S = 0.75 * HANDSHAKES_PER_S_UNDER_LOAD
+"""Sign-ins per second of the fake clock: below the rate at which the server answers cookies."""
+CLOCK_OFFSET_S = 1.7e9
+"""Fake clock -> wall clock, for the clients' handshake timestamps."""
+
+Spread = dict[str, float]
+
+
+def spread(samples: list[float]) -> Spread:
+    return {
+        "min": min(samples),
+        "median": float(statistics.median(samples)),
+        "max": max(samples),
+        "n": float(len(samples)),
+    }
 
 
 def _addr(i: int) -> Addr:
     n = (1 << 24) + i
     return (f"127.{(n >> 16) & 255}.{(n >> 8) & 255}.{n & 255}", 40000)
+
+
+def _feed(core: ServerCore, data: bytes, addr: Addr, now: float) -> list[tuple[bytes, Addr]]:
+    core.receive_datagram(data, addr, now)
+    core.events()
+    out = core.datagrams_to_send(now)
+    core.next_timer()
+    return out
 
 
 def _per_datagram(core: ServerCore, datagrams: list[bytes], now: float) -> float:
@@ -34,67 +83,129 @@ def _per_datagram(core: ServerCore, datagrams: list[bytes], now: float) -> float
     for i, data in enumerate(datagrams):
         core.receive_datagram(data, _addr(i), now)
         core.events()
-        core.datagrams_to_send(0.0)
+        core.datagrams_to_send(now)
         core.next_timer()
     return (time.perf_counter() - t0) / len(datagrams)
 
 
-def server_costs(users: int) -> dict[str, float]:
-    core = ServerCore()
-    tokens: list[bytes] = []
-    now = 0.0
+def _timed(fn: Callable[[float], object], at: float) -> float:
     t0 = time.perf_counter()
+    fn(at)
+    return time.perf_counter() - t0
+
+
+def server_costs(users: int, rounds: int) -> dict[str, Any]:
+    core = ServerCore(identity=KeyPair.generate(os.urandom))
+    key = core.identity.public
+    sessions: list[SecureSession] = []
+    tokens: list[bytes] = []
+    chunk = max(1, users // 5)
+    sign_in: list[float] = []  # server seconds per sign-in, per chunk of users
+    spent = 0.0
+    now = 0.0
     for i in range(users):
-        core.receive_datagram(encode(Hello(req_id=i + 1, name=f"u{i}")), _addr(i), now)
-        core.events()
-        ((data, _),) = core.datagrams_to_send(0.0)
-        welcome = decode(data)
-        assert isinstance(welcome, Welcome)
-        tokens.append(welcome.token)
-        core.next_timer()
-    sign_in = (time.perf_counter() - t0) / users
-    heartbeats = [encode(Heartbeat(token=t)) for t in tokens]
-    now = 1.0
-    heartbeat = _per_datagram(core, heartbeats, now)
+        now = i / SIGN_INS_PER_S
+        hs = Handshake(name=f"u{i}", server_key=key, index=i + 1)
+        init = hs.initiation(now)
+        t0 = time.perf_counter()
+        out = _feed(core, init, _addr(i), now)
+        spent += time.perf_counter() - t0
+        ((response, _),) = out
+        got = hs.receive(response, SERVER, now)
+        assert isinstance(got, SignedIn)
+        keepalive = got.keepalive(now)
+        t0 = time.perf_counter()
+        _feed(core, keepalive, _addr(i), now)  # the server registers the user on it
+        spent += time.perf_counter() - t0
+        sessions.append(got.session)
+        tokens.append(got.token)
+        if (i + 1) % chunk == 0:
+            sign_in.append(spent / chunk)
+            spent = 0.0
+    assert len(core.users) == users, (len(core.users), core.stats)
+    last = now
+    timeout_s = (
+        core.heartbeat_interval_s()
+        * core.timings.client_timeout_s
+        / core.timings.heartbeat_interval_s
+    )
+    plain_hb = [encode(Heartbeat(token=t)) for t in tokens]
     n = min(users, 20_000)
-    lookups = [
+    plain_lookup = [
         encode(Lookup(token=tokens[i], req_id=i, name=f"u{(i + 1) % users}")) for i in range(n)
     ]
-    lookup = _per_datagram(core, lookups, now)
-    # Expiry bookkeeping: every user's heap entry comes due once per timeout and is pushed back
-    # (the user heartbeated since). Make all of them due at once and time the sweep.
-    for i in range(users):
-        core.receive_datagram(heartbeats[i], _addr(i), now + 5.0)
-    core.datagrams_to_send(0.0)
-    due = core.next_timer()
-    assert due is not None
-    t0 = time.perf_counter()
-    core.handle_timer(now + 5.0 + 0.999 * (core.users[next(iter(core.users))].expires - now - 5.0))
-    repush = (time.perf_counter() - t0) / users
-    assert len(core.users) == users
+
+    def heartbeats(at: float) -> float:
+        datagrams = [s.encrypt(p, at) for s, p in zip(sessions, plain_hb, strict=True)]
+        return _per_datagram(core, datagrams, at)
+
+    def lookups(at: float) -> float:
+        datagrams = [sessions[i].encrypt(plain_lookup[i], at) for i in range(n)]
+        return _per_datagram(core, datagrams, at)
+
+    # Line the expiry entries up (they were filed at sign-in, spread over the clock): every user
+    # heartbeats, then one sweep pushes every entry back to the same moment `due`.
+    heartbeats(last + 2.0)
+    core.handle_timer(last + timeout_s + 0.05)  # (also the endpoint's first sweep)
+    due = last + 2.0 + timeout_s
+    hb: list[float] = []
+    lk: list[float] = []
+    sweep: list[float] = []
+    repush: list[float] = []
+    for _ in range(rounds):
+        # Every round: heartbeats and lookups just before `due` (so every user's expiry moves
+        # on), the endpoint's sweep alone (no expiry entry is due yet), then the expiry sweep
+        # alone (every entry due, every user alive: each is pushed back), less than
+        # ENDPOINT_SWEEP_S after the endpoint's sweep, so that does not run again in it.
+        hb.append(heartbeats(due - 0.6))
+        lk.append(lookups(due - 0.6))
+        sweep.append(_timed(core.handle_timer, due - 0.5) / len(sessions))
+        repush.append(_timed(core.handle_timer, due + 0.05) / users)
+        assert len(core.users) == users
+        due = due - 0.6 + timeout_s
+    us = {
+        "core_sign_in_us": [x * 1e6 for x in sign_in],
+        "core_heartbeat_us": [x * 1e6 for x in hb],
+        "core_lookup_us": [x * 1e6 for x in lk],
+        "core_endpoint_sweep_us": [x * 1e6 for x in sweep],
+        "core_expiry_repush_us": [x * 1e6 for x in repush],
+    }
     return {
-        "core_sign_in_us": sign_in * 1e6,
-        "core_heartbeat_us": heartbeat * 1e6,
-        "core_lookup_us": lookup * 1e6,
-        "core_expiry_repush_us": repush * 1e6,
-        "timeout_s": core.heartbeat_interval_s()
-        * core.timings.client_timeout_s
-        / core.timings.heartbeat_interval_s,
+        **{k: statistics.median(v) for k, v in us.items()},
+        "spread": {k: spread(v) for k, v in us.items()},
+        "timeout_s": timeout_s,
+        "users": users,
     }
 
 
 class _Net:
-    """Delivers every datagram at once, in order, between the three cores (one process)."""
+    """Delivers every datagram at once, in order, between the three cores (one process); records
+    the size of each datagram it moves."""
 
     def __init__(self) -> None:
-        self.server = ServerCore()
-        self.a = ClientCore(name="a", server=SERVER)
-        self.b = ClientCore(name="b", server=SERVER)
-        self.clients: dict[Addr, ClientCore] = {("127.0.0.2", 1): self.a, ("127.0.0.3", 1): self.b}
+        self.server = ServerCore(identity=KeyPair.generate(os.urandom))
+        key = self.server.identity.public
+
+        def client(name: str) -> ClientCore:
+            return ClientCore(
+                name=name,
+                server=SERVER,
+                identity=KeyPair.generate(os.urandom),
+                server_key=key,
+                clock_offset_s=CLOCK_OFFSET_S,
+            )
+
+        self.a_addr: Addr = ("127.0.0.2", 1)
+        self.b_addr: Addr = ("127.0.0.3", 1)
+        self.a = client("a")
+        self.b = client("b")
+        self.clients: dict[Addr, ClientCore] = {self.a_addr: self.a, self.b_addr: self.b}
         self.now = 0.0
+        self.sizes: list[tuple[Addr, Addr, int]] = []
 
     def _deliver(self, out: list[tuple[bytes, Addr]], src: Addr) -> None:
         for data, dst in out:
+            self.sizes.append((src, dst, len(data)))
             if dst == SERVER:
                 self.server.receive_datagram(data, src, self.now)
             else:
@@ -117,7 +228,36 @@ class _Net:
         return events
 
 
-def client_costs(messages: int, bulk_bytes: int, bulk_reps: int) -> dict[str, float]:
+def _endpoints(now: float) -> tuple[SecureSession, SecureEndpoint, Addr]:
+    """A session (sender side) and the endpoint that receives on it, from a handshake in
+    memory; and the sender's address."""
+    a_addr: Addr = ("127.0.0.2", 1)
+    a = SecureEndpoint(static=KeyPair.generate(os.urandom), random_bytes=os.urandom)
+    b = SecureEndpoint(static=KeyPair.generate(os.urandom), random_bytes=os.urandom)
+    requested = b.receive(a.connect(b.static.public, b"", now, timestamp=1), a_addr, now)
+    assert isinstance(requested, HandshakeRequested)
+    established = a.receive(b.accept(requested.incoming, b"", now), SERVER, now)
+    assert isinstance(established, SessionEstablished)
+    b.receive(established.session.encrypt(b"", now), a_addr, now)
+    return established.session, b, a_addr
+
+
+def crypto_costs(plaintext_sizes: list[int], reps: int = 21, inner: int = 500) -> list[float]:
+    """Microseconds, per repetition, to encrypt and decrypt (``SecureEndpoint.receive``) one
+    datagram of each of ``plaintext_sizes``, summed."""
+    sender, receiver, addr = _endpoints(0.0)
+    payloads = [os.urandom(n) for n in plaintext_sizes]
+    samples = []
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        for _ in range(inner):
+            for p in payloads:
+                receiver.receive(sender.encrypt(p, 0.0), addr, 0.0)
+        samples.append((time.perf_counter() - t0) / inner * 1e6)
+    return samples
+
+
+def client_costs(messages: int, bulk_bytes: int, bulk_reps: int) -> dict[str, Any]:
     net = _Net()
     net.a.connect(0.0)
     net.b.connect(0.0)
@@ -133,33 +273,58 @@ def client_costs(messages: int, bulk_bytes: int, bulk_reps: int) -> dict[str, fl
                 raise RuntimeError(ev.reason.value)
         raise RuntimeError("not delivered in one pass")
 
-    for i in range(20):
+    for i in range(20):  # the handshake between the two clients, the receiver's lookup, ...
         one(f"warm-up {i}")
-    t0 = time.perf_counter()
-    for i in range(messages):
-        one(f"ping {i:06d}")
-    message = (time.perf_counter() - t0) / messages
+    # The datagrams of one small message, as the cores make them.
+    net.sizes.clear()
+    one("ping 000000")
+    plain = {
+        (src, dst): size - TRANSPORT_OVERHEAD_BYTES for src, dst, size in net.sizes
+    }  # one datagram each way on each path for a small message
+    if len(net.sizes) != 4 or len(plain) != 4:
+        raise RuntimeError(f"a small message took other datagrams than expected: {net.sizes}")
+    data_b, ack_b = plain[(net.a_addr, net.b_addr)], plain[(net.b_addr, net.a_addr)]
+    lookup_b, reply_b = plain[(net.a_addr, SERVER)], plain[(SERVER, net.a_addr)]
+    batches = 5
+    per_batch = max(1, messages // batches)
+    message: list[float] = []
+    for b in range(batches):
+        t0 = time.perf_counter()
+        for i in range(per_batch):
+            one(f"ping {b * per_batch + i:06d}")
+        message.append((time.perf_counter() - t0) / per_batch * 1e6)
     big = "x" * bulk_bytes
-    times = []
+    bulk = []
     for _ in range(bulk_reps):
         t0 = time.perf_counter()
         one(big)
-        times.append(time.perf_counter() - t0)
-    return {"core_message_us": message * 1e6, "core_bulk_ms": sorted(times)[len(times) // 2] * 1e3}
+        bulk.append((time.perf_counter() - t0) * 1e3)
+    crypto = crypto_costs([data_b, ack_b])
+    crypto_send = crypto_costs([lookup_b, reply_b, data_b, ack_b])
+    figures = {
+        "core_message_us": message,
+        "core_bulk_ms": bulk,
+        "crypto_us_per_message": crypto,
+        "crypto_send_us": crypto_send,
+    }
+    return {
+        **{k: statistics.median(v) for k, v in figures.items()},
+        "spread": {k: spread(v) for k, v in figures.items()},
+        "plaintext_bytes": {"data": data_b, "ack": ack_b, "lookup": lookup_b, "reply": reply_b},
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__)
-    p.add_argument("--users", type=int, default=100_000)
+    p.add_argument("--users", type=int, default=10_000)
+    p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--messages", type=int, default=2000)
     p.add_argument("--bulk-bytes", type=int, default=1 << 20)
     p.add_argument("--bulk-reps", type=int, default=3)
     args = p.parse_args(argv)
-    result = {
-        **server_costs(args.users),
-        **client_costs(args.messages, args.bulk_bytes, args.bulk_reps),
-        "users": args.users,
-    }
+    server = server_costs(args.users, args.rounds)
+    client = client_costs(args.messages, args.bulk_bytes, args.bulk_reps)
+    result = {**server, **client, "spread": {**server["spread"], **client["spread"]}}
     print(json.dumps(result), flush=True)
     return 0
 

@@ -1,9 +1,10 @@
 """Liveness: how long a crash goes unnoticed, with real chat-server and chat-client processes.
 
 * Client crash: ``kill -9`` a signed-in chat-client; an observer (a signed-in client of our own,
-  built from the codec) LOOKs it up every ``POLL_S`` until the server says it is gone. The
-  server removes a user it has not heard from for ``client_timeout_s`` after its last heartbeat,
-  so this lands between ``client_timeout_s - heartbeat interval`` and ``client_timeout_s``.
+  from bench.signin and the codec, on a secure session) LOOKs it up every ``POLL_S`` until the
+  server says it is gone. The server removes a user it has not heard from for
+  ``client_timeout_s`` after its last heartbeat, so this lands between ``client_timeout_s -
+  heartbeat interval`` and ``client_timeout_s``.
 * Server crash: ``kill -9`` the chat-server; every chat-client must notice and exit (code 5) on
   its own. Measured from the kill to each client's exit.
 
@@ -24,17 +25,18 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-from bench import procs
+from bench import procs, signin
 from chat_protocol.codec import decode, encode
 from chat_protocol.errors import MalformedDatagram
-from chat_protocol.messages import Hello, Lookup, LookupReply, Welcome
+from chat_protocol.messages import Lookup, LookupReply
 
 POLL_S = 0.02
 CLIENT_EXIT_SERVER_LOST = 5
 
 
 class Observer:
-    """A signed-in user that only looks others up (each LOOKUP also keeps it signed in)."""
+    """A signed-in user that only looks others up (each LOOKUP also keeps it signed in). It
+    signs in over a secure session like any client (bench.signin) and its LOOKUPs ride it."""
 
     def __init__(self, server: tuple[str, int], name: str) -> None:
         self.server = server
@@ -43,29 +45,23 @@ class Observer:
         self.sock.connect(server)
         self.sock.settimeout(0.3)
         self.req = 1
-        self.token = b""
-        for _ in range(10):
-            self.sock.send(encode(Hello(req_id=1, name=name)))
-            try:
-                msg = decode(self.sock.recv(2048))
-            except (TimeoutError, MalformedDatagram):
-                continue
-            if isinstance(msg, Welcome):
-                self.token = msg.token
-                return
-        raise RuntimeError("observer could not sign in")
+        self.user = signin.sign_in(self.sock, name, signin.server_key(server), timeout_s=5.0)
 
     def online(self, name: str) -> bool | None:
         """Whether the directory has ``name`` (None: no answer within the timeout)."""
         self.req += 1
         rid = self.req
-        self.sock.send(encode(Lookup(token=self.token, req_id=rid, name=name)))
-        deadline = time.monotonic() + 0.3
+        now = time.monotonic()
+        lookup = encode(Lookup(token=self.user.token, req_id=rid, name=name))
+        self.sock.send(self.user.session.encrypt(lookup, now))
+        deadline = now + 0.3
         while time.monotonic() < deadline:
             try:
-                msg = decode(self.sock.recv(2048))
+                data = self.sock.recv(2048)
             except TimeoutError:
                 return None
+            try:
+                msg = decode(self.user.session.decrypt(data, self.server, time.monotonic()))
             except MalformedDatagram:
                 continue
             if isinstance(msg, LookupReply) and msg.req_id == rid:
@@ -132,8 +128,13 @@ def client_crash(victims: int, loop: str = "uvloop", timeout_s: float = 30.0) ->
         try:
             with chat_clients(srv, names) as clients:
                 for n in names:
-                    if not obs.online(n):
-                        raise RuntimeError(f"{n} is not in the directory after signing in")
+                    # chat-client prints "signed in" on the WELCOME, just before the datagram
+                    # that makes the server register it: allow that one its way there.
+                    deadline = time.monotonic() + 2.0
+                    while not obs.online(n):
+                        if time.monotonic() > deadline:
+                            raise RuntimeError(f"{n} is not in the directory after signing in")
+                        time.sleep(POLL_S)
                 # Stagger the kills over one heartbeat interval: different phases.
                 start = time.monotonic()
                 kill_at = sorted(start + rng.uniform(0, 1.5) for _ in names)

@@ -1,21 +1,34 @@
 """Load generator for directory lookups: N signed-in clients, LOOKUPs pipelined by each.
 
 Runs as its own process (``python -m bench.loadgen``), apart from the server it loads. Each
-simulated client has its own UDP socket (the server answers a token only from the address that
-signed in), signs in with a HELLO built by the codec, then keeps ``--window`` LOOKUPs outstanding,
-sending one more for every reply. Replies are counted over ``--duration`` seconds after
-``--warmup``; a client that heard nothing for 100 ms (a datagram lost in a full socket buffer) has
-its window refilled.
+simulated client has its own UDP socket (on a loopback address of its own: the server limits
+sign-ins and handshakes per source address), key pair and secure session (bench.signin): it learns
+the server's key with a KEY_REQUEST, signs in with a Noise IK handshake whose initiation carries
+the HELLO, confirms the session with an empty TRANSPORT datagram, then keeps ``--window``
+encrypted LOOKUPs outstanding, sending one more for every reply. Replies are counted over
+``--duration`` seconds after ``--warmup``; a client that heard nothing for 100 ms (a datagram lost
+in a full socket buffer) has its window refilled. At the end every client signs out (BYE).
 
-``--mode echo`` sends the same LOOKUP datagrams without signing in, to the echo server: the same
-work on this side, the least possible work on the other. Prints one JSON object.
+The requests are encrypted before the measured phase: each client gets a pool of LOOKUP
+datagrams with consecutive counters, enough for ``--max-rate`` replies per second (past it they
+are encrypted on the fly and counted in ``encrypted_live``), and replies are counted without
+being decrypted, as the plaintext version counted them without decoding. So the load process
+does the same per datagram in both modes, and what differs is the server: the chat-server
+decrypts every LOOKUP and encrypts its answer. Each client's first answer is decrypted and
+checked (found, with the right key).
+
+``--mode echo`` sends datagrams of the same size (LOOKUPs encrypted on a session made in memory,
+cycled) to the echo server without signing in: the same work on this side, the least possible
+work on the other, no crypto at all. Prints one JSON object.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import gc
 import json
+import math
 import os
 import resource
 import select
@@ -23,10 +36,17 @@ import socket
 import sys
 import time
 
+from bench.signin import Handshake, SignedIn, local_pair, receiver_index, server_key
 from chat_protocol.codec import decode, encode
-from chat_protocol.messages import Hello, Lookup, LookupReply, Welcome
+from chat_protocol.errors import MalformedDatagram
+from chat_protocol.messages import Bye, ByeAck, Lookup, LookupReply
 
 STALL_S = 0.1
+DEFAULT_MAX_RATE = 150_000.0
+"""Replies per second the requests encrypted beforehand suffice for (bench.run lowers it to twice
+the best rate seen so far in a run)."""
+ECHO_RING = 256
+"""Datagrams per client cycled against the echo server (it checks no counters)."""
 
 
 def _cpu(pid: int) -> float | None:
@@ -45,10 +65,17 @@ def _self_cpu() -> float:
     return r.ru_utime + r.ru_stime
 
 
-def sign_in(socks: list[socket.socket], names: list[str], timeout_s: float = 20.0) -> list[bytes]:
-    """HELLO from every socket (retried every 300 ms) until each has its WELCOME token."""
-    tokens: list[bytes | None] = [None] * len(socks)
-    hellos = [encode(Hello(req_id=i + 1, name=n)) for i, n in enumerate(names)]
+def sign_in(
+    socks: list[socket.socket],
+    names: list[str],
+    target: tuple[str, int],
+    key: bytes,
+    timeout_s: float = 20.0,
+) -> tuple[list[SignedIn], list[Handshake]]:
+    """Sign every socket's user in (a handshake each, started again every 0.5 s without an
+    answer), and confirm each session with its keepalive. Client ``i`` has index ``i + 1``."""
+    handshakes = [Handshake(name=n, server_key=key, index=i + 1) for i, n in enumerate(names)]
+    users: list[SignedIn | None] = [None] * len(socks)
     fd2i = {s.fileno(): i for i, s in enumerate(socks)}
     ep = select.epoll()
     for s in socks:
@@ -61,8 +88,8 @@ def sign_in(socks: list[socket.socket], names: list[str], timeout_s: float = 20.
                 raise TimeoutError(f"{len(missing)} of {len(socks)} clients not signed in")
             for i in list(missing)[:256]:
                 with contextlib.suppress(BlockingIOError):
-                    socks[i].send(hellos[i])
-            resend_at = time.monotonic() + 0.3
+                    socks[i].send(handshakes[i].initiation(time.monotonic()))
+            resend_at = time.monotonic() + 0.5
             while missing and time.monotonic() < resend_at:
                 for fd, _ in ep.poll(0.05):
                     i = fd2i[fd]
@@ -71,15 +98,59 @@ def sign_in(socks: list[socket.socket], names: list[str], timeout_s: float = 20.
                             data = socks[i].recv(2048)
                         except BlockingIOError:
                             break
-                        msg = decode(data)
-                        if isinstance(msg, Welcome) and msg.req_id == i + 1:
-                            tokens[i] = msg.token
-                            missing.discard(i)
-                        elif i in missing:
-                            raise RuntimeError(f"sign-in of {names[i]} answered with {msg!r}")
+                        if i not in missing or receiver_index(data) != i + 1:
+                            continue
+                        now = time.monotonic()
+                        try:
+                            got = handshakes[i].receive(data, target, now)
+                        except MalformedDatagram:
+                            continue  # an answer to an attempt we have since replaced
+                        with contextlib.suppress(BlockingIOError):
+                            if isinstance(got, SignedIn):
+                                users[i] = got
+                                missing.discard(i)
+                                socks[i].send(got.keepalive(now))
+                            else:
+                                socks[i].send(got)  # the server is under load: cookie, again
     finally:
         ep.close()
-    return [t for t in tokens if t is not None]
+    return [u for u in users if u is not None], handshakes
+
+
+def client_host(server_host: str, i: int) -> str:
+    """Where client ``i`` sends from: against a loopback server, an address of its own in
+    127.2.0.0/16 (each simulated client is a machine of its own, as the server's quotas per
+    source address expect); else the server's host, as before."""
+    if not server_host.startswith("127."):
+        return server_host
+    return f"127.2.{1 + i // 254}.{1 + i % 254}"
+
+
+def sign_out(socks: list[socket.socket], users: list[SignedIn], target: tuple[str, int]) -> int:
+    """A BYE from every signed-in client (so the next run finds their names and quotas free);
+    the number of BYE_ACKs seen within 0.5 s."""
+    for i, (s, u) in enumerate(zip(socks, users, strict=True)):
+        s.setblocking(False)
+        drain([s])
+        with contextlib.suppress(BlockingIOError, ConnectionRefusedError):
+            s.send(u.session.encrypt(encode(Bye(token=u.token, req_id=i + 1)), time.monotonic()))
+    acks = 0
+    deadline = time.monotonic() + 0.5
+    left = set(range(len(socks)))
+    while left and time.monotonic() < deadline:
+        for i in list(left):
+            try:
+                data = socks[i].recv(2048)
+            except (BlockingIOError, ConnectionRefusedError):
+                continue
+            with contextlib.suppress(MalformedDatagram):
+                if isinstance(
+                    decode(users[i].session.decrypt(data, target, time.monotonic())), ByeAck
+                ):
+                    acks += 1
+                    left.discard(i)
+        time.sleep(0.005)
+    return acks
 
 
 def drain(socks: list[socket.socket]) -> None:
@@ -100,42 +171,67 @@ def run(
     warmup_s: float,
     duration_s: float,
     server_pid: int,
+    max_rate: float = DEFAULT_MAX_RATE,
 ) -> dict[str, object]:
+    gc.disable()  # no collection pauses in the measured phase (nothing here makes cycles)
     tag = os.urandom(3).hex()
     names = [f"lg{tag}-{i}" for i in range(clients)]
     socks: list[socket.socket] = []
     try:
-        for _ in range(clients):
+        for i in range(clients):
             s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-            s.bind((target[0], 0))
+            s.bind((client_host(target[0], i), 0))
             s.connect(target)
             s.setblocking(False)
             socks.append(s)
+        t0 = time.monotonic()
         if mode == "lookup":
-            t0 = time.monotonic()
-            tokens = sign_in(socks, names)
-            sign_in_s = time.monotonic() - t0
+            key = server_key(target, bind_host=target[0])
+            users, handshakes = sign_in(socks, names, target, key)
+            tokens = [u.token for u in users]
+            sessions = [u.session for u in users]
+            cyclic = False
         else:
+            # No sign-in: LOOKUPs of the same size, encrypted on a session made here.
             tokens = [os.urandom(8) for _ in socks]
-            sign_in_s = 0.0
+            sessions = [local_pair(time.monotonic())[0]] * clients
+            handshakes = []
+            users = []
+            cyclic = True
+        sign_in_s = time.monotonic() - t0
         # Each client looks up the next one: every answer carries an address (the found case).
-        payloads = [
+        plain = [
             encode(Lookup(token=tokens[i], req_id=i + 1, name=names[(i + 1) % clients]))
             for i in range(clients)
         ]
+        # Encrypted before the measured phase, in counter order (the echo server checks
+        # nothing, so a ring of them is cycled there).
+        t0 = time.monotonic()
+        per_client = math.ceil(max_rate * (warmup_s + duration_s) / clients) + 4 * window
+        if cyclic:
+            per_client = min(per_client, ECHO_RING)
+        now = time.monotonic()
+        pools = [
+            [sessions[i].encrypt(plain[i], now) for _ in range(per_client)] for i in range(clients)
+        ]
+        prepare_s = time.monotonic() - t0
+        pos = [1] * clients
         # Check once that the answers are what we think they are.
         for i, s in enumerate(socks):
-            s.send(payloads[i])
+            s.send(pools[i][0])
         for i, s in enumerate(socks):
             s.setblocking(True)
             s.settimeout(2.0)
             data = s.recv(2048)
             s.setblocking(False)
             if mode == "lookup":
-                reply = decode(data)
-                if not (isinstance(reply, LookupReply) and reply.addr is not None):
+                reply = decode(sessions[i].decrypt(data, target, time.monotonic()))
+                want = handshakes[(i + 1) % clients].public
+                if not (
+                    isinstance(reply, LookupReply) and reply.addr is not None and reply.key == want
+                ):
                     raise RuntimeError(f"unexpected answer to a LOOKUP: {reply!r}")
-            elif data != payloads[i]:
+            elif data != pools[i][0]:
                 raise RuntimeError("the echo server did not echo")
 
         fd2i = {s.fileno(): i for i, s in enumerate(socks)}
@@ -146,17 +242,27 @@ def run(
         heard = [False] * clients
         send_errors = 0
 
+        encrypted_live = 0
+
         def refill(i: int) -> None:
-            nonlocal send_errors
-            s, p, n = socks[i], payloads[i], inflight[i]
+            nonlocal send_errors, encrypted_live
+            s, pool, n, k = socks[i], pools[i], inflight[i], pos[i]
             while n < window:
+                if k >= len(pool):
+                    if cyclic:
+                        k = 0
+                    else:  # the pool ran out: encrypt here (counted)
+                        pool.append(sessions[i].encrypt(plain[i], time.monotonic()))
+                        encrypted_live += 1
                 try:
-                    s.send(p)
+                    s.send(pool[k])
                 except (BlockingIOError, ConnectionRefusedError):
                     send_errors += 1
                     break
+                k += 1
                 n += 1
             inflight[i] = n
+            pos[i] = k
 
         for i in range(clients):
             refill(i)
@@ -204,8 +310,10 @@ def run(
         assert start_t is not None and start_count is not None and start_self is not None
         elapsed = now - start_t
         end_cpu = _cpu(server_pid)
+        end_self = _self_cpu()
         replies = count - start_count
         ep.close()
+        signed_out = sign_out(socks, users, target) if mode == "lookup" else 0
         return {
             "mode": mode,
             "clients": clients,
@@ -218,10 +326,14 @@ def run(
                 if end_cpu is not None and start_cpu is not None
                 else None
             ),
-            "loadgen_cpu_frac": (_self_cpu() - start_self) / elapsed,
+            "loadgen_cpu_frac": (end_self - start_self) / elapsed,
             "stalls": stalls,
             "send_errors": send_errors,
             "sign_in_s": sign_in_s,
+            "prepare_s": prepare_s,
+            "pool_per_client": per_client,
+            "encrypted_live": encrypted_live,
+            "signed_out": signed_out,
         }
     finally:
         for s in socks:
@@ -237,6 +349,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--warmup", type=float, default=0.3)
     p.add_argument("--duration", type=float, default=1.0)
     p.add_argument("--server-pid", type=int, default=0, help="read this process's CPU time")
+    p.add_argument(
+        "--max-rate",
+        type=float,
+        default=DEFAULT_MAX_RATE,
+        help="replies per second the encrypted-beforehand requests are enough for (past it, "
+        "requests are encrypted on the fly)",
+    )
     args = p.parse_args(argv)
     host, _, port = args.target.rpartition(":")
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -250,6 +369,7 @@ def main(argv: list[str] | None = None) -> int:
         warmup_s=args.warmup,
         duration_s=args.duration,
         server_pid=args.server_pid,
+        max_rate=args.max_rate,
     )
     print(json.dumps(result), flush=True)
     return 0

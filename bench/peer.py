@@ -2,7 +2,9 @@
 
 The benchmark's message sender (A) runs one in the measuring process; the receiver (B) runs
 ``python -m bench.peer`` in a process of its own: it signs in, prints ``ready HOST:PORT``, answers
-DATA with ACKs until its stdin closes, then signs out and prints its counters as JSON.
+DATA with ACKs until its stdin closes, then signs out and prints its counters as JSON. Each has a
+key pair of its own and learns the server's key on first contact; everything between them and
+with the server rides their secure sessions, as between two chat-clients.
 
 The loop is the same for both: wait on the socket (``poll``) until a datagram arrives or the
 core's next timer is due, feed every waiting datagram to the core, fire the timer if due, send
@@ -14,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import select
 import socket
 import sys
@@ -24,6 +27,7 @@ from collections.abc import Callable
 from chat_protocol.client import ClientCore
 from chat_protocol.events import ClientEvent, MessageReceived, SignedIn, SignInFailed
 from chat_protocol.messages import Addr
+from chat_protocol.noise import KeyPair
 
 RCVBUF_BYTES = 1 << 20
 
@@ -34,7 +38,14 @@ class SyncPeer:
         self.sock.bind((bind_host, 0))
         self.sock.setblocking(False)
         self.addr: Addr = self.sock.getsockname()
-        self.core = ClientCore(name=name, server=server)
+        # A fresh identity each run; the server's key is learned on first contact (KEY_REQUEST)
+        # and pinned, as chat-client does with an empty key store.
+        self.core = ClientCore(
+            name=name,
+            server=server,
+            identity=KeyPair.generate(os.urandom),
+            clock_offset_s=time.time() - time.monotonic(),
+        )
         self.server = server
         self.events: deque[ClientEvent] = deque()
         self._poll = select.poll()

@@ -8,11 +8,13 @@ namespace created here is deleted the same way, even when a measurement fails.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import json
 import os
 import queue
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -55,6 +57,11 @@ scheduler, two ping-pong processes sometimes share a CPU (a direct hand-off, ~4x
 kind of VM) and sometimes do not, and the baselines would flip between the two."""
 
 
+LOAD_CPUS: tuple[int, ...] = tuple(c for c in _ALLOWED if c != FAR) if FAR is not None else ()
+"""The CPUs a load process may use while it prepares (every allowed CPU but FAR): NEAR alone on
+a 2-CPU machine."""
+
+
 def pinned(cpu: int | None) -> Callable[[], None] | None:
     """A ``preexec_fn`` that keeps the child (and what it starts) on ``cpu``."""
     if cpu is None:
@@ -71,9 +78,34 @@ def pin_self(cpu: int | None) -> None:
         os.sched_setaffinity(0, {cpu})
 
 
+def pin_self_any(cpus: tuple[int, ...]) -> None:
+    """Let this process run on any of ``cpus`` (nothing changes if it is empty)."""
+    if cpus:
+        os.sched_setaffinity(0, set(cpus))
+
+
+BENCH_HOME_ENV = "CHAT_BENCH_HOME"
+
+
+def bench_home() -> str:
+    """The key store (``CHAT_HOME``) of every chat program a benchmark run starts: a temporary
+    directory made by the first process that asks, inherited by its children, deleted when that
+    process exits. So the servers of one run share one key, the clients pin it for each port, and
+    nothing of the user's own home is read or written."""
+    home = os.environ.get(BENCH_HOME_ENV)
+    if not home:
+        home = tempfile.mkdtemp(prefix="chat-bench-home-")
+        os.environ[BENCH_HOME_ENV] = home
+        atexit.register(shutil.rmtree, home, True)
+    return home
+
+
 def loop_env(loop: str) -> dict[str, str]:
-    """The environment for a child that must run on ``loop`` ('uvloop' or 'asyncio')."""
+    """The environment for a child that must run on ``loop`` ('uvloop' or 'asyncio'), with the
+    run's key store (:func:`bench_home`)."""
+    home = bench_home()
     env = dict(os.environ)
+    env["CHAT_HOME"] = home
     env.pop("CHAT_NO_UVLOOP", None)
     if loop == "asyncio":
         env["CHAT_NO_UVLOOP"] = "1"

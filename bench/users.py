@@ -7,23 +7,33 @@ user needs an address of its own. All of 127.0.0.0/8 is loopback: the load proce
 ``sendmsg``; the server's answers to 127.x.y.z:PORT arrive on that same socket. One descriptor
 instead of 100 000. Only datagrams from the server are looked at.
 
-It signs every user in (HELLOs from the codec, ``--window`` outstanding, retried after 0.5 s; a
-repeated HELLO gets the same WELCOME back), then heartbeats every user as ClientCore does: each
-user's next HEARTBEAT one interval after its last, the interval being the latest the server told
-that user in WELCOME / HEARTBEAT_ACK (the server stretches it as users grow). It prints
+It signs every user in as a real client does, with a Noise IK handshake (bench.signin): a key
+pair of its own, an initiation carrying the HELLO (``--window`` in flight, started over after
+1 s; a COOKIE_REPLY, when the server is under load, answered at once with the cookie), the
+WELCOME in the response, and an empty TRANSPORT datagram that makes the server register the user.
+A handshake costs this side about 0.45 ms of CPU and the server about 0.33 ms: the sign-ins come
+first, and nothing is measured until they are done. Then it heartbeats every user as ClientCore
+does, each HEARTBEAT encrypted on the user's session and each answer decrypted: the next one is
+due one interval after the last answered one, the interval being the latest the server told that
+user in WELCOME / HEARTBEAT_ACK (the server stretches it as users grow). It prints
 ``signed-in ...`` once all are in, keeps going until its stdin closes, then prints its counters as
-JSON.
+JSON. ``--first`` / ``--users`` give a load process its share of the users (a user's number sets
+its address, its name and its handshake index, by which answers are told apart).
 
 :func:`measure` is the benchmark side (``--measure``): it starts the real chat-server, runs the
-load process, and reads the server's VmRSS and CPU time from /proc over a window; then the same
-load rate against the echo server, as the baseline. The benchmark runs it in a network namespace
-of its own when it can: 100 000 loopback flows would otherwise fill the host's connection
-tracking table (nf_conntrack) whenever a firewall such as Docker's has loaded it.
+load processes (one per 25 000 users, as many as there are CPUs besides the server's), and reads
+the server's VmRSS and CPU time from /proc over a window; then the same load rate against the
+echo server, as the baseline (no sign-in; the same encrypted datagrams, which it echoes without
+any crypto). The benchmark runs it in a network namespace of its own when it can: 100 000
+loopback flows would otherwise fill the host's connection tracking table (nf_conntrack) whenever
+a firewall such as Docker's has loaded it.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import gc
 import heapq
 import json
 import math
@@ -39,17 +49,38 @@ import time
 from collections import deque
 from typing import Any
 
+from bench import procs
+from bench.signin import (
+    TRANSPORT,
+    Handshake,
+    SignInRefused,
+    local_pair,
+    receiver_index,
+    server_key,
+)
 from chat_protocol.codec import decode, encode
 from chat_protocol.const import DEFAULT_TIMINGS
 from chat_protocol.errors import MalformedDatagram
-from chat_protocol.messages import Heartbeat, HeartbeatAck, Hello, Ping, Pong, Welcome
+from chat_protocol.messages import Heartbeat, HeartbeatAck, Ping, Pong
+from chat_protocol.session import SecureSession
 
 IP_PKTINFO = getattr(socket, "IP_PKTINFO", 8)
-HELLO_RETRY_S = 0.5
+SIGN_IN_RETRY_S = 1.0
+"""A sign-in handshake unanswered this long starts over (the server answers a few thousand a
+second, and each retry costs it the same again)."""
 HEARTBEAT_RETRY_S = DEFAULT_TIMINGS.request_retry_s
 """ClientCore resends an unanswered heartbeat this often."""
-MAX_BURST = 64
+MAX_BURST = 128
 """Heartbeats sent back to back at most (then the loop polls for answers, ~1 ms)."""
+NEW_HANDSHAKES_PER_TURN = 8
+"""Sign-in handshakes started (or started over) per turn of the loop, at most."""
+SIGN_IN_HEARTBEATS = 2.0
+"""While users are still signing in, the ones signed in heartbeat every this many intervals
+(the server drops a user after 3.3 silent intervals): the handshakes get the CPU that half the
+heartbeats would take, here and on the server. From the last sign-in on, every interval."""
+HEARTBEAT_SLACK_S = 0.02
+"""New sign-ins wait while a heartbeat is later than this (the heartbeats of the users signed
+in come first)."""
 
 
 def user_ip(i: int) -> bytes:
@@ -64,17 +95,29 @@ def pktinfo(ip: bytes) -> list[tuple[int, int, bytes]]:
 
 def load(
     server: tuple[str, int],
-    users: int,
+    first: int,
+    count: int,
     window: int,
     timeout_s: float,
+    key: bytes | None,
     echo_interval_s: float | None = None,
 ) -> dict[str, Any]:
-    """Sign ``users`` in and heartbeat them until stdin closes.
+    """Sign users ``first`` .. ``first + count - 1`` in, heartbeat them until stdin closes.
 
-    With ``echo_interval_s`` (the baseline, against the echo server) nobody signs in: every user
-    sends a HEARTBEAT-sized datagram once per ``echo_interval_s``, spread evenly, and the echo
-    counts as the acknowledgement.
+    User ``g`` sends from ``user_ip(g)``, is named ``u<tag>-<g>`` and has handshake index
+    ``g + 1``, so the answers to every user of every load process are told apart by their
+    receiver index before anything is decrypted. With ``echo_interval_s`` (the baseline, against
+    the echo server) nobody signs in: every user sends a HEARTBEAT, encrypted on one session made
+    in memory (the same size and the same crypto here as against the chat-server), once per
+    ``echo_interval_s``, spread evenly, and the echo (decrypted here) counts as the answer.
+
+    A user whose heartbeats go unanswered for the server's whole timeout has been dropped by the
+    server (which then cannot even say so: it forgot the session): like a restarted client, it
+    signs in again with a new key, and is counted in ``users_lost``.
     """
+    # Nothing here makes reference cycles worth collecting, and a full collection of the
+    # sessions of 100 000 users would stall the heartbeats for a quarter of a second.
+    gc.disable()
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8 << 20)
     sock.bind(("0.0.0.0", 0))
@@ -84,85 +127,112 @@ def load(
     stdin_poll = select.poll()
     stdin_poll.register(sys.stdin.fileno(), select.POLLIN | select.POLLHUP)
     tag = os.urandom(2).hex()
-    anc = [pktinfo(user_ip(i)) for i in range(users)]
-    tokens: list[bytes | None] = [None] * users
-    heartbeats: list[bytes] = [b""] * users
-    order: list[int] = []  # signed-in users, in sign-in order
-    pending: deque[tuple[float, int]] = deque()  # (sent at, user) of HELLOs, in send order
-    hello_sent = hellos_resent = 0
-    next_new = 0
-    outstanding = 0
+    anc = [pktinfo(user_ip(first + k)) for k in range(count)]
+    sessions: list[SecureSession | None] = [None] * count
+    heartbeats: list[bytes] = [b""] * count  # each user's HEARTBEAT, encoded (not encrypted)
+    ever = [False] * count  # user k signed in at least once
+    signed_once = 0
+    handshakes: dict[int, Handshake] = {}  # sign-ins in flight
+    pending: deque[tuple[float, int]] = deque()  # (sent at, user) of those, in send order
+    queue: deque[int] = deque(range(count) if echo_interval_s is None else ())  # to sign in
+    initiations = initiations_resent = cookies = stale = lost = 0
     interval_s = 1.5
     hb_sent = hb_acks = other = 0
     due: list[tuple[float, int]] = []  # (when, user): the next heartbeat of each user
-    user_interval = [1.5] * users
-    next_hb = [0.0] * users  # when user i's next heartbeat (or resend) is due
-    hb_sent_at = [0.0] * users  # when user i's current heartbeat was first sent
-    awaiting = [False] * users  # user i's heartbeat is unanswered (resend it)
+    user_interval = [1.5] * count
+    next_hb = [0.0] * count  # when user k's next heartbeat (or resend) is due
+    hb_sent_at = [0.0] * count  # when user k's current heartbeat was first sent
+    awaiting = [False] * count  # user k's heartbeat is unanswered (resend it)
     hb_resent = 0
-    rng = random.Random(users)
+    rng = random.Random(first)
     by_token: dict[bytes, int] = {}
     t_start = time.monotonic()
+    echo_rx: SecureSession | None = None
     signed_in_at: float | None = None
+    sign_in_cpu_s = 0.0
     last_stdin_check = 0.0
-    if echo_interval_s is not None:
-        for i in range(users):
+    echo_s = echo_interval_s or 0.0
+    if echo_interval_s is None:
+        procs.pin_self_any(procs.LOAD_CPUS)
+    else:
+        echo_tx, echo_rx = local_pair(t_start)
+        for k in range(count):
             token = os.urandom(8)
-            tokens[i] = token
-            by_token[token] = i
-            heartbeats[i] = encode(Heartbeat(token=token))
-            order.append(i)
-            user_interval[i] = interval_s = echo_interval_s
-            next_hb[i] = t_start + echo_interval_s * i / users
-            due.append((next_hb[i], i))  # sorted: already a heap
+            by_token[token] = k
+            sessions[k] = echo_tx
+            heartbeats[k] = encode(Heartbeat(token=token))
+            ever[k] = True
+            user_interval[k] = interval_s = echo_interval_s
+            next_hb[k] = t_start + echo_interval_s * k / count
+            due.append((next_hb[k], k))  # sorted: already a heap
+        signed_once = count
+    if echo_interval_s is None and key is None:
+        raise ValueError("the server's key is needed to sign in")
+    factor = DEFAULT_TIMINGS.client_timeout_s / DEFAULT_TIMINGS.heartbeat_interval_s
 
-    def send(payload: bytes, i: int) -> bool:
+    def send(payload: bytes, k: int) -> bool:
         try:
-            sock.sendmsg([payload], anc[i], 0, server)
+            sock.sendmsg([payload], anc[k], 0, server)
             return True
         except BlockingIOError:
             return False
 
-    def hello(i: int) -> bytes:
-        return encode(Hello(req_id=i + 1, name=f"u{tag}-{i}"))
-
     while True:
         now = time.monotonic()
-        # -- sign-in: keep `window` HELLOs outstanding, retry the slow ones
-        if signed_in_at is None:
-            while pending and now - pending[0][0] > HELLO_RETRY_S:
-                _, i = pending.popleft()
-                if tokens[i] is None:
-                    if send(hello(i), i):
-                        hellos_resent += 1
-                    pending.append((now, i))
-            while next_new < users and outstanding < window:
-                if not send(hello(next_new), next_new):
-                    break
-                pending.append((now, next_new))
-                next_new += 1
-                outstanding += 1
-                hello_sent += 1
-            if now - t_start > timeout_s:
-                raise TimeoutError(f"only {len(order)} of {users} users signed in")
         # -- heartbeats, as ClientCore sends them: the next one is due one interval after the
         #    last answered one (the interval the server's latest answer said); an unanswered one
         #    is sent again every HEARTBEAT_RETRY_S.
         burst = MAX_BURST  # small bursts, so the server's socket buffer never overflows
         while due and due[0][0] <= now and burst:
-            t, i = heapq.heappop(due)
-            if t != next_hb[i]:
-                continue  # superseded by an answer
-            if awaiting[i]:
+            t, k = heapq.heappop(due)
+            session = sessions[k]
+            if t != next_hb[k] or session is None:
+                continue  # superseded by an answer, or signing in again
+            if awaiting[k]:
+                if now - hb_sent_at[k] > user_interval[k] * factor + 1.0:
+                    # Dropped by the server: sign in again (the name is free by now).
+                    lost += 1
+                    sessions[k] = None
+                    awaiting[k] = False
+                    queue.append(k)
+                    continue
                 hb_resent += 1
             else:
-                hb_sent_at[i] = now
-                awaiting[i] = True
-            send(heartbeats[i], i)
+                hb_sent_at[k] = now
+                awaiting[k] = True
+            send(session.encrypt(heartbeats[k], now), k)
             hb_sent += 1
             burst -= 1
-            next_hb[i] = now + HEARTBEAT_RETRY_S
-            heapq.heappush(due, (next_hb[i], i))
+            # While others still sign in, an unanswered heartbeat waits a whole interval (the
+            # handshakes keep the server busy, and resending every 0.4 s would pile up behind
+            # them); from then on it is resent as ClientCore does.
+            retry_s = HEARTBEAT_RETRY_S if signed_in_at is not None else user_interval[k]
+            next_hb[k] = now + retry_s
+            heapq.heappush(due, (next_hb[k], k))
+        # -- sign-in, with the time the heartbeats leave (a handshake costs this process about
+        #    as much as 30 heartbeats; signed-in users must not time out while others sign in):
+        #    keep `window` handshakes in flight, a few more each turn; start slow ones over.
+        if not (due and due[0][0] <= now - HEARTBEAT_SLACK_S):
+            budget = NEW_HANDSHAKES_PER_TURN
+            while pending and now - pending[0][0] > SIGN_IN_RETRY_S and budget:
+                _, k = pending.popleft()
+                hs = handshakes.get(k)
+                if hs is not None:
+                    budget -= 1
+                    if send(hs.initiation(now), k):
+                        initiations_resent += 1
+                    pending.append((now, k))
+            while queue and len(handshakes) < window and budget:
+                k = queue.popleft()
+                assert key is not None
+                g = first + k
+                hs = handshakes[k] = Handshake(name=f"u{tag}-{g}", server_key=key, index=g + 1)
+                send(hs.initiation(now), k)  # if the socket buffer is full, the retry sends it
+                pending.append((now, k))
+                initiations += 1
+                budget -= 1
+        if signed_in_at is None and now - t_start > timeout_s:
+            raise TimeoutError(f"only {signed_once} of {count} users signed in")
         # -- answers
         poller.poll(1)
         while True:
@@ -172,48 +242,89 @@ def load(
                 break
             if (src[0], src[1]) != server:
                 continue
-            try:
-                msg = decode(data)
-            except MalformedDatagram:
+            if echo_rx is not None:
+                # The echo of one of our heartbeats: its token says whose.
+                try:
+                    msg = decode(echo_rx.decrypt(data, server, now))
+                except MalformedDatagram:
+                    other += 1
+                    continue
+                j = by_token.get(msg.token) if isinstance(msg, Heartbeat) else None
+                if j is None:
+                    other += 1
+                    continue
+                hb_acks += 1
+                awaiting[j] = False
+                next_hb[j] = hb_sent_at[j] + echo_s
+                heapq.heappush(due, (next_hb[j], j))
+                continue
+            k = receiver_index(data) - 1 - first
+            if not 0 <= k < count:
                 other += 1
                 continue
-            if echo_interval_s and isinstance(msg, Heartbeat):
-                # The echo carries the token we sent: take it as that user's answer.
+            if data[0] == TRANSPORT:
+                session = sessions[k]
+                if session is None:
+                    other += 1
+                    continue
+                try:
+                    msg = decode(session.decrypt(data, server, now))
+                except MalformedDatagram:
+                    other += 1
+                    continue
+                if not isinstance(msg, HeartbeatAck):
+                    other += 1
+                    continue
                 hb_acks += 1
-                j = by_token.get(msg.token)
-                if j is not None:
-                    awaiting[j] = False
-                    next_hb[j] = hb_sent_at[j] + echo_interval_s
-                    heapq.heappush(due, (next_hb[j], j))
-            elif isinstance(msg, HeartbeatAck):
-                hb_acks += 1
-                interval_s = msg.heartbeat_ms / 1000
-                j = by_token.get(msg.token)
-                if j is not None:
-                    user_interval[j] = interval_s
-                    awaiting[j] = False
-                    next_hb[j] = hb_sent_at[j] + interval_s
-                    heapq.heappush(due, (next_hb[j], j))
-            elif isinstance(msg, Welcome) and 0 < msg.req_id <= users:
-                i = msg.req_id - 1
-                if tokens[i] is None:
-                    tokens[i] = msg.token
-                    heartbeats[i] = encode(Heartbeat(token=msg.token))
-                    order.append(i)
-                    outstanding -= 1
-                    interval_s = user_interval[i] = msg.heartbeat_ms / 1000
-                    by_token[msg.token] = i
-                    # The first heartbeat at a random point of the interval: as if the users
-                    # had signed in over a while, not all within a few seconds, so that the
-                    # heartbeats reach the server at an even rate from the start.
-                    next_hb[i] = now + interval_s * rng.uniform(0.05, 1.0)
-                    heapq.heappush(due, (next_hb[i], i))
-            else:
-                other += 1
-        if signed_in_at is None and len(order) == users:
+                interval_s = user_interval[k] = msg.heartbeat_ms / 1000
+                if awaiting[k]:
+                    awaiting[k] = False
+                    # (while others sign in, every other interval: see SIGN_IN_HEARTBEATS)
+                    stretch = 1.0 if signed_in_at is not None else SIGN_IN_HEARTBEATS
+                    next_hb[k] = hb_sent_at[k] + interval_s * stretch
+                    heapq.heappush(due, (next_hb[k], k))
+                continue
+            hs = handshakes.get(k)
+            if hs is None:
+                other += 1  # a late answer to a sign-in already done
+                continue
+            try:
+                got = hs.receive(data, server, now)
+            except MalformedDatagram:
+                stale += 1  # an answer to an attempt since started over
+                continue
+            except SignInRefused:
+                if not ever[k]:
+                    raise
+                del handshakes[k]  # signing in again before the server dropped the old one
+                queue.append(k)
+                continue
+            if isinstance(got, bytes):
+                cookies += 1  # the server is under load: the initiation again, with the cookie
+                send(got, k)
+                continue
+            del handshakes[k]
+            sessions[k] = got.session
+            heartbeats[k] = encode(Heartbeat(token=got.token))
+            send(got.keepalive(now), k)
+            if not ever[k]:
+                ever[k] = True
+                signed_once += 1
+            interval_s = user_interval[k] = got.heartbeat_s
+            # The first heartbeat at a random point of the interval: as if the users had
+            # signed in over a while, not all within a few seconds, so that the heartbeats reach
+            # the server at an even rate from the start.
+            next_hb[k] = now + interval_s * rng.uniform(0.05, 1.0)
+            heapq.heappush(due, (next_hb[k], k))
+        if signed_in_at is None and signed_once == count:
             signed_in_at = time.monotonic()
+            sign_in_cpu_s = _self_cpu()
+            # From here on the load shares one CPU with the other load processes (during the
+            # sign-ins, which cost far more here than on the server, it may use every CPU but
+            # the server's).
+            procs.pin_self(procs.NEAR)
             print(
-                f"signed-in {users} in {signed_in_at - t_start:.2f} s; "
+                f"signed-in {count} in {signed_in_at - t_start:.2f} s; "
                 f"heartbeat interval {interval_s:.3f} s",
                 flush=True,
             )
@@ -222,20 +333,29 @@ def load(
             if stdin_poll.poll(0) and not sys.stdin.readline():
                 break
     sock.close()
-    usage = resource.getrusage(resource.RUSAGE_SELF)
     return {
-        "users": users,
+        "users": count,
+        "first": first,
         "sign_in_s": (signed_in_at or now) - t_start,
-        "hellos": hello_sent,
-        "hellos_resent": hellos_resent,
+        "sign_in_cpu_s": sign_in_cpu_s,
+        "initiations": initiations,
+        "initiations_resent": initiations_resent,
+        "cookie_replies": cookies,
+        "stale_answers": stale,
+        "users_lost": lost,
         "heartbeat_interval_s": interval_s,
         "heartbeats_sent": hb_sent,
         "heartbeat_acks": hb_acks,
         "heartbeats_resent": hb_resent,
         "other_replies": other,
-        "load_cpu_s": usage.ru_utime + usage.ru_stime,
+        "load_cpu_s": _self_cpu(),
         "elapsed_s": time.monotonic() - t_start,
     }
+
+
+def _self_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
 
 
 def ping(server: tuple[str, int], timeout_s: float = 2.0) -> int | None:
@@ -272,26 +392,62 @@ def udp_drops(port: int) -> int | None:
 
 def _hold(
     srv: Any,
-    extra: list[str],
+    *,
     users: int,
+    workers: int,
     window_s: float,
     reps: int,
     loop: str,
     settle_s: float | None = None,
+    key: bytes | None = None,
+    echo_interval_s: float | None = None,
 ) -> dict[str, Any]:
-    """Run the load process against ``srv`` and read the server's CPU over ``reps`` windows."""
-    from bench import procs
-
+    """Run the load processes against ``srv`` and read the server's CPU over ``reps`` windows:
+    the chat-server (``key``, its static key) or the echo server (``echo_interval_s``)."""
     pid = srv.proc.pid
-    with procs.child(
-        [procs.PY, "-m", "bench.users", "--server", srv.target, "--users", str(users), *extra],
-        loop=loop,
-        cpu=procs.NEAR,
-    ) as lg:
-        assert lg.stdin is not None
-        lines = procs.LineReader(lg.stdout)
-        line = lines.wait_for("signed-in", 60 + users / 500)
-        interval_s = float(line.rsplit(" ", 2)[-2])
+    if echo_interval_s is not None:
+        extra = ["--echo-interval", f"{echo_interval_s}"]
+    else:
+        assert key is not None
+        extra = ["--server-key", key.hex()]
+    bounds = [users * w // workers for w in range(workers + 1)]
+    timeout_s = sign_in_timeout_s(users)
+    with contextlib.ExitStack() as stack:
+        # During the sign-ins the load processes may use every CPU but the server's (the
+        # handshakes cost them about twice what they cost the server); each pins itself to
+        # procs.NEAR once done.
+        lgs = [
+            stack.enter_context(
+                procs.child(
+                    [
+                        procs.PY,
+                        "-m",
+                        "bench.users",
+                        "--server",
+                        srv.target,
+                        "--first",
+                        str(bounds[w]),
+                        "--users",
+                        str(bounds[w + 1] - bounds[w]),
+                        "--timeout",
+                        str(timeout_s),
+                        *extra,
+                    ],
+                    loop=loop,
+                    # (unpinned: each pins itself, and must see every CPU to leave FAR alone)
+                    cpu=None if echo_interval_s is None else procs.NEAR,
+                )
+            )
+            for w in range(workers)
+        ]
+        readers = [procs.LineReader(lg.stdout) for lg in lgs]
+        t_start = time.monotonic()
+        intervals = []
+        for r in readers:
+            left = max(1.0, timeout_s + 10 - (time.monotonic() - t_start))
+            intervals.append(float(r.wait_for("signed-in", left).rsplit(" ", 2)[-2]))
+        signed_in_s = time.monotonic() - t_start
+        interval_s = max(intervals)
         # Settle, then measure over windows that are whole multiples of the interval (each
         # covers every user's heartbeat once). By default the settling lasts one client timeout
         # at this interval: until then the server is still pushing back the expiry entries made
@@ -304,6 +460,7 @@ def _hold(
         if per_window >= interval_s / 2:  # (not in the smoke test's miniature)
             per_window = interval_s * math.ceil(per_window / interval_s)
         cpu: list[float] = []
+        rss_kb: list[int] = []
         d0 = udp_drops(srv.port)
         t0 = time.monotonic()
         for _ in range(reps):
@@ -311,27 +468,65 @@ def _hold(
             time.sleep(per_window)
             b, tb = procs.proc_stat(pid), time.monotonic()
             cpu.append((b.cpu_s - a.cpu_s) / (tb - ta))
+            rss_kb.append(b.rss_kb)
         s1, t1 = procs.proc_stat(pid), time.monotonic()
         d1 = udp_drops(srv.port)
-        online = ping(srv.addr) if not extra else None
-        lg.stdin.close()
-        stats = json.loads(lines.wait_for("{", 30))
-        if lg.wait(10) != 0:
-            raise RuntimeError(f"load process exited with {lg.returncode}")
+        online = ping(srv.addr) if echo_interval_s is None else None
+        stats = []
+        for lg in lgs:
+            assert lg.stdin is not None
+            lg.stdin.close()
+        for lg, r in zip(lgs, readers, strict=True):
+            stats.append(json.loads(r.wait_for("{", 30)))
+            if lg.wait(10) != 0:
+                raise RuntimeError(f"load process exited with {lg.returncode}")
     return {
         "cpu_frac": statistics.median(cpu),
         "cpu_frac_windows": cpu,
         "rss_kb": s1.rss_kb,
+        "rss_kb_windows": rss_kb,
         "hwm_kb": s1.hwm_kb,
         "window_s": t1 - t0,
         "drops": None if d0 is None or d1 is None else d1 - d0,
         "online": online,
-        "load": stats,
+        "signed_in_s": signed_in_s,
+        "load": _combine(stats),
     }
 
 
+def _combine(stats: list[dict[str, Any]]) -> dict[str, Any]:
+    """The load processes' counters as one: sums, but the longest sign-in and the latest
+    interval; ``processes`` keeps each."""
+    out: dict[str, Any] = {}
+    for k in stats[0]:
+        vals = [st[k] for st in stats]
+        if k in ("sign_in_s", "elapsed_s", "heartbeat_interval_s"):
+            out[k] = max(vals)
+        elif k != "first":
+            out[k] = sum(vals)
+    out["processes"] = stats
+    return out
+
+
+def sign_in_timeout_s(users: int) -> float:
+    """Time allowed for ``users`` sign-ins (a handshake each: a few thousand per second here)."""
+    return 60 + users / 300
+
+
+def default_workers(users: int) -> int:
+    """Load processes for ``users``: one per 25 000 users, at most 4, and no more than the CPUs
+    they may use while signing in (procs.LOAD_CPUS: one on a 2-CPU machine)."""
+    return max(1, min(4, math.ceil(users / 25_000), len(procs.LOAD_CPUS)))
+
+
 def measure(
-    *, users: int, window_s: float, reps: int = 3, loop: str = "uvloop", settle_s: float | None
+    *,
+    users: int,
+    window_s: float,
+    reps: int = 3,
+    loop: str = "uvloop",
+    settle_s: float | None,
+    workers: int | None = None,
 ) -> dict[str, Any]:
     """Sign ``users`` in to a fresh chat-server: its RSS, and its CPU over ``window_s``.
 
@@ -339,28 +534,39 @@ def measure(
     the same rate (the interval the chat-server advertised), to separate what the event loop's
     wake-ups cost from what the server does per heartbeat.
     """
-    from bench import procs
-
+    workers = workers or default_workers(users)
     with procs.chat_server(loop, cpu=procs.FAR) as srv:
         time.sleep(0.2)
         idle = procs.proc_stat(srv.proc.pid)
-        ours = _hold(srv, [], users, window_s, reps, loop, settle_s)
+        key = server_key(srv.addr)
+        ours = _hold(
+            srv,
+            users=users,
+            workers=workers,
+            window_s=window_s,
+            reps=reps,
+            loop=loop,
+            settle_s=settle_s,
+            key=key,
+        )
         server_loop = srv.loop
     interval_s = ours["load"]["heartbeat_interval_s"]
     with procs.echo_server(loop, cpu=procs.FAR) as echo:
         base = _hold(
             echo,
-            ["--echo-interval", f"{interval_s}"],
-            users,
-            window_s,
-            reps,
-            loop,
+            users=users,
+            workers=workers,
+            window_s=window_s,
+            reps=reps,
+            loop=loop,
             settle_s=interval_s if settle_s is None else settle_s,
+            echo_interval_s=interval_s,
         )
     return {
         "users": users,
         "online_at_end": ours["online"],
         "rss_mb": ours["rss_kb"] / 1024,
+        "rss_mb_windows": [kb / 1024 for kb in ours["rss_kb_windows"]],
         "hwm_mb": ours["hwm_kb"] / 1024,
         "idle_rss_mb": idle.rss_kb / 1024,
         "bytes_per_user": (ours["rss_kb"] - idle.rss_kb) * 1024 / users,
@@ -373,6 +579,8 @@ def measure(
         "window_s": ours["window_s"],
         "server_drops_in_window": ours["drops"],
         "echo_drops_in_window": base["drops"],
+        "sign_in_s": ours["signed_in_s"],
+        "load_processes": workers,
         "loop": server_loop,
         "load": ours["load"],
         "echo_load": base["load"],
@@ -387,8 +595,12 @@ def main(argv: list[str] | None = None) -> int:
         help="benchmark side: start the server and load processes, print the result",
     )
     p.add_argument("--server", help="load process: HOST:PORT of the server")
-    p.add_argument("--users", type=int, default=100_000)
-    p.add_argument("--window", type=int, default=128, help="HELLOs outstanding")
+    p.add_argument("--users", type=int, default=100_000, help="users (of this load process)")
+    p.add_argument(
+        "--first", type=int, default=0, help="load process: the number of its first user"
+    )
+    p.add_argument("--server-key", help="load process: the chat-server's static key, in hex")
+    p.add_argument("--window", type=int, default=128, help="sign-in handshakes in flight")
     p.add_argument("--timeout", type=float, default=0.0, help="sign-in deadline (s)")
     p.add_argument(
         "--echo-interval",
@@ -405,6 +617,12 @@ def main(argv: list[str] | None = None) -> int:
         help="--measure: seconds between the last sign-in and the window (default: one client "
         "timeout at the advertised interval)",
     )
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=0,
+        help="--measure: load processes (default: one per 25 000 users, at most 4)",
+    )
     p.add_argument("--loop", default="uvloop")
     args = p.parse_args(argv)
     if args.measure:
@@ -414,14 +632,24 @@ def main(argv: list[str] | None = None) -> int:
             reps=args.reps,
             loop=args.loop,
             settle_s=args.settle,
+            workers=args.workers or None,
         )
         print(json.dumps(result), flush=True)
         return 0
     if not args.server:
         p.error("--server is required for the load process")
+    if args.echo_interval is None and not args.server_key:
+        p.error("--server-key is required against the chat-server")
     host, _, port = args.server.rpartition(":")
-    timeout = args.timeout or 60 + args.users / 500
-    stats = load((host, int(port)), args.users, args.window, timeout, args.echo_interval)
+    stats = load(
+        (host, int(port)),
+        args.first,
+        args.users,
+        args.window,
+        args.timeout or sign_in_timeout_s(args.users),
+        bytes.fromhex(args.server_key) if args.server_key else None,
+        args.echo_interval,
+    )
     print(json.dumps(stats), flush=True)
     return 0
 

@@ -34,6 +34,31 @@ REQUIRED = [
     "p2p_vs_raw",
     "bulk_vs_enet",
     "users_100k_hb_cpu_pct",
+    "users_rss_mb",
+    "users_sign_in_s",
+    # Issue 10: the secure layer's cost per message beside the round trip, and the cores' work
+    # with encryption included.
+    "crypto_us_per_message",
+    "crypto_send_us",
+    "core_message_us",
+    "core_heartbeat_us",
+    "core_sign_in_us",
+]
+SPREAD = [
+    # Issue 13: every figure keeps the spread of its repetitions (min <= median <= max).
+    "lookup_per_s",
+    "echo_ceiling_per_s",
+    "lookup_vs_echo",
+    "p2p_rtt_p50_us",
+    "raw_udp_rtt_p50_us",
+    "p2p_vs_raw",
+    "bulk_1mib_ms",
+    "users_100k_hb_cpu_pct",
+    "client_crash_detect_s",
+    "server_crash_detect_s",
+    "crypto_us_per_message",
+    "core_message_us",
+    "core_heartbeat_us",
 ]
 MAY_BE_UNAVAILABLE = {
     # pyenet not installed: the ENet baselines and their ratios.
@@ -75,6 +100,35 @@ def test_summary_has_every_key_as_a_finite_number(
             assert isinstance(value, float) and math.isfinite(value), (key, value)
     assert summary["loop"] in ("uvloop", "asyncio")
     assert summary["errors"] == []
+
+
+def test_figures_keep_the_spread_of_their_repetitions(
+    smoke: tuple[dict[str, object], Path, str],
+) -> None:
+    summary, _, _ = smoke
+    spread = summary["spread"]
+    assert isinstance(spread, dict)
+    for key in SPREAD:
+        if summary[key] is None:
+            continue  # unavailable, with its reason (checked above)
+        s = spread.get(key)
+        assert isinstance(s, dict), key
+        lo, mid, hi, n = s["min"], s["median"], s["max"], s["n"]
+        assert all(isinstance(v, float) and math.isfinite(v) for v in (lo, mid, hi, n)), (key, s)
+        assert lo <= mid <= hi and n >= 1, (key, s)
+
+
+def test_crypto_cost_sits_beside_the_round_trip(
+    smoke: tuple[dict[str, object], Path, str],
+) -> None:
+    summary, out, _ = smoke
+    notes = summary["notes"]
+    assert isinstance(notes, dict)
+    assert "crypto_us_per_message" in notes
+    table = (out / "summary.md").read_text()
+    lines = table.splitlines()
+    rtt = next(i for i, line in enumerate(lines) if "round trip p50 (DATA → ACK)" in line)
+    assert "secure layer" in lines[rtt + 1]
 
 
 def test_goals_are_booleans_and_outputs_exist(smoke: tuple[dict[str, object], Path, str]) -> None:
