@@ -86,6 +86,7 @@ authenticated datagram.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 import struct
@@ -354,6 +355,12 @@ def build_key_reply(request: KeyRequest, static_public: bytes) -> bytes:
 # --- replay window -------------------------------------------------------------------------------
 
 
+@functools.lru_cache(maxsize=8)
+def _mask(size: int) -> int:
+    """``size`` one bits: shared by every window of that size (an 8192-bit int is 1 KiB)."""
+    return (1 << size) - 1
+
+
 class ReplayWindow:
     """Which counters a receiver has accepted (RFC 6479; WireGuard's ``receive.c``).
 
@@ -370,7 +377,7 @@ class ReplayWindow:
         if size < 1:
             raise LocalSecureError("a replay window holds at least one counter")
         self.size = size
-        self._mask = (1 << size) - 1
+        self._mask = _mask(size)
         self._newest = -1
         self._bits = 0
 
