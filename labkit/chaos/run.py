@@ -289,7 +289,7 @@ def run(s: Settings, log: Callable[[str], None] = print) -> int:
     log(
         f"chaos: seed {s.seed}: {len(nemesis.applied)} faults "
         f"({', '.join(f'{k} {n}' for k, n in sorted(kinds.items()))}), "
-        f"{len(nemesis.skipped)} skipped; {comebacks} clients back after a kill or an exit "
+        f"{len(nemesis.skipped)} skipped; {comebacks} restarts after a kill or an exit "
         f"({starts} containers started); {time.monotonic() - t_start:.0f} s in all ({phases})"
     )
     log(f"chaos: run directory {run_dir}")
