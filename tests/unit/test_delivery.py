@@ -428,3 +428,39 @@ def test_whatever_ends_the_receiver_delivered_means_shown(
     bound = T.delivery_timeout_s * (n + 2) + T.server_timeout_s
     assert net.run_until(lambda: len(outcomes(net, A)) == n, bound), "a send never resolved"
     assert_delivered_means_shown(net, A, B)
+
+
+def test_regression_a_receiver_restarted_with_the_same_key_is_not_shown_a_message_twice() -> None:
+    # Found by `make chaos` (seed 3): carol showed a message, her acknowledgement was lost, she
+    # was killed and came back with the same key; alice resent it and the new carol showed it
+    # again. Now the handshake names the peer's run: what the old run may have shown fails.
+    net = FakeNetwork(seed=25)
+    a, _ = setup(net, ("alice", A), ("bob", B))
+    a.send("bob", "hello", net.now)
+    net.flush()
+    assert net.run_until(lambda: len(outcomes(net, A)) == 1, 5)  # the session is up
+    net.blocked.add((B, A))  # from now on bob's acknowledgements are lost
+    a.send("bob", "exactly once", net.now)
+    a.send("bob", "also once", net.now)
+    net.flush()
+    assert net.run_until(lambda: len(received(net, B)) == 3, 5)
+    first_run = list(net.client_events[B])
+    net.kill(B)
+    net.down.discard(B)
+    del net.nodes[B]
+    new_bob = net.add_client("bob", B, S, T)  # same name, same key, same address: a restart
+    assert net.run_until(lambda: new_bob.online, 10)
+    net.blocked.clear()
+    a.send("bob", "after the restart", net.now)  # may still leave on the old run's session
+    net.flush()
+    assert net.run_until(lambda: len(outcomes(net, A)) == 4, T.delivery_timeout_s * 3)
+    a.send("bob", "later", net.now)  # the restart is known now: a new transfer, delivered
+    net.flush()
+    assert net.run_until(lambda: len(outcomes(net, A)) == 5, T.delivery_timeout_s)
+    shown = [e.text for e in first_run + net.client_events[B] if isinstance(e, MessageReceived)]
+    assert all(shown.count(t) == 1 for t in ("exactly once", "also once", "later"))
+    assert shown.count("after the restart") <= 1
+    failed = {e.handle: e.reason for e in of_type(net, A, SendFailed)}
+    assert failed[2] is FailReason.PEER_RESTARTED and failed[3] is FailReason.PEER_RESTARTED
+    delivered = [e.handle for e in of_type(net, A, MessageDelivered)]
+    assert 1 in delivered and 5 in delivered

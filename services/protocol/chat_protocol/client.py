@@ -32,6 +32,7 @@ from chat_protocol.const import (
     MAX_CLAIMED_NAMES,
     MAX_MESSAGE_BYTES,
     MAX_WAITING_DATAGRAMS_PER_PEER,
+    PEER_SILENT_REHANDSHAKE_S,
     Timings,
 )
 from chat_protocol.counters import Counters
@@ -126,7 +127,14 @@ class ClientCore:
             name=self.name, session=self.session, timings=timings, pins=self.pins, emit=emit
         )
         self.receiving = ReceivePath(timings=timings, pins=self.pins, emit=emit)
-        self._intro = encode(Hello(req_id=0, name=self.name))
+        self._intro = encode(Hello(req_id=self.session, name=self.name))
+        """What a peer handshake carries: our name, and our run's id (the session), so a peer
+        can tell a rekey of ours from a restart."""
+        self._runs: OrderedDict[bytes, int] = OrderedDict()
+        """Peer key -> the run id its last handshake carried."""
+        self._unanswered: dict[bytes, float] = {}
+        """Peer key -> when we first sent it something that it has not answered since (any
+        authenticated datagram from it clears it)."""
         self._claims: OrderedDict[bytes, str] = OrderedDict()
         """Peer key -> the name its handshake claimed (checked against the directory)."""
         self._waiting: dict[bytes, list[bytes]] = {}
@@ -224,6 +232,7 @@ class ClientCore:
             return
         match got:
             case TransportReceived(session=session, plaintext=plaintext):
+                self._unanswered.pop(session.remote_static, None)
                 if plaintext:
                     self._on_plaintext(plaintext, session.remote_static, session.remote_addr, now)
             case SessionEstablished(session=session, payload=payload):
@@ -326,8 +335,10 @@ class ClientCore:
         session = self.secure.session(key, now)
         if session is not None and session.confirmed:
             out.append((session.encrypt(payload, now), session.remote_addr))
-            if session.needs_rekey(now) and session.is_initiator and addr is not None:
-                self._handshake(key, addr, now, out, payload=self._intro)
+            since = self._unanswered.setdefault(key, now)
+            silent = now - since > PEER_SILENT_REHANDSHAKE_S
+            if addr is not None and (silent or (session.needs_rekey(now) and session.is_initiator)):
+                self._handshake(key, session.remote_addr, now, out, payload=self._intro)
             return
         if addr is None:
             return  # an ACK with no session left: the sender retransmits and rekeys
@@ -346,6 +357,12 @@ class ClientCore:
                 self._on_plaintext(payload, key, session.remote_addr, now)
             if not self.online:
                 return  # refused: confirming the session would only displace nothing useful
+        try:
+            intro = decode(payload) if payload else None
+        except MalformedDatagram:
+            intro = None
+        if isinstance(intro, Hello):
+            self._note_run(key, intro.req_id, now)
         first = self._waiting.pop(key, [])
         for plaintext in first or [b""]:
             self._out.append((session.encrypt(plaintext, now), session.remote_addr))
@@ -363,12 +380,23 @@ class ClientCore:
             self._malformed += 1
             return
         try:
-            response = self.secure.accept(incoming, b"", now)
+            response = self.secure.accept(incoming, self._intro, now)
         except (MalformedDatagram, LocalSecureError):
             self._malformed += 1
             return
         self._claim(incoming.remote_static, intro.name)
+        self._note_run(incoming.remote_static, intro.req_id, now)
         self._out.append((response, incoming.addr))
+
+    def _note_run(self, key: bytes, run: int, now: float) -> None:
+        """A peer's handshake named its run: a different run than before means it restarted."""
+        before = self._runs.pop(key, None)
+        self._runs[key] = run
+        while len(self._runs) > MAX_CLAIMED_NAMES:
+            self._runs.popitem(last=False)
+        if before is not None and before != run:
+            self._waiting.pop(key, None)  # chunks meant for the old run
+            self.sending.peer_restarted(key, now)
 
     def _claim(self, key: bytes, name: str) -> None:
         self._claims[key] = name

@@ -149,6 +149,10 @@ SAFETY_NUMBER_ITERATIONS = 5200
 HANDSHAKE_RETRY_S = 0.4
 """A handshake the cores started (sign-in, or toward a peer) with no response yet is sent anew
 (new ephemeral, new timestamp) after this long, while there is something to send."""
+PEER_SILENT_REHANDSHAKE_S = 2.0
+"""A peer that has answered nothing for this long since we first sent it something gets a new
+handshake (WireGuard's rule: it may have restarted and lost the session; the old session works
+meanwhile)."""
 ENDPOINT_SWEEP_S = 1.0
 """How often the cores let the secure endpoint forget expired sessions and handshakes."""
 MAX_WAITING_DATAGRAMS_PER_PEER = 128

@@ -22,6 +22,9 @@ class FailReason(Enum):
     """This client signed out before the message was delivered."""
     SERVER_LOST = "lost contact with the server before delivery"
     """This client lost the directory server (silent, shut down, or forgot the session)."""
+    PEER_RESTARTED = "{to} restarted before confirming it was shown"
+    """The receiver's program restarted (same key, new run) while the message was on its way:
+    the old run may have shown it, so it is not sent again (that could show it twice)."""
     KEY_CHANGED = "key changed"
     """The directory gave a key other than the one pinned for the name: not sent."""
 
@@ -35,4 +38,4 @@ class FailReason(Enum):
                 f"{to}'s key has changed since you last talked; not sent. "
                 f"Compare 'whois {to}' with {to}, then 'trust {to}'"
             )
-        return f"not delivered to {to} ({self.value.format(timeout_s=timeout_s)})"
+        return f"not delivered to {to} ({self.value.format(timeout_s=timeout_s, to=to)})"

@@ -163,6 +163,21 @@ class SendPipeline:
         for ob in self.outbound.values():
             self._resolved(ob.handle_timer(now))
 
+    def peer_restarted(self, key: PeerKey, now: float) -> None:
+        """The program holding ``key`` restarted: what was (partly) sent to the old run fails,
+        since that run may have shown it; what was never sent goes to the new run."""
+        ob = self.outbound.pop(key, None)
+        if ob is None:
+            return
+        fresh = None
+        for m in ob.queue:
+            if m.next_new > 0:
+                self._emit(SendFailed(handle=m.msg_id, to=m.to, reason=FailReason.PEER_RESTARTED))
+                continue
+            if fresh is None:
+                fresh = self._outbound_for(key, ob.addr)
+            fresh.enqueue(msg_id=m.msg_id, to=m.to, payload=m.payload, now=now)
+
     def fail_all(self, reason: FailReason) -> None:
         """The session ended: every unresolved send fails with ``reason``."""
         for ps in self._sends:
