@@ -72,14 +72,13 @@ class ReceivePath:
         self._unproven_bytes = 0
         self._proven: set[PeerKey] = set()
         """Keys with a message shown: the directory and the pins vouched for them."""
-        self._heard: dict[int, float] = {}
-        """id(inbound) -> when it last took a chunk (for the partial-message timeout)."""
+        self._heard: dict[tuple[PeerKey, int], float] = {}
+        """(key, sender session) -> when its receive state last took a chunk (for the
+        partial-message timeout)."""
         self.pins = pins
         self._emit = emit
         self.stats = ReceiveStats()
         self._inbound: OrderedDict[tuple[PeerKey, int], Inbound] = OrderedDict()
-        self._keys: dict[int, PeerKey] = {}
-        """id(inbound) -> the key of its sender (Inbound itself knows an address only)."""
         self._retired: OrderedDict[tuple[PeerKey, int], None] = OrderedDict()
         self._verified: dict[tuple[str, PeerKey], tuple[bool, float]] = {}
         """(sender name key, sender key) -> (directory and pin agree, until when trusted)."""
@@ -120,7 +119,6 @@ class ReceivePath:
                 addr=addr, sender=claimed, session=d.session, stream=d.stream, base=d.base
             )
             self._inbound[ikey] = ib
-            self._keys[id(ib)] = key
             if len(self._inbound) > MAX_PEERS_TRACKED:
                 self._evict()
         else:
@@ -134,7 +132,7 @@ class ReceivePath:
             return None
         finally:
             self._account(key, ib.buffered - held_before)
-        self._heard[id(ib)] = now
+        self._heard[ikey] = now
         self.stats.duplicate_chunks += ib.duplicates - before
         if not complete:
             return None
@@ -169,21 +167,17 @@ class ReceivePath:
         if victim is None:
             victim = next(iter(self._inbound.items()))
             self._retire(*victim[0])
-        (key, _), ib = victim
-        del self._inbound[victim[0]]
-        self._forget(key, ib)
-
-    def _forget(self, key: PeerKey, ib: Inbound) -> None:
-        self._keys.pop(id(ib), None)
-        self._heard.pop(id(ib), None)
-        self._account(key, -ib.buffered)
+        ikey, ib = victim
+        del self._inbound[ikey]
+        self._heard.pop(ikey, None)
+        self._account(ikey[0], -ib.buffered)
 
     def expire(self, now: float) -> None:
         """Free partial messages whose sender went quiet for PARTIAL_TIMEOUT_S."""
-        for (key, _), ib in self._inbound.items():
-            if ib.partial and now - self._heard.get(id(ib), now) >= PARTIAL_TIMEOUT_S:
+        for ikey, ib in self._inbound.items():
+            if ib.partial and now - self._heard.get(ikey, now) >= PARTIAL_TIMEOUT_S:
                 freed = ib.drop_partials()
-                self._account(key, -freed)
+                self._account(ikey[0], -freed)
                 self.stats.stalled_partials += freed
 
     def _retire(self, key: PeerKey, session: int) -> None:
@@ -255,8 +249,7 @@ class ReceivePath:
 
     def datagrams(self) -> list[tuple[bytes, PeerKey]]:
         out: list[tuple[bytes, PeerKey]] = []
-        for ib in self._inbound.values():
+        for (key, _), ib in self._inbound.items():
             if ib.pending_acks:
-                key = self._keys[id(ib)]
                 out.extend((encode(a), key) for a in ib.acks())
         return out
