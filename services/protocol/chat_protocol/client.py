@@ -23,6 +23,7 @@ import os
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import TypeVar
 
 from chat_protocol.codec import decode, encode
 from chat_protocol.const import (
@@ -74,6 +75,16 @@ from chat_protocol.session import (
 )
 
 __all__ = ["ClientCore", "ClientStats", "State"]
+
+V = TypeVar("V")
+
+
+def _remember(table: OrderedDict[bytes, V], key: bytes, value: V) -> None:
+    """Set ``key`` as the most recent entry of a per-peer table of at most MAX_CLAIMED_NAMES."""
+    table[key] = value
+    table.move_to_end(key)
+    while len(table) > MAX_CLAIMED_NAMES:
+        table.popitem(last=False)
 
 
 @dataclass(slots=True)
@@ -390,19 +401,14 @@ class ClientCore:
 
     def _note_run(self, key: bytes, run: int, now: float) -> None:
         """A peer's handshake named its run: a different run than before means it restarted."""
-        before = self._runs.pop(key, None)
-        self._runs[key] = run
-        while len(self._runs) > MAX_CLAIMED_NAMES:
-            self._runs.popitem(last=False)
+        before = self._runs.get(key)
+        _remember(self._runs, key, run)
         if before is not None and before != run:
             self._waiting.pop(key, None)  # chunks meant for the old run
             self.sending.peer_restarted(key, now)
 
     def _claim(self, key: bytes, name: str) -> None:
-        self._claims[key] = name
-        self._claims.move_to_end(key)
-        while len(self._claims) > MAX_CLAIMED_NAMES:
-            self._claims.popitem(last=False)
+        _remember(self._claims, key, name)
 
     def _server_key_learned(self, key: bytes, src: Addr, now: float) -> None:
         if src != self.server or self.server_key is not None:
