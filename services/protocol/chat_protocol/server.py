@@ -177,7 +177,6 @@ class ServerCore:
         self._proven_buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()
         """The same, for initiations that carried a valid cookie while their IP was over."""
         self._ping_buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()
-        self._loaded = False
         self.identity = identity
         self._random_bytes = random_bytes
         self.secure = SecureEndpoint(static=identity, random_bytes=random_bytes)
@@ -219,8 +218,8 @@ class ServerCore:
             self._plaintext(data, addr, now)
             return
         try:
-            self._loaded = self._under_load(data, addr, now)
-            got = self.secure.receive(data, addr, now, under_load=self._loaded)
+            loaded = self._under_load(data, addr, now)
+            got = self.secure.receive(data, addr, now, under_load=loaded)
         except MalformedDatagram:
             self.stats.malformed += 1
             return
@@ -228,7 +227,7 @@ class ServerCore:
             case TransportReceived(session=session, plaintext=plaintext):
                 self._transport(session.remote_static, session.remote_addr, plaintext, now)
             case HandshakeRequested(incoming=incoming):
-                if self._loaded and not self._take_token(self._proven_buckets, addr[0], now):
+                if loaded and not self._take_token(self._proven_buckets, addr[0], now):
                     self.stats.rate_limited += 1  # a proven address over its rate: no work
                     return
                 self._sign_in(incoming, now)
