@@ -7,6 +7,7 @@ socket with our own IPv4 and UDP headers). The capture file is JSON lines:
 from __future__ import annotations
 
 import json
+import selectors
 import signal
 import socket
 import struct
@@ -46,19 +47,27 @@ def capture(path: str) -> None:
             out.flush()
 
 
+QUIET_S = 1.0  # a fresh port that has heard nothing for this long is taken to have its answer
+
+
 def replay(path: str) -> None:
-    fresh = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    fresh.bind(("127.0.0.1", 0))
-    fresh.setblocking(False)
+    """Each record goes once from its own fresh port (so every reply that port hears answers
+    exactly that one datagram) and once with its source forged. ``excess`` is the most any fresh
+    port heard beyond the size of the one datagram it sent: an amplification factor above 1
+    shows as a positive number."""
     raw = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW)
-    biggest_reply = 0
     sent = 0
     with open(path) as f:
         records = [json.loads(line) for line in f if line.strip()]
+    fresh: dict[socket.socket, int] = {}  # fresh port -> size of the one datagram it sent
     for rec in records:
         data = bytes.fromhex(rec["data"])
         (sip, sport), (dip, dport) = rec["src"], rec["dst"]
-        fresh.sendto(data, (dip, dport))
+        port = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        port.bind(("127.0.0.1", 0))
+        port.setblocking(False)
+        port.sendto(data, (dip, dport))
+        fresh[port] = len(data)
         udp = struct.pack("!HHHH", sport, dport, 8 + len(data), 0) + data
         ip = struct.pack(
             "!BBHHHBBH4s4s", 0x45, 0, 20 + len(udp), 0, 0, 64, socket.IPPROTO_UDP, 0,
@@ -66,13 +75,24 @@ def replay(path: str) -> None:
         )  # fmt: skip
         raw.sendto(ip + udp, (dip, 0))
         sent += 2
-        while True:  # what came back to the fresh port, against what it sent
-            try:
-                reply = fresh.recv(65535)
-            except BlockingIOError:
-                break
-            biggest_reply = max(biggest_reply, len(reply) - len(data))
-    print(json.dumps({"replayed": sent, "records": len(records), "excess": biggest_reply}))
+    heard = dict.fromkeys(fresh, 0)
+    sel = selectors.DefaultSelector()  # epoll: more ports than select() can watch
+    for port in fresh:
+        sel.register(port, selectors.EVENT_READ, port)
+    while ready := sel.select(QUIET_S):  # until every fresh port has been quiet for QUIET_S
+        for key, _ in ready:
+            port = key.data
+            heard[port] += len(port.recv(65535))
+    sel.close()
+    excess = max((heard[p] - size for p, size in fresh.items()), default=0)
+    answered = sum(1 for n in heard.values() if n)
+    for port in fresh:
+        port.close()
+    print(
+        json.dumps(
+            {"replayed": sent, "records": len(records), "answered": answered, "excess": excess}
+        )
+    )
 
 
 if __name__ == "__main__":
