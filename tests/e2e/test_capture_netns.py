@@ -75,7 +75,8 @@ def test_the_wire_shows_no_secret_and_replays_change_nothing(
     )
     result = json.loads(replay.stdout)
     assert result["records"] > 20
-    assert result["excess"] <= 0, f"a reply to a fresh address was larger than its request: {result}"
+    why = f"a reply to a fresh address was larger than its request: {result}"
+    assert result["excess"] <= 0, why
 
     alice.feed(b"send bob after the replay\nexit\n", close=True)
     wait_until(lambda: "after the replay" in bob.stdout(), 15, "the conversation to go on")

@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 from chat_protocol.client import ClientCore
 from chat_protocol.codec import encode
 from chat_protocol.const import CHUNK_PAYLOAD_BYTES, Timings
+from chat_protocol.directory import State
 from chat_protocol.events import (
     ClientEvent,
     GoneReason,
@@ -19,6 +20,7 @@ from chat_protocol.events import (
     PeerRefused,
     SendFailed,
     ServerGone,
+    SignedIn,
     SignedOut,
     SignInFailed,
     SignInFailure,
@@ -44,10 +46,9 @@ def setup(net: FakeNetwork, *names_addrs: tuple[str, Addr]) -> list[ClientCore]:
     net.link = Link()
     srv = net.add_server(S, T)
     clients = [net.add_client(n, a, S, T) for n, a in names_addrs]
-    # Online once WELCOME arrived; listed once the server had the client's first datagram.
-    assert net.run_until(
-        lambda: all(c.online for c in clients) and len(srv.users) == len(clients), 30
-    )
+    # Online once the server answered a datagram on the new session (it is listed by then).
+    assert net.run_until(lambda: all(c.online for c in clients), 30)
+    assert len(srv.users) == len(clients)
     net.link = link
     return clients
 
@@ -275,6 +276,56 @@ def test_sign_in_without_server_fails_in_bounded_time() -> None:
     assert net.run_until(lambda: not c.online and of_type(net, A, SignInFailed), 10)
     [failed] = of_type(net, A, SignInFailed)
     assert failed.failure is SignInFailure.NO_ANSWER
+    assert net.now - 1000.0 <= T.request_timeout_s + T.request_retry_s
+
+
+def _block_after_initiation(net: FakeNetwork, c: ClientCore) -> None:
+    """Let the client's sign-in initiation (its HELLO) through, and nothing it sends after."""
+
+    def initiated() -> bool:
+        return c.server_key is not None and c.secure.initiating(c.server_key) is not None
+
+    assert net.run_until(initiated, 5)
+    net.blocked.add((A, S))
+
+
+@given(seed=st.integers(0, 2**32), loss=st.floats(0, 0.5))
+def test_a_client_says_signed_in_only_once_the_server_lists_it(seed: int, loss: float) -> None:
+    net = FakeNetwork(seed=seed, link=Link(loss=loss, duplicate=0.1, reorder=0.2))
+    srv = net.add_server(S, T)
+    c = net.add_client("alice", A, S, T)
+    end = net.now + 2 * T.request_timeout_s
+    while net.now < end and net.step():
+        if of_type(net, A, SignedIn):
+            assert c.online and "alice" in srv.users, "told signed in, unknown to the server"
+            return
+    assert not c.online
+
+
+def test_regression_a_lost_first_datagram_after_welcome_does_not_sign_in_unlisted() -> None:
+    # Found by CI (tests/e2e/test_loss_netns.py): the client said "signed in" on WELCOME; the
+    # server keeps a sign-in only when a datagram on the new session arrives; that one was lost,
+    # so lookups of the user answered "no such user" until its next heartbeat.
+    net = FakeNetwork(seed=1)
+    srv = net.add_server(S, T)
+    c = net.add_client("alice", A, S, T)
+    _block_after_initiation(net, c)
+    net.run(T.request_retry_s * 3)
+    assert c.state is State.REGISTERING  # WELCOME came back; what it sent on is lost
+    assert not of_type(net, A, SignedIn) and "alice" not in srv.users
+    net.blocked.clear()
+    assert net.run_until(lambda: c.online, 5)
+    assert "alice" in srv.users and len(of_type(net, A, SignedIn)) == 1
+
+
+def test_registration_never_answered_fails_sign_in_in_bounded_time() -> None:
+    net = FakeNetwork(seed=1)
+    net.add_server(S, T)
+    c = net.add_client("alice", A, S, T)
+    _block_after_initiation(net, c)
+    assert net.run_until(lambda: of_type(net, A, SignInFailed), 10)
+    assert of_type(net, A, SignInFailed)[0].failure is SignInFailure.NO_ANSWER
+    assert not of_type(net, A, SignedIn) and c.state is State.GONE
     assert net.now - 1000.0 <= T.request_timeout_s + T.request_retry_s
 
 

@@ -59,6 +59,7 @@ from chat_protocol.requests import Requests
 
 class State(Enum):
     SIGNING_IN = "signing_in"
+    REGISTERING = "registering"
     ONLINE = "online"
     CLOSING = "closing"
     SIGNING_OUT = "signing_out"
@@ -67,6 +68,7 @@ class State(Enum):
 
 class Trigger(Enum):
     WELCOMED = "welcomed"
+    REGISTERED = "registered"
     REFUSED = "refused"
     NO_ANSWER = "no_answer"
     CLOSE = "close"
@@ -80,10 +82,18 @@ _LOSS = {Trigger.SERVER_SHUTDOWN: State.GONE, Trigger.SERVER_LOST: State.GONE}
 
 CLIENT_TRANSITIONS: dict[State, dict[Trigger, State]] = {
     State.SIGNING_IN: {
-        Trigger.WELCOMED: State.ONLINE,
+        Trigger.WELCOMED: State.REGISTERING,
         Trigger.REFUSED: State.GONE,
         Trigger.NO_ANSWER: State.GONE,
         Trigger.CLOSE: State.GONE,
+    },
+    # Welcomed, but the server keeps a sign-in only when a datagram on the new session reaches
+    # it: not signed in until the server answers one (a HEARTBEAT, resent until answered).
+    State.REGISTERING: {
+        Trigger.REGISTERED: State.ONLINE,
+        Trigger.NO_ANSWER: State.GONE,
+        Trigger.CLOSE: State.GONE,
+        **_LOSS,
     },
     State.ONLINE: {Trigger.CLOSE: State.CLOSING, **_LOSS},
     State.CLOSING: {Trigger.DRAINED: State.SIGNING_OUT, **_LOSS},
@@ -178,6 +188,8 @@ class DirectorySession:
         self._next_heartbeat = 0.0
         self._heartbeat_sent = 0.0
         self._last_heard = 0.0
+        self._register_by = 0.0
+        """When signing in (HELLO, then registering) gives up: request_timeout_s after connect."""
         self._out: list[tuple[bytes, Addr]] = []
 
     # -- state --
@@ -214,6 +226,7 @@ class DirectorySession:
     # -- commands --
 
     def connect(self, now: float) -> None:
+        self._register_by = now + self.timings.request_timeout_s  # the whole sign-in's bound
         self.requests.start(
             lambda rid: Hello(req_id=rid, name=self.name),
             SignIn(),
@@ -234,7 +247,9 @@ class DirectorySession:
         )
 
     def close(self, now: float) -> None:
-        if self.machine.state is State.SIGNING_IN:
+        if self.machine.state in (State.SIGNING_IN, State.REGISTERING):
+            # (A registration that did reach the server expires there: nothing was shown as
+            # signed in, and a BYE needs the answer we are still waiting for.)
             self._end(Trigger.CLOSE, SignedOut())
         elif self.machine.state is State.ONLINE:
             self.machine.fire(Trigger.CLOSE)
@@ -267,7 +282,10 @@ class DirectorySession:
         if self.gone:
             return None
         t = self.requests.next_timer()
-        if self.machine.state is not State.SIGNING_IN:
+        if self.machine.state is State.REGISTERING:
+            live = min(self._next_heartbeat, self._register_by)
+            t = live if t is None else min(t, live)
+        elif self.machine.state is not State.SIGNING_IN:
             live = min(self._next_heartbeat, self._last_heard + self.server_timeout_s())
             t = live if t is None else min(t, live)
         return t
@@ -292,6 +310,12 @@ class DirectorySession:
                 case SendLookup() | VerifyLookup() | WhoisLookup():
                     answers.append(LookupAnswer(purpose=purpose, reply=None))
         if self.machine.state is State.SIGNING_IN:
+            return answers
+        if self.machine.state is State.REGISTERING and now >= self._register_by:
+            self._end(
+                Trigger.NO_ANSWER,
+                SignInFailed(failure=SignInFailure.NO_ANSWER, server=self.server),
+            )
             return answers
         silent = now - self._last_heard
         if silent >= self.server_timeout_s():
@@ -335,10 +359,12 @@ class DirectorySession:
             case SignIn(), Welcome():
                 self.token = msg.token
                 self._set_heartbeat(msg.heartbeat_ms)
-                self._heartbeat_sent = now
-                self._next_heartbeat = now + self._heartbeat_s
                 self.machine.fire(Trigger.WELCOMED)
-                self._emit(SignedIn(name=self.name))
+                # The server registers us when this (or any datagram on the session) arrives;
+                # its answer is what says we are signed in.
+                self._heartbeat_sent = now
+                self._out.append((encode(Heartbeat(token=self.token)), self.server))
+                self._next_heartbeat = now + self.timings.request_retry_s
             case SignIn(), Refused():
                 self._end(
                     Trigger.REFUSED,
@@ -376,6 +402,9 @@ class DirectorySession:
             case HeartbeatAck():
                 self._set_heartbeat(msg.heartbeat_ms)
                 self._next_heartbeat = self._heartbeat_sent + self._heartbeat_s
+                if self.machine.state is State.REGISTERING:
+                    self.machine.fire(Trigger.REGISTERED)
+                    self._emit(SignedIn(name=self.name))
             case Shutdown():
                 self._end(Trigger.SERVER_SHUTDOWN, ServerGone(reason=GoneReason.SHUTDOWN))
             case UnknownSession() if self.machine.state is State.SIGNING_OUT:

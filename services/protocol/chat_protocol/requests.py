@@ -9,7 +9,6 @@ purposes that timed out. The client core and ``chat-server --probe`` both use it
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from typing import Generic, TypeVar
 
 from chat_protocol.codec import encode
@@ -18,12 +17,15 @@ from chat_protocol.messages import Addr, Message
 P = TypeVar("P")
 
 
-@dataclass(slots=True)
 class _Pending(Generic[P]):
-    purpose: P
-    payload: bytes
-    deadline: float
-    next_retry: float
+    # A plain class, not a dataclass: mypyc cannot compile a generic dataclass.
+    __slots__ = ("deadline", "next_retry", "payload", "purpose")
+
+    def __init__(self, *, purpose: P, payload: bytes, deadline: float, next_retry: float) -> None:
+        self.purpose = purpose
+        self.payload = payload
+        self.deadline = deadline
+        self.next_retry = next_retry
 
 
 class Requests(Generic[P]):

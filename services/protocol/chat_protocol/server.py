@@ -14,8 +14,9 @@ Everything but the PING health probe arrives inside a secure session
 WELCOME in the response, so a name is bound to the static key that proved itself in the
 handshake. A sign-in is kept only when the client's first TRANSPORT datagram arrives (that
 proves it receives at its address); until then the server holds nothing for it but the bounded,
-unconfirmed session. Requests must come on the session of the key that signed the name in, and
-carry its token; anything else is dropped and counted.
+unconfirmed session. (The client says "signed in" only when a request on that session is
+answered, so it is listed by then.) Requests must come on the session of the key that signed
+the name in, and carry its token; anything else is dropped and counted.
 """
 
 from __future__ import annotations
