@@ -34,7 +34,7 @@ endef
 # "v2.40.3" from a Compose v2, nothing otherwise.
 COMPOSE_V2 := docker compose version --short 2>/dev/null | grep -Eq '^v?2\.'
 
-.PHONY: help install lab lab-ready images up down logs demo lint unit-test e2e-test bench-smoke \
+.PHONY: core help install lab lab-ready images up down logs demo lint unit-test e2e-test bench-smoke \
 	integration-test test bench bench-full chaos clean clean-images
 
 help: ## list the targets
@@ -46,6 +46,27 @@ ifdef ENV_READY
 $(ENV_READY): pyproject.toml
 	@scripts/dev-env.sh "$(ENV_DIR)"
 endif
+
+# The core compiled with mypyc (scripts/core.sh, into build/core), made again when its sources
+# change. The unit suite runs with both cores; e2e, bench and the images use the compiled one.
+# Where it cannot be built (no C compiler) everything runs the pure-Python core, with a
+# warning; under CI=true that is an error.
+CORE_LIB := $(CURDIR)/build/core/lib
+CORE_STAMP := build/core/.stamp
+CORE_SOURCES := $(wildcard services/protocol/chat_protocol/*.py) setup.py pyproject.toml
+# The environment that selects the compiled core, when there is one (expanded when a recipe runs).
+CORE_ENV = $(if $(wildcard build/core/lib),CHAT_CORE_DIR=$(CORE_LIB) PYTHONPATH=$(CORE_LIB))
+
+$(CORE_STAMP): $(CORE_SOURCES) $(ENV_READY)
+	@if PYTHON="$(PYTHON)" scripts/core.sh; then touch $@; \
+	elif [ "$${CI:-}" = true ]; then \
+		echo "make: the compiled core could not be built (an error under CI=true)"; exit 1; \
+	else \
+		rm -rf build/core; mkdir -p build/core; touch $@; \
+		echo "make: going on with the pure-Python core only"; \
+	fi
+
+core: $(CORE_STAMP) ## the core compiled with mypyc (build/core; pure Python if it cannot be)
 
 install: $(ENV_READY) ## the project, editable, with its dev, fast and bench extras, into PYTHON
 ifndef ENV_READY
@@ -78,7 +99,7 @@ lab-ready:
 		scripts/lab-setup.sh compose; \
 	fi
 
-images: $(ENV_READY) ## build the server and client images (wheels, base image, compose build)
+images: $(ENV_READY) $(CORE_STAMP) ## build the server and client images (wheels, base image, compose build)
 	base="$$(scripts/base-image.sh)"; \
 	BASE_IMAGE="$$base" scripts/wheels.sh; \
 	BASE_IMAGE="$$base" $(COMPOSE) build server client; \
@@ -104,15 +125,20 @@ lint: $(ENV_READY) ## ruff and mypy (both run; fails if either failed)
 	echo "$(PYTHON) -m mypy"; $(PYTHON) -m mypy || rc=1; \
 	exit $$rc
 
-unit-test: $(ENV_READY) ## unit tests (no network)
+unit-test: $(ENV_READY) $(CORE_STAMP) ## unit tests (no network), pure-Python core and compiled
 	$(call pytest_dir,tests/unit)
+	@if [ -n "$(CORE_ENV)" ]; then \
+		echo "==> the unit tests again, with the compiled core ($(CORE_LIB))"; \
+		echo "$(CORE_ENV) $(PYTEST) tests/unit $(PYTEST_ARGS)"; \
+		$(CORE_ENV) $(PYTEST) tests/unit $(PYTEST_ARGS); \
+	fi
 
 .PHONY: fuzz
 fuzz: $(ENV_READY) ## unit tests, many random hypothesis examples (PYTEST_ARGS=--hypothesis-seed=N replays)
 	$(PYTEST) tests/unit --hypothesis-profile=fuzz $(PYTEST_ARGS)
 
-e2e-test: $(ENV_READY) ## end-to-end tests: real processes on loopback
-	$(call pytest_dir,tests/e2e)
+e2e-test: $(ENV_READY) $(CORE_STAMP) ## end-to-end tests: real processes on loopback
+	$(CORE_ENV) $(PYTEST) tests/e2e $(PYTEST_ARGS)
 
 # The images are built here, once, when there is an engine (and Compose v2 is added if it is
 # missing); without an engine the fixtures skip (or fail, under CI=true) with the reason.
@@ -134,14 +160,14 @@ test: $(ENV_READY) ## everything: lint, unit, e2e, bench smoke, integration (run
 	if [ -n "$$failed" ]; then echo "make test: FAILED:$$failed"; exit 1; fi; \
 	echo "make test: all suites passed"
 
-bench-smoke: $(ENV_READY) ## a miniature of every benchmark (keys present, numbers finite; no timings)
-	$(call pytest_dir,tests/bench)
+bench-smoke: $(ENV_READY) $(CORE_STAMP) ## a miniature of every benchmark (keys present, numbers finite; no timings)
+	$(CORE_ENV) $(PYTEST) tests/bench $(PYTEST_ARGS)
 
-bench: $(ENV_READY) ## quick benchmarks
-	$(PYTHON) -m bench.run --quick
+bench: $(ENV_READY) $(CORE_STAMP) ## quick benchmarks (the compiled core, if there is one)
+	$(CORE_ENV) $(PYTHON) -m bench.run --quick
 
-bench-full: $(ENV_READY) ## full benchmarks
-	$(PYTHON) -m bench.run --full
+bench-full: $(ENV_READY) $(CORE_STAMP) ## full benchmarks (the compiled core, if there is one)
+	$(CORE_ENV) $(PYTHON) -m bench.run --full
 
 # A chaos run (docs/CHAOS.md): SEED picks the faults and the texts, DURATION the seconds of
 # traffic, CLIENTS and RATE (messages/s per client) its size; BROKEN=1 breaks one client on

@@ -1,8 +1,9 @@
 """The chat programs as processes on this machine (loopback, or inside a network namespace).
 
 :class:`ChatServer` runs ``chat-server -sp 0`` with its log in a file, reads the port it bound
-from ``chat-server listening on HOST:PORT (LOOP)``, and is ready once ``chat-server --probe``
-gets a PONG back for a PING (the same check as the container healthcheck). :func:`tty_client`
+from ``chat-server listening on HOST:PORT (LOOP, KIND core)``, and is ready once
+``chat-server --probe`` gets a PONG back for a PING (the same check as the container
+healthcheck). :func:`tty_client`
 and :func:`piped_client` start ``chat-client`` toward it.
 """
 
@@ -24,7 +25,9 @@ START_TIMEOUT_S = 15.0
 """Start-up of a Python process, on a loaded 2-core machine."""
 PROBE_TIMEOUT_S = 10.0
 """How long the server may take to answer its first PING once it listens."""
-LISTENING_RE = re.compile(r"chat-server listening on (?P<host>\S+):(?P<port>\d+) \((?P<loop>\w+)\)")
+LISTENING_RE = re.compile(
+    r"chat-server listening on (?P<host>\S+):(?P<port>\d+) \((?P<loop>\w+), (?P<core>[\w-]+) core\)"
+)
 
 
 @dataclass
@@ -34,6 +37,8 @@ class ChatServer:
     host: str
     port: int
     loop: str
+    core: str
+    """"compiled" or "pure-Python": the core the server runs (chat_protocol.core_kind)."""
 
     @classmethod
     def start(
@@ -90,7 +95,7 @@ class ChatServer:
         m = wait_until(listening, START_TIMEOUT_S, "chat-server to listen", interval=0.01)
         if m["host"] != host:
             raise LabError(f"chat-server listens on {m['host']}, not {host}: {m.group(0)}")
-        server = cls(proc, log_path, host, int(m["port"]), m["loop"])
+        server = cls(proc, log_path, host, int(m["port"]), m["loop"], m["core"])
 
         # Retried until the deadline: under injected loss one probe (4 PINGs) can go unanswered.
         def answers() -> bool:

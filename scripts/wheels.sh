@@ -3,7 +3,8 @@
 # and downloaded on the host, so that the image build itself needs no network at all.
 #
 # The wheels must suit the base image's Python, not the host's: when both are the same version
-# and platform this is a plain `pip wheel '.[fast]'`; otherwise (e.g. a 3.11 host building for
+# and platform this is the compiled core's wheel (scripts/core.sh, if it built one) or a plain
+# `pip wheel '.[fast]'`; otherwise (e.g. a 3.11 host building for
 # python:3.12-slim) the project wheel is built here and its dependencies are downloaded as binary
 # wheels for the image's Python version and glibc.
 # Knobs: PYTHON (python3), BASE_IMAGE (default: .lab/base-image, else python:3.12-slim),
@@ -50,8 +51,14 @@ fi
 export SOURCE_DATE_EPOCH=${SOURCE_DATE_EPOCH:-315532800}
 pip=("$PYTHON" -m pip --disable-pip-version-check --no-input -q)
 
-if [ "$target" = "$host" ]; then
-    say "building .[${EXTRAS}] for Python $py ($arch, glibc $glibc) with pip wheel"
+# The project wheel with the compiled core, when scripts/core.sh made one with this Python.
+compiled=$(find build/core/wheel -name 'p2p_chat-*.whl' 2>/dev/null | head -n 1)
+if [ "$target" = "$host" ] && [ -n "$compiled" ]; then
+    say "$(basename "$compiled") (compiled core) and what .[${EXTRAS}] needs, for Python $py"
+    "${pip[@]}" wheel "$PWD/$compiled[${EXTRAS}]" -w "$tmp/wheels" \
+        || die "pip wheel failed (is PyPI reachable?)"
+elif [ "$target" = "$host" ]; then
+    say "building .[${EXTRAS}] for Python $py ($arch, glibc $glibc) with pip wheel (pure-Python core)"
     "${pip[@]}" wheel "$tmp/src[${EXTRAS}]" -w "$tmp/wheels" \
         || die "pip wheel failed (is PyPI reachable? does the project build?)"
 else

@@ -1,4 +1,10 @@
-"""Shared test set-up: the import path of netsim.py and the hypothesis profiles.
+"""Shared test set-up: the import path of netsim.py, which core is tested, and the hypothesis
+profiles.
+
+``CHAT_CORE_DIR`` (the Makefile sets it to build/core/lib, from scripts/core.sh) runs the tests
+with the mypyc-compiled core: it goes first on this process's import path (ahead of the sources
+that pytest's ``pythonpath`` puts there) and on ``PYTHONPATH`` for every program a test starts.
+Unset, the pure-Python sources are tested. tests/unit/test_core_kind.py checks which one ran.
 
 Profiles (``--hypothesis-profile=NAME``; ``ci`` when none is given):
 
@@ -13,6 +19,7 @@ Initial conftest files are imported before hypothesis' pytest plugin runs its
 here is replaced whenever ``--hypothesis-profile`` is given.
 """
 
+import os
 import sys
 from pathlib import Path
 
@@ -20,6 +27,15 @@ from hypothesis import settings
 
 # netsim.py lives beside this file and is shared by the unit tests and the benchmarks.
 sys.path.insert(0, str(Path(__file__).parent))
+
+CORE_DIR = os.environ.get("CHAT_CORE_DIR", "")
+if CORE_DIR:
+    if "chat_protocol" in sys.modules:
+        raise RuntimeError("CHAT_CORE_DIR is set, but chat_protocol was imported before it applied")
+    sys.path.insert(0, CORE_DIR)
+    os.environ["PYTHONPATH"] = os.pathsep.join(
+        [CORE_DIR, *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]
+    )
 
 settings.register_profile("ci", derandomize=True, deadline=None)
 settings.register_profile("random", derandomize=False, deadline=None)

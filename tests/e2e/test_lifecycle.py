@@ -52,6 +52,11 @@ def leave_with_sigint(c: TtyClient) -> None:
     os.kill(c.pid, signal.SIGINT)
 
 
+def test_the_server_runs_the_core_the_suite_was_asked_for(server: Server) -> None:
+    # CHAT_CORE_DIR (tests/conftest.py): the compiled core; unset, the pure-Python sources.
+    assert server.core == ("compiled" if os.environ.get("CHAT_CORE_DIR") else "pure-Python")
+
+
 @pytest.mark.parametrize(
     "leave",
     [leave_with_exit, leave_with_ctrl_d, leave_with_ctrl_c, leave_with_sigterm, leave_with_sigint],

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+from pathlib import Path
 
 import pytest
 
@@ -27,3 +28,15 @@ def test_server_is_healthy(compose_project: Compose) -> None:
         "server", ["chat-server", "--probe", "-sp", str(SERVER_PORT)]
     )
     assert code == 0, output
+
+
+def test_the_images_run_the_compiled_core_when_one_was_built(compose_project: Compose) -> None:
+    # scripts/wheels.sh puts the compiled core's wheel (scripts/core.sh) in the images when
+    # there is one for the images' Python; else the pure-Python core.
+    wheels = Path(__file__).resolve().parents[2] / "build" / "core" / "wheel"
+    built = any(wheels.glob("p2p_chat-*-cp3*.whl"))
+    code, output = compose_project.exec(
+        "server", ["/opt/venv/bin/python", "-c", "import chat_protocol as c; print(c.core_kind())"]
+    )
+    assert code == 0, output
+    assert output.strip() == ("compiled core" if built else "pure-Python core")

@@ -6,11 +6,13 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import struct
+from collections.abc import Callable
 
 import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
+import chat_protocol
 from chat_protocol.codec import decode, encode
 from chat_protocol.const import (
     ACK_HEADER_BYTES,
@@ -301,11 +303,9 @@ VALID_ACK = Ack(session=1, stream=1, seq=0, complete=False, ranges=((0, 3),))
         (LookupReply(req_id=1, name="bob", addr=("not an ip", 1), key=bytes(32)), "address"),
         (LookupReply(req_id=1, name="bob", addr=("10.0.0.1", 65536), key=bytes(32)), "address"),
         (LookupReply(req_id=1, name="bob", addr=("10.0.0.1", 1)), "key"),
-        (Refused(req_id=1, reason=9), "not a RefuseReason"),  # type: ignore[arg-type]
         (Hello(req_id=1, name="é" * 128), "longer than 255"),
         (ListReply(req_id=1, total=1, more=False, names=("n" * 32,) * 60), "more than 1400"),
         (ListReply(req_id=1, total=1, more=False, names=("a",) * 65536), "u16"),
-        ("not a message", "not a message"),
     ],
 )
 def test_invalid_messages_name_the_problem(msg: Message, why: str) -> None:
@@ -313,3 +313,30 @@ def test_invalid_messages_name_the_problem(msg: Message, why: str) -> None:
         encode(msg)
     assert isinstance(info.value, ValueError)  # callers may catch ValueError
     assert not isinstance(info.value, struct.error)
+
+
+def _ill_typed_refused() -> object:
+    return Refused(req_id=1, reason=9)  # type: ignore[arg-type]
+
+
+def _not_a_message() -> object:
+    return encode("not a message")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("make", "why"), [(_ill_typed_refused, "RefuseReason"), (_not_a_message, "message")]
+)
+def test_ill_typed_values_are_refused_by_either_core(make: Callable[[], object], why: str) -> None:
+    # What mypy already rejects: the pure-Python core refuses it at encode (InvalidMessage), the
+    # compiled one (mypyc checks the declared types) at once, with a TypeError. Never a
+    # struct.error, never a datagram.
+    try:
+        value = make()
+        if isinstance(value, Refused):
+            encode(value)
+    except InvalidMessage as exc:
+        assert not chat_protocol.compiled() and why.casefold() in str(exc).casefold()
+    except TypeError as exc:
+        assert chat_protocol.compiled() and why in str(exc)
+    else:
+        pytest.fail("an ill-typed message was encoded")

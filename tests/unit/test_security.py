@@ -6,6 +6,7 @@ everything sent; an attacker injects datagrams with any source address it likes.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
 
 import pytest
@@ -23,9 +24,9 @@ from chat_protocol.events import (
     WhoisInfo,
 )
 from chat_protocol.identity import safety_number
-from chat_protocol.messages import Addr, Hello, LookupReply, Message
+from chat_protocol.messages import Addr, Hello, LookupReply
 from chat_protocol.outcomes import FailReason
-from chat_protocol.server import ServerCore, User
+from chat_protocol.server import ServerCore
 from netsim import FakeNetwork
 
 T = Timings()
@@ -178,29 +179,24 @@ def test_a_user_back_with_a_new_key_is_refused_by_those_who_pinned_the_old_one()
     assert [m.text for m in events(net, nb, MessageReceived)] == ["welcome back"]
 
 
-class LyingDirectory(ServerCore):
-    """A hostile directory: whoever asks for bob gets mallory's address and key."""
-
-    mallory_key = b""
-
-    def _send(self, msg: Message, user: User, now: float) -> None:
-        if isinstance(msg, LookupReply) and msg.name.casefold() == "bob" and self.mallory_key:
-            msg = LookupReply(req_id=msg.req_id, name=msg.name, addr=M, key=self.mallory_key)
-        super()._send(msg, user, now)
-
-
-def _lying_network(seed: int) -> tuple[FakeNetwork, LyingDirectory]:
+def _lying_network(seed: int) -> tuple[FakeNetwork, ServerCore]:
     net = FakeNetwork(seed=seed)
-    srv = LyingDirectory(identity=net.key("server"), timings=T, random_bytes=net.random_bytes)
-    net.add_node(S, srv)
-    return net, srv
+    return net, net.add_server(S, T)
+
+
+def lie_about_bob(srv: ServerCore, key: bytes) -> None:
+    """The directory turns hostile: whoever asks for bob from now on gets mallory's address and
+    ``key``. (Bob's own entry, by his key, still serves his requests. A table entry is replaced
+    rather than a method overridden, so that the compiled core can be tested the same way.)"""
+    real = srv.users["bob"]
+    srv.users["bob"] = dataclasses.replace(real, addr=M, static=key)
 
 
 def test_a_directory_that_swaps_keys_is_refused_by_a_pinned_sender() -> None:
     net, srv = _lying_network(35)
     a, b = signed_in(net, ("alice", A), ("bob", B))
     converse(net, a, b, ["we have met"])  # alice pins bob's real key
-    srv.mallory_key = net.key("mallory").public
+    lie_about_bob(srv, net.key("mallory").public)
     a.send("bob", "the secret plan", net.now)
     net.flush()
     assert net.run_until(lambda: events(net, A, SendFailed), 5)
@@ -210,8 +206,8 @@ def test_a_directory_that_swaps_keys_is_refused_by_a_pinned_sender() -> None:
 
 def test_on_first_contact_a_swapped_key_shows_in_the_safety_numbers() -> None:
     net, srv = _lying_network(36)
-    srv.mallory_key = net.key("mallory").public
     a, b = signed_in(net, ("alice", A), ("bob", B))
+    lie_about_bob(srv, net.key("mallory").public)
     a.whois("bob", net.now)
     b.whois("alice", net.now)
     net.flush()

@@ -10,6 +10,7 @@ import os
 import signal
 import sys
 
+from chat_protocol import core_kind
 from chat_protocol.const import MAX_USERS_PER_IP, PROBE_TIMEOUT_S, STATS_INTERVAL_S
 from chat_protocol.events import ServerEvent, UserJoined, UserLeft
 from chat_protocol.identity import format_fingerprint
@@ -91,7 +92,7 @@ async def serve(host: str, port: int, identity: KeyPair, max_users_per_ip: int) 
     assert shell.transport is not None
     bound = shell.transport.get_extra_info("sockname")
     print(
-        f"chat-server listening on {bound[0]}:{bound[1]} ({aio.loop_name()}); "
+        f"chat-server listening on {bound[0]}:{bound[1]} ({aio.loop_name()}, {core_kind()}); "
         f"key fingerprint {format_fingerprint(identity.public)}",
         file=sys.stderr,
         flush=True,
