@@ -22,6 +22,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import Enum
+from typing import Final
 
 from chat_protocol.codec import encode
 from chat_protocol.const import MIN_HEARTBEAT_INTERVAL_S, Timings
@@ -120,11 +121,15 @@ class ListPage:
     names: list[str] = field(default_factory=list)
 
 
-@dataclass(frozen=True, slots=True)
 class SendLookup:
-    """A lookup for :mod:`chat_protocol.sending`: ``handle`` is the send it is for."""
+    """A lookup for :mod:`chat_protocol.sending`: ``handle`` is the send it is for. (One per
+    send: a plain class, built natively by the compiled core.)"""
 
-    handle: int
+    __slots__ = ("handle",)
+    __match_args__ = ("handle",)
+
+    def __init__(self, handle: int) -> None:
+        self.handle: Final = handle
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,12 +152,16 @@ Purpose = SignIn | SignOut | ListPage | SendLookup | VerifyLookup | WhoisLookup
 LookupPurpose = SendLookup | VerifyLookup | WhoisLookup
 
 
-@dataclass(frozen=True, kw_only=True, slots=True)
 class LookupAnswer:
-    """A lookup's outcome for the part that asked: ``reply`` None when it went unanswered."""
+    """A lookup's outcome for the part that asked: ``reply`` None when it went unanswered.
+    (One per send: a plain class, built natively by the compiled core.)"""
 
-    purpose: LookupPurpose
-    reply: LookupReply | None
+    __slots__ = ("purpose", "reply")
+    __match_args__ = ("purpose", "reply")
+
+    def __init__(self, *, purpose: LookupPurpose, reply: LookupReply | None) -> None:
+        self.purpose: Final = purpose
+        self.reply: Final = reply
 
 
 _Reply = Welcome | Refused | LookupReply | ListReply | ByeAck

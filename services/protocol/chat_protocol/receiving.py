@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Final
 
 from chat_protocol.codec import encode
 from chat_protocol.const import (
@@ -36,12 +37,14 @@ from chat_protocol.transfer import ChunkRejected, Inbound
 PeerKey = bytes
 
 
-@dataclass(frozen=True, slots=True)
 class _Held:
-    inbound: Inbound
-    seq: int
-    msg_id: int
-    text: str
+    __slots__ = ("inbound", "msg_id", "seq", "text")  # (one per message: not a dataclass)
+
+    def __init__(self, *, inbound: Inbound, seq: int, msg_id: int, text: str) -> None:
+        self.inbound: Final = inbound
+        self.seq: Final = seq
+        self.msg_id: Final = msg_id
+        self.text: Final = text
 
 
 @dataclass(slots=True)

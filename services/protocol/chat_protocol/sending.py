@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections import OrderedDict, deque
 from collections.abc import Callable
-from dataclasses import dataclass
+from typing import Final
 
 from chat_protocol.codec import encode
 from chat_protocol.const import MAX_PEERS_TRACKED, Timings
@@ -27,16 +27,19 @@ PeerKey = bytes
 """A peer's static public key: who a destination is."""
 
 
-@dataclass(slots=True)
 class _PendingSend:
-    handle: int
-    to: str
-    payload: bytes
-    looked_up: bool = False
-    addr: Addr | None = None
-    key: PeerKey = b""
-    canonical: str = ""
-    failure: FailReason | None = None
+    __slots__ = ("addr", "canonical", "failure", "handle", "key", "looked_up", "payload", "to")
+    # (One per send: a plain class, built natively by the compiled core.)
+
+    def __init__(self, *, handle: int, to: str, payload: bytes) -> None:
+        self.handle: Final = handle
+        self.to: Final = to
+        self.payload: Final = payload
+        self.looked_up = False
+        self.addr: Addr | None = None
+        self.key: PeerKey = b""
+        self.canonical = ""
+        self.failure: FailReason | None = None
 
 
 class SendPipeline:

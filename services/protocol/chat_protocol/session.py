@@ -94,6 +94,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import IntEnum
+from typing import Final
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
@@ -990,12 +991,18 @@ class SessionEstablished:
     payload: bytes
 
 
-@dataclass(frozen=True, kw_only=True, slots=True)
 class TransportReceived:
-    """An authenticated datagram (``plaintext`` b"" is a keepalive) on ``session``."""
+    """An authenticated datagram (``plaintext`` b"" is a keepalive) on ``session``.
 
-    session: SecureSession
-    plaintext: bytes
+    (A plain class, not a dataclass: one is made per datagram, and the compiled core builds
+    it natively, where a dataclass's generated ``__init__`` runs as Python.)"""
+
+    __slots__ = ("plaintext", "session")
+    __match_args__ = ("session", "plaintext")
+
+    def __init__(self, *, session: SecureSession, plaintext: bytes) -> None:
+        self.session: Final = session
+        self.plaintext: Final = plaintext
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

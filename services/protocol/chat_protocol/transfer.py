@@ -32,7 +32,8 @@ is bounded by the chunks of that message in flight (at most the window).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from typing import Final
 
 from chat_protocol.const import (
     ACK_HEADER_BYTES,
@@ -66,32 +67,38 @@ _NEVER = float("inf")
 # --- sender -------------------------------------------------------------------------------------
 
 
-@dataclass(slots=True)
 class _InFlight:
-    sent_at: float
-    deadline: float
-    """When to retransmit; ``inf`` while scheduled in ``Outbound.retransmit``."""
-    tries: int
-    later_acked: int = 0
-    """Chunks of the same message sent after this one and acknowledged since it was sent."""
-    probe: bool = False
-    """The last chunk of a message whose bytes are all acknowledged, kept to ask for the
-    ``complete`` ACK; it gives no RTT sample."""
+    # One per chunk sent: a plain class, built natively by the compiled core.
+    __slots__ = ("deadline", "later_acked", "probe", "sent_at", "tries")
+
+    def __init__(self, *, sent_at: float, deadline: float, tries: int, probe: bool = False) -> None:
+        self.sent_at = sent_at
+        self.deadline = deadline
+        """When to retransmit; ``inf`` while scheduled in ``Outbound.retransmit``."""
+        self.tries = tries
+        self.later_acked = 0
+        """Chunks of the same message sent after this one and acknowledged since it was sent."""
+        self.probe = probe
+        """The last chunk of a message whose bytes are all acknowledged, kept to ask for the
+        ``complete`` ACK; it gives no RTT sample."""
 
 
-@dataclass(slots=True)
 class OutMessage:
-    msg_id: int
-    to: str
-    seq: int
-    payload: bytes
-    n_chunks: int
-    next_new: int = 0
-    """Index of the first chunk never sent."""
-    acked: RangeSet = field(default_factory=RangeSet)
-    """Bytes the destination said it holds (whole chunks only)."""
-    inflight: dict[int, _InFlight] = field(default_factory=dict)
-    """Chunk index -> send state, for chunks sent and not acknowledged (or the probe)."""
+    # One per message: a plain class, built natively by the compiled core.
+    __slots__ = ("acked", "inflight", "msg_id", "n_chunks", "next_new", "payload", "seq", "to")
+
+    def __init__(self, *, msg_id: int, to: str, seq: int, payload: bytes, n_chunks: int) -> None:
+        self.msg_id: Final = msg_id
+        self.to: Final = to
+        self.seq: Final = seq
+        self.payload: Final = payload
+        self.n_chunks: Final = n_chunks
+        self.next_new = 0
+        """Index of the first chunk never sent."""
+        self.acked = RangeSet()
+        """Bytes the destination said it holds (whole chunks only)."""
+        self.inflight: dict[int, _InFlight] = {}
+        """Chunk index -> send state, for chunks sent and not acknowledged (or the probe)."""
 
     @property
     def all_acked(self) -> bool:
@@ -340,14 +347,17 @@ class Outbound:
 # --- receiver -----------------------------------------------------------------------------------
 
 
-@dataclass(slots=True)
 class _Partial:
-    """One message being reassembled: its chunks by offset, and which bytes are here."""
+    """One message being reassembled: its chunks by offset, and which bytes are here. (One per
+    message: a plain class, built natively by the compiled core.)"""
 
-    total: int
-    msg_id: int
-    chunks: dict[int, bytes] = field(default_factory=dict)
-    have: RangeSet = field(default_factory=RangeSet)
+    __slots__ = ("chunks", "have", "msg_id", "total")
+
+    def __init__(self, *, total: int, msg_id: int) -> None:
+        self.total: Final = total
+        self.msg_id: Final = msg_id
+        self.chunks: dict[int, bytes] = {}
+        self.have = RangeSet()
 
     @property
     def complete(self) -> bool:
