@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from bench import goals
 from labkit.util import in_ci
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -133,9 +134,13 @@ def test_crypto_cost_sits_beside_the_round_trip(
 
 def test_goals_are_booleans_and_outputs_exist(smoke: tuple[dict[str, object], Path, str]) -> None:
     summary, out, stdout = smoke
-    goals = summary["goals"]
-    assert isinstance(goals, dict) and goals
-    assert all(v is None or isinstance(v, bool) for v in goals.values())
+    judged = summary["goals"]
+    assert isinstance(judged, dict)
+    assert set(judged) == {g.name for g in goals.GOALS}  # issue 13's goals, every one judged
+    assert all(v is None or isinstance(v, bool) for v in judged.values())
+    table = (out / "summary.md").read_text()
+    for g in goals.GOALS:  # each in the table, with its limit
+        assert goals.text(g.name) in table, g.name
     assert (out / "summary.md").read_text().startswith("## Benchmarks")
     assert "| # | Measure |" in stdout
     assert (out / "rtt_distribution.png").stat().st_size > 0
