@@ -70,6 +70,14 @@ def table(s: dict[str, Any]) -> str:
             _ratio(s.get("lookup_vs_echo_per_cpu")),
             *_goal(g, "lookups_per_cpu_ge_0.8x_echo"),
         ),
+        _row(
+            "1",
+            "… CPU shares at the peaks: server / load generator (1 = a core)",
+            f"{_num(s.get('lookup_server_cpu_share'), '', 2)} / "
+            f"{_num(s.get('lookup_loadgen_cpu_share'), '', 2)}",
+            f"echo {_num(s.get('echo_server_cpu_share'), '', 2)} / "
+            f"{_num(s.get('echo_loadgen_cpu_share'), '', 2)}",
+        ),
     ]
     if s.get("lookup_per_s_asyncio") is not None:
         rows.append(

@@ -313,6 +313,20 @@ class Bench:
                 best_l["per_s"] / best_e["per_s"],
                 samples=[lr["per_s"] / er["per_s"] for lr, er in zip(reps_l, reps_e, strict=True)],
             )
+            # Who was the limit at each peak: the server's and the load process's CPU shares
+            # (1.0 = one core busy). A load process near 1.0 with a server well below it means
+            # the generator, not the server, set the rate; per-CPU figures are judged for that.
+            for mode, best_c, reps in (("lookup", best_l, reps_l), ("echo", best_e, reps_e)):
+                self.put(
+                    f"{mode}_loadgen_cpu_share{suffix}",
+                    best_c["loadgen_cpu_frac"],
+                    samples=[r["loadgen_cpu_frac"] for r in reps],
+                )
+                self.put(
+                    f"{mode}_server_cpu_share{suffix}",
+                    best_c["server_cpu_frac"],
+                    samples=[r["server_cpu_frac"] for r in reps if r["server_cpu_frac"]],
+                )
             per_cpu_l = best_l["per_s"] / best_l["server_cpu_frac"]
             per_cpu_e = best_e["per_s"] / best_e["server_cpu_frac"]
             self.put(f"lookup_per_cpu_s{suffix}", per_cpu_l, samples=[per_cpu(r) for r in reps_l])
