@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import Enum
+from typing import Final
 
 from chat_protocol.messages import Addr, RefuseReason
 from chat_protocol.outcomes import FailReason
@@ -103,28 +104,41 @@ class ListFailed:
     """A list request got no answer."""
 
 
-@dataclass(frozen=True, kw_only=True, slots=True)
+@dataclass(kw_only=True, slots=True, init=False, unsafe_hash=True)
 class MessageReceived:
+    # Made per datagram: __init__ written out, fields Final (see chat_protocol.messages).
     """A message handed to the user. Emitting it is what "shown" means to the sender."""
 
-    sender: str
+    sender: Final[str]
     """Proven: the directory has this name with the key that signed the message, and it is the
     key pinned for the name."""
-    addr: Addr
+    addr: Final[Addr]
     """Where the sender's session was last heard from."""
-    text: str
-    session: int
+    text: Final[str]
+    session: Final[int]
     """The sender's session (random per run of the sender)."""
-    msg_id: int
+    msg_id: Final[int]
     """The sender's id of the message: unique per ``session``, increasing in send order."""
 
+    def __init__(self, *, sender: str, addr: Addr, text: str, session: int, msg_id: int) -> None:
+        self.sender = sender
+        self.addr = addr
+        self.text = text
+        self.session = session
+        self.msg_id = msg_id
 
-@dataclass(frozen=True, kw_only=True, slots=True)
+
+@dataclass(kw_only=True, slots=True, init=False, unsafe_hash=True)
 class MessageDelivered:
+    # Made per datagram: __init__ written out, fields Final (see chat_protocol.messages).
     """The receiver's program showed the message to its user."""
 
-    handle: int
-    to: str
+    handle: Final[int]
+    to: Final[str]
+
+    def __init__(self, *, handle: int, to: str) -> None:
+        self.handle = handle
+        self.to = to
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

@@ -105,15 +105,29 @@ class OutMessage:
         return len(self.acked) == len(self.payload)
 
 
-@dataclass(frozen=True, kw_only=True, slots=True)
+@dataclass(kw_only=True, slots=True, init=False, unsafe_hash=True)
 class Resolved:
+    # Made per datagram: __init__ written out, fields Final (see chat_protocol.messages).
     """A message the sender is finished with: shown to the receiver's user, or given up on."""
 
-    msg_id: int
-    to: str
-    delivered: bool
-    reason: FailReason | None = None
+    msg_id: Final[int]
+    to: Final[str]
+    delivered: Final[bool]
+    reason: Final[FailReason | None]
     """Why not delivered (None when ``delivered``)."""
+
+    def __init__(
+        self,
+        *,
+        msg_id: int,
+        to: str,
+        delivered: bool,
+        reason: FailReason | None = None,
+    ) -> None:
+        self.msg_id = msg_id
+        self.to = to
+        self.delivered = delivered
+        self.reason = reason
 
 
 class Outbound:
