@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import time
 
+import pytest
+
 from chat_protocol.client import ClientCore, State
 from chat_protocol.codec import encode
 from chat_protocol.const import (
     CHUNK_PAYLOAD_BYTES,
     MAX_HEARTBEAT_INTERVAL_S,
     MAX_PEERS_TRACKED,
+    MAX_SESSIONS_PER_PEER,
     PARTIAL_TIMEOUT_S,
     RECEIVE_BUDGET_BYTES,
     Timings,
@@ -119,6 +122,74 @@ def test_a_flood_of_made_up_sessions_does_not_cut_alice_from_bob() -> None:
     assert shown(net, B) == ["before", "after the flood"]
     print(f"\n{sessions} made-up sessions: bob holds {b.receiving.held_bytes} bytes, "
           f"{len(b.receiving._inbound)} receive states; alice -> bob still delivered")
+
+
+def proven_attacker(net: FakeNetwork, b: ClientCore, name: str, addr: Addr) -> ClientCore:
+    """A real signed-in user who has had a message shown by bob: its key is proven to bob (the
+    directory and the pins vouched for it), so bob's limits for strangers do not hold it."""
+    m = net.add_client(name, addr, S, T)
+    assert net.run_until(lambda: m.online, 10)
+    before = sum(isinstance(e, MessageDelivered) for e in net.client_events[addr])
+    m.send("bob", f"hi, I am {name}", net.now)
+    net.flush()
+    assert net.run_until(
+        lambda: sum(isinstance(e, MessageDelivered) for e in net.client_events[addr]) > before, 15
+    )
+    assert b.receiving.proven(m.identity.public)
+    return m
+
+
+def raw_from(net: FakeNetwork, m: ClientCore, addr: Addr, b: ClientCore, d: Data) -> None:
+    """One DATA on ``m``'s session with bob, straight to bob."""
+    session = m.secure.session(b.identity.public, net.now)
+    assert session is not None
+    net.nodes[B].receive_datagram(session.encrypt(encode(d), net.now), addr, net.now)
+
+
+@pytest.mark.parametrize("sessions", [MAX_PEERS_TRACKED + 1, 100_000])
+def test_a_proven_sender_with_made_up_sessions_cannot_cut_alice_from_bob(sessions: int) -> None:
+    # Found by the e2e attack (tests/e2e/test_peer_attack_netns.py): a signed-in user whose
+    # message bob had shown filled bob's table with made-up sessions, and alice's receive
+    # state was retired: her next message was refused.
+    net = FakeNetwork(seed=45)
+    _, a, b = signed_in(net)
+    say(net, a, "before")
+    m = proven_attacker(net, b, "mallory", EVIL)
+    for s in range(sessions):
+        raw_from(net, m, EVIL, b, chunk(s, 0, 0, 2 * CHUNK_PAYLOAD_BYTES, sender="mallory"))
+    mallorys = sum(k == m.identity.public for k, _ in b.receiving._inbound)
+    assert mallorys <= MAX_SESSIONS_PER_PEER
+    say(net, a, "after the flood")
+    assert shown(net, B)[-1] == "after the flood" and shown(net, B).count("after the flood") == 1
+    print(f"\n{sessions} made-up sessions of a proven sender: it keeps {mallorys} receive "
+          f"states at bob; alice -> bob still delivered")
+
+
+def test_proven_senders_hoarding_partials_cannot_starve_alice() -> None:
+    # Found by the e2e attack: proven senders' partial messages (fresh sessions, never their
+    # first chunk) took the whole receive budget, and every chunk of alice's was dropped.
+    net = FakeNetwork(seed=46)
+    _, a, b = signed_in(net)
+    say(net, a, "first")
+    total = 4 * 1024 * 1024
+    hoarders = [
+        proven_attacker(net, b, f"hoarder{i}", ("10.6.6.9", 9000 + i)) for i in range(8)
+    ]
+    for i, m in enumerate(hoarders):  # 8 keys x 4 sessions x 4 MiB offered: 128 MiB
+        for s in range(MAX_SESSIONS_PER_PEER):
+            for off in range(CHUNK_PAYLOAD_BYTES, total, CHUNK_PAYLOAD_BYTES):
+                raw_from(net, m, ("10.6.6.9", 9000 + i), b, chunk(100 + s, 0, off, total,
+                                                                   sender=f"hoarder{i}"))
+    assert b.receiving.held_bytes <= RECEIVE_BUDGET_BYTES
+    assert b.receiving.stats.over_budget > 0
+    big = "x" * (20 * CHUNK_PAYLOAD_BYTES)  # many chunks: room must be made, not found
+    say(net, a, big)
+    assert shown(net, B)[-1] == big
+    assert b.receiving.stats.reclaimed_bytes > 0
+    print(f"\n128 MiB of partials offered by 8 proven senders: bob holds "
+          f"{b.receiving.held_bytes / 2**20:.1f} MiB (budget {RECEIVE_BUDGET_BYTES / 2**20:.0f}); "
+          f"{b.receiving.stats.reclaimed_bytes / 2**20:.1f} MiB of partials given back (to smaller "
+          "holders: the hoarders among themselves, then alice)")
 
 
 def test_many_attacker_keys_cannot_evict_a_proven_peer() -> None:

@@ -48,6 +48,10 @@ SEND_WINDOW_CHUNKS = 64
 """Unacknowledged DATA datagrams in flight to one peer (flow control: 64 x 1.2 KB = 77 KB, well
 under a default 208 KiB socket receive buffer)."""
 MAX_ACK_RANGES = 32
+MAX_SESSIONS_PER_PEER = 4
+"""Sender sessions (runs of the sender) one key may have receive states for at a receiver; a new
+one beyond it replaces the key's least recently heard. So one key cannot fill the table of
+MAX_PEERS_TRACKED and push out others' states (an attacker's made-up sessions evict its own)."""
 MAX_RETIRED_SESSIONS = 4096
 """Sender sessions whose receive state was dropped (LRU) and whose late chunks are refused."""
 MAX_VERIFIED_ENTRIES = 4096

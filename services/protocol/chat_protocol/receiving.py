@@ -20,8 +20,10 @@ from typing import Final
 
 from chat_protocol.codec import encode
 from chat_protocol.const import (
+    MAX_BUFFERED_BYTES_PER_PEER,
     MAX_PEERS_TRACKED,
     MAX_RETIRED_SESSIONS,
+    MAX_SESSIONS_PER_PEER,
     MAX_VERIFIED_ENTRIES,
     PARTIAL_TIMEOUT_S,
     RECEIVE_BUDGET_BYTES,
@@ -55,6 +57,8 @@ class ReceiveStats:
     dropped_unshown: int = 0
     over_budget: int = 0
     """Chunks dropped unacknowledged: the receiver-wide budget was spent."""
+    reclaimed_bytes: int = 0
+    """Bytes of partial messages dropped to give room to a sender holding less (budget spent)."""
     stalled_partials: int = 0
     """Bytes of partial messages freed after PARTIAL_TIMEOUT_S without a new chunk."""
 
@@ -82,6 +86,14 @@ class ReceivePath:
         self._emit = emit
         self.stats = ReceiveStats()
         self._inbound: OrderedDict[tuple[PeerKey, int], Inbound] = OrderedDict()
+        self._sessions: dict[PeerKey, OrderedDict[int, None]] = {}
+        """Key -> the sender sessions it has a receive state for, least recently heard first
+        (at most MAX_SESSIONS_PER_PEER: one key cannot fill the table)."""
+        self._key_bytes: dict[PeerKey, int] = {}
+        """Key -> bytes held for it, all its sessions together (at most
+        MAX_BUFFERED_BYTES_PER_PEER)."""
+        self._acks_due: dict[Inbound, PeerKey] = {}
+        """Receive states with acknowledgements to send (so a pump does not walk them all)."""
         self._retired: OrderedDict[tuple[PeerKey, int], None] = OrderedDict()
         self._verified: dict[tuple[str, PeerKey], tuple[bool, float]] = {}
         """(sender name key, sender key) -> (directory and pin agree, until when trusted)."""
@@ -104,12 +116,7 @@ class ReceivePath:
         if name_key(d.sender) != name_key(claimed):
             self.stats.rejected_chunks += 1
             return None
-        proven = key in self._proven
-        # The budget: all senders together never make us hold more than budget_bytes, and
-        # senders nobody vouched for yet share a quarter of it, so they cannot starve the rest.
-        if self.held_bytes + len(d.payload) > self.budget_bytes or (
-            not proven and self._unproven_bytes + len(d.payload) > self.budget_bytes // 4
-        ):
+        if not self._room(key, len(d.payload)):
             self.stats.over_budget += 1
             return None
         ikey = (key, d.session)
@@ -118,15 +125,20 @@ class ReceivePath:
             if ikey in self._retired:
                 self.stats.rejected_chunks += 1
                 return None
+            sessions = self._sessions.setdefault(key, OrderedDict())
+            if len(sessions) >= MAX_SESSIONS_PER_PEER:
+                self._drop_state((key, next(iter(sessions))))  # its own, least recently heard
             ib = Inbound(
                 addr=addr, sender=claimed, session=d.session, stream=d.stream, base=d.base
             )
             self._inbound[ikey] = ib
+            sessions[d.session] = None
             if len(self._inbound) > MAX_PEERS_TRACKED:
                 self._evict()
         else:
             ib.addr = addr
             self._inbound.move_to_end(ikey)
+            self._sessions[key].move_to_end(d.session)
         before, held_before = ib.duplicates, ib.buffered
         try:
             complete = ib.on_data(d, size, now)
@@ -135,6 +147,8 @@ class ReceivePath:
             return None
         finally:
             self._account(key, ib.buffered - held_before)
+            if ib.pending_acks:
+                self._acks_due[ib] = key
         self._heard[ikey] = now
         self.stats.duplicate_chunks += ib.duplicates - before
         if not complete:
@@ -156,24 +170,82 @@ class ReceivePath:
         return VerifyLookup(name=claimed, key=key)
 
     def _account(self, key: PeerKey, delta: int) -> None:
+        if not delta:
+            return
         self.held_bytes += delta
         if key not in self._proven:
             self._unproven_bytes += delta
+        left = self._key_bytes.get(key, 0) + delta
+        if left > 0:
+            self._key_bytes[key] = left
+        else:
+            self._key_bytes.pop(key, None)
+
+    def _room(self, key: PeerKey, n: int) -> bool:
+        """Whether ``n`` more bytes from ``key`` may be held. All senders together never make
+        us hold more than budget_bytes; one key (all its sessions) at most
+        MAX_BUFFERED_BYTES_PER_PEER; senders nobody vouched for yet share a quarter of the
+        budget. When the budget is spent, the sender holding the most gives room back to one
+        that holds less (QUIC's receiver-wide flow control, shared fairly): so no sender, proven
+        or not, can starve the others by hoarding partial messages."""
+        if self._key_bytes.get(key, 0) + n > MAX_BUFFERED_BYTES_PER_PEER:
+            return False
+        if key not in self._proven and self._unproven_bytes + n > self.budget_bytes // 4:
+            return False
+        while self.held_bytes + n > self.budget_bytes:
+            if not self._reclaim(key, n):
+                return False
+        return True
+
+    def _reclaim(self, key: PeerKey, n: int) -> bool:
+        """Drop the largest partial message of the largest receive state of the key holding the
+        most, if that key would still hold more than ``key`` does with ``n`` more. A partial
+        message was never shown nor acknowledged complete: its sender reports it not
+        delivered."""
+        kb = self._key_bytes
+        top = max(kb, key=kb.__getitem__, default=None)
+        if top is None or top == key or kb[top] <= kb.get(key, 0) + n:
+            return False
+        biggest = max(
+            (self._inbound[(top, s)] for s in self._sessions.get(top, ())),
+            key=lambda ib: ib.buffered,
+            default=None,
+        )
+        freed = biggest.drop_largest_partial() if biggest is not None else 0
+        if not freed:
+            return False
+        self._account(top, -freed)
+        self.stats.reclaimed_bytes += freed
+        return True
 
     def _evict(self) -> None:
         """One receive state too many: drop the least recently heard one of a sender nobody
         vouched for (it was never shown anything, so forgetting it cannot show anything twice).
-        Only when every state is a proven peer's is the oldest retired: its late chunks are
-        refused, never shown again. Nothing an unproven sender does can evict a proven one."""
+        Only when every state is a proven peer's is one retired (its late chunks are refused,
+        never shown again): the least recently heard of the key with the most states. Nothing
+        an unproven sender does can evict a proven one, and no key can evict another that has
+        fewer states than it (each key has at most MAX_SESSIONS_PER_PEER)."""
         proven = self._proven
-        victim = next(((k, ib) for k, ib in self._inbound.items() if k[0] not in proven), None)
+        victim = next((k for k in self._inbound if k[0] not in proven), None)
         if victim is None:
-            victim = next(iter(self._inbound.items()))
-            self._retire(*victim[0])
-        ikey, ib = victim
-        del self._inbound[ikey]
+            most = max(self._sessions, key=lambda k: len(self._sessions[k]))
+            victim = (most, next(iter(self._sessions[most])))
+        self._drop_state(victim)
+
+    def _drop_state(self, ikey: tuple[PeerKey, int]) -> None:
+        """Forget one receive state; a proven key's is retired (it may have shown messages:
+        its late chunks must not make a fresh state that shows them again)."""
+        key, session = ikey
+        if key in self._proven:
+            self._retire(key, session)
+        ib = self._inbound.pop(ikey)
         self._heard.pop(ikey, None)
-        self._account(ikey[0], -ib.buffered)
+        self._acks_due.pop(ib, None)
+        sessions = self._sessions[key]
+        del sessions[session]
+        if not sessions:
+            del self._sessions[key]
+        self._account(key, -ib.buffered)
 
     def expire(self, now: float) -> None:
         """Free partial messages whose sender went quiet for PARTIAL_TIMEOUT_S."""
@@ -227,9 +299,7 @@ class ReceivePath:
             return
         if key not in self._proven:
             self._proven.add(key)
-            self._unproven_bytes -= sum(
-                ib.buffered for (k, _), ib in self._inbound.items() if k == key
-            )
+            self._unproven_bytes -= self._key_bytes.get(key, 0)
         for h in held:
             ib = h.inbound
             self._emit(
@@ -244,6 +314,7 @@ class ReceivePath:
             before = ib.buffered
             ib.shown(h.seq)
             self._account(key, ib.buffered - before)
+            self._acks_due[ib] = key
 
     def drop_held(self) -> None:
         """The client is going away: what was never shown is dropped (and never acknowledged)."""
@@ -252,7 +323,9 @@ class ReceivePath:
 
     def datagrams(self) -> list[tuple[bytes, PeerKey]]:
         out: list[tuple[bytes, PeerKey]] = []
-        for (key, _), ib in self._inbound.items():
-            if ib.pending_acks:
-                out.extend((encode(a), key) for a in ib.acks())
+        if self._acks_due:
+            for ib, key in self._acks_due.items():
+                if ib.pending_acks:
+                    out.extend((encode(a), key) for a in ib.acks())
+            self._acks_due.clear()
         return out

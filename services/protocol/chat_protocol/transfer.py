@@ -493,6 +493,17 @@ class Inbound:
         self.buffered -= freed
         return freed
 
+    def drop_largest_partial(self) -> int:
+        """Forget the message not yet whole that holds the most bytes (the receiver needs room
+        for another sender); the bytes freed. Never shown, it is never acknowledged complete:
+        its sender reports it not delivered."""
+        if not self.partial:
+            return 0
+        seq = max(self.partial, key=lambda s: len(self.partial[s].have))
+        freed = len(self.partial.pop(seq).have)
+        self.buffered -= freed
+        return freed
+
     def discard(self, seq: int) -> None:
         """The client core will never show message ``seq`` (its sender was refused): free it.
         It is never acknowledged ``complete``, so its sender reports it not delivered."""
