@@ -1,6 +1,7 @@
 """A measuring client, run inside the test's network namespace: ``prober.py NAME HOST PORT
-SECONDS``. Signs in (timing it), then looks itself up every 10 ms for SECONDS (timing each
-answer; an unanswered one within 1 s counts as lost), signs out, and prints one JSON line."""
+SECONDS [SOURCE_IP]``. Signs in (timing it), then looks itself up every 10 ms for SECONDS
+(timing each answer; an unanswered one within 1 s counts as lost), signs out, and prints one
+JSON line."""
 
 from __future__ import annotations
 
@@ -20,8 +21,9 @@ LOST_AFTER_S = 1.0
 
 def main() -> None:
     name, host, port, seconds = sys.argv[1], sys.argv[2], int(sys.argv[3]), float(sys.argv[4])
+    source = sys.argv[5] if len(sys.argv) > 5 else "127.0.0.1"  # the real user's own address
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    sock.bind(("127.0.0.1", 0))
+    sock.bind((source, 0))
     sock.setblocking(False)
     core = ClientCore(
         name=name,
@@ -72,6 +74,10 @@ def main() -> None:
         while asked and time.monotonic() - asked[0] > LOST_AFTER_S:
             asked.pop(0)
             lost += 1
+    trace = os.environ.get("PROBER_TRACE")
+    if trace:  # every answer's latency, in order, for a look at when slow ones happen
+        with open(trace, "w") as f:
+            json.dump(latencies, f)
     latencies.sort()
     p99 = latencies[int(len(latencies) * 0.99)] if latencies else None
     p50 = latencies[len(latencies) // 2] if latencies else None

@@ -2,7 +2,11 @@
 IP, and a flood of unauthenticated datagrams; a real user meanwhile signs in, looks up, and a
 killed client is still removed in time. The figures are printed (``-s``) for the closing note;
 asserted is what the issue promises. ``CHAT_FLOOD_S`` sets the flood's length (default 10 s;
-the issue's figure is 60 s)."""
+the issue's figure is 60 s).
+
+The attacker is another host: on a machine with two CPUs or more the flood runs on one and the
+victims (server, real users) on another, so that the victim is measured against the attack,
+not against the attacking process's share of this machine's CPU."""
 
 from __future__ import annotations
 
@@ -29,6 +33,9 @@ pytestmark = [pytest.mark.e2e, pytest.mark.netns, pytest.mark.slow]
 HERE = Path(__file__).parent
 FLOOD_S = float(os.environ.get("CHAT_FLOOD_S", "10"))
 QUOTA = 256
+_CPUS = sorted(os.sched_getaffinity(0))
+ATTACKER = ["taskset", "-c", str(_CPUS[0])] if len(_CPUS) >= 2 else []
+VICTIM = ["taskset", "-c", ",".join(map(str, _CPUS[1:]))] if len(_CPUS) >= 2 else []
 
 
 @pytest.fixture
@@ -54,9 +61,9 @@ def rss_mb(pid: int) -> float:
     raise AssertionError("no VmRSS")
 
 
-def helper(ns: Netns, script: str, *args: object) -> subprocess.Popen[str]:
+def helper(ns: Netns, cpus: list[str], script: str, *args: object) -> subprocess.Popen[str]:
     return subprocess.Popen(
-        [*ns.prefix, sys.executable, str(HERE / script), *map(str, args)],
+        [*cpus, *ns.prefix, sys.executable, str(HERE / script), *map(str, args)],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -77,22 +84,26 @@ def test_a_flood_from_one_host_starves_and_cuts_nobody(
     server = ChatServer.start(
         tmp_path / "server.log",
         reaper=reaper,
-        prefix=ns.prefix,
+        prefix=[*VICTIM, *ns.prefix],
         env={"CHAT_HOME": str(tmp_path)},
         extra_args=["--max-users-per-ip", str(QUOTA)],
     )
-    bob = local.piped_client(reaper, "bob", server.port, tmp_path, prefix=ns.prefix)
+    bob = local.piped_client(reaper, "bob", server.port, tmp_path, prefix=[*VICTIM, *ns.prefix])
     bob.wait_signed_in()
     rss_before = rss_mb(server.pid)
-    flood = helper(ns, "flood.py", kind, rate, FLOOD_S, "127.0.0.1", server.port)
+    flood = helper(ns, ATTACKER, "flood.py", kind, rate, FLOOD_S, "127.0.0.1", server.port)
     time.sleep(min(2.0, FLOOD_S / 4))  # let the flood reach its rate before measuring
-    probe = helper(ns, "prober.py", "alice", "127.0.0.1", server.port, FLOOD_S / 2)
+    # The real user is another host: its own address (all of 127/8 is on the loopback).
+    probe = helper(
+        ns, VICTIM, "prober.py", "alice", "127.0.0.1", server.port, FLOOD_S / 2, "127.0.0.2"
+    )
     os.kill(bob.pid, signal.SIGKILL)
     killed = time.monotonic()
-    measured = result(probe, FLOOD_S + 30)
-    sent = result(flood, FLOOD_S + 60)
+    # Watched while the probe and the flood go on (they are processes of their own).
     removed = server.wait_log(r"\bbob timed out", timeout=20)
     removed_after = time.monotonic() - killed
+    measured = result(probe, FLOOD_S + 30)
+    sent = result(flood, FLOOD_S + 60)
     rss_after = rss_mb(server.pid)
     flood_names = len(re.findall(r"flood-\d+ signed in", server.log()))
     rate_sent = float(str(sent["sent"])) / float(str(sent["seconds"]))

@@ -152,6 +152,7 @@ class ClientCore:
         """Peer key -> plaintexts waiting for the handshake with that peer to complete."""
         self._out: list[tuple[bytes, Addr]] = []
         self._next_sweep = 0.0
+        self._cookie_retry_after = 0.0
         self._malformed = 0
         self._unexpected = 0
         self._finished = False
@@ -252,8 +253,15 @@ class ClientCore:
                 self._incoming(incoming, now)
             case KeyReceived(key=key, addr=src):
                 self._server_key_learned(key, src, now)
-            case RetryWithCookie():
-                pass  # the next retransmission carries the cookie
+            case RetryWithCookie(remote_static=key):
+                # The server is under load and sent a cookie: sign in again at once (the new
+                # initiation carries it), not a retry interval later; at most once per interval,
+                # so cookie replies (anyone who saw our initiation can forge one) cannot make us
+                # send more than one initiation per retry interval extra.
+                signing_in = self.directory.state is State.SIGNING_IN
+                if signing_in and key == self.server_key and now >= self._cookie_retry_after:
+                    self._cookie_retry_after = now + self.directory.timings.request_retry_s
+                    self.directory.resend()
             case SendReply():
                 self._unexpected += 1  # a client answers no key requests or cookies
         self._settle(now)

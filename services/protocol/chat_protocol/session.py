@@ -924,7 +924,12 @@ class Responder:
         raw = packet.raw
         if not bytes_eq(_mac(self._mac1_key, raw[: -2 * MAC_BYTES]), packet.mac1):
             raise BadMac("bad mac1 on handshake initiation")
-        if under_load and not self.cookies.mac2_valid(addr, now, raw[:-MAC_BYTES], packet.mac2):
+        # No cookie attached (mac2 all zero, as in every first initiation and every flood of
+        # them): nothing to check, the answer is a cookie.
+        if under_load and (
+            packet.mac2 == _ZERO_MAC
+            or not self.cookies.mac2_valid(addr, now, raw[:-MAC_BYTES], packet.mac2)
+        ):
             nonce = self._random_bytes(COOKIE_NONCE_BYTES)
             sealed = _cookie_aead(self._cookie_key, nonce).encrypt(
                 _ZERO_NONCE, self.cookies.cookie(addr, now), packet.mac1
