@@ -13,10 +13,13 @@ import os
 import shutil
 import signal
 import uuid
+from collections.abc import Iterator
 from types import TracebackType
 
 from labkit.faults import Place
-from labkit.util import run
+from labkit.procs import Reaper
+from labkit.util import LabError, run
+from labkit.util import unavailable as skip_or_fail
 
 
 def unavailable() -> str | None:
@@ -75,3 +78,22 @@ class Netns:
         tb: TracebackType | None,
     ) -> None:
         self.close()
+
+
+def for_test(reaper: Reaper, name: str, what: str) -> Iterator[Netns]:
+    """The body of a test's netns fixture: a fresh namespace ``name``, skipped (failed under
+    CI=true) with the reason when none can be made; on the way out the test's processes
+    (``reaper``) are stopped first, then the namespace is deleted. ``what`` names the test for
+    that message. Use as ``yield from netns.for_test(reaper, "chat-x", "the x test")``."""
+    why = unavailable()
+    if why:
+        skip_or_fail(why, what)
+    try:
+        space = Netns.create(name)
+    except LabError as exc:
+        skip_or_fail(str(exc), what)
+    try:
+        yield space
+    finally:
+        reaper.stop_all()
+        space.close()

@@ -16,7 +16,7 @@ from labkit import local, netns
 from labkit.local import ChatServer
 from labkit.netns import Netns
 from labkit.procs import Reaper
-from labkit.util import LabError, unavailable, wait_until
+from labkit.util import wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.netns]
 
@@ -26,18 +26,7 @@ SECRETS = ["attack at dawn", "the password is hunter2", "meet at the mill"]
 
 @pytest.fixture
 def ns(reaper: Reaper) -> Iterator[Netns]:
-    why = netns.unavailable()
-    if why:
-        unavailable(why, "the capture test")
-    try:
-        space = Netns.create("chat-cap")
-    except LabError as exc:
-        unavailable(str(exc), "the capture test")
-    try:
-        yield space
-    finally:
-        reaper.stop_all()
-        space.close()
+    yield from netns.for_test(reaper, "chat-cap", "the capture test")
 
 
 def test_the_wire_shows_no_secret_and_replays_change_nothing(

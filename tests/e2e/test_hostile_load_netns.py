@@ -26,7 +26,6 @@ from labkit import local, netns
 from labkit.local import ChatServer
 from labkit.netns import Netns
 from labkit.procs import Reaper
-from labkit.util import LabError, unavailable
 
 pytestmark = [pytest.mark.e2e, pytest.mark.netns, pytest.mark.slow]
 
@@ -40,18 +39,7 @@ VICTIM = ["taskset", "-c", ",".join(map(str, _CPUS[1:]))] if len(_CPUS) >= 2 els
 
 @pytest.fixture
 def ns(reaper: Reaper) -> Iterator[Netns]:
-    why = netns.unavailable()
-    if why:
-        unavailable(why, "the hostile-load test")
-    try:
-        space = Netns.create("chat-load")
-    except LabError as exc:
-        unavailable(str(exc), "the hostile-load test")
-    try:
-        yield space
-    finally:
-        reaper.stop_all()
-        space.close()
+    yield from netns.for_test(reaper, "chat-load", "the hostile-load test")
 
 
 def rss_mb(pid: int) -> float:

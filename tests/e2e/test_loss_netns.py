@@ -17,7 +17,7 @@ from labkit import faults, local, netns
 from labkit.local import ChatServer
 from labkit.netns import Netns
 from labkit.procs import Reaper
-from labkit.util import LabError, unavailable, wait_until
+from labkit.util import wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.netns]
 
@@ -29,18 +29,7 @@ COUNT = 40
 @pytest.fixture
 def ns(reaper: Reaper) -> Iterator[Netns]:
     """A fresh network namespace; its finalizer stops the test's processes, then deletes it."""
-    why = netns.unavailable()
-    if why:
-        unavailable(why, "the netns test")
-    try:
-        space = Netns.create("chat-e2e")
-    except LabError as exc:
-        unavailable(str(exc), "the netns test")
-    try:
-        yield space
-    finally:
-        reaper.stop_all()
-        space.close()
+    yield from netns.for_test(reaper, "chat-e2e", "the netns test")
 
 
 def test_forty_messages_survive_loss_and_duplication(

@@ -28,7 +28,7 @@ from labkit.local import ChatServer
 from labkit.netns import Netns
 from labkit.procs import Reaper
 from labkit.terminal import PipedClient
-from labkit.util import ROOT, LabError, tail, unavailable, wait_until
+from labkit.util import ROOT, tail, wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.netns, pytest.mark.slow]
 
@@ -50,18 +50,7 @@ DELIVERY_S = 30.0
 
 @pytest.fixture
 def ns(reaper: Reaper) -> Iterator[Netns]:
-    why = netns.unavailable()
-    if why:
-        unavailable(why, "the peer-attack test")
-    try:
-        space = Netns.create("chat-peer")
-    except LabError as exc:
-        unavailable(str(exc), "the peer-attack test")
-    try:
-        yield space
-    finally:
-        reaper.stop_all()
-        space.close()
+    yield from netns.for_test(reaper, "chat-peer", "the peer-attack test")
 
 
 # --- bob, from /proc ----------------------------------------------------------------------------
