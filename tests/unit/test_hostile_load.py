@@ -22,7 +22,7 @@ from chat_protocol.const import (
     RECEIVE_BUDGET_BYTES,
     Timings,
 )
-from chat_protocol.events import MessageDelivered, MessageReceived, SignInFailed
+from chat_protocol.events import MessageDelivered, MessageReceived, SendFailed, SignInFailed
 from chat_protocol.messages import Addr, Data, Hello, LookupReply, RefuseReason
 from chat_protocol.server import ServerCore
 from netsim import FakeNetwork
@@ -288,3 +288,28 @@ def test_a_crowded_directory_does_not_stretch_liveness_past_its_bound() -> None:
     timeout = srv.heartbeat_interval_s() * T.client_timeout_s / T.heartbeat_interval_s
     assert timeout <= 10.0
     assert srv._full()
+
+
+def test_a_stalled_partial_is_freed_and_its_live_sender_was_told() -> None:
+    # alice's chunks stop reaching bob midway through a message larger than her send window:
+    # she reports it not delivered (her delivery timeout), and bob frees what he held of it
+    # after PARTIAL_TIMEOUT_S; then they talk again.
+    net = FakeNetwork(seed=47)
+    _, a, b = signed_in(net)
+    say(net, a, "first")
+    text = "y" * (200 * CHUNK_PAYLOAD_BYTES)
+    h = a.send("bob", text, net.now)
+    net.flush()
+    assert net.run_until(lambda: b.receiving.held_bytes > 0, 10)
+    net.blocked.add((A, B))  # what is on the wire still arrives; nothing more does
+    assert net.run_until(lambda: any(isinstance(e, SendFailed) and e.handle == h
+                                     for e in net.client_events[A]), T.delivery_timeout_s + 5)
+    assert b.receiving.held_bytes > 0  # bob still holds the partial message...
+    net.run(PARTIAL_TIMEOUT_S + 2)
+    assert b.receiving.held_bytes == 0  # ...until it times out
+    assert b.receiving.stats.stalled_partials > 0
+    assert text not in shown(net, B)
+    net.blocked.clear()
+    say(net, a, "after")
+    assert shown(net, B)[-1] == "after"
+
