@@ -126,6 +126,10 @@ lint: $(ENV_READY) ## ruff and mypy (both run; fails if either failed)
 	exit $$rc
 
 unit-test: $(ENV_READY) $(CORE_STAMP) ## unit tests (no network), pure-Python core and compiled
+	@if [ -z "$(CORE_ENV)" ] && [ "$${CI:-}" = true ]; then \
+		echo "make: no compiled core in build/core (an earlier build fell back); under CI=true"; \
+		echo "that is an error: rm -rf build/core and make core again to see why"; exit 1; \
+	fi
 	$(call pytest_dir,tests/unit)
 	@if [ -n "$(CORE_ENV)" ]; then \
 		echo "==> the unit tests again, with the compiled core ($(CORE_LIB))"; \
