@@ -3,7 +3,7 @@
 #   build/core/wheel/p2p_chat-*-cp3XX-*.whl   the project's wheel, core compiled (the images use it)
 #   build/core/lib/                            its chat_protocol package and mypyc's runtime, for
 #                                              CHAT_CORE_DIR (tests, bench, local programs)
-# from a clean copy of the tracked and new files. Needs a C compiler and the Python headers
+# from a clean copy of the tracked and new files (scripts/clean-copy.sh). Needs a C compiler and the Python headers
 # (pip fetches setuptools and mypy); on failure it says what is missing and exits non-zero, and
 # the caller falls back to the pure-Python core (the Makefile does, except under CI=true).
 set -euo pipefail
@@ -35,11 +35,8 @@ fi
 
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/p2p-chat-core.XXXXXX")
 trap 'rm -rf "$tmp"' EXIT
-mkdir -p "$tmp/src" "$tmp/wheel"
-# shellcheck disable=SC2016  # $f belongs to the inner sh
-git ls-files -z --cached --others --exclude-standard \
-    | xargs -0 sh -c 'for f; do [ -e "$f" ] && printf "%s\0" "$f"; done' sh \
-    | tar --null -T - -cf - | tar -xf - -C "$tmp/src"
+mkdir -p "$tmp/wheel"
+scripts/clean-copy.sh "$tmp/src"
 
 say "compiling chat_protocol with mypyc ($("$PYTHON" -V 2>&1); about a minute)"
 export SOURCE_DATE_EPOCH=${SOURCE_DATE_EPOCH:-315532800}

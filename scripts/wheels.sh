@@ -33,37 +33,33 @@ read -r py arch glibc <<<"$target"
 
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/p2p-chat-wheels.XXXXXX")
 trap 'rm -rf "$tmp"' EXIT
-mkdir -p "$tmp/src" "$tmp/wheels"
-
-# Build from a clean copy of the tracked and new (not ignored) files: no stale build/ directory
-# can leak into the wheel, and the work tree is left alone. (Files deleted from the work tree
-# but still in the index are skipped.)
-if git rev-parse --is-inside-work-tree >/dev/null 2>&1; then
-    # shellcheck disable=SC2016  # $f belongs to the inner sh
-    git ls-files -z --cached --others --exclude-standard \
-        | xargs -0 sh -c 'for f; do [ -e "$f" ] && printf "%s\0" "$f"; done' sh \
-        | tar --null -T - -cf - | tar -xf - -C "$tmp/src"
-else
-    tar --exclude=./.lab --exclude=./.git --exclude=./build -cf - . | tar -xf - -C "$tmp/src"
-fi
+mkdir -p "$tmp/wheels"
 
 # Same bytes for the same sources: Docker's layer cache then skips the install step.
 export SOURCE_DATE_EPOCH=${SOURCE_DATE_EPOCH:-315532800}
 pip=("$PYTHON" -m pip --disable-pip-version-check --no-input -q)
 
 # The project wheel with the compiled core, when scripts/core.sh made one with this Python.
-compiled=$(find build/core/wheel -name 'p2p_chat-*.whl' 2>/dev/null | head -n 1)
+# (No build/core/wheel when the core could not be compiled: find would fail, and with it, under
+# pipefail, this script.)
+compiled=""
+if [ -d build/core/wheel ]; then
+    compiled=$(find build/core/wheel -name 'p2p_chat-*.whl' | head -n 1)
+fi
 if [ "$target" = "$host" ] && [ -n "$compiled" ]; then
     say "$(basename "$compiled") (compiled core) and what .[${EXTRAS}] needs, for Python $py"
     "${pip[@]}" wheel "$PWD/$compiled[${EXTRAS}]" -w "$tmp/wheels" \
         || die "pip wheel failed (is PyPI reachable?)"
 elif [ "$target" = "$host" ]; then
     say "building .[${EXTRAS}] for Python $py ($arch, glibc $glibc) with pip wheel (pure-Python core)"
+    # From a clean copy: no stale build/ directory can leak into the wheel.
+    scripts/clean-copy.sh "$tmp/src"
     "${pip[@]}" wheel "$tmp/src[${EXTRAS}]" -w "$tmp/wheels" \
         || die "pip wheel failed (is PyPI reachable? does the project build?)"
 else
     say "building the project wheel here, dependencies as binary wheels for" \
         "Python $py ($arch, glibc $glibc; host: $host)"
+    scripts/clean-copy.sh "$tmp/src"
     "${pip[@]}" wheel --no-deps "$tmp/src" -w "$tmp/wheels" || die "pip wheel failed"
     whl=$(find "$tmp/wheels" -name 'p2p_chat-*.whl' | head -n 1)
     [ -n "$whl" ] || die "pip wheel produced no p2p_chat wheel"
