@@ -374,7 +374,9 @@ class ClientCore:
         if key == self.server_key:
             if payload and self.directory.state is State.SIGNING_IN:
                 self._on_plaintext(payload, key, session.remote_addr, now)
-            if self.directory.state is not State.REGISTERING and not self.online:
+            if self.directory.state is State.REGISTERING:
+                return  # welcomed: the directory's HEARTBEAT, queued, confirms the session
+            if not self.online:
                 return  # refused: confirming the session would only displace nothing useful
         try:
             intro = decode(payload) if payload else None
@@ -382,10 +384,7 @@ class ClientCore:
             intro = None
         if isinstance(intro, Hello):
             self._note_run(key, intro.req_id, now)
-        first = self._waiting.pop(key, [])
-        if not first and not (key == self.server_key and self.directory.state is State.REGISTERING):
-            first = [b""]  # a keepalive (registering, the directory's HEARTBEAT is the first)
-        for plaintext in first:
+        for plaintext in self._waiting.pop(key, []) or [b""]:
             self._out.append((session.encrypt(plaintext, now), session.remote_addr))
 
     def _incoming(self, incoming: IncomingHandshake, now: float) -> None:
