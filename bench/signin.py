@@ -27,7 +27,9 @@ import os
 import socket
 import struct
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 from chat_protocol.codec import decode, encode
 from chat_protocol.errors import MalformedDatagram
@@ -47,6 +49,8 @@ from chat_protocol.session import (
     parse_packet,
 )
 
+T = TypeVar("T")
+
 RESPONSE = PacketType.HANDSHAKE_RESPONSE.value
 COOKIE = PacketType.COOKIE_REPLY.value
 TRANSPORT = PacketType.TRANSPORT.value
@@ -64,34 +68,62 @@ def receiver_index(datagram: bytes) -> int:
     return -1
 
 
-def server_key(server: Addr, *, timeout_s: float = 5.0, bind_host: str | None = None) -> bytes:
-    """The server's static key from a KEY_REQUEST (retried every 0.25 s until ``timeout_s``).
-
-    Unauthenticated, as on any first contact: the benchmark trusts its own server."""
+def ask(
+    server: Addr,
+    request: Callable[[], tuple[bytes, Callable[[bytes], T | None]]],
+    *,
+    timeout_s: float,
+    retry_s: float,
+    bind_host: str | None = None,
+) -> T | None:
+    """Send ``request()``'s datagram to ``server`` every ``retry_s`` (a fresh one each time)
+    until its matcher accepts a datagram from the server (its answer, returned) or ``timeout_s``
+    passed (None). Datagrams from elsewhere, and those the matcher returns None for, are
+    ignored; so is anything that does not parse (the matcher raises MalformedDatagram)."""
     s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     try:
         if bind_host is not None:
             s.bind((bind_host, 0))
-        s.settimeout(0.25)
+        s.settimeout(retry_s)
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
-            nonce = os.urandom(8)
-            s.sendto(build_key_request(nonce), server)
+            datagram, match = request()
+            s.sendto(datagram, server)
             try:
                 while True:
                     data, src = s.recvfrom(2048)
                     if (src[0], src[1]) != server:
                         continue
                     try:
-                        packet = parse_packet(data)
+                        answer = match(data)
                     except MalformedDatagram:
                         continue
-                    if isinstance(packet, KeyReply) and packet.nonce == nonce:
-                        return packet.key
+                    if answer is not None:
+                        return answer
             except TimeoutError:
                 continue
     finally:
         s.close()
+    return None
+
+
+def server_key(server: Addr, *, timeout_s: float = 5.0, bind_host: str | None = None) -> bytes:
+    """The server's static key from a KEY_REQUEST (retried every 0.25 s until ``timeout_s``).
+
+    Unauthenticated, as on any first contact: the benchmark trusts its own server."""
+
+    def request() -> tuple[bytes, Callable[[bytes], bytes | None]]:
+        nonce = os.urandom(8)
+
+        def match(data: bytes) -> bytes | None:
+            packet = parse_packet(data)
+            return packet.key if isinstance(packet, KeyReply) and packet.nonce == nonce else None
+
+        return build_key_request(nonce), match
+
+    key = ask(server, request, timeout_s=timeout_s, retry_s=0.25, bind_host=bind_host)
+    if key is not None:
+        return key
     raise TimeoutError(f"no KEY_REPLY from {server[0]}:{server[1]} within {timeout_s} s")
 
 

@@ -47,6 +47,7 @@ import struct
 import sys
 import time
 from collections import deque
+from collections.abc import Callable
 from typing import Any
 
 from bench import procs
@@ -54,6 +55,7 @@ from bench.signin import (
     TRANSPORT,
     Handshake,
     SignInRefused,
+    ask,
     local_pair,
     receiver_index,
     server_key,
@@ -360,21 +362,18 @@ def _self_cpu() -> float:
 
 def ping(server: tuple[str, int], timeout_s: float = 2.0) -> int | None:
     """Users online according to the server's PONG (None if it does not answer)."""
-    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    s.settimeout(timeout_s / 4)
-    try:
-        for nonce in range(1, 5):
-            s.sendto(encode(Ping(nonce=nonce)), server)
-            try:
-                while True:
-                    msg = decode(s.recv(2048))
-                    if isinstance(msg, Pong) and msg.nonce == nonce:
-                        return msg.users
-            except TimeoutError:
-                continue
-    finally:
-        s.close()
-    return None
+    nonces = iter(range(1, 1 << 32))
+
+    def request() -> tuple[bytes, Callable[[bytes], int | None]]:
+        nonce = next(nonces)
+
+        def match(data: bytes) -> int | None:
+            msg = decode(data)
+            return msg.users if isinstance(msg, Pong) and msg.nonce == nonce else None
+
+        return encode(Ping(nonce=nonce)), match
+
+    return ask(server, request, timeout_s=timeout_s, retry_s=timeout_s / 4)
 
 
 def udp_drops(port: int) -> int | None:
