@@ -8,7 +8,9 @@ with the server rides their secure sessions, as between two chat-clients.
 
 The loop is the same for both: wait on the socket (``poll``) until a datagram arrives or the
 core's next timer is due, feed every waiting datagram to the core, fire the timer if due, send
-what the core queued (one ACK per batch of DATA, as the asyncio shell does).
+what the core queued. The first datagram of a wake-up is answered before the next is read (as
+the asyncio shell answers each datagram: a lone DATA's ACK leaves without waiting for a read
+that finds nothing); the rest of a burst get one answer together (one ACK for a batch of DATA).
 """
 
 from __future__ import annotations
@@ -80,18 +82,26 @@ class SyncPeer:
             wait = min(wait, at - now)
         if wait > 0:
             self._poll.poll(math.ceil(wait * 1000))
-        now = self.now()
-        while True:
+        # The first datagram of a wake-up is answered at once (a lone DATA's ACK, a lone ACK's
+        # event: the round trip waits on them); the rest of a burst are answered together, one
+        # ACK for them all. Stop at the first event, as run_until waits for one.
+        received = 0
+        while not self.events:
             try:
                 data, src = self.sock.recvfrom(2048)
             except (BlockingIOError, ConnectionRefusedError):
                 break
-            self.datagrams_in += 1
-            self.core.receive_datagram(data, (src[0], src[1]), now)
+            received += 1
+            self.core.receive_datagram(data, (src[0], src[1]), self.now())
+            if received == 1:
+                self.pump()
+        self.datagrams_in += received
         at = self.core.next_timer()
-        if at is not None and at <= self.now():
+        due = at is not None and at <= self.now()
+        if due:
             self.core.handle_timer(self.now())
-        self.pump()
+        if received > 1 or due:
+            self.pump()
 
     def run_until(self, done: Callable[[ClientEvent], bool], timeout_s: float) -> ClientEvent:
         """Step until an event satisfies ``done``; other events are dropped."""
