@@ -24,6 +24,8 @@ class Goal:
 
 GOALS: tuple[Goal, ...] = (
     Goal("core_message_le_0.75x_raw_udp", "core_vs_raw", True, 0.75),
+    Goal("core_message_2x_faster_than_issue_start", "core_speedup_vs_issue_start", False, 2.0),
+    Goal("encryption_adds_le_0.3_to_p2p_vs_raw", "encryption_adds_to_p2p_vs_raw", True, 0.3, ""),
     Goal("p2p_p50_le_1.5x_raw_udp", "p2p_vs_raw", True, 1.5),
     Goal("p2p_p99_le_2x_raw_udp", "p2p_p99_vs_raw", True, 2.0),
     Goal("send_le_3x_raw_udp", "send_vs_raw", True, 3.0),

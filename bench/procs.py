@@ -262,12 +262,19 @@ def child(
 
 
 def run_json(
-    cmd: Sequence[str], *, timeout_s: float, loop: str = "uvloop", cpu: int | None = None
+    cmd: Sequence[str],
+    *,
+    timeout_s: float,
+    loop: str = "uvloop",
+    cpu: int | None = None,
+    env: dict[str, str] | None = None,
+    cwd: Path | None = None,
 ) -> dict[str, Any]:
     """Run a benchmark child to completion and return the JSON object it printed last.
 
     The child gets a process group of its own; on a timeout or any error the whole group (the
-    child and whatever it started) is killed, so nothing outlives the benchmark.
+    child and whatever it started) is killed, so nothing outlives the benchmark. ``env``
+    replaces :func:`loop_env` (bench.against runs an earlier commit's code with it).
     """
     proc = subprocess.Popen(
         list(cmd),
@@ -275,7 +282,8 @@ def run_json(
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        env=loop_env(loop),
+        env=loop_env(loop) if env is None else env,
+        cwd=cwd,
         start_new_session=True,
         preexec_fn=pinned(cpu),
     )

@@ -6,6 +6,8 @@ from pathlib import Path
 from typing import Any
 
 from bench import goals
+from bench.against import ISSUE_13_START as START
+from bench.against import PRE_ENCRYPTION as PRE
 from chat_protocol.const import DEFAULT_TIMINGS
 
 FULL_USERS = 100_000
@@ -132,6 +134,22 @@ def table(s: dict[str, Any]) -> str:
         ),
         _row(
             "2",
+            f"… the cores' work vs the start of issue 13 ({START}), both in this run",
+            _num(s.get("core_message_us_beside_it"), "µs"),
+            f"{START} {_num(s.get('core_message_us_issue_start'), 'µs')}",
+            f"{_num(s.get('core_speedup_vs_issue_start'), '', 2)}× faster",
+            *_goal(g, "core_message_2x_faster_than_issue_start"),
+        ),
+        _row(
+            "2",
+            f"… DATA → ACK / raw UDP, vs before encryption ({PRE}), both in this run",
+            _ratio(s.get("p2p_vs_raw_beside_it")),
+            f"{PRE} {_ratio(s.get('p2p_vs_raw_before_encryption'))}",
+            _signed(s.get("encryption_adds_to_p2p_vs_raw")),
+            *_goal(g, "encryption_adds_le_0.3_to_p2p_vs_raw"),
+        ),
+        _row(
+            "2",
             "Direct message round trip p50 vs ENet",
             _num(s.get("p2p_rtt_p50_us"), "µs"),
             f"ENet {_num(s.get('enet_rtt_p50_us'), 'µs')}",
@@ -227,6 +245,10 @@ def table(s: dict[str, Any]) -> str:
         "",
     ]
     return "\n".join(out)
+
+
+def _signed(v: float | None) -> str:
+    return "n/a" if v is None else f"{v:+.2f}"
 
 
 def _count(n: float | None) -> str:

@@ -56,7 +56,7 @@ from pathlib import Path
 from typing import Any
 
 import chat_protocol
-from bench import baselines, goals, liveness, procs, report, users
+from bench import against, baselines, goals, liveness, procs, report, users
 from chat_protocol.const import DEFAULT_TIMINGS, MAX_HEARTBEAT_INTERVAL_S
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -683,6 +683,40 @@ class Bench:
         )
         self.details["users"] = r
 
+    # -- 2b. against earlier commits, in this run --
+
+    def history(self) -> None:
+        """Issue 10: encryption adds at most 0.3 to the DATA -> ACK ratio to raw UDP; issue 13:
+        the cores' work per message at least 2x faster than at its start. Both judged against
+        the earlier commit run beside this checkout, in this run (bench.against)."""
+        p = self.plan
+        for rev in (against.PRE_ENCRYPTION, against.ISSUE_13_START):
+            why = against.unavailable(rev)
+            if why is not None:
+                raise RuntimeError(why)
+        r = against.p2p(against.PRE_ENCRYPTION, reps=p.reps, pings=p.pings)
+        self.put("p2p_vs_raw_before_encryption", None, samples=r["before_vs_raw"])
+        self.put("p2p_vs_raw_beside_it", None, samples=r["now_vs_raw"])
+        added = [n - b for n, b in zip(r["now_vs_raw"], r["before_vs_raw"], strict=True)]
+        self.put("encryption_adds_to_p2p_vs_raw", None, samples=added)
+        self.details["against_p2p"] = r
+        self.notes["encryption_adds_to_p2p_vs_raw"] = (
+            f"DATA -> ACK p50 / raw UDP p50 of this checkout minus that of {r['rev']} (the last "
+            "commit without encryption, its own bench.p2p and pure-Python core, from a git "
+            "worktree), each repetition's raw UDP ping-pong taken between the two; median of "
+            f"{p.reps} interleaved repetitions (details.against_p2p)"
+        )
+        c = against.core(against.ISSUE_13_START, reps=p.reps, messages=max(p.pings, 200))
+        self.put("core_message_us_issue_start", None, samples=c["before_us"])
+        self.put("core_message_us_beside_it", None, samples=c["now_us"])
+        self.put("core_speedup_vs_issue_start", None, samples=c["speedup"])
+        self.details["against_core"] = c
+        self.notes["core_speedup_vs_issue_start"] = (
+            f"core_message_us of {c['rev']} (where issue 13 was measured; its own "
+            "bench.corecost, pure-Python core, from a git worktree) divided by this "
+            f"checkout's, run alternately; median of {p.reps} repetitions (details.against_core)"
+        )
+
     # -- 5. liveness --
 
     def liveness(self) -> None:
@@ -750,6 +784,11 @@ class Bench:
                 self.cores,
             ),
             ("liveness", ["client_crash_detect_s", "server_crash_detect_s"], self.liveness),
+            (
+                "history",
+                ["encryption_adds_to_p2p_vs_raw", "core_speedup_vs_issue_start"],
+                self.history,
+            ),
         ]
         for name, keys, fn in sections:
             if only is None or name in only:
@@ -834,7 +873,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--out", type=Path, default=RESULTS, help="where to write (default: %(default)s)"
     )
-    p.add_argument("--only", help="comma-separated: lookup,rtt,loss,users,cores,liveness")
+    p.add_argument("--only", help="comma-separated: lookup,rtt,loss,users,cores,liveness,history")
     args = p.parse_args(argv)
     # SIGTERM unwinds like Ctrl-C, so every `finally` stops its children and deletes its
     # network namespace.
