@@ -33,9 +33,9 @@ from typing import Any
 from bench.signin import Handshake, SignedIn
 from chat_protocol.client import ClientCore
 from chat_protocol.codec import encode
-from chat_protocol.const import HANDSHAKES_PER_S_UNDER_LOAD
+from chat_protocol.const import HANDSHAKES_PER_S_UNDER_LOAD, TOKEN_BYTES
 from chat_protocol.events import MessageDelivered, SendFailed
-from chat_protocol.messages import Addr, Heartbeat, Lookup
+from chat_protocol.messages import Addr, Heartbeat, HeartbeatAck, Lookup
 from chat_protocol.noise import KeyPair
 from chat_protocol.server import ServerCore
 from chat_protocol.session import (
@@ -228,9 +228,9 @@ class _Net:
         return events
 
 
-def _endpoints(now: float) -> tuple[SecureSession, SecureEndpoint, Addr]:
+def _endpoints(now: float) -> tuple[SecureSession, SecureEndpoint, Addr, bytes]:
     """A session (sender side) and the endpoint that receives on it, from a handshake in
-    memory; and the sender's address."""
+    memory; the sender's address and static public key."""
     a_addr: Addr = ("127.0.0.2", 1)
     a = SecureEndpoint(static=KeyPair.generate(os.urandom), random_bytes=os.urandom)
     b = SecureEndpoint(static=KeyPair.generate(os.urandom), random_bytes=os.urandom)
@@ -239,13 +239,13 @@ def _endpoints(now: float) -> tuple[SecureSession, SecureEndpoint, Addr]:
     established = a.receive(b.accept(requested.incoming, b"", now), SERVER, now)
     assert isinstance(established, SessionEstablished)
     b.receive(established.session.encrypt(b"", now), a_addr, now)
-    return established.session, b, a_addr
+    return established.session, b, a_addr, a.static.public
 
 
 def crypto_costs(plaintext_sizes: list[int], reps: int = 21, inner: int = 500) -> list[float]:
     """Microseconds, per repetition, to encrypt and decrypt (``SecureEndpoint.receive``) one
     datagram of each of ``plaintext_sizes``, summed."""
-    sender, receiver, addr = _endpoints(0.0)
+    sender, receiver, addr, _ = _endpoints(0.0)
     payloads = [os.urandom(n) for n in plaintext_sizes]
     samples = []
     for _ in range(reps):
@@ -253,6 +253,25 @@ def crypto_costs(plaintext_sizes: list[int], reps: int = 21, inner: int = 500) -
         for _ in range(inner):
             for p in payloads:
                 receiver.receive(sender.encrypt(p, 0.0), addr, 0.0)
+        samples.append((time.perf_counter() - t0) / inner * 1e6)
+    return samples
+
+
+def server_crypto_costs(
+    request_bytes: int, reply_bytes: int, reps: int = 21, inner: int = 500
+) -> list[float]:
+    """Microseconds, per repetition, of the server's side of the secure layer for one request:
+    ``SecureEndpoint.receive`` of the request (encrypted beforehand, untimed) and
+    ``SecureEndpoint.send`` of the reply: the least any answer to an encrypted request costs."""
+    client, server, addr, client_key = _endpoints(0.0)
+    reply = os.urandom(reply_bytes)
+    samples = []
+    for _ in range(reps):
+        requests = [client.encrypt(os.urandom(request_bytes), 0.0) for _ in range(inner)]
+        t0 = time.perf_counter()
+        for datagram in requests:
+            server.receive(datagram, addr, 0.0)
+            server.send(client_key, reply, 0.0)
         samples.append((time.perf_counter() - t0) / inner * 1e6)
     return samples
 
@@ -301,11 +320,15 @@ def client_costs(messages: int, bulk_bytes: int, bulk_reps: int) -> dict[str, An
         bulk.append((time.perf_counter() - t0) * 1e3)
     crypto = crypto_costs([data_b, ack_b])
     crypto_send = crypto_costs([lookup_b, reply_b, data_b, ack_b])
+    hb_b = len(encode(Heartbeat(token=bytes(TOKEN_BYTES))))
+    hb_ack_b = len(encode(HeartbeatAck(token=bytes(TOKEN_BYTES), heartbeat_ms=1500)))
     figures = {
         "core_message_us": message,
         "core_bulk_ms": bulk,
         "crypto_us_per_message": crypto,
         "crypto_send_us": crypto_send,
+        "crypto_server_lookup_us": server_crypto_costs(lookup_b, reply_b),
+        "crypto_server_heartbeat_us": server_crypto_costs(hb_b, hb_ack_b),
     }
     return {
         **{k: statistics.median(v) for k, v in figures.items()},

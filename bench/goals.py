@@ -49,6 +49,36 @@ def derived(s: dict[str, Any]) -> dict[str, float]:
         a, b = s.get(num), s.get(den)
         if a is not None and b:
             out[key] = a / b
+    out.update(ceilings(s))
+    return out
+
+
+def ceilings(s: dict[str, Any]) -> dict[str, float]:
+    """The best ratios goals 1 and 4 allow, from figures of the same run: the echo server's CPU
+    per reply plus only the work no encrypted server can skip (``*_crypto``: decrypt the
+    request, encrypt the answer), or plus the whole ServerCore (``*_core``); the shell, the
+    event loop and the kernel beyond what the echo pays costing nothing."""
+    out: dict[str, float] = {}
+    per_cpu = s.get("echo_per_cpu_s")
+    if per_cpu:
+        echo_us = 1e6 / per_cpu
+        for key, work in (
+            ("lookup_ceiling_crypto", "crypto_server_lookup_us"),
+            ("lookup_ceiling_core", "core_lookup_us"),
+        ):
+            w = s.get(work)
+            if w is not None:
+                out[key] = echo_us / (echo_us + w)  # lookups per CPU second / the echo's
+    pct, rate = s.get("users_100k_echo_cpu_pct"), s.get("heartbeats_per_s")
+    if pct and rate:
+        echo_hb_us = 1e4 * pct / rate
+        for key, work in (
+            ("hb_ceiling_crypto", "crypto_server_heartbeat_us"),
+            ("hb_ceiling_core", "core_heartbeat_us"),
+        ):
+            w = s.get(work)
+            if w is not None:
+                out[key] = (echo_hb_us + w) / echo_hb_us  # CPU per heartbeat / the echo's
     return out
 
 

@@ -74,6 +74,15 @@ def table(s: dict[str, Any]) -> str:
         ),
         _row(
             "1",
+            "… ceiling: echo + the server's decrypt and encrypt alone / + all of ServerCore "
+            "(nothing else costs)",
+            f"{_num(s.get('crypto_server_lookup_us'), 'µs', 1)} / "
+            f"{_num(s.get('core_lookup_us'), 'µs', 1)} per lookup",
+            f"echo {_num(_per(s.get('echo_per_cpu_s')), 'µs', 1)} per reply",
+            f"{_ratio(s.get('lookup_ceiling_crypto'))} / {_ratio(s.get('lookup_ceiling_core'))}",
+        ),
+        _row(
+            "1",
             "… CPU shares at the peaks: server / load generator (1 = a core)",
             f"{_num(s.get('lookup_server_cpu_share'), '', 2)} / "
             f"{_num(s.get('lookup_loadgen_cpu_share'), '', 2)}",
@@ -207,6 +216,15 @@ def table(s: dict[str, Any]) -> str:
         ),
         _row(
             "4",
+            "… ceiling: echo + the server's decrypt and encrypt alone / + all of ServerCore "
+            "(nothing else costs)",
+            f"{_num(s.get('crypto_server_heartbeat_us'), 'µs', 1)} / "
+            f"{_num(s.get('core_heartbeat_us'), 'µs', 1)} per heartbeat",
+            "",
+            f"{_ratio(s.get('hb_ceiling_crypto'))} / {_ratio(s.get('hb_ceiling_core'))}",
+        ),
+        _row(
+            "4",
             f"… signing the {users_txt} users in first (a handshake each)",
             _num(s.get("users_sign_in_s"), "s", 1),
             f"ServerCore {_num(s.get('core_sign_in_us'), 'µs')} per sign-in",
@@ -245,6 +263,11 @@ def table(s: dict[str, Any]) -> str:
         "",
     ]
     return "\n".join(out)
+
+
+def _per(per_s: float | None) -> float | None:
+    """Microseconds each, of a rate per second."""
+    return None if not per_s else 1e6 / per_s
 
 
 def _signed(v: float | None) -> str:

@@ -546,6 +546,8 @@ class Bench:
             "core_message_us",
             "crypto_us_per_message",
             "crypto_send_us",
+            "crypto_server_lookup_us",
+            "crypto_server_heartbeat_us",
             "core_heartbeat_us",
             "core_lookup_us",
             "core_expiry_repush_us",
@@ -568,6 +570,14 @@ class Bench:
             f"plaintext for an 11-character message) and of its ACK ({b['ack']} bytes), median "
             "of 21 x 500; crypto_send_us adds the LOOKUP and its reply "
             f"({b['lookup']} and {b['reply']} bytes): the whole send"
+        )
+        self.notes["crypto_server_lookup_us"] = (
+            "the server's side of the secure layer for one LOOKUP: SecureEndpoint.receive of "
+            "the request and SecureEndpoint.send of the reply (median of 21 x 500); "
+            "crypto_server_heartbeat_us: the same for a HEARTBEAT and its ACK. With the echo "
+            "server's CPU per reply, they give the ceilings lookup_ceiling_crypto and "
+            "hb_ceiling_crypto: the best ratios any server that decrypts each request and "
+            "encrypts its answer could reach, its other work and its shell costing nothing"
         )
         self.notes["core_heartbeat_us"] = (
             f"ServerCore per encrypted HEARTBEAT with {r['users']} users signed in by "
