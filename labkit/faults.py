@@ -151,33 +151,41 @@ def paused(target: Container | int) -> Iterator[None]:
 
 @contextlib.contextmanager
 def partitioned(network: Network, container: Container) -> Iterator[None]:
-    """``container`` is off ``network`` inside the block, and comes back with the address it
-    had (checked: a LabError if Docker gave it another)."""
+    """``container`` is off ``network`` inside the block, and comes back with the address and
+    the DNS aliases it had (the address checked: a LabError if Docker gave it another)."""
     container.reload()
-    before = container.attrs["NetworkSettings"]["Networks"][network.name]["IPAddress"]
+    settings = container.attrs["NetworkSettings"]["Networks"][network.name]
+    before = settings["IPAddress"]
+    aliases = list(settings.get("Aliases") or [])
     network.disconnect(container)
     try:
         yield
     finally:
-        reconnect(network, container, before)
+        reconnect(network, container, before, aliases)
     container.reload()
     after = container.attrs["NetworkSettings"]["Networks"].get(network.name, {}).get("IPAddress")
     if after != before:
         raise LabError(f"{container.name} came back on {network.name} as {after}, not {before}")
 
 
-def reconnect(network: Network, container: Container, ipv4_address: str | None = None) -> None:
+def reconnect(
+    network: Network,
+    container: Container,
+    ipv4_address: str | None = None,
+    aliases: list[str] | None = None,
+) -> None:
     """Heal a partition. With ``ipv4_address`` the container asks for that address back. Docker
     accepts that only on networks with a user-configured subnet (compose.yaml's has none);
     elsewhere it refuses, and the plain connect used instead gets the lowest free address,
-    which is the old one if nobody took it meanwhile."""
+    which is the old one if nobody took it meanwhile. ``aliases``: the DNS names it had on the
+    network (a compose service's name, which clients resolve); a plain connect gives none."""
     import docker.errors
 
     if ipv4_address:
         try:
-            network.connect(container, ipv4_address=ipv4_address)
+            network.connect(container, ipv4_address=ipv4_address, aliases=aliases)
             return
         except docker.errors.APIError as exc:
             if "user configured subnets" not in str(exc):
                 raise
-    network.connect(container)
+    network.connect(container, aliases=aliases)

@@ -24,7 +24,6 @@ from labkit.util import LabError
 
 if TYPE_CHECKING:
     from docker.models.containers import Container
-    from docker.models.networks import Network
 
 NETWORK_WAIT_S = 3.0
 """How long a partition may wait for a starting container to have its address."""
@@ -215,7 +214,7 @@ class Nemesis:
             import docker.errors
 
             try:
-                reconnect(network, container, address, aliases)
+                faults.reconnect(network, container, address, aliases)
                 container.reload()
                 nets = container.attrs["NetworkSettings"]["Networks"]
                 now = nets.get(network.name, {}).get("IPAddress")
@@ -228,21 +227,6 @@ class Nemesis:
             return "" if now == address else f"came back as {now}, not {address}"
 
         return heal
-
-
-def reconnect(network: Network, container: Container, address: str, aliases: list[str]) -> None:
-    """:func:`labkit.faults.reconnect` keeping the container's DNS aliases (``server``):
-    a plain ``connect`` gives it none, and then no client started afterwards finds the
-    server."""
-    import docker.errors
-
-    try:
-        network.connect(container, ipv4_address=address, aliases=aliases)
-        return
-    except docker.errors.APIError as exc:
-        if "user configured subnets" not in str(exc):
-            raise
-    network.connect(container, aliases=aliases)
 
 
 def faults_json(

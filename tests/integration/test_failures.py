@@ -155,3 +155,25 @@ def test_server_kill_is_noticed_by_every_client(compose_project: Compose) -> Non
     assert codes == {c.name: 5 for c in clients}, codes
     for c in clients:
         assert re.search(r"lost contact with the server[^\n]*; exiting", c.transcript()), c.name
+
+
+SERVER_CUT_S = 1.5
+"""Shorter than the clients' 5 s server timeout: nobody may notice more than a delay."""
+
+
+def test_a_short_server_partition_keeps_its_name_and_its_clients(
+    compose_project: Compose,
+) -> None:
+    """The server is taken off the network and put back (faults.partitioned): it comes back with
+    its address and its DNS name (``server``, which clients resolve), its clients stay signed in
+    and go on talking, and a client started afterwards finds it by name."""
+    lab = compose_project
+    alice, bob = lab.tty_clients("alice", "bob")
+    with faults.partitioned(lab.network(), lab.container("server")):
+        time.sleep(SERVER_CUT_S)  # the fault's duration, not a synchronisation
+    alice.enter("send bob after the cut")
+    bob.expect(r"alice \([0-9.]+:\d+\): after the cut")
+    (carol,) = lab.tty_clients("carol")  # resolves `server` by name: its alias came back
+    carol.enter("send alice hello from carol")
+    alice.expect(r"carol \([0-9.]+:\d+\): hello from carol")
+    assert set(carol.list_names()) >= {"alice", "bob", "carol"}
