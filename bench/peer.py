@@ -84,9 +84,10 @@ class SyncPeer:
             self._poll.poll(math.ceil(wait * 1000))
         # The first datagram of a wake-up is answered at once (a lone DATA's ACK, a lone ACK's
         # event: the round trip waits on them); the rest of a burst are answered together, one
-        # ACK for them all. Stop at the first event, as run_until waits for one.
+        # ACK for them all. Stop at the first new event, as run_until waits for one.
         received = 0
-        while not self.events:
+        queued = len(self.events)
+        while len(self.events) == queued:
             try:
                 data, src = self.sock.recvfrom(2048)
             except (BlockingIOError, ConnectionRefusedError):
