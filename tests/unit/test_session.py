@@ -286,6 +286,34 @@ def test_round_trip_both_ways() -> None:
     assert sa.counters.sent == 6 and sb.counters.received == 6
 
 
+@pytest.mark.parametrize(("lean_a", "lean_b"), [(True, True), (False, True), (True, False)])
+def test_lean_sessions_keep_only_keys_and_interoperate(lean_a: bool, lean_b: bool) -> None:
+    """A lean endpoint's sessions (the server's) hold bare keys, no AEAD context and no handshake
+    hash; on the wire nothing differs, and replays and forgeries are still refused and counted."""
+    rnd = seeded(40)
+    a = SecureEndpoint(static=KeyPair.generate(rnd), random_bytes=rnd, lean_sessions=lean_a)
+    b = SecureEndpoint(static=KeyPair.generate(rnd), random_bytes=rnd, lean_sessions=lean_b)
+    sa, sb = establish(a, b)
+    for session, lean in ((sa, lean_a), (sb, lean_b)):
+        assert (session.handshake_hash is None) == lean
+        assert isinstance(session._send, bytes) == lean
+        assert isinstance(session._receive, bytes) == lean
+    for i in range(3):
+        datagram = sa.encrypt(f"to b {i}".encode(), 1.0)
+        got = b.receive(datagram, A, 1.0)
+        assert isinstance(got, TransportReceived) and got.plaintext == f"to b {i}".encode()
+        got = a.receive(sb.encrypt(f"to a {i}".encode(), 1.0), B, 1.0)
+        assert isinstance(got, TransportReceived) and got.plaintext == f"to a {i}".encode()
+    with pytest.raises(ReplayedDatagram):
+        b.receive(datagram, A, 1.0)
+    forged = bytearray(sa.encrypt(b"x", 1.0))
+    forged[-1] ^= 1
+    with pytest.raises(DecryptFailed):
+        b.receive(bytes(forged), A, 1.0)
+    assert sb.counters.received == 4 and sb.counters.replayed == 1 and sb.counters.forged == 1
+    assert sa.counters.sent == 5 and sb.counters.sent == 3
+
+
 def test_the_datagram_layout() -> None:
     a, b = endpoints(3)
     sa, sb = establish(a, b)

@@ -16,8 +16,10 @@ NAME_RULE = (
 )
 
 
-@functools.lru_cache(maxsize=65536)
+@functools.lru_cache(maxsize=4096)
 def is_valid_name(name: str) -> bool:
+    # A small cache: the codec's name caches sit in front of it, and the server checks each
+    # name once per sign-in, so a large one would hold a copy of every signed-in user's name.
     return 0 < len(name) <= NAME_MAX_CHARS and _NAME_RE.match(name) is not None
 
 
@@ -30,4 +32,5 @@ def check_name(name: str) -> str:
 
 def name_key(name: str) -> str:
     """Names are unique without regard to case: 'Bob' and 'bob' are the same user."""
-    return name.casefold()
+    key = name.casefold()
+    return name if key == name else key  # one string, not two, for a name already folded

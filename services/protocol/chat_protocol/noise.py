@@ -21,7 +21,9 @@ Where this module chooses among what the spec allows:
   cannot abort a genuine handshake in progress; the caller drops it and waits for the real one.
 * Transport messages over UDP carry their nonce (section 11.4): :meth:`CipherState.encrypt_at`
   and :meth:`CipherState.decrypt_at` take ``n`` explicitly and leave the state alone; the replay
-  check is :class:`chat_protocol.session.ReplayWindow`'s job.
+  check is :class:`chat_protocol.session.ReplayWindow`'s job. A transport session need not keep
+  its CipherStates at all: :func:`encrypt_at` and :func:`decrypt_at` work on a bare key, or on a
+  kept AEAD context (:data:`TransportCipher`).
 """
 
 from __future__ import annotations
@@ -148,8 +150,49 @@ def _nonce(n: int) -> bytes:
     return _NONCE_PREFIX + n.to_bytes(8, "little")
 
 
+TransportCipher = ChaCha20Poly1305 | bytes
+"""One direction of a transport session: its 32-byte key, or the AEAD context built from it.
+
+A context costs about 2.2 KB of OpenSSL memory and about a microsecond to build. A party with
+few sessions and latency to care about (a client) keeps one per direction; one with many mostly
+idle sessions (the directory server) keeps only the key and builds a context per datagram
+(:func:`transport_cipher`'s ``keep_context``)."""
+
+
+def transport_cipher(key: bytes, *, keep_context: bool) -> TransportCipher:
+    """What a session holds for one direction keyed ``key``: see :data:`TransportCipher`."""
+    if len(key) != KEYLEN:
+        raise LocalSecureError(f"a cipher key is {KEYLEN} bytes")
+    return ChaCha20Poly1305(key) if keep_context else key
+
+
+def encrypt_at(cipher: TransportCipher, n: int, ad: bytes, plaintext: bytes) -> bytes:
+    """``ENCRYPT(k, n, ad, plaintext)`` with an explicit nonce."""
+    if not 0 <= n < MAX_NONCE:
+        raise LocalSecureError("nonce exhausted: start a new handshake")
+    aead = ChaCha20Poly1305(cipher) if isinstance(cipher, bytes) else cipher
+    return aead.encrypt(_nonce(n), plaintext, ad)
+
+
+def decrypt_at(cipher: TransportCipher, n: int, ad: bytes, ciphertext: bytes) -> bytes:
+    """``DECRYPT(k, n, ad, ciphertext)`` with an explicit nonce; :class:`DecryptFailed` if it
+    does not authenticate (or ``n`` is out of range, or it is shorter than its tag)."""
+    if not 0 <= n < MAX_NONCE:
+        raise DecryptFailed("nonce out of range")
+    if len(ciphertext) < TAGLEN:
+        raise DecryptFailed("ciphertext shorter than its tag")
+    aead = ChaCha20Poly1305(cipher) if isinstance(cipher, bytes) else cipher
+    try:
+        return aead.decrypt(_nonce(n), ciphertext, ad)
+    except InvalidTag:
+        raise DecryptFailed("authentication failed") from None
+
+
 class CipherState:
-    """A key ``k`` (or none yet) and a nonce counter ``n``."""
+    """A key ``k`` (or none yet) and a nonce counter ``n``.
+
+    Its AEAD context is built at the first use of the key, so the two that :meth:`split` returns
+    cost nothing to a session that keeps only their keys (:data:`TransportCipher`)."""
 
     __slots__ = ("_aead", "_key", "n")
 
@@ -163,17 +206,30 @@ class CipherState:
         if key is not None and len(key) != KEYLEN:
             raise LocalSecureError(f"a cipher key is {KEYLEN} bytes")
         self._key = key
-        self._aead = None if key is None else ChaCha20Poly1305(key)
+        self._aead = None
         self.n = 0
+
+    def _context(self) -> ChaCha20Poly1305:
+        if self._aead is None:
+            if self._key is None:
+                raise LocalSecureError("this CipherState has no key")
+            self._aead = ChaCha20Poly1305(self._key)
+        return self._aead
 
     def has_key(self) -> bool:
         return self._key is not None
+
+    @property
+    def key(self) -> bytes | None:
+        """``k``: what a transport session keeps instead of this object (see
+        :data:`TransportCipher`)."""
+        return self._key
 
     def set_nonce(self, nonce: int) -> None:
         self.n = nonce
 
     def encrypt_with_ad(self, ad: bytes, plaintext: bytes) -> bytes:
-        if self._aead is None:
+        if self._key is None:
             return plaintext
         ciphertext = self.encrypt_at(self.n, ad, plaintext)
         self.n += 1
@@ -181,7 +237,7 @@ class CipherState:
 
     def decrypt_with_ad(self, ad: bytes, ciphertext: bytes) -> bytes:
         """Raises :class:`DecryptFailed` (and leaves ``n`` alone) if authentication fails."""
-        if self._aead is None:
+        if self._key is None:
             return ciphertext
         plaintext = self.decrypt_at(self.n, ad, ciphertext)
         self.n += 1
@@ -189,31 +245,16 @@ class CipherState:
 
     def encrypt_at(self, n: int, ad: bytes, plaintext: bytes) -> bytes:
         """``ENCRYPT(k, n, ad, plaintext)`` with an explicit nonce; ``self.n`` is not used."""
-        if self._aead is None:
-            raise LocalSecureError("this CipherState has no key")
-        if not 0 <= n < MAX_NONCE:
-            raise LocalSecureError("nonce exhausted: start a new handshake")
-        return self._aead.encrypt(_nonce(n), plaintext, ad)
+        return encrypt_at(self._context(), n, ad, plaintext)
 
     def decrypt_at(self, n: int, ad: bytes, ciphertext: bytes) -> bytes:
         """``DECRYPT(k, n, ad, ciphertext)`` with an explicit nonce; ``self.n`` is not used."""
-        if self._aead is None:
-            raise LocalSecureError("this CipherState has no key")
-        if not 0 <= n < MAX_NONCE:
-            raise DecryptFailed("nonce out of range")
-        if len(ciphertext) < TAGLEN:
-            raise DecryptFailed("ciphertext shorter than its tag")
-        try:
-            return self._aead.decrypt(_nonce(n), ciphertext, ad)
-        except InvalidTag:
-            raise DecryptFailed("authentication failed") from None
+        return decrypt_at(self._context(), n, ad, ciphertext)
 
     def rekey(self) -> None:
         """``Rekey()``: ``k = REKEY(k)``, the default of section 4.2; ``n`` is kept (11.3)."""
-        if self._aead is None:
-            raise LocalSecureError("this CipherState has no key")
         n = self.n
-        self.initialize_key(self._aead.encrypt(_nonce(MAX_NONCE), _ZEROS32, b"")[:KEYLEN])
+        self.initialize_key(self._context().encrypt(_nonce(MAX_NONCE), _ZEROS32, b"")[:KEYLEN])
         self.n = n
 
     def _snapshot(self) -> tuple[bytes | None, int]:

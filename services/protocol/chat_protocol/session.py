@@ -124,14 +124,17 @@ from chat_protocol.noise import (
     DHLEN,
     IK,
     TAGLEN,
-    CipherState,
     HandshakeResult,
     HandshakeState,
     HashName,
     KeyPair,
     RandomBytes,
+    TransportCipher,
+    decrypt_at,
+    encrypt_at,
     hash_bytes,
     hmac_hash,
+    transport_cipher,
 )
 from chat_protocol.secure_errors import (
     BadMac,
@@ -362,6 +365,26 @@ def _mask(size: int) -> int:
     return (1 << size) - 1
 
 
+def _window_check(newest: int, bits: int, size: int, counter: int) -> None:
+    """:meth:`ReplayWindow.check` on a window's two ints (a session keeps them inline)."""
+    if counter > newest:
+        return
+    back = newest - counter
+    if back >= size:
+        raise StaleDatagram("counter older than the replay window")
+    if (bits >> back) & 1:
+        raise ReplayedDatagram("counter already received")
+
+
+def _window_accept(newest: int, bits: int, size: int, mask: int, counter: int) -> int:
+    """The bitmap after recording ``counter`` (already checked) in a window of ``size`` (``mask``
+    is ``_mask(size)``); the newest counter is then ``max(newest, counter)``."""
+    if counter > newest:
+        shift = counter - newest
+        return 1 if shift >= size else ((bits << shift) | 1) & mask
+    return bits | (1 << (newest - counter))
+
+
 class ReplayWindow:
     """Which counters a receiver has accepted (RFC 6479; WireGuard's ``receive.c``).
 
@@ -370,6 +393,9 @@ class ReplayWindow:
     window is new if its bit is clear; one ``size`` or more below the newest is too old to tell
     and is refused. :meth:`check` before decrypting (cheap, changes nothing), :meth:`accept` only
     after the datagram authenticated, so forged counters cannot move the window.
+
+    (A :class:`SecureSession` keeps the same two ints in its own slots, through the same
+    functions, rather than one of these per session.)
     """
 
     __slots__ = ("_bits", "_mask", "_newest", "size")
@@ -389,23 +415,15 @@ class ReplayWindow:
 
     def check(self, counter: int) -> None:
         """Raise :class:`ReplayedDatagram` or :class:`StaleDatagram` unless ``counter`` is new."""
-        if counter > self._newest:
-            return
-        back = self._newest - counter
-        if back >= self.size:
-            raise StaleDatagram("counter older than the replay window")
-        if (self._bits >> back) & 1:
-            raise ReplayedDatagram("counter already received")
+        _window_check(self._newest, self._bits, self.size, counter)
 
     def accept(self, counter: int) -> bool:
         """Record ``counter`` as received; True if it is the newest now. Checks it first."""
         self.check(counter)
+        self._bits = _window_accept(self._newest, self._bits, self.size, self._mask, counter)
         if counter > self._newest:
-            shift = counter - self._newest
-            self._bits = 1 if shift >= self.size else ((self._bits << shift) | 1) & self._mask
             self._newest = counter
             return True
-        self._bits |= 1 << (self._newest - counter)
         return False
 
 
@@ -429,6 +447,8 @@ DEFAULT_SESSION_LIMITS = SessionLimits()
 
 @dataclass(kw_only=True, slots=True)
 class SessionCounters(Counters):
+    """One session's counts, as :attr:`SecureSession.counters` reads them (a snapshot)."""
+
     sent: int = 0
     received: int = 0
     replayed: int = 0
@@ -437,6 +457,9 @@ class SessionCounters(Counters):
     """Datagrams dropped because their counter was older than the replay window."""
     forged: int = 0
     """Datagrams dropped because they did not authenticate."""
+
+
+_WINDOW_MASK: Final = _mask(REPLAY_WINDOW_BITS)
 
 
 class SecureSession:
@@ -456,15 +479,22 @@ class SecureSession:
 
     An initiator's session starts confirmed. Expired sessions raise :class:`SessionExpired`
     on :meth:`encrypt` and :class:`UnknownReceiver` on :meth:`decrypt`.
+
+    A server holds one of these per signed-in user, so it is kept small: the replay window
+    (:class:`ReplayWindow`'s two ints) and the counts live in its own slots. A ``lean`` session
+    also keeps its two directions as bare keys, building an AEAD context per datagram (see
+    :data:`chat_protocol.noise.TransportCipher`), and drops the handshake hash (None).
     """
 
     __slots__ = (
+        "_bits",
+        "_drops",
+        "_newest",
         "_receive",
+        "_received",
         "_send",
         "_send_counter",
-        "_window",
         "confirmed",
-        "counters",
         "created_at",
         "handshake_hash",
         "is_initiator",
@@ -485,13 +515,25 @@ class SecureSession:
         remote_addr: Addr,
         now: float,
         limits: SessionLimits = DEFAULT_SESSION_LIMITS,
+        lean: bool = False,
     ) -> None:
-        self._send: CipherState = result.send
-        self._receive: CipherState = result.receive
+        send_key, receive_key = result.send.key, result.receive.key
+        if send_key is None or receive_key is None:
+            raise LocalSecureError("a handshake result without transport keys")
+        self._send: TransportCipher = transport_cipher(send_key, keep_context=not lean)
+        self._receive: TransportCipher = transport_cipher(receive_key, keep_context=not lean)
         self._send_counter = 0
-        self._window = ReplayWindow()
+        self._newest = -1
+        """The replay window: the newest counter accepted (-1 before the first) ..."""
+        self._bits = 0
+        """... and the bitmap of the ``REPLAY_WINDOW_BITS`` counters ending at it."""
+        self._received = 0
+        self._drops: SessionCounters | None = None
+        """Datagrams dropped, by cause (``replayed``, ``stale``, ``forged``): made at the first."""
         self.remote_static = result.remote_static
-        self.handshake_hash = result.handshake_hash
+        self.handshake_hash: bytes | None = None if lean else result.handshake_hash
+        """The Noise handshake hash (a unique name of this session, for channel binding), or
+        None in a lean session."""
         self.local_index = local_index
         """Our index: the peer's TRANSPORT datagrams carry it as their receiver."""
         self.remote_index = remote_index
@@ -502,7 +544,23 @@ class SecureSession:
         self.confirmed = is_initiator
         self.created_at = now
         self.limits = limits
-        self.counters = SessionCounters()
+
+    @property
+    def counters(self) -> SessionCounters:
+        """What this session sent and received, and what it dropped, by cause."""
+        drops = self._drops
+        return SessionCounters(
+            sent=self._send_counter,
+            received=self._received,
+            replayed=drops.replayed if drops else 0,
+            stale=drops.stale if drops else 0,
+            forged=drops.forged if drops else 0,
+        )
+
+    def _dropped(self) -> SessionCounters:
+        if self._drops is None:
+            self._drops = SessionCounters()
+        return self._drops
 
     def expired(self, now: float) -> bool:
         """True once the session may neither send nor receive (too old, or never confirmed)."""
@@ -534,9 +592,8 @@ class SecureSession:
         if counter >= self.limits.reject_after_messages or self.expired(now):
             raise SessionExpired("session expired: start a new handshake")
         self._send_counter = counter + 1
-        self.counters.sent += 1
         head = _TRANSPORT_HEAD.pack(PacketType.TRANSPORT, self.remote_index, counter)
-        return head + self._send.encrypt_at(counter, b"", plaintext)
+        return head + encrypt_at(self._send, counter, b"", plaintext)
 
     def decrypt(self, datagram: bytes | Transport, addr: Addr, now: float) -> bytes:
         """The plaintext of one of the peer's TRANSPORT datagrams, received from ``addr``.
@@ -559,25 +616,28 @@ class SecureSession:
         if self.expired(now):
             raise UnknownReceiver("session expired")
         if counter >= self.limits.reject_after_messages:
-            self.counters.stale += 1
+            self._dropped().stale += 1
             raise ReplayRejected("counter beyond the session's limit")
+        newest = self._newest
         try:
-            self._window.check(counter)
+            _window_check(newest, self._bits, REPLAY_WINDOW_BITS, counter)
         except ReplayedDatagram:
-            self.counters.replayed += 1
+            self._dropped().replayed += 1
             raise
         except StaleDatagram:
-            self.counters.stale += 1
+            self._dropped().stale += 1
             raise
         try:
-            plaintext = self._receive.decrypt_at(counter, b"", ciphertext)
+            plaintext = decrypt_at(self._receive, counter, b"", ciphertext)
         except DecryptFailed:
-            self.counters.forged += 1
+            self._dropped().forged += 1
             raise
-        if self._window.accept(counter):
+        self._bits = _window_accept(newest, self._bits, REPLAY_WINDOW_BITS, _WINDOW_MASK, counter)
+        if counter > newest:
+            self._newest = counter
             self.remote_addr = addr
         self.confirmed = True
-        self.counters.received += 1
+        self._received += 1
         return plaintext
 
 
@@ -766,7 +826,7 @@ class Initiator:
         self._last_mac1 = None
 
     def handle_response(
-        self, packet: HandshakeResponse, addr: Addr, now: float
+        self, packet: HandshakeResponse, addr: Addr, now: float, *, lean: bool = False
     ) -> tuple[SecureSession, bytes]:
         """The session a HANDSHAKE_RESPONSE completes, and the response's payload."""
         handshake = self._handshake
@@ -786,6 +846,7 @@ class Initiator:
             remote_addr=addr,
             now=now,
             limits=self.limits,
+            lean=lean,
         )
         return session, payload
 
@@ -858,9 +919,10 @@ class IncomingHandshake:
         return self.request_bytes - RESPONSE_OVERHEAD_BYTES
 
     def accept(
-        self, payload: bytes, *, local_index: int, now: float
+        self, payload: bytes, *, local_index: int, now: float, lean: bool = False
     ) -> tuple[bytes, SecureSession]:
-        """The HANDSHAKE_RESPONSE carrying ``payload`` and the new, unconfirmed session."""
+        """The HANDSHAKE_RESPONSE carrying ``payload`` and the new, unconfirmed session
+        (``lean``: see :class:`SecureSession`)."""
         handshake = self._handshake
         if handshake is None:
             raise LocalSecureError("this handshake was already answered")
@@ -881,6 +943,7 @@ class IncomingHandshake:
             remote_addr=self.addr,
             now=now,
             limits=self._limits,
+            lean=lean,
         )
         return datagram, session
 
@@ -1077,6 +1140,11 @@ class SecureEndpoint:
     active dropped first) and their sessions; unconfirmed responder sessions are capped at
     ``max_unconfirmed``, oldest dropped first. A peer holds at most three sessions: current,
     previous, and one unconfirmed.
+
+    ``lean_sessions`` is the memory/latency policy of every session this endpoint makes: False
+    (the default, for a client with few sessions) keeps an AEAD context per direction; True (for
+    the directory server, a session per user) keeps only the two 32-byte keys and builds a
+    context per datagram (:class:`SecureSession`'s ``lean``).
     """
 
     __slots__ = (
@@ -1087,6 +1155,7 @@ class SecureEndpoint:
         "_unconfirmed",
         "counters",
         "keep",
+        "lean_sessions",
         "limits",
         "max_peers",
         "max_unconfirmed",
@@ -1105,6 +1174,7 @@ class SecureEndpoint:
         cookie_lifetime_s: float = COOKIE_SECRET_LIFETIME_S,
         max_peers: int = MAX_SECURE_PEERS,
         max_unconfirmed: int = MAX_UNCONFIRMED_SESSIONS,
+        lean_sessions: bool = False,
     ) -> None:
         self.static = static
         self._random_bytes = random_bytes
@@ -1116,6 +1186,10 @@ class SecureEndpoint:
             )
         self.max_peers = max_peers
         self.max_unconfirmed = max_unconfirmed
+        self.lean_sessions = lean_sessions
+        """Make lean sessions (:class:`SecureSession`): no AEAD context per direction (they cost
+        about 4.4 KB of OpenSSL memory per session; building one per datagram costs about 1 us
+        more each way) and no handshake hash. For a server with a session per user."""
         self.responder = Responder(
             static=static,
             random_bytes=random_bytes,
@@ -1288,7 +1362,9 @@ class SecureEndpoint:
             self.counters.replayed_initiations += 1
             raise ReplayedDatagram("a newer initiation from this key was accepted meanwhile")
         local_index = self._new_index()
-        datagram, session = incoming.accept(payload, local_index=local_index, now=now)
+        datagram, session = incoming.accept(
+            payload, local_index=local_index, now=now, lean=self.lean_sessions
+        )
         peer.timestamp = incoming.timestamp
         if peer.next is not None:
             self._drop(peer.next)
@@ -1309,7 +1385,7 @@ class SecureEndpoint:
 
     def _response(self, packet: HandshakeResponse, addr: Addr, now: float) -> SessionEstablished:
         initiator = self._initiator(packet.receiver)
-        session, payload = initiator.handle_response(packet, addr, now)
+        session, payload = initiator.handle_response(packet, addr, now, lean=self.lean_sessions)
         peer = self._peer(initiator.remote_static, create=True)
         assert peer is not None
         peer.initiator = None
