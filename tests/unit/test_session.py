@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import random
+from collections import OrderedDict
 from collections.abc import Callable
 
 import pytest
@@ -60,6 +61,7 @@ from chat_protocol.session import (
     SessionLimits,
     Transport,
     TransportReceived,
+    _PeerTable,
     build_key_request,
     packet_type,
     parse_packet,
@@ -296,8 +298,8 @@ def test_lean_sessions_keep_only_keys_and_interoperate(lean_a: bool, lean_b: boo
     sa, sb = establish(a, b)
     for session, lean in ((sa, lean_a), (sb, lean_b)):
         assert (session.handshake_hash is None) == lean
-        assert isinstance(session._send, bytes) == lean
-        assert isinstance(session._receive, bytes) == lean
+        assert isinstance(session._send, bytes) == lean  # (lean: both keys, 64 bytes)
+        assert (session._receive is None) == lean
     for i in range(3):
         datagram = sa.encrypt(f"to b {i}".encode(), 1.0)
         got = b.receive(datagram, A, 1.0)
@@ -943,3 +945,33 @@ def test_a_lossy_duplicating_reordering_network(schedule: list[int], seed: int) 
     assert sorted(delivered) == sorted(set(schedule))
     assert replays == len(schedule) - len(set(schedule))
     assert sb.counters.replayed == replays and sb.counters.received == len(delivered) + 1
+
+
+_TABLE_OPS = st.lists(
+    st.tuples(st.sampled_from(["add", "touch", "pop", "oldest"]), st.integers(0, 7)), max_size=60
+)
+
+
+@given(_TABLE_OPS)
+def test_peer_table_keeps_recency_as_an_ordered_dict_does(ops: list[tuple[str, int]]) -> None:
+    """The endpoint's peer table (a dict and a list through the peers) against OrderedDict."""
+    table = _PeerTable()
+    model: OrderedDict[bytes, None] = OrderedDict()
+    for op, i in ops:
+        key = bytes([i]) * 32
+        if op == "add" and key not in model:
+            assert table.add(key).key == key
+            model[key] = None
+        elif op == "touch" and key in model:
+            peer = table.get(key)
+            assert peer is not None
+            table.touch(peer)
+            model.move_to_end(key)
+        elif op == "pop":
+            popped = table.pop(key)
+            assert (popped is not None) == (key in model)
+            model.pop(key, None)
+        elif op == "oldest":
+            assert [p.key for p in table.oldest(i)] == list(model)[:i]
+        assert len(table) == len(model)
+        assert [p.key for p in table.oldest(len(model) + 1)] == list(model)

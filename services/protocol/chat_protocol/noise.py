@@ -151,19 +151,13 @@ def _nonce(n: int) -> bytes:
 
 
 TransportCipher = ChaCha20Poly1305 | bytes
-"""One direction of a transport session: its 32-byte key, or the AEAD context built from it.
+"""One direction of a transport session: the AEAD context built from its 32-byte key, or the
+bare key.
 
 A context costs about 2.2 KB of OpenSSL memory and about a microsecond to build. A party with
 few sessions and latency to care about (a client) keeps one per direction; one with many mostly
-idle sessions (the directory server) keeps only the key and builds a context per datagram
-(:func:`transport_cipher`'s ``keep_context``)."""
-
-
-def transport_cipher(key: bytes, *, keep_context: bool) -> TransportCipher:
-    """What a session holds for one direction keyed ``key``: see :data:`TransportCipher`."""
-    if len(key) != KEYLEN:
-        raise LocalSecureError(f"a cipher key is {KEYLEN} bytes")
-    return ChaCha20Poly1305(key) if keep_context else key
+idle sessions (the directory server) keeps only the keys and builds a context per datagram
+(:class:`chat_protocol.session.SecureSession`'s ``lean``)."""
 
 
 def encrypt_at(cipher: TransportCipher, n: int, ad: bytes, plaintext: bytes) -> bytes:

@@ -126,9 +126,16 @@ class User:
     ip: str = ""
     """The source IP it signed in from: its per-IP quota is charged there until it leaves."""
     state: UserState = UserState.NEW
+    filed: float = 0.0
+    """The expiry it is filed under in the server's expiry heap (``expires`` when it was filed;
+    changed only while it is out of the heap, so the heap's order holds)."""
 
     def move(self, trigger: UserTrigger) -> None:
         self.state = transition(USER_TRANSITIONS, self.state, trigger)
+
+    def __lt__(self, other: User) -> bool:
+        """The expiry heap's order: a user is its own entry (8 bytes, not a tuple)."""
+        return self.filed < other.filed
 
 
 @dataclass(slots=True)
@@ -191,7 +198,8 @@ class ServerCore:
         self._pending: OrderedDict[bytes, _PendingSignIn] = OrderedDict()
         """Sign-ins answered but not yet confirmed by the client's first TRANSPORT datagram."""
         self._sorted_keys: list[str] = []
-        self._expiry: list[tuple[float, bytes]] = []
+        self._expiry: list[User] = []
+        """Every signed-in user, a heap by :attr:`User.filed` (removed ones until they come up)."""
         """(expiry time, static key), lazily: a heartbeat only moves ``User.expires``; the sweep
         re-files a user whose entry it pops early."""
         self._last_sweep = float("-inf")
@@ -255,31 +263,31 @@ class ServerCore:
         """The next expiry sweep: batched, at most one per ``sweep_interval_s``."""
         t = self._next_endpoint_sweep
         if self._expiry:
-            t = min(t, max(self._expiry[0][0], self._last_sweep + self.timings.sweep_interval_s))
+            t = min(t, max(self._expiry[0].filed, self._last_sweep + self.timings.sweep_interval_s))
         return t
 
     def handle_timer(self, now: float) -> None:
         if now >= self._next_endpoint_sweep:
             self._next_endpoint_sweep = now + ENDPOINT_SWEEP_S
             self.secure.expire(now)
-        if self._expiry and self._expiry[0][0] > now:
+        if self._expiry and self._expiry[0].filed > now:
             return
         self._last_sweep = now
         budget = EXPIRY_SLICE
-        while self._expiry and self._expiry[0][0] <= now:
+        while self._expiry and self._expiry[0].filed <= now:
             if budget == 0:
                 self._last_sweep = float("-inf")  # more are due: the next call comes at once
                 return
             budget -= 1
-            _, static = heapq.heappop(self._expiry)
-            user = self._by_static.get(static)
-            if user is None:
-                continue
+            user = heapq.heappop(self._expiry)
+            if self._by_static.get(user.static) is not user:
+                continue  # signed out (or in again, as a new entry) since it was filed
             if user.expires <= now:
                 self.stats.timeouts += 1
                 self._remove(user, UserTrigger.EXPIRED)
             else:
-                heapq.heappush(self._expiry, (user.expires, static))
+                user.filed = user.expires
+                heapq.heappush(self._expiry, user)
 
     def shutdown(self, now: float) -> None:
         """Tell every signed-in user the server is going away (several copies: UDP may lose one)."""
@@ -500,7 +508,8 @@ class ServerCore:
         self.users[pending.key] = user
         self._by_static[static] = user
         bisect.insort(self._sorted_keys, pending.key)
-        heapq.heappush(self._expiry, (expires, static))
+        user.filed = expires
+        heapq.heappush(self._expiry, user)
         self.stats.sign_ins += 1
         self._events.append(UserJoined(name=user.name, addr=addr))
         return user
