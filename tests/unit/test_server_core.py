@@ -37,6 +37,7 @@ from chat_protocol.messages import (
     Refused,
     RefuseReason,
     Shutdown,
+    UnknownSession,
     Welcome,
 )
 from chat_protocol.noise import KeyPair
@@ -556,3 +557,19 @@ def test_handshakes_from_new_keys_do_not_evict_a_signed_in_users_session() -> No
         assert isinstance(h.client((f"10.9.0.{i}", 1000)).handshake("no spaces"), Refused)
     assert "alice" in h.core.users
     assert alice.ask(Heartbeat(token=ta)) == [HeartbeatAck(token=ta, heartbeat_ms=1500)]
+
+
+def test_a_request_from_a_user_timed_out_is_answered_unknown_session() -> None:
+    """A client paused past the timeout comes back on its still-working session: the server
+    says it no longer knows it (UNKNOWN_SESSION, with the token), at once and no larger than
+    the request, instead of dropping its heartbeats until the client gives up on the server."""
+    h = Harness()
+    bob = h.client(B)
+    token = bob.sign_in("bob")
+    h.advance(T.client_timeout_s + T.sweep_interval_s + 0.1)
+    assert "bob" not in h.core.users
+    request = bob.seal(Heartbeat(token=token))
+    out = h.send(request, B)
+    assert [bob.open(d) for d, _ in out] == [UnknownSession(token=token)]
+    assert all(len(d) <= len(request) for d, _ in out)
+    assert h.core.stats.unknown_session == 1

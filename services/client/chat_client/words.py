@@ -42,7 +42,7 @@ def ended_text(ev: ServerGone) -> str:
         case GoneReason.LOST:
             return f"lost contact with the server (no reply for {ev.silent_s:.0f} s)"
         case GoneReason.SESSION_UNKNOWN:
-            return "the server no longer knows this session (it restarted?)"
+            return "the server signed this client out (it heard nothing from it for too long)"
 
 
 def refused_text(ev: PeerRefused) -> str:

@@ -72,6 +72,7 @@ from chat_protocol.messages import (
     Refused,
     RefuseReason,
     Shutdown,
+    UnknownSession,
     Welcome,
 )
 from chat_protocol.names import is_valid_name, name_key
@@ -147,6 +148,8 @@ class ServerStats(Counters):
     """Dropped: well-formed but not something a server accepts (peer DATA, replies, ...)."""
     unauthenticated: int = 0
     """Dropped: a session whose key has no user, or a token that is not that user's."""
+    unknown_session: int = 0
+    """Requests on a working session whose user is gone, answered UNKNOWN_SESSION."""
     sign_ins: int = 0
     refused: int = 0
     timeouts: int = 0
@@ -294,7 +297,7 @@ class ServerCore:
         for user in self.users.values():
             notice = encode(Shutdown(token=user.token))
             for _ in range(self.timings.shutdown_copies):
-                self._send_raw(notice, user, now)
+                self._send_raw(notice, user.static, now)
 
     # -- internals --
 
@@ -363,12 +366,12 @@ class ServerCore:
             self.stats.unexpected += 1
 
     def _send(self, msg: Message, user: User, now: float) -> None:
-        self._send_raw(encode(msg), user, now)
+        self._send_raw(encode(msg), user.static, now)
 
-    def _send_raw(self, plaintext: bytes, user: User, now: float) -> None:
+    def _send_raw(self, plaintext: bytes, static: bytes, now: float) -> None:
         # No working session: the client rekeys, or times out and is removed.
         with contextlib.suppress(LocalSecureError, SessionExpired):
-            self._out.append(self.secure.send(user.static, plaintext, now))
+            self._out.append(self.secure.send(static, plaintext, now))
 
     def _transport(self, static: bytes, addr: Addr, plaintext: bytes, now: float) -> None:
         user = self._by_static.get(static)
@@ -378,6 +381,7 @@ class ServerCore:
                 pending = None
             if pending is None:
                 self.stats.unauthenticated += 1
+                self._forgotten(static, plaintext, now)
                 return
             user = self._register(pending, static, addr, now)
             if user is None:
@@ -396,6 +400,19 @@ class ServerCore:
             self.stats.unauthenticated += 1
         else:
             self._authenticated(msg, user, now)
+
+    def _forgotten(self, static: bytes, plaintext: bytes, now: float) -> None:
+        """A request on a working session whose user is gone (timed out while its client was
+        paused or cut off, or signed out): UNKNOWN_SESSION, with the request's token, so that
+        client ends at once (and says why) rather than after 5 s of unanswered heartbeats.
+        The session authenticated the sender, and the answer is no larger than the request."""
+        try:
+            msg = decode(plaintext)
+        except MalformedDatagram:
+            return
+        if isinstance(msg, Heartbeat | Lookup | ListUsers | Bye):
+            self.stats.unknown_session += 1
+            self._send_raw(encode(UnknownSession(token=msg.token)), static, now)
 
     def _authenticated(
         self, msg: Heartbeat | Lookup | ListUsers | Bye, user: User, now: float
