@@ -22,7 +22,7 @@ from chat_protocol.const import (
 )
 from chat_protocol.errors import MalformedDatagram
 from chat_protocol.messages import Addr
-from chat_protocol.noise import KeyPair
+from chat_protocol.noise import ContextCache, KeyPair
 from chat_protocol.secure_errors import (
     BadMac,
     DecryptFailed,
@@ -299,7 +299,7 @@ def test_lean_sessions_keep_only_keys_and_interoperate(lean_a: bool, lean_b: boo
     for session, lean in ((sa, lean_a), (sb, lean_b)):
         assert (session.handshake_hash is None) == lean
         assert isinstance(session._send, bytes) == lean  # (lean: both keys, 64 bytes)
-        assert (session._receive is None) == lean
+        assert isinstance(session._receive, ContextCache) == lean
     for i in range(3):
         datagram = sa.encrypt(f"to b {i}".encode(), 1.0)
         got = b.receive(datagram, A, 1.0)
@@ -975,3 +975,29 @@ def test_peer_table_keeps_recency_as_an_ordered_dict_does(ops: list[tuple[str, i
             assert [p.key for p in table.oldest(i)] == list(model)[:i]
         assert len(table) == len(model)
         assert [p.key for p in table.oldest(len(model) + 1)] == list(model)
+
+
+def test_a_lean_endpoint_keeps_contexts_only_for_its_most_recently_used_keys() -> None:
+    """The server's context cache is bounded (its memory does not grow with its users) and
+    keeps the busiest keys: a key used again soon is a hit, the least recently used goes."""
+    cache = ContextCache(2)
+    k1, k2, k3 = (bytes([i]) * 32 for i in (1, 2, 3))
+    first = cache.get(k1)
+    cache.get(k2)
+    assert cache.get(k1) is first and (cache.hits, cache.misses) == (1, 2)
+    cache.get(k3)  # k2 is the least recently used now: it goes
+    assert len(cache) == 2
+    assert cache.get(k1) is first and cache.hits == 2
+    cache.get(k2)
+    assert cache.misses == 4 and len(cache) == 2
+    with pytest.raises(LocalSecureError):
+        cache.get(b"short")
+    rnd = seeded(41)
+    server = SecureEndpoint(static=KeyPair.generate(rnd), random_bytes=rnd, lean_sessions=True)
+    client = SecureEndpoint(static=KeyPair.generate(rnd), random_bytes=rnd)
+    sc, _ = establish(client, server)
+    assert server.contexts is not None and client.contexts is None
+    for i in range(5):
+        got = server.receive(sc.encrypt(f"{i}".encode(), 1.0), A, 1.0)
+        assert isinstance(got, TransportReceived) and got.plaintext == f"{i}".encode()
+    assert server.contexts.misses <= 2 and server.contexts.hits >= 4

@@ -28,6 +28,7 @@ Where this module chooses among what the spec allows:
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import Enum
@@ -156,8 +157,45 @@ bare key.
 
 A context costs about 2.2 KB of OpenSSL memory and about a microsecond to build. A party with
 few sessions and latency to care about (a client) keeps one per direction; one with many mostly
-idle sessions (the directory server) keeps only the keys and builds a context per datagram
-(:class:`chat_protocol.session.SecureSession`'s ``lean``)."""
+idle sessions (the directory server) keeps only the keys and borrows contexts from a small
+:class:`ContextCache` shared by all its sessions, which builds one when the key is not among the
+most recently used (:class:`chat_protocol.session.SecureSession`'s ``contexts``)."""
+
+
+class ContextCache:
+    """AEAD contexts for the most recently used keys, at most ``size`` of them: what a lean
+    endpoint's sessions (bare keys) borrow, so its few most active sessions skip building a
+    context per datagram while its memory stays bounded (:data:`TransportCipher`)."""
+
+    __slots__ = ("_contexts", "hits", "misses", "size")
+
+    def __init__(self, size: int) -> None:
+        if size < 1:
+            raise LocalSecureError("a context cache holds at least one context")
+        self.size = size
+        self.hits = 0
+        self.misses = 0
+        self._contexts: OrderedDict[bytes, ChaCha20Poly1305] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._contexts)
+
+    def get(self, key: bytes) -> ChaCha20Poly1305:
+        """The context for the 32-byte ``key``: kept, or built (and the least recently used
+        one dropped when there are ``size``)."""
+        contexts = self._contexts
+        context = contexts.get(key)
+        if context is not None:
+            self.hits += 1
+            contexts.move_to_end(key)
+            return context
+        if len(key) != KEYLEN:
+            raise LocalSecureError(f"a cipher key is {KEYLEN} bytes")
+        self.misses += 1
+        context = contexts[key] = ChaCha20Poly1305(key)
+        if len(contexts) > self.size:
+            contexts.popitem(last=False)
+        return context
 
 
 def encrypt_at(cipher: TransportCipher, n: int, ad: bytes, plaintext: bytes) -> bytes:

@@ -104,6 +104,7 @@ from chat_protocol.const import (
     COOKIE_SECRET_LIFETIME_S,
     HANDSHAKE_INIT_MIN_BYTES,
     KEY_REQUEST_MIN_BYTES,
+    LEAN_CONTEXTS,
     MAX_DATAGRAM_BYTES,
     MAX_SECURE_PEERS,
     MAX_UNCONFIRMED_SESSIONS,
@@ -124,6 +125,7 @@ from chat_protocol.noise import (
     IK,
     KEYLEN,
     TAGLEN,
+    ContextCache,
     HandshakeResult,
     HandshakeState,
     HashName,
@@ -480,9 +482,10 @@ class SecureSession:
     on :meth:`encrypt` and :class:`UnknownReceiver` on :meth:`decrypt`.
 
     A server holds one of these per signed-in user, so it is kept small: the replay window
-    (:class:`ReplayWindow`'s two ints) and the counts live in its own slots. A ``lean`` session
-    also keeps its two directions as bare keys, building an AEAD context per datagram (see
-    :data:`chat_protocol.noise.TransportCipher`), and drops the handshake hash (None).
+    (:class:`ReplayWindow`'s two ints) and the counts live in its own slots. A lean session (one
+    given ``contexts``) keeps its two directions as bare keys and borrows their AEAD contexts
+    from that shared, bounded cache (see :data:`chat_protocol.noise.TransportCipher`), and drops
+    the handshake hash (None).
     """
 
     __slots__ = (
@@ -514,18 +517,19 @@ class SecureSession:
         remote_addr: Addr,
         now: float,
         limits: SessionLimits = DEFAULT_SESSION_LIMITS,
-        lean: bool = False,
+        contexts: ContextCache | None = None,
     ) -> None:
         send_key, receive_key = result.send.key, result.receive.key
         if send_key is None or receive_key is None:
             raise LocalSecureError("a handshake result without transport keys")
+        lean = contexts is not None
         # A lean session keeps its two keys as one 64-byte string (33 bytes less than two):
-        # the send key, then the receive key; _receive is then None.
+        # the send key, then the receive key; in _receive, the cache it borrows contexts from.
         self._send: TransportCipher = (
             send_key + receive_key if lean else ChaCha20Poly1305(send_key)
         )
-        self._receive: TransportCipher | None = (
-            None if lean else ChaCha20Poly1305(receive_key)
+        self._receive: ChaCha20Poly1305 | ContextCache = (
+            contexts if contexts is not None else ChaCha20Poly1305(receive_key)
         )
         self._send_counter = 0
         self._newest = -1
@@ -599,8 +603,9 @@ class SecureSession:
         self._send_counter = counter + 1
         head = _TRANSPORT_HEAD.pack(PacketType.TRANSPORT, self.remote_index, counter)
         cipher = self._send
-        if self._receive is None:  # lean: the first of the two keys
-            cipher = cipher[:KEYLEN] if isinstance(cipher, bytes) else cipher
+        contexts = self._receive
+        if isinstance(contexts, ContextCache) and isinstance(cipher, bytes):
+            cipher = contexts.get(cipher[:KEYLEN])  # lean: the first of the two keys
         return head + encrypt_at(cipher, counter, b"", plaintext)
 
     def decrypt(self, datagram: bytes | Transport, addr: Addr, now: float) -> bytes:
@@ -637,9 +642,9 @@ class SecureSession:
             raise
         try:
             cipher = self._receive
-            if cipher is None:  # lean: the second of the two keys
+            if isinstance(cipher, ContextCache):  # lean: the second of the two keys
                 keys = self._send
-                cipher = keys[KEYLEN:] if isinstance(keys, bytes) else keys
+                cipher = cipher.get(keys[KEYLEN:]) if isinstance(keys, bytes) else keys
             plaintext = decrypt_at(cipher, counter, b"", ciphertext)
         except DecryptFailed:
             self._dropped().forged += 1
@@ -839,7 +844,12 @@ class Initiator:
         self._last_mac1 = None
 
     def handle_response(
-        self, packet: HandshakeResponse, addr: Addr, now: float, *, lean: bool = False
+        self,
+        packet: HandshakeResponse,
+        addr: Addr,
+        now: float,
+        *,
+        contexts: ContextCache | None = None,
     ) -> tuple[SecureSession, bytes]:
         """The session a HANDSHAKE_RESPONSE completes, and the response's payload."""
         handshake = self._handshake
@@ -859,7 +869,7 @@ class Initiator:
             remote_addr=addr,
             now=now,
             limits=self.limits,
-            lean=lean,
+            contexts=contexts,
         )
         return session, payload
 
@@ -932,10 +942,15 @@ class IncomingHandshake:
         return self.request_bytes - RESPONSE_OVERHEAD_BYTES
 
     def accept(
-        self, payload: bytes, *, local_index: int, now: float, lean: bool = False
+        self,
+        payload: bytes,
+        *,
+        local_index: int,
+        now: float,
+        contexts: ContextCache | None = None,
     ) -> tuple[bytes, SecureSession]:
         """The HANDSHAKE_RESPONSE carrying ``payload`` and the new, unconfirmed session
-        (``lean``: see :class:`SecureSession`)."""
+        (``contexts``: a lean one, see :class:`SecureSession`)."""
         handshake = self._handshake
         if handshake is None:
             raise LocalSecureError("this handshake was already answered")
@@ -956,7 +971,7 @@ class IncomingHandshake:
             remote_addr=self.addr,
             now=now,
             limits=self._limits,
-            lean=lean,
+            contexts=contexts,
         )
         return datagram, session
 
@@ -1231,8 +1246,8 @@ class SecureEndpoint:
 
     ``lean_sessions`` is the memory/latency policy of every session this endpoint makes: False
     (the default, for a client with few sessions) keeps an AEAD context per direction; True (for
-    the directory server, a session per user) keeps only the two 32-byte keys and builds a
-    context per datagram (:class:`SecureSession`'s ``lean``).
+    the directory server, a session per user) keeps only the two 32-byte keys, and the contexts
+    of the most recently used keys in :attr:`contexts` (:class:`SecureSession`'s ``contexts``).
     """
 
     __slots__ = (
@@ -1241,6 +1256,7 @@ class SecureEndpoint:
         "_peers",
         "_random_bytes",
         "_unconfirmed",
+        "contexts",
         "counters",
         "keep",
         "lean_sessions",
@@ -1276,8 +1292,11 @@ class SecureEndpoint:
         self.max_unconfirmed = max_unconfirmed
         self.lean_sessions = lean_sessions
         """Make lean sessions (:class:`SecureSession`): no AEAD context per direction (they cost
-        about 4.4 KB of OpenSSL memory per session; building one per datagram costs about 1 us
-        more each way) and no handshake hash. For a server with a session per user."""
+        about 4.4 KB of OpenSSL memory per session) and no handshake hash; they borrow contexts
+        from :attr:`contexts` (building one costs about 1 us). For a server with a session per
+        user."""
+        self.contexts = ContextCache(LEAN_CONTEXTS) if lean_sessions else None
+        """The AEAD contexts of the most recently used keys, which lean sessions borrow."""
         self.responder = Responder(
             static=static,
             random_bytes=random_bytes,
@@ -1451,7 +1470,7 @@ class SecureEndpoint:
             raise ReplayedDatagram("a newer initiation from this key was accepted meanwhile")
         local_index = self._new_index()
         datagram, session = incoming.accept(
-            payload, local_index=local_index, now=now, lean=self.lean_sessions
+            payload, local_index=local_index, now=now, contexts=self.contexts
         )
         peer.timestamp = incoming.timestamp
         if peer.next is not None:
@@ -1473,7 +1492,7 @@ class SecureEndpoint:
 
     def _response(self, packet: HandshakeResponse, addr: Addr, now: float) -> SessionEstablished:
         initiator = self._initiator(packet.receiver)
-        session, payload = initiator.handle_response(packet, addr, now, lean=self.lean_sessions)
+        session, payload = initiator.handle_response(packet, addr, now, contexts=self.contexts)
         peer = self._peer(initiator.remote_static, create=True)
         assert peer is not None
         peer.initiator = None
