@@ -22,8 +22,8 @@ Where this module chooses among what the spec allows:
 * Transport messages over UDP carry their nonce (section 11.4): :meth:`CipherState.encrypt_at`
   and :meth:`CipherState.decrypt_at` take ``n`` explicitly and leave the state alone; the replay
   check is :class:`chat_protocol.session.ReplayWindow`'s job. A transport session need not keep
-  its CipherStates at all: :func:`encrypt_at` and :func:`decrypt_at` work on a bare key, or on a
-  kept AEAD context (:data:`TransportCipher`).
+  its CipherStates at all: :func:`encrypt_at` and :func:`decrypt_at` work on any AEAD context,
+  its own or one borrowed from a :class:`ContextCache` (:data:`TransportCipher`).
 """
 
 from __future__ import annotations
@@ -152,8 +152,8 @@ def _nonce(n: int) -> bytes:
 
 
 TransportCipher = ChaCha20Poly1305 | bytes
-"""One direction of a transport session: the AEAD context built from its 32-byte key, or the
-bare key.
+"""What a transport session keeps to send with: the AEAD context built from its 32-byte key,
+or (a lean session) its bare keys.
 
 A context costs about 2.2 KB of OpenSSL memory and about a microsecond to build. A party with
 few sessions and latency to care about (a client) keeps one per direction; one with many mostly
@@ -198,22 +198,21 @@ class ContextCache:
         return context
 
 
-def encrypt_at(cipher: TransportCipher, n: int, ad: bytes, plaintext: bytes) -> bytes:
-    """``ENCRYPT(k, n, ad, plaintext)`` with an explicit nonce."""
+def encrypt_at(aead: ChaCha20Poly1305, n: int, ad: bytes, plaintext: bytes) -> bytes:
+    """``ENCRYPT(k, n, ad, plaintext)`` with an explicit nonce, ``aead`` being built from ``k``."""
     if not 0 <= n < MAX_NONCE:
         raise LocalSecureError("nonce exhausted: start a new handshake")
-    aead = ChaCha20Poly1305(cipher) if isinstance(cipher, bytes) else cipher
     return aead.encrypt(_nonce(n), plaintext, ad)
 
 
-def decrypt_at(cipher: TransportCipher, n: int, ad: bytes, ciphertext: bytes) -> bytes:
-    """``DECRYPT(k, n, ad, ciphertext)`` with an explicit nonce; :class:`DecryptFailed` if it
-    does not authenticate (or ``n`` is out of range, or it is shorter than its tag)."""
+def decrypt_at(aead: ChaCha20Poly1305, n: int, ad: bytes, ciphertext: bytes) -> bytes:
+    """``DECRYPT(k, n, ad, ciphertext)`` with an explicit nonce, ``aead`` being built from ``k``;
+    :class:`DecryptFailed` if it does not authenticate (or ``n`` is out of range, or it is
+    shorter than its tag)."""
     if not 0 <= n < MAX_NONCE:
         raise DecryptFailed("nonce out of range")
     if len(ciphertext) < TAGLEN:
         raise DecryptFailed("ciphertext shorter than its tag")
-    aead = ChaCha20Poly1305(cipher) if isinstance(cipher, bytes) else cipher
     try:
         return aead.decrypt(_nonce(n), ciphertext, ad)
     except InvalidTag:

@@ -602,11 +602,18 @@ class SecureSession:
             raise SessionExpired("session expired: start a new handshake")
         self._send_counter = counter + 1
         head = _TRANSPORT_HEAD.pack(PacketType.TRANSPORT, self.remote_index, counter)
-        cipher = self._send
-        contexts = self._receive
-        if isinstance(contexts, ContextCache) and isinstance(cipher, bytes):
-            cipher = contexts.get(cipher[:KEYLEN])  # lean: the first of the two keys
-        return head + encrypt_at(cipher, counter, b"", plaintext)
+        return head + encrypt_at(self._aead(sending=True), counter, b"", plaintext)
+
+    def _aead(self, *, sending: bool) -> ChaCha20Poly1305:
+        """The context to send (or receive) with: the session's own, or, in a lean session,
+        the one its cache holds for the first (or second) of its two keys."""
+        own = self._send if sending else self._receive
+        if isinstance(own, ChaCha20Poly1305):
+            return own
+        keys, contexts = self._send, self._receive
+        if not isinstance(keys, bytes) or not isinstance(contexts, ContextCache):
+            raise LocalSecureError("a lean session keeps its two keys and a context cache")
+        return contexts.get(keys[:KEYLEN] if sending else keys[KEYLEN:])
 
     def decrypt(self, datagram: bytes | Transport, addr: Addr, now: float) -> bytes:
         """The plaintext of one of the peer's TRANSPORT datagrams, received from ``addr``.
@@ -641,11 +648,7 @@ class SecureSession:
             self._dropped().stale += 1
             raise
         try:
-            cipher = self._receive
-            if isinstance(cipher, ContextCache):  # lean: the second of the two keys
-                keys = self._send
-                cipher = cipher.get(keys[KEYLEN:]) if isinstance(keys, bytes) else keys
-            plaintext = decrypt_at(cipher, counter, b"", ciphertext)
+            plaintext = decrypt_at(self._aead(sending=False), counter, b"", ciphertext)
         except DecryptFailed:
             self._dropped().forged += 1
             raise
@@ -1259,7 +1262,6 @@ class SecureEndpoint:
         "contexts",
         "counters",
         "keep",
-        "lean_sessions",
         "limits",
         "max_peers",
         "max_unconfirmed",
@@ -1290,13 +1292,11 @@ class SecureEndpoint:
             )
         self.max_peers = max_peers
         self.max_unconfirmed = max_unconfirmed
-        self.lean_sessions = lean_sessions
-        """Make lean sessions (:class:`SecureSession`): no AEAD context per direction (they cost
-        about 4.4 KB of OpenSSL memory per session) and no handshake hash; they borrow contexts
-        from :attr:`contexts` (building one costs about 1 us). For a server with a session per
-        user."""
         self.contexts = ContextCache(LEAN_CONTEXTS) if lean_sessions else None
-        """The AEAD contexts of the most recently used keys, which lean sessions borrow."""
+        """Set (``lean_sessions``): every session is lean (:class:`SecureSession`), with no AEAD
+        context per direction (about 4.4 KB of OpenSSL memory per session) and no handshake
+        hash, and borrows the contexts of the most recently used keys from here (building one
+        costs about 1 us). For a server with a session per user."""
         self.responder = Responder(
             static=static,
             random_bytes=random_bytes,
