@@ -87,6 +87,9 @@ from chat_protocol.session import (
     TransportReceived,
 )
 
+Request = Heartbeat | Lookup | ListUsers | Bye
+"""What a signed-in user asks the server, each carrying the user's token."""
+
 _BUCKET_REFILL_S = 1.0
 """How long an emptied token bucket takes to fill up again: its burst is its rate per second."""
 
@@ -193,7 +196,8 @@ class ServerCore:
         self.identity = identity
         self._random_bytes = random_bytes
         # One session per signed-in user, mostly idle: lean ones keep their keys, not ~4.4 KB of
-        # OpenSSL contexts each (a datagram costs about 1 us more to build its context).
+        # OpenSSL contexts each (a datagram on a session whose keys are not among the most
+        # recently used costs about 1 us more, to build its context).
         self.secure = SecureEndpoint(static=identity, random_bytes=random_bytes, lean_sessions=True)
         self.secure.keep = self._keeps
         self.users: dict[str, User] = {}
@@ -202,9 +206,9 @@ class ServerCore:
         """Sign-ins answered but not yet confirmed by the client's first TRANSPORT datagram."""
         self._sorted_keys: list[str] = []
         self._expiry: list[User] = []
-        """Every signed-in user, a heap by :attr:`User.filed` (removed ones until they come up)."""
-        """(expiry time, static key), lazily: a heartbeat only moves ``User.expires``; the sweep
-        re-files a user whose entry it pops early."""
+        """Every signed-in user (and removed ones until they come up), a heap by
+        :attr:`User.filed`, lazily: a heartbeat only moves ``User.expires``; the sweep re-files
+        a user it pops early (:meth:`_file`)."""
         self._last_sweep = float("-inf")
         self._next_endpoint_sweep = 0.0
         self._handshake_window = (0.0, 0)
@@ -289,8 +293,12 @@ class ServerCore:
                 self.stats.timeouts += 1
                 self._remove(user, UserTrigger.EXPIRED)
             else:
-                user.filed = user.expires
-                heapq.heappush(self._expiry, user)
+                self._file(user, user.expires)
+
+    def _file(self, user: User, expires: float) -> None:
+        """Put ``user`` (not in the heap) into the expiry heap under ``expires``."""
+        user.filed = expires
+        heapq.heappush(self._expiry, user)
 
     def shutdown(self, now: float) -> None:
         """Tell every signed-in user the server is going away (several copies: UDP may lose one)."""
@@ -394,7 +402,7 @@ class ServerCore:
         except MalformedDatagram:
             self.stats.malformed += 1
             return
-        if not isinstance(msg, Heartbeat | Lookup | ListUsers | Bye):
+        if not isinstance(msg, Request):
             self.stats.unexpected += 1
         elif msg.token != user.token:
             self.stats.unauthenticated += 1
@@ -410,13 +418,11 @@ class ServerCore:
             msg = decode(plaintext)
         except MalformedDatagram:
             return
-        if isinstance(msg, Heartbeat | Lookup | ListUsers | Bye):
+        if isinstance(msg, Request):
             self.stats.unknown_session += 1
             self._send_raw(encode(UnknownSession(token=msg.token)), static, now)
 
-    def _authenticated(
-        self, msg: Heartbeat | Lookup | ListUsers | Bye, user: User, now: float
-    ) -> None:
+    def _authenticated(self, msg: Request, user: User, now: float) -> None:
         interval = self.heartbeat_interval_s()
         if type(msg) is not Bye:
             user.move(UserTrigger.REQUEST)
@@ -525,8 +531,7 @@ class ServerCore:
         self.users[pending.key] = user
         self._by_static[static] = user
         bisect.insort(self._sorted_keys, pending.key)
-        user.filed = expires
-        heapq.heappush(self._expiry, user)
+        self._file(user, expires)
         self.stats.sign_ins += 1
         self._events.append(UserJoined(name=user.name, addr=addr))
         return user
