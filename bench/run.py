@@ -700,10 +700,6 @@ class Bench:
         the cores' work per message at least 2x faster than at its start. Both judged against
         the earlier commit run beside this checkout, in this run (bench.against)."""
         p = self.plan
-        for rev in (against.PRE_ENCRYPTION, against.ISSUE_13_START):
-            why = against.unavailable(rev)
-            if why is not None:
-                raise RuntimeError(why)
         r = against.p2p(against.PRE_ENCRYPTION, reps=p.reps, pings=p.pings)
         self.put("p2p_vs_raw_before_encryption", None, samples=r["before_vs_raw"])
         self.put("p2p_vs_raw_beside_it", None, samples=r["now_vs_raw"])
