@@ -1,5 +1,6 @@
 """Piped (non-terminal) clients: large messages arrive whole, many arrive once each and in order,
-and a sender whose input ends waits for its messages to be delivered before it exits 0."""
+a sender whose input ends waits for its messages to be delivered before it exits 0, and every
+command piped before ``exit`` has its answer printed before the client signs out."""
 
 from __future__ import annotations
 
@@ -83,6 +84,17 @@ def test_large_messages_arrive_whole(server: Server, piped: Piped) -> None:
     assert alice.stdout().endswith("signed out\n")
     assert alice.stderr() == ""
     assert elapsed < 20
+
+
+def test_every_piped_command_is_answered_before_signing_out(server: Server, piped: Piped) -> None:
+    alice, bob, _ = signed_in_pair(server, piped)
+    alice.feed(commands("list", "whois bob", "whois zed", "exit"), close=True)
+    assert alice.wait_exit(10) == 0
+    out = alice.stdout().split("\n")
+    assert "online (2): alice, bob" in out
+    assert any(re.fullmatch(r"bob: key [A-Z2-7]{4}(-[A-Z2-7]{4}){7}", ln) for ln in out), out
+    assert out[-2:] == ["signed out", ""]
+    assert alice.stderr() == "error: no such user: zed\n"
 
 
 def test_sender_exits_only_after_its_messages_are_delivered(server: Server, piped: Piped) -> None:

@@ -14,6 +14,7 @@ from chat_protocol.directory import State
 from chat_protocol.events import (
     ClientEvent,
     GoneReason,
+    ListFailed,
     MessageDelivered,
     MessageReceived,
     PeerRefusal,
@@ -24,6 +25,9 @@ from chat_protocol.events import (
     SignedOut,
     SignInFailed,
     SignInFailure,
+    UserList,
+    WhoisFailed,
+    WhoisInfo,
 )
 from chat_protocol.messages import Addr, Hello, LookupReply
 from chat_protocol.outcomes import FailReason
@@ -396,9 +400,7 @@ def _held_at_bob(net: FakeNetwork, b: ClientCore) -> None:
     assert received(net, B) == []
 
 
-def test_regression_receiver_holding_a_message_is_not_delivered_when_it_loses_the_server() -> (
-    None
-):
+def test_regression_receiver_holding_a_message_is_not_delivered_when_it_loses_the_server() -> None:
     # Before: bob acknowledged the message complete while his sender check was pending, alice
     # was told nothing (success), and bob exited 5 s later without ever showing it.
     net = FakeNetwork(seed=21)
@@ -528,3 +530,47 @@ def test_regression_a_receiver_restarted_with_the_same_key_is_not_shown_a_messag
     assert failed[2] is FailReason.PEER_RESTARTED and failed[3] is FailReason.PEER_RESTARTED
     delivered = [e.handle for e in of_type(net, A, MessageDelivered)]
     assert 1 in delivered and 5 in delivered
+
+
+@given(
+    seed=st.integers(0, 2**32),
+    loss=st.floats(0, 0.5),
+    commands=st.lists(st.sampled_from(["list", "whois bob", "whois zed", "trust bob"]), max_size=6),
+    cut=st.booleans(),
+)
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+def test_every_command_typed_before_exit_is_answered_before_signing_out(
+    seed: int, loss: float, commands: list[str], cut: bool
+) -> None:
+    # Before: piped `list` then `exit` printed nothing, and a `whois` answer could be lost the
+    # same way (close waited for sends only); an unanswered whois said "no such user".
+    net = FakeNetwork(seed=seed, link=Link(loss=loss))
+    a, _ = setup(net, ("alice", A), ("bob", B))
+    if cut:  # the server never hears alice again: every answer must be a failure, still printed
+        net.blocked.add((A, S))
+    for command in commands:
+        match command.split():
+            case ["list"]:
+                a.list_users(net.now)
+            case [verb, name]:
+                a.whois(name, net.now, trust=verb == "trust")
+    a.close(net.now)
+    net.flush()
+    bound = (len(commands) + 2) * (T.server_timeout_s + T.bye_timeout_s)
+    assert net.run_until(
+        lambda: bool(of_type(net, A, SignedOut) or of_type(net, A, ServerGone)), bound
+    )
+    events = net.client_events[A]
+    [end] = [i for i, e in enumerate(events) if isinstance(e, SignedOut | ServerGone)]
+    answers = [
+        e for e in events[:end] if isinstance(e, UserList | ListFailed | WhoisInfo | WhoisFailed)
+    ]
+    assert len(answers) == len(commands), f"{len(answers)} answers to {commands}"
+    assert not [
+        e for e in events[end:] if isinstance(e, UserList | ListFailed | WhoisInfo | WhoisFailed)
+    ]
+    for e in answers:
+        if isinstance(e, WhoisInfo):  # an answer is the truth: bob exists, zed does not
+            assert (e.key is None) == (e.name == "zed")
+        if cut:
+            assert isinstance(e, ListFailed | WhoisFailed)

@@ -39,6 +39,7 @@ from chat_protocol.events import (
     SignedOut,
     SignInFailed,
     UserList,
+    WhoisFailed,
     WhoisInfo,
 )
 from chat_protocol.identity import format_fingerprint, parse_fingerprint
@@ -150,8 +151,12 @@ class ClientShell(aio.DatagramShell[ClientEvent]):
                 out.info(f"online ({event.total}): {', '.join(event.names)}")
             case ListFailed():
                 out.error("the server did not answer the list")
-            case WhoisInfo():
-                out.info(whois_text(event, self.core.name, self.core.identity.public))
+            case WhoisInfo(key=None):
+                out.error(f"no such user: {event.name}")
+            case WhoisInfo(key=bytes() as key):
+                out.info(whois_text(event, key, self.core.name, self.core.identity.public))
+            case WhoisFailed():
+                out.error(f"the server did not answer 'whois {event.name}'")
             case PeerRefused():
                 out.error(refused_text(event))
             case KeyPinned():

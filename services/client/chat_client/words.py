@@ -57,17 +57,16 @@ def refused_text(ev: PeerRefused) -> str:
     )
 
 
-def whois_text(ev: WhoisInfo, own_name: str, own_key: bytes) -> str:
-    if ev.key is None:
-        return f"no such user: {ev.name}"
-    lines = [f"{ev.name}: key {format_fingerprint(ev.key)}"]
+def whois_text(ev: WhoisInfo, key: bytes, own_name: str, own_key: bytes) -> str:
+    """What ``whois``/``trust`` shows of a user the directory knows (``key``: theirs)."""
+    lines = [f"{ev.name}: key {format_fingerprint(key)}"]
     if ev.trusted:
         lines[0] += " (now trusted)"
-    elif ev.pinned is not None and ev.pinned != ev.key:
+    elif ev.pinned is not None and ev.pinned != key:
         lines.append(
             f"  CHANGED: you pinned {format_fingerprint(ev.pinned)}; "
             f"'trust {ev.name}' accepts the new key"
         )
-    number = safety_number(own_name, own_key, ev.name, ev.key)
+    number = safety_number(own_name, own_key, ev.name, key)
     lines.append(f"  safety number with {ev.name}: {number}")
     return "\n".join(lines)

@@ -52,6 +52,7 @@ from chat_protocol.events import (
     ServerGone,
     ServerKeyPinned,
     SignedOut,
+    WhoisFailed,
     WhoisInfo,
 )
 from chat_protocol.identity import fingerprint_matches
@@ -479,6 +480,8 @@ class ClientCore:
                 again = self.receiving.verified(v, reply, now)
                 if again is not None:
                     self.directory.lookup(again.name, again, now)
+            case WhoisLookup(name=name) if reply is None:
+                self._events.append(WhoisFailed(name=name))
             case WhoisLookup(name=name, trust=trust):
                 key = reply.key if reply is not None and reply.addr is not None else None
                 shown = reply.name if reply is not None else name
@@ -495,7 +498,7 @@ class ClientCore:
         """After any input: sign out when closing is drained; wind down when the session ended."""
         d = self.directory
         if d.state is State.CLOSING and not (
-            self.sending.pending or self.receiving.holding or d.lists_pending
+            self.sending.pending or self.receiving.holding or d.answers_pending
         ):
             d.drained(now)
         if d.gone and not self._finished:

@@ -264,8 +264,10 @@ class DirectorySession:
             self.machine.fire(Trigger.CLOSE)
 
     @property
-    def lists_pending(self) -> int:
-        return sum(isinstance(p, ListPage) for p in self.requests.purposes())
+    def answers_pending(self) -> int:
+        """Requests of the user's own commands (list, whois, trust) still waiting for an answer:
+        closing waits for them, so every command typed before ``exit`` gets its answer."""
+        return sum(isinstance(p, ListPage | WhoisLookup) for p in self.requests.purposes())
 
     def drained(self, now: float) -> None:
         """Everything asked before ``close`` is answered: sign out."""

@@ -104,6 +104,13 @@ class ListFailed:
     """A list request got no answer."""
 
 
+@dataclass(frozen=True, kw_only=True, slots=True)
+class WhoisFailed:
+    """A ``whois``/``trust`` request got no answer (not the same as "no such user")."""
+
+    name: str
+
+
 @dataclass(kw_only=True, slots=True, init=False, unsafe_hash=True)
 class MessageReceived:
     # Made per datagram: __init__ written out, fields Final (see chat_protocol.messages).
@@ -169,6 +176,7 @@ ClientEvent = (
     | SignInFailed
     | UserList
     | ListFailed
+    | WhoisFailed
     | MessageReceived
     | MessageDelivered
     | SendFailed
