@@ -87,7 +87,7 @@ def test_large_messages_arrive_whole(server: Server, piped: Piped) -> None:
 
 
 def test_every_piped_command_is_answered_before_signing_out(server: Server, piped: Piped) -> None:
-    alice, bob, _ = signed_in_pair(server, piped)
+    alice, _bob, _ = signed_in_pair(server, piped)
     alice.feed(commands("list", "whois bob", "whois zed", "exit"), close=True)
     assert alice.wait_exit(10) == 0
     out = alice.stdout().split("\n")

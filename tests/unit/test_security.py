@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Iterator
+from typing import TypeVar
 
 import pytest
 
@@ -15,6 +16,7 @@ from chat_protocol.client import ClientCore, State
 from chat_protocol.codec import encode
 from chat_protocol.const import Timings
 from chat_protocol.events import (
+    ClientEvent,
     MessageDelivered,
     MessageReceived,
     PeerRefusal,
@@ -37,6 +39,8 @@ M: Addr = ("10.0.0.66", 6666)
 FRESH: Addr = ("10.9.9.9", 9999)
 
 
+Ev = TypeVar("Ev", bound=ClientEvent)
+
 def signed_in(net: FakeNetwork, *names_addrs: tuple[str, Addr]) -> list[ClientCore]:
     srv = net.nodes.get(S) or net.add_server(S, T)
     assert isinstance(srv, ServerCore)
@@ -47,7 +51,7 @@ def signed_in(net: FakeNetwork, *names_addrs: tuple[str, Addr]) -> list[ClientCo
     return clients
 
 
-def events(net: FakeNetwork, addr: Addr, kind: type) -> list:  # type: ignore[type-arg]
+def events(net: FakeNetwork, addr: Addr, kind: type[Ev]) -> list[Ev]:
     return [e for e in net.client_events[addr] if isinstance(e, kind)]
 
 
