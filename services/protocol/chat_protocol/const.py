@@ -182,6 +182,10 @@ MAX_HANDSHAKES_PER_IP_PER_S = 50.0
 beyond it a server answers with a cookie reply only and does no public-key work for it."""
 MAX_TRACKED_IPS = 65536
 """Source IPs whose handshake rate a server tracks (least recently seen dropped)."""
+BUCKET_REFILL_S = 1.0
+"""How long an emptied token bucket takes to fill up again: its burst is its rate per second."""
+EVICTION_SCAN = 64
+"""Peers a secure endpoint looks at, oldest first, for one it may evict."""
 MAX_HEARTBEAT_INTERVAL_S = 3.0
 """However many users there are, a server never advertises a longer heartbeat interval: with
 the 5 s / 1.5 s timeout ratio a dead client is removed within 10 s and a dead server is

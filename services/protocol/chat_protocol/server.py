@@ -32,6 +32,7 @@ from enum import Enum
 
 from chat_protocol.codec import decode, encode
 from chat_protocol.const import (
+    BUCKET_REFILL_S,
     DEFAULT_TIMINGS,
     ENDPOINT_SWEEP_S,
     EXPIRY_SLICE,
@@ -90,8 +91,6 @@ from chat_protocol.session import (
 Request = Heartbeat | Lookup | ListUsers | Bye
 """What a signed-in user asks the server, each carrying the user's token."""
 
-_BUCKET_REFILL_S = 1.0
-"""How long an emptied token bucket takes to fill up again: its burst is its rate per second."""
 
 
 class UserState(Enum):
@@ -322,7 +321,7 @@ class ServerCore:
         """One token from ``ip``'s bucket (refilled at ``rate``, default the per-IP handshake
         rate, with a burst of the same size); False when it is empty.
 
-        A bucket untouched for ``_BUCKET_REFILL_S`` is full again, exactly as if it were not
+        A bucket untouched for ``BUCKET_REFILL_S`` is full again, exactly as if it were not
         there: such buckets are dropped (the least recently touched come first), so the tables
         hold the IPs of the last second, not one entry per signed-in user."""
         if rate is None:
@@ -335,7 +334,7 @@ class ServerCore:
             buckets.popitem(last=False)
         while buckets:
             oldest = next(iter(buckets))
-            if now - buckets[oldest][1] < _BUCKET_REFILL_S:
+            if now - buckets[oldest][1] < BUCKET_REFILL_S:
                 break
             del buckets[oldest]
         return ok

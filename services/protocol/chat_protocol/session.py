@@ -102,6 +102,7 @@ from cryptography.hazmat.primitives.constant_time import bytes_eq
 from chat_protocol.const import (
     COOKIE_LATENCY_S,
     COOKIE_SECRET_LIFETIME_S,
+    EVICTION_SCAN,
     HANDSHAKE_INIT_MIN_BYTES,
     KEY_REQUEST_MIN_BYTES,
     LEAN_CONTEXTS,
@@ -148,9 +149,6 @@ from chat_protocol.secure_errors import (
     StaleDatagram,
     UnknownReceiver,
 )
-
-EVICTION_SCAN = 64
-"""Peers an endpoint looks at, oldest first, for one it may evict."""
 
 HASH = HashName.SHA256
 """The Noise hash of the session layer; the MACs and cookie keys use it too."""
