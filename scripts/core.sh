@@ -3,9 +3,10 @@
 #   build/core/wheel/p2p_chat-*-cp3XX-*.whl   the project's wheel, core compiled (the images use it)
 #   build/core/lib/                            its chat_protocol package and mypyc's runtime, for
 #                                              CHAT_CORE_DIR (tests, bench, local programs)
-# from a clean copy of the tracked and new files (scripts/clean-copy.sh). Needs a C compiler and the Python headers
-# (pip fetches setuptools and mypy); on failure it says what is missing and exits non-zero, and
-# the caller falls back to the pure-Python core (the Makefile does, except under CI=true).
+# from a clean copy of the tracked and new files (scripts/clean-copy.sh). Needs a C compiler and
+# the Python headers (pip fetches setuptools and mypy); on failure it says what is missing and
+# exits non-zero, and the caller falls back to the pure-Python core (the Makefile does, except
+# under CI=true).
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."

@@ -480,11 +480,12 @@ class ClientCore:
                 again = self.receiving.verified(v, reply, now)
                 if again is not None:
                     self.directory.lookup(again.name, again, now)
-            case WhoisLookup(name=name) if reply is None:
-                self._events.append(WhoisFailed(name=name))
             case WhoisLookup(name=name, trust=trust):
-                key = reply.key if reply is not None and reply.addr is not None else None
-                shown = reply.name if reply is not None else name
+                if reply is None:
+                    self._events.append(WhoisFailed(name=name))
+                    return
+                key = reply.key if reply.addr is not None else None
+                shown = reply.name
                 if trust and key is not None:
                     replaced = self.pins.get(shown) not in (None, key)
                     self.pins.pin(shown, key, replaced=replaced)

@@ -92,7 +92,6 @@ Request = Heartbeat | Lookup | ListUsers | Bye
 """What a signed-in user asks the server, each carrying the user's token."""
 
 
-
 class UserState(Enum):
     NEW = "new"
     ONLINE = "online"
