@@ -141,6 +141,10 @@ unit-test: $(ENV_READY) $(CORE_STAMP) ## unit tests (no network), pure-Python co
 fuzz: $(ENV_READY) ## unit tests, many random hypothesis examples (PYTEST_ARGS=--hypothesis-seed=N replays)
 	$(PYTEST) tests/unit --hypothesis-profile=fuzz $(PYTEST_ARGS)
 
+.PHONY: mutate
+mutate: $(ENV_READY) ## remove each '# guard:' protection in turn; its tests must fail (labkit.mutate)
+	$(PYTHON) -m labkit.mutate $(if $(GUARDS),--only $(GUARDS)) --json build/mutate.json
+
 e2e-test: $(ENV_READY) $(CORE_STAMP) ## end-to-end tests: real processes on loopback
 	$(CORE_ENV) $(PYTEST) tests/e2e $(PYTEST_ARGS)
 

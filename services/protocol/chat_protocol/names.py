@@ -25,7 +25,7 @@ def is_valid_name(name: str) -> bool:
 
 def check_name(name: str) -> str:
     """Return ``name`` if valid, else raise :class:`UsageError` explaining the rule."""
-    if not is_valid_name(name):
+    if not is_valid_name(name):  # guard: name-rule
         raise UsageError(f"invalid user name {name[:40]!r}: use {NAME_RULE}")
     return name
 
