@@ -17,11 +17,19 @@
 # private address and port), sends new inbound datagrams on that port to their owner.
 # Every kind but none drops unsolicited inbound datagrams silently, as home routers do.
 #
-# Environment: NAT (the kind), UP_IP, ROUTES (extra routes, lib.sh), MAPPING_TIMEOUT_S (the
-# full-cone map's idle timeout, 120: RFC 4787 REQ-5's minimum).
+# Environment: NAT (the kind) or else NAT_VAR (NAT_A, ...), the line of /state/kinds.env
+# that names it (`make nat-up` writes that file: a later `docker compose run` of a client then
+# sees the same configuration and leaves this router as it is), port-restricted if neither;
+# UP_IP; ROUTES (extra routes, lib.sh); MAPPING_TIMEOUT_S (the full-cone map's idle timeout,
+# 120: RFC 4787 REQ-5's minimum). The kind in use goes to /run/natlab-kind.
 set -eu
 . /lab/lib.sh
-: "${NAT:?}" "${UP_IP:?}"
+: "${UP_IP:?}"
+NAT=${NAT:-}
+if [ -z "$NAT" ] && [ -n "${NAT_VAR:-}" ] && [ -r /state/kinds.env ]; then
+    NAT=$(sed -n "s/^$NAT_VAR=//p" /state/kinds.env | tail -n 1)
+fi
+NAT=${NAT:-port-restricted}
 up=$(iface_of "$UP_IP")
 [ -n "$up" ] || die "no interface holds UP_IP=$UP_IP"
 down=$(ip -o -4 addr show | awk -v up="$up" '$2 != "lo" && $2 != up { print $2; exit }')
@@ -89,5 +97,6 @@ esac
     echo "}"
 } >/run/natlab.nft
 nft -f /run/natlab.nft || { cat /run/natlab.nft >&2; die "nft rejected the ruleset"; }
+echo "$NAT" >/run/natlab-kind
 say "NAT=$NAT: $UP_IP on $up, private side $down"
 ready_and_wait
