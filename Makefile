@@ -35,7 +35,7 @@ endef
 COMPOSE_V2 := docker compose version --short 2>/dev/null | grep -Eq '^v?2\.'
 
 .PHONY: core help install lab lab-ready images up down logs demo lint unit-test e2e-test bench-smoke \
-	integration-test test bench bench-full chaos clean clean-images
+	integration-test test bench bench-full chaos clean clean-images nat-up nat-down
 
 help: ## list the targets
 	@echo "usage: make TARGET   (PYTHON=$(PYTHON))"
@@ -113,6 +113,15 @@ down: ## stop and remove every container, network and volume of the project
 	@$(COMPOSE) -p $(DEMO_PROJECT) --profile '*' down -v --remove-orphans --timeout 2 \
 		>/dev/null 2>&1 || true   # what an interrupted `make demo` may have left
 
+# The NAT lab (compose.nat.yaml, README "Across NATs"): NAT_A, NAT_B, NAT_C and NAT_CGN pick
+# each router's kind (none, full-cone, port-restricted, symmetric; port-restricted if unset).
+nat-up: lab-ready images ## the NAT lab: routers (NAT_A= NAT_B= NAT_C= NAT_CGN=), STUN, the server
+	scripts/router-image.sh >/dev/null
+	$(PYTHON) -m labkit.natlab up
+
+nat-down: $(ENV_READY) ## remove every container, network and volume of the NAT lab
+	$(PYTHON) -m labkit.natlab down
+
 logs: ## follow the lab's logs (Ctrl-C to stop)
 	$(COMPOSE) --profile '*' logs -f --tail=100
 
@@ -154,6 +163,7 @@ integration-test: $(ENV_READY) ## integration tests in containers (needs a Docke
 	@if docker info >/dev/null 2>&1; then \
 		$(COMPOSE_V2) || scripts/lab-setup.sh compose; \
 		$(MAKE) images; \
+		scripts/router-image.sh >/dev/null; \
 	else echo "make: no Docker engine answering (make up sets one up)"; fi
 	$(call pytest_dir,tests/integration)
 
@@ -194,6 +204,6 @@ clean: ## remove build output and caches (not .venv, not the images: see clean-i
 	find . -name __pycache__ -type d -prune -not -path './.git/*' -not -path './$(VENV)/*' \
 		-exec rm -rf {} +
 
-clean-images: down ## remove the project's images, including the offline base
+clean-images: down nat-down ## remove the project's images, including the offline base
 	-docker image rm $(CHAT_IMAGE_PREFIX)-server:latest $(CHAT_IMAGE_PREFIX)-client:latest \
-		p2p-chat-base:bookworm 2>/dev/null
+		p2p-chat-base:bookworm p2p-chat-router:bookworm 2>/dev/null

@@ -50,6 +50,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from labkit.compose import Compose
+from labkit.procs import stop
 from labkit.util import ROOT, LabError, run, tail
 
 if TYPE_CHECKING:
@@ -356,6 +357,7 @@ class NatLab(Compose):
         self.pinned = name == NAT_PROJECT
         env = {var: "" if self.pinned else kind.value for var, kind in self.kinds.items()}
         super().__init__(name, env=env, docker_client=docker_client, file=NAT_FILE)
+        self.probes: list[Probe] = []
 
     def _check_bridges_free(self) -> None:
         """The lab's bridges and subnets are fixed: one NAT lab per engine."""
@@ -420,7 +422,14 @@ class NatLab(Compose):
             result[service] = str(health)
         return result
 
+    def stop_probes(self) -> None:
+        """End every probe (stdin closed: each exits, its container goes with it)."""
+        for probe in self.probes:
+            probe.close()
+        self.probes.clear()
+
     def close(self) -> None:
+        self.stop_probes()
         super().close()
         with contextlib.suppress(LabError, subprocess.TimeoutExpired):
             if not any(
@@ -506,6 +515,7 @@ class NatLab(Compose):
         ]  # fmt: skip
         probe = Probe(argv, f"{host}:{port}")
         self.reaper.track(probe.proc, f"probe {host}:{port}", probe.transcript)
+        self.probes.append(probe)
         probe.wait_for(lambda line: line == f"bound {port}", "bound")
         return probe
 
@@ -529,6 +539,15 @@ class Probe:
         self._seen: list[str] = []
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
+
+    def close(self, grace_s: float = 5.0) -> None:
+        """Close its stdin, so that it exits; stopped by signal after ``grace_s``."""
+        with contextlib.suppress(OSError, ValueError):
+            if self.proc.stdin is not None:
+                self.proc.stdin.close()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.proc.wait(timeout=grace_s)
+        stop(self.proc)
 
     def _read(self) -> None:
         assert self.proc.stdout is not None
