@@ -10,16 +10,9 @@ who can reach whom.
   its verdict parsed into (mapping, filtering) and set beside the router's intended kind; a
   table, exit 1 if any row disagrees. ``--running`` classifies the lab that is up, as it is.
 
-The kinds follow RFC 4787 (scripts/nat/router.sh makes them):
-
-=================  =====================  ==========================
-kind               mapping                filtering
-=================  =====================  ==========================
-none               (no translation)       (none: routed)
-full-cone          endpoint-independent   endpoint-independent
-port-restricted    endpoint-independent   address-and-port-dependent
-symmetric          address-and-port-dep.  address-and-port-dependent
-=================  =====================  ==========================
+The kinds follow RFC 4787: :data:`INTENDED` says what each must look like, scripts/nat/router.sh
+makes them, and the README's table (checked against :data:`INTENDED` by a unit test) says
+which real devices behave so.
 
 Docker's own firewall drops a datagram that an ``internal`` network's bridge carries to or
 from an address outside that network's subnet (when the host passes bridged traffic through

@@ -173,3 +173,21 @@ def test_the_table_says_which_rows_disagree() -> None:
     assert "symmetric behind none" in lines[2]
     assert good.agrees and not bad.agrees
     assert bad.as_json()["kinds"] == ["symmetric", "none"]
+
+
+def test_the_readmes_table_of_kinds_says_what_intended_says() -> None:
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    rows = {}
+    for line in readme.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) == 4 and cells[0].strip("`") in {k.value for k in NatKind}:
+            rows[NatKind(cells[0].strip("`"))] = cells[1]
+    assert set(rows) == set(NatKind)
+    for kind, text in rows.items():
+        verdict = INTENDED[kind]
+        expected = (
+            f"{verdict.mapping.value} / {verdict.filtering.value}"
+            if verdict.translated
+            else "no translation / none"
+        )
+        assert text == expected, kind
