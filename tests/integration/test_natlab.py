@@ -159,13 +159,25 @@ def test_unsolicited_datagrams_pass_only_where_the_kind_lets_them(
 
 def test_two_hosts_behind_one_router_talk_on_their_private_addresses(lab: NatLab) -> None:
     nat_lab = lab
+    port = INSIDE_PORT + 10
     a1_ip, a2_ip = nat_lab.address("host-a1"), nat_lab.address("host-a2")
-    a1 = nat_lab.probe("host-a1", INSIDE_PORT + 10)
-    a2 = nat_lab.probe("host-a2", INSIDE_PORT + 10)
-    a1.send(a2_ip, INSIDE_PORT + 10, "next-door")
-    assert a2.wait_recv("next-door").source == (a1_ip, INSIDE_PORT + 10)  # not translated
-    a2.send(a1_ip, INSIDE_PORT + 10, "hi-back")
-    assert a1.wait_recv("hi-back").source == (a2_ip, INSIDE_PORT + 10)
+    a1 = nat_lab.probe("host-a1", port)
+    a2 = nat_lab.probe("host-a2", port)
+    a1.send(a2_ip, port, "next-door")
+    assert a2.wait_recv("next-door").source == (a1_ip, port)  # not translated
+    a2.send(a1_ip, port, "hi-back")
+    assert a1.wait_recv("hi-back").source == (a2_ip, port)
+
+    # And no hairpin: a2's public endpoint (as a wan host sees it) does not lead back in
+    # from a1, whatever the kind; the control is the wan host's answer on the same path.
+    echo = nat_lab.probe("host-server", ECHO_PORT)
+    a2.send(SERVER_IP, ECHO_PORT, "where-am-i")
+    public = echo.wait_recv("where-am-i").source
+    a1.send(*public, "hairpin")
+    echo.send(*public, "control")
+    a2.wait_recv("control")
+    if nat_lab.kinds["NAT_A"] is not NatKind.NONE:
+        assert "hairpin" not in {d.text for d in a2.received()}
 
 
 def test_a_chat_client_behind_two_nats_signs_in(nat_lab: NatLab) -> None:
