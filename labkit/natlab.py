@@ -54,10 +54,10 @@ NAT_PROJECT = "p2p-chat-nat"  # compose.nat.yaml's `name:`
 STATE_FILE = ROOT / ".lab" / "nat" / "kinds.env"  # mounted at /state in the routers
 LAB_SCRIPTS = ROOT / "scripts" / "nat"
 ROUTER_IMAGE = os.environ.get("ROUTER_IMAGE", "p2p-chat-router:bookworm")
-CLIENT_IMAGE = (
-    f"{os.environ.get('CHAT_IMAGE_PREFIX', 'p2p-chat')}-client:"
-    f"{os.environ.get('CHAT_IMAGE_TAG', 'latest')}"
-)
+_IMAGE_PREFIX = os.environ.get("CHAT_IMAGE_PREFIX", "p2p-chat")
+_IMAGE_TAG = os.environ.get("CHAT_IMAGE_TAG", "latest")
+CLIENT_IMAGE = f"{_IMAGE_PREFIX}-client:{_IMAGE_TAG}"
+SERVER_IMAGE = f"{_IMAGE_PREFIX}-server:{_IMAGE_TAG}"
 STUN_IP = "198.51.100.20"  # compose.nat.yaml's stun service
 STUN_PORT = 3478
 BRIDGE_PREFIX = "natlab-"  # compose.nat.yaml's com.docker.network.bridge.name options
@@ -370,7 +370,7 @@ class NatLab(Compose):
         changed). A LabError with Compose's output and the logs otherwise."""
         import docker.errors
 
-        for image in (ROUTER_IMAGE, CLIENT_IMAGE):
+        for image in (ROUTER_IMAGE, SERVER_IMAGE, CLIENT_IMAGE):
             try:
                 self.docker.images.get(image)
             except docker.errors.ImageNotFound:
