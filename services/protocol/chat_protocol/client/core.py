@@ -2,14 +2,15 @@
 
 :class:`ClientCore` is small on purpose; it routes between the parts, each with one job:
 
-* :class:`~chat_protocol.session.SecureEndpoint` - Noise IK handshakes and encrypted,
+* :class:`~chat_protocol.secure.endpoint.SecureEndpoint` - Noise IK handshakes and encrypted,
   replay-protected datagrams, to the server and to every peer (one layer for both);
-* :class:`~chat_protocol.directory.DirectorySession` - sign-in, heartbeats, list, lookups,
+* :class:`~chat_protocol.client.directory.DirectorySession` - sign-in, heartbeats, list, lookups,
   sign-out, and the client's state machine (its table is in that module and docs/PROTOCOL.md);
-* :class:`~chat_protocol.requests.Requests` (inside it) - retransmission and timeout of requests;
-* :class:`~chat_protocol.sending.SendPipeline` - typed order, lookups, pins, transfer out;
-* :class:`~chat_protocol.receiving.ReceivePath` - reassembly, the sender check, showing;
-* :class:`~chat_protocol.pins.Pins` - the keys remembered for each name (trust on first use).
+* :class:`~chat_protocol.transfer.requests.Requests` (inside it) - retransmission and timeout of
+  requests;
+* :class:`~chat_protocol.client.sending.SendPipeline` - typed order, lookups, pins, transfer out;
+* :class:`~chat_protocol.client.receiving.ReceivePath` - reassembly, the sender check, showing;
+* :class:`~chat_protocol.client.pins.Pins` - the keys remembered for each name (trust on first use).
 
 A datagram goes one way: the secure endpoint authenticates and decrypts it, the codec decodes
 it, and the part that owns its kind takes it (DATA: receive path, ACK: send pipeline, anything
@@ -25,7 +26,17 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TypeVar
 
-from chat_protocol.codec import decode, encode
+from chat_protocol.client.directory import (
+    DirectorySession,
+    LookupAnswer,
+    SendLookup,
+    State,
+    VerifyLookup,
+    WhoisLookup,
+)
+from chat_protocol.client.pins import Pins
+from chat_protocol.client.receiving import ReceivePath
+from chat_protocol.client.sending import SendPipeline
 from chat_protocol.const import (
     DEFAULT_TIMINGS,
     ENDPOINT_SWEEP_S,
@@ -37,14 +48,6 @@ from chat_protocol.const import (
     Timings,
 )
 from chat_protocol.counters import Counters
-from chat_protocol.directory import (
-    DirectorySession,
-    LookupAnswer,
-    SendLookup,
-    State,
-    VerifyLookup,
-    WhoisLookup,
-)
 from chat_protocol.errors import MalformedDatagram, UsageError
 from chat_protocol.events import (
     ClientEvent,
@@ -55,18 +58,9 @@ from chat_protocol.events import (
     WhoisFailed,
     WhoisInfo,
 )
-from chat_protocol.identity import fingerprint_matches
-from chat_protocol.messages import Ack, Addr, Data, Hello, Message
-from chat_protocol.names import check_name
-from chat_protocol.noise import KeyPair
 from chat_protocol.outcomes import FailReason
-from chat_protocol.pins import Pins
-from chat_protocol.receiving import ReceivePath
-from chat_protocol.secure_errors import LocalSecureError
-from chat_protocol.sending import SendPipeline
-from chat_protocol.session import (
+from chat_protocol.secure.endpoint import (
     HandshakeRequested,
-    IncomingHandshake,
     KeyReceived,
     RetryWithCookie,
     SecureEndpoint,
@@ -74,6 +68,13 @@ from chat_protocol.session import (
     SessionEstablished,
     TransportReceived,
 )
+from chat_protocol.secure.errors import LocalSecureError
+from chat_protocol.secure.handshake import IncomingHandshake
+from chat_protocol.secure.identity import fingerprint_matches
+from chat_protocol.secure.noise import KeyPair
+from chat_protocol.wire.codec import decode, encode
+from chat_protocol.wire.messages import Ack, Addr, Data, Hello, Message
+from chat_protocol.wire.names import check_name
 
 __all__ = ["ClientCore", "ClientStats", "State"]
 

@@ -10,7 +10,7 @@ The server's view of a user (the table is :data:`USER_TRANSITIONS`):
 | online | EXPIRED (no request for the timeout)      | gone   |
 
 Everything but the PING health probe arrives inside a secure session
-(:mod:`chat_protocol.session`): the HELLO rides in the client's Noise IK initiation and the
+(:mod:`chat_protocol.secure`): the HELLO rides in the client's Noise IK initiation and the
 WELCOME in the response, so a name is bound to the static key that proved itself in the
 handshake. A sign-in is kept only when the client's first TRANSPORT datagram arrives (that
 proves it receives at its address); until then the server holds nothing for it but the bounded,
@@ -30,7 +30,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
 
-from chat_protocol.codec import decode, encode
 from chat_protocol.const import (
     BUCKET_REFILL_S,
     DEFAULT_TIMINGS,
@@ -56,7 +55,18 @@ from chat_protocol.counters import Counters
 from chat_protocol.errors import MalformedDatagram
 from chat_protocol.events import ServerEvent, UserJoined, UserLeft
 from chat_protocol.machine import transition
-from chat_protocol.messages import (
+from chat_protocol.secure.endpoint import (
+    HandshakeRequested,
+    SecureEndpoint,
+    SendReply,
+    TransportReceived,
+)
+from chat_protocol.secure.errors import LocalSecureError, SessionExpired
+from chat_protocol.secure.handshake import IncomingHandshake
+from chat_protocol.secure.noise import KeyPair
+from chat_protocol.secure.packets import PacketType
+from chat_protocol.wire.codec import decode, encode
+from chat_protocol.wire.messages import (
     Addr,
     Bye,
     ByeAck,
@@ -76,17 +86,7 @@ from chat_protocol.messages import (
     UnknownSession,
     Welcome,
 )
-from chat_protocol.names import is_valid_name, name_key
-from chat_protocol.noise import KeyPair
-from chat_protocol.secure_errors import LocalSecureError, SessionExpired
-from chat_protocol.session import (
-    HandshakeRequested,
-    IncomingHandshake,
-    PacketType,
-    SecureEndpoint,
-    SendReply,
-    TransportReceived,
-)
+from chat_protocol.wire.names import is_valid_name, name_key
 
 Request = Heartbeat | Lookup | ListUsers | Bye
 """What a signed-in user asks the server, each carrying the user's token."""
