@@ -125,7 +125,7 @@ class Attacker:
         if claim is not None:
             # What the unit tests' attacker does: the handshake claims a name that is not ours,
             # so nothing we send is ever shown and bob never counts our key as vouched for.
-            core._intro = encode(Hello(req_id=core.session, name=claim))
+            core.links.intro = encode(Hello(req_id=core.session, name=claim))
         handle = core.send(VICTIM, "hello", self.peer.now())
         self.peer.pump()
         if claim is None:

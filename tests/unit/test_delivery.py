@@ -371,7 +371,7 @@ def test_an_impostor_name_is_never_shown() -> None:
     _, b, mallory = setup(net, ("alice", A), ("bob", B), ("mallory", C))
     # Mallory's own key, but her handshake and her DATA claim to be alice.
     mallory.name = mallory.sending.name = "alice"
-    mallory._intro = encode(Hello(req_id=0, name="alice"))
+    mallory.links.intro = encode(Hello(req_id=0, name="alice"))
     mallory.send("bob", "I am alice", net.now)
     net.flush()
     assert net.run_until(lambda: of_type(net, B, PeerRefused), 10)

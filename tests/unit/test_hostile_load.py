@@ -67,7 +67,7 @@ class Attacker:
             name="mallory", server=S, identity=net.key(owner), random_bytes=net.random_bytes
         )
         self.core.directory.machine.state = State.ONLINE  # it needs no directory
-        self.core._intro = encode(Hello(req_id=0, name="carol"))
+        self.core.links.intro = encode(Hello(req_id=0, name="carol"))
         self.victim_key = victim.identity.public
 
     def handshake(self) -> None:

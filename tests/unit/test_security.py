@@ -240,7 +240,7 @@ def test_a_datagram_with_a_forged_source_address_is_never_shown(claim: str) -> N
         name="mallory", server=S, identity=net.key("mallory"), random_bytes=net.random_bytes
     )
     mallory.name = mallory.sending.name = claim
-    mallory._intro = encode(Hello(req_id=0, name=claim))
+    mallory.links.intro = encode(Hello(req_id=0, name=claim))
     mallory.directory.machine.state = State.ONLINE  # it needs no directory to attack
     handle = mallory.sending.queue("bob", b"please wire 500 EUR to carol")
     mallory.sending.looked_up(
