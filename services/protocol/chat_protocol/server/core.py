@@ -31,7 +31,6 @@ from dataclasses import dataclass
 from enum import Enum
 
 from chat_protocol.const import (
-    BUCKET_REFILL_S,
     DEFAULT_TIMINGS,
     ENDPOINT_SWEEP_S,
     EXPIRY_SLICE,
@@ -41,7 +40,6 @@ from chat_protocol.const import (
     MAGIC,
     MAX_HANDSHAKES_PER_IP_PER_S,
     MAX_HEARTBEAT_INTERVAL_S,
-    MAX_TRACKED_IPS,
     MAX_UNCONFIRMED_SESSIONS,
     MAX_USERS,
     MAX_USERS_PER_IP,
@@ -65,6 +63,7 @@ from chat_protocol.secure.errors import LocalSecureError, SessionExpired
 from chat_protocol.secure.handshake import IncomingHandshake
 from chat_protocol.secure.noise import KeyPair
 from chat_protocol.secure.packets import PacketType
+from chat_protocol.server.ratelimit import TOTAL, RateLimiter
 from chat_protocol.wire.codec import decode, encode
 from chat_protocol.wire.messages import (
     Addr,
@@ -186,11 +185,14 @@ class ServerCore:
         self.max_handshakes_per_ip_per_s = max_handshakes_per_ip_per_s
         self._per_ip: dict[str, int] = {}
         """Source IP -> users signed in (or pending) from it."""
-        self._buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()
-        """Source IP -> (tokens, when last refilled): the handshake rate per IP."""
-        self._proven_buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()
+        self._handshakes = RateLimiter(max_handshakes_per_ip_per_s)
+        """The handshake rate per source IP."""
+        self._proven = RateLimiter(max_handshakes_per_ip_per_s)
         """The same, for initiations that carried a valid cookie while their IP was over."""
-        self._ping_buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()
+        self._pings = RateLimiter(PINGS_PER_IP_PER_S)
+        """PINGs per source IP ..."""
+        self._pongs = RateLimiter(PONGS_PER_S, max_tracked=1)
+        """... and PONGs from this server in all (one bucket, :data:`TOTAL`)."""
         self.identity = identity
         self._random_bytes = random_bytes
         # One session per signed-in user, mostly idle: lean ones keep their keys, not ~4.4 KB of
@@ -245,7 +247,7 @@ class ServerCore:
             case TransportReceived(session=session, plaintext=plaintext):
                 self._transport(session.remote_static, session.remote_addr, plaintext, now)
             case HandshakeRequested(incoming=incoming):
-                if loaded and not self._take_token(self._proven_buckets, addr[0], now):
+                if loaded and not self._proven.allow(addr[0], now):
                     self.stats.rate_limited += 1  # a proven address over its rate: no work
                     return
                 self._sign_in(incoming, now)
@@ -310,34 +312,6 @@ class ServerCore:
     def _keeps(self, static: bytes) -> bool:
         return static in self._by_static
 
-    def _take_token(
-        self,
-        buckets: OrderedDict[str, tuple[float, float]],
-        ip: str,
-        now: float,
-        rate: float | None = None,
-    ) -> bool:
-        """One token from ``ip``'s bucket (refilled at ``rate``, default the per-IP handshake
-        rate, with a burst of the same size); False when it is empty.
-
-        A bucket untouched for ``BUCKET_REFILL_S`` is full again, exactly as if it were not
-        there: such buckets are dropped (the least recently touched come first), so the tables
-        hold the IPs of the last second, not one entry per signed-in user."""
-        if rate is None:
-            rate = self.max_handshakes_per_ip_per_s
-        tokens, at = buckets.pop(ip, (rate, now))
-        tokens = min(rate, tokens + (now - at) * rate)
-        ok = tokens >= 1.0
-        buckets[ip] = (tokens - 1.0 if ok else tokens, now)
-        while len(buckets) > MAX_TRACKED_IPS:
-            buckets.popitem(last=False)
-        while buckets:
-            oldest = next(iter(buckets))
-            if now - buckets[oldest][1] < BUCKET_REFILL_S:
-                break
-            del buckets[oldest]
-        return ok
-
     def _under_load(self, data: bytes, addr: Addr, now: float) -> bool:
         """For an initiation: True when its source must first prove its address with a cookie
         (WireGuard's "under load"): the whole server is busy, or this IP spent its handshake
@@ -350,7 +324,7 @@ class ServerCore:
             start, count = now, 0
         count += 1
         self._handshake_window = (start, count)
-        over_ip = not self._take_token(self._buckets, addr[0], now)
+        over_ip = not self._handshakes.allow(addr[0], now)
         return over_ip or count > HANDSHAKES_PER_S_UNDER_LOAD
 
     def _plaintext(self, data: bytes, addr: Addr, now: float) -> None:
@@ -362,8 +336,7 @@ class ServerCore:
             return
         if isinstance(msg, Ping):
             if not (
-                self._take_token(self._ping_buckets, addr[0], now, PINGS_PER_IP_PER_S)
-                and self._take_token(self._ping_buckets, "*", now, PONGS_PER_S)
+                self._pings.allow(addr[0], now) and self._pongs.allow(TOTAL, now)
             ):
                 self.stats.rate_limited += 1
                 return
