@@ -1,7 +1,7 @@
 """Typed, immutable wire messages. :mod:`chat_protocol.wire.codec` turns them into bytes and back.
 
 Most are frozen dataclasses. The few made for every datagram (LOOKUP and its reply, HEARTBEAT and
-its ack, DATA, ACK; and in events.py and transfer.py the records of every message) are
+its ack, DATA, ACK; and in events.py and transfer/ the records of every message) are
 dataclasses with ``Final`` fields and a written-out ``__init__`` instead: the compiled core
 (mypyc) builds those natively, 18x faster than the ``__init__`` dataclasses generates, which
 runs as Python even there. ``Final`` keeps them immutable to the type checker; equality, hashing
