@@ -10,15 +10,8 @@ from cryptography.hazmat.primitives.constant_time import bytes_eq
 
 from chat_protocol.const import COOKIE_SECRET_LIFETIME_S
 from chat_protocol.secure.errors import LocalSecureError
-from chat_protocol.secure.noise import (
-    RandomBytes,
-    hash_bytes,
-    hmac_hash,
-)
-from chat_protocol.secure.packets import (
-    HASH,
-    MAC_BYTES,
-)
+from chat_protocol.secure.noise import RandomBytes, hash_bytes, hmac_hash
+from chat_protocol.secure.packets import HASH, MAC_BYTES
 from chat_protocol.wire.messages import Addr
 
 

@@ -32,17 +32,8 @@ from chat_protocol.secure.errors import (
     SessionExpired,
     UnknownReceiver,
 )
-from chat_protocol.secure.handshake import (
-    CookieChallenge,
-    IncomingHandshake,
-    Initiator,
-    Responder,
-)
-from chat_protocol.secure.noise import (
-    ContextCache,
-    KeyPair,
-    RandomBytes,
-)
+from chat_protocol.secure.handshake import CookieChallenge, IncomingHandshake, Initiator, Responder
+from chat_protocol.secure.noise import ContextCache, KeyPair, RandomBytes
 from chat_protocol.secure.packets import (
     KEY_NONCE_BYTES,
     TRANSPORT_BYTE,
@@ -57,15 +48,8 @@ from chat_protocol.secure.packets import (
     parse_packet,
     split_transport,
 )
-from chat_protocol.secure.peers import (
-    Peer,
-    PeerTable,
-)
-from chat_protocol.secure.session import (
-    DEFAULT_SESSION_LIMITS,
-    SecureSession,
-    SessionLimits,
-)
+from chat_protocol.secure.peers import Peer, PeerTable
+from chat_protocol.secure.session import DEFAULT_SESSION_LIMITS, SecureSession, SessionLimits
 from chat_protocol.wire.messages import Addr
 
 

@@ -16,25 +16,9 @@ from chat_protocol.const import (
     MAX_DATAGRAM_BYTES,
     SECURE_PROLOGUE,
 )
-from chat_protocol.secure.cookie import (
-    CookieJar,
-    cookie_aead,
-    mac,
-    mac_key,
-)
-from chat_protocol.secure.errors import (
-    BadMac,
-    HandshakeFailed,
-    LocalSecureError,
-)
-from chat_protocol.secure.noise import (
-    DHLEN,
-    IK,
-    ContextCache,
-    HandshakeState,
-    KeyPair,
-    RandomBytes,
-)
+from chat_protocol.secure.cookie import CookieJar, cookie_aead, mac, mac_key
+from chat_protocol.secure.errors import BadMac, HandshakeFailed, LocalSecureError
+from chat_protocol.secure.noise import DHLEN, IK, ContextCache, HandshakeState, KeyPair, RandomBytes
 from chat_protocol.secure.packets import (
     COOKIE_HEAD,
     COOKIE_NONCE_BYTES,
@@ -56,11 +40,7 @@ from chat_protocol.secure.packets import (
     HandshakeResponse,
     PacketType,
 )
-from chat_protocol.secure.session import (
-    DEFAULT_SESSION_LIMITS,
-    SecureSession,
-    SessionLimits,
-)
+from chat_protocol.secure.session import DEFAULT_SESSION_LIMITS, SecureSession, SessionLimits
 from chat_protocol.wire.messages import Addr
 
 

@@ -59,17 +59,10 @@ import struct
 from dataclasses import dataclass
 from enum import IntEnum
 
-from chat_protocol.const import (
-    KEY_REQUEST_MIN_BYTES,
-    MAX_DATAGRAM_BYTES,
-)
+from chat_protocol.const import KEY_REQUEST_MIN_BYTES, MAX_DATAGRAM_BYTES
 from chat_protocol.errors import MalformedDatagram
 from chat_protocol.secure.errors import LocalSecureError
-from chat_protocol.secure.noise import (
-    DHLEN,
-    TAGLEN,
-    HashName,
-)
+from chat_protocol.secure.noise import DHLEN, TAGLEN, HashName
 
 HASH = HashName.SHA256
 """The Noise hash of the session layer; the MACs and cookie keys use it too."""

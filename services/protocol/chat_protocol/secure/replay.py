@@ -5,11 +5,7 @@ from __future__ import annotations
 import functools
 
 from chat_protocol.const import REPLAY_WINDOW_BITS
-from chat_protocol.secure.errors import (
-    LocalSecureError,
-    ReplayedDatagram,
-    StaleDatagram,
-)
+from chat_protocol.secure.errors import LocalSecureError, ReplayedDatagram, StaleDatagram
 
 
 @functools.lru_cache(maxsize=8)

@@ -41,11 +41,7 @@ from chat_protocol.secure.packets import (
     Transport,
     split_transport,
 )
-from chat_protocol.secure.replay import (
-    window_accept,
-    window_check,
-    window_mask,
-)
+from chat_protocol.secure.replay import window_accept, window_check, window_mask
 from chat_protocol.wire.messages import Addr
 
 
