@@ -53,7 +53,7 @@ endif
 # warning; under CI=true that is an error.
 CORE_LIB := $(CURDIR)/build/core/lib
 CORE_STAMP := build/core/.stamp
-CORE_SOURCES := $(wildcard services/protocol/chat_protocol/*.py) setup.py pyproject.toml
+CORE_SOURCES := $(shell find services/protocol/chat_protocol -name "*.py") setup.py pyproject.toml
 # The environment that selects the compiled core, when there is one (expanded when a recipe runs).
 CORE_ENV = $(if $(wildcard build/core/lib),CHAT_CORE_DIR=$(CORE_LIB) PYTHONPATH=$(CORE_LIB))
 

@@ -26,9 +26,9 @@ from collections.abc import Iterator
 from typing import Any
 
 from bench import procs, signin
-from chat_protocol.codec import decode, encode
 from chat_protocol.errors import MalformedDatagram
-from chat_protocol.messages import Lookup, LookupReply
+from chat_protocol.wire.codec import decode, encode
+from chat_protocol.wire.messages import Lookup, LookupReply
 
 POLL_S = 0.02
 CLIENT_EXIT_SERVER_LOST = 5

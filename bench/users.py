@@ -60,11 +60,11 @@ from bench.signin import (
     receiver_index,
     server_key,
 )
-from chat_protocol.codec import decode, encode
 from chat_protocol.const import DEFAULT_TIMINGS
 from chat_protocol.errors import MalformedDatagram
-from chat_protocol.messages import Heartbeat, HeartbeatAck, Ping, Pong
-from chat_protocol.session import SecureSession
+from chat_protocol.secure.session import SecureSession
+from chat_protocol.wire.codec import decode, encode
+from chat_protocol.wire.messages import Heartbeat, HeartbeatAck, Ping, Pong
 
 IP_PKTINFO = getattr(socket, "IP_PKTINFO", 8)
 SIGN_IN_RETRY_S = 1.0

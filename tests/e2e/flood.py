@@ -13,10 +13,10 @@ import socket
 import sys
 import time
 
-from chat_protocol.codec import encode
-from chat_protocol.messages import Hello, Ping
-from chat_protocol.noise import KeyPair
-from chat_protocol.session import KeyReceived, SecureEndpoint
+from chat_protocol.secure.endpoint import KeyReceived, SecureEndpoint
+from chat_protocol.secure.noise import KeyPair
+from chat_protocol.wire.codec import encode
+from chat_protocol.wire.messages import Hello, Ping
 
 
 def initiations(host: str, port: int, n: int) -> list[bytes]:

@@ -13,7 +13,6 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 import chat_protocol
-from chat_protocol.codec import decode, encode
 from chat_protocol.const import (
     ACK_HEADER_BYTES,
     ACK_RANGE_BYTES,
@@ -27,7 +26,8 @@ from chat_protocol.const import (
     TOKEN_BYTES,
 )
 from chat_protocol.errors import InvalidMessage, MalformedDatagram
-from chat_protocol.messages import (
+from chat_protocol.wire.codec import decode, encode
+from chat_protocol.wire.messages import (
     Ack,
     Bye,
     ByeAck,

@@ -7,10 +7,9 @@ from typing import TypeVar
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from chat_protocol.client import ClientCore
-from chat_protocol.codec import encode
+from chat_protocol.client.core import ClientCore
+from chat_protocol.client.directory import State
 from chat_protocol.const import CHUNK_PAYLOAD_BYTES, Timings
-from chat_protocol.directory import State
 from chat_protocol.events import (
     ClientEvent,
     GoneReason,
@@ -29,9 +28,10 @@ from chat_protocol.events import (
     WhoisFailed,
     WhoisInfo,
 )
-from chat_protocol.messages import Addr, Hello, LookupReply
 from chat_protocol.outcomes import FailReason
-from chat_protocol.server import ServerCore
+from chat_protocol.server.core import ServerCore
+from chat_protocol.wire.codec import encode
+from chat_protocol.wire.messages import Addr, Hello, LookupReply
 from netsim import FakeNetwork, Link
 
 Ev = TypeVar("Ev", bound=ClientEvent)
@@ -371,7 +371,7 @@ def test_an_impostor_name_is_never_shown() -> None:
     _, b, mallory = setup(net, ("alice", A), ("bob", B), ("mallory", C))
     # Mallory's own key, but her handshake and her DATA claim to be alice.
     mallory.name = mallory.sending.name = "alice"
-    mallory._intro = encode(Hello(req_id=0, name="alice"))
+    mallory.links.intro = encode(Hello(req_id=0, name="alice"))
     mallory.send("bob", "I am alice", net.now)
     net.flush()
     assert net.run_until(lambda: of_type(net, B, PeerRefused), 10)

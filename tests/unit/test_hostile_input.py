@@ -19,14 +19,15 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from test_codec import addr, messages
 
-from chat_protocol.client import ClientCore
-from chat_protocol.codec import encode
+from chat_protocol.client.core import ClientCore
 from chat_protocol.const import Timings
 from chat_protocol.errors import MalformedDatagram
 from chat_protocol.events import MessageReceived, PeerRefused
-from chat_protocol.messages import Addr, Data, Hello
-from chat_protocol.server import ServerCore
-from chat_protocol.session import PacketType, SecureEndpoint, SessionEstablished
+from chat_protocol.secure.endpoint import SecureEndpoint, SessionEstablished
+from chat_protocol.secure.packets import PacketType
+from chat_protocol.server.core import ServerCore
+from chat_protocol.wire.codec import encode
+from chat_protocol.wire.messages import Addr, Data, Hello
 from netsim import FakeNetwork
 
 T = Timings()

@@ -1,4 +1,4 @@
-"""chat_protocol.identity: fingerprints and safety numbers."""
+"""chat_protocol.secure.identity: fingerprints and safety numbers."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from chat_protocol.errors import UsageError
-from chat_protocol.identity import (
+from chat_protocol.secure.identity import (
     fingerprint,
     fingerprint_matches,
     format_fingerprint,

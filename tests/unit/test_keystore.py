@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from chat_protocol.errors import UsageError
-from chat_protocol.noise import KeyPair
-from chat_protocol.secure_errors import LocalSecureError
+from chat_protocol.secure.errors import LocalSecureError
+from chat_protocol.secure.noise import KeyPair
 from chat_shell.keystore import (
     KeyStore,
     KeyStoreError,

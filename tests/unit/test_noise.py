@@ -1,4 +1,5 @@
-"""chat_protocol.noise against published Noise test vectors, and against itself under attack."""
+"""chat_protocol.secure.noise against published Noise test vectors, and against itself under
+attack."""
 
 from __future__ import annotations
 
@@ -14,7 +15,8 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from chat_protocol.noise import (
+from chat_protocol.secure.errors import DecryptFailed, HandshakeFailed, LocalSecureError
+from chat_protocol.secure.noise import (
     IK,
     MAX_MESSAGE_BYTES,
     MAX_NONCE,
@@ -28,7 +30,6 @@ from chat_protocol.noise import (
     hkdf,
     protocol_name,
 )
-from chat_protocol.secure_errors import DecryptFailed, HandshakeFailed, LocalSecureError
 
 VECTORS_FILE = Path(__file__).parent / "data" / "noise_vectors.json"
 VECTORS: list[dict[str, Any]] = json.loads(VECTORS_FILE.read_text())["vectors"]
@@ -388,7 +389,7 @@ def test_rekey_keeps_both_sides_in_step() -> None:
 
 
 def test_mix_key_and_hash_follows_the_spec() -> None:
-    from chat_protocol.noise import SymmetricState, hash_bytes
+    from chat_protocol.secure.noise import SymmetricState, hash_bytes
 
     state = SymmetricState(b"Noise_test", HashName.SHA256)
     ck, h = state.ck, state.h

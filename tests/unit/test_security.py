@@ -12,8 +12,7 @@ from typing import TypeVar
 
 import pytest
 
-from chat_protocol.client import ClientCore, State
-from chat_protocol.codec import encode
+from chat_protocol.client.core import ClientCore, State
 from chat_protocol.const import Timings
 from chat_protocol.events import (
     ClientEvent,
@@ -25,10 +24,11 @@ from chat_protocol.events import (
     ServerGone,
     WhoisInfo,
 )
-from chat_protocol.identity import safety_number
-from chat_protocol.messages import Addr, Hello, LookupReply
 from chat_protocol.outcomes import FailReason
-from chat_protocol.server import ServerCore
+from chat_protocol.secure.identity import safety_number
+from chat_protocol.server.core import ServerCore
+from chat_protocol.wire.codec import encode
+from chat_protocol.wire.messages import Addr, Hello, LookupReply
 from netsim import FakeNetwork
 
 T = Timings()
@@ -240,7 +240,7 @@ def test_a_datagram_with_a_forged_source_address_is_never_shown(claim: str) -> N
         name="mallory", server=S, identity=net.key("mallory"), random_bytes=net.random_bytes
     )
     mallory.name = mallory.sending.name = claim
-    mallory._intro = encode(Hello(req_id=0, name=claim))
+    mallory.links.intro = encode(Hello(req_id=0, name=claim))
     mallory.directory.machine.state = State.ONLINE  # it needs no directory to attack
     handle = mallory.sending.queue("bob", b"please wire 500 EUR to carol")
     mallory.sending.looked_up(

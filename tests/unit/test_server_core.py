@@ -9,7 +9,6 @@ import random
 
 import pytest
 
-from chat_protocol.codec import decode, encode
 from chat_protocol.const import (
     DEFAULT_TIMINGS,
     HANDSHAKE_INIT_MIN_BYTES,
@@ -19,7 +18,19 @@ from chat_protocol.const import (
     Timings,
 )
 from chat_protocol.events import UserJoined, UserLeft
-from chat_protocol.messages import (
+from chat_protocol.secure.endpoint import (
+    KeyReceived,
+    RetryWithCookie,
+    SecureEndpoint,
+    SessionEstablished,
+    TransportReceived,
+)
+from chat_protocol.secure.noise import KeyPair
+from chat_protocol.secure.packets import PacketType
+from chat_protocol.secure.session import SecureSession
+from chat_protocol.server.core import ServerCore, _PendingSignIn
+from chat_protocol.wire.codec import decode, encode
+from chat_protocol.wire.messages import (
     Addr,
     Bye,
     ByeAck,
@@ -39,17 +50,6 @@ from chat_protocol.messages import (
     Shutdown,
     UnknownSession,
     Welcome,
-)
-from chat_protocol.noise import KeyPair
-from chat_protocol.server import ServerCore, _PendingSignIn
-from chat_protocol.session import (
-    KeyReceived,
-    PacketType,
-    RetryWithCookie,
-    SecureEndpoint,
-    SecureSession,
-    SessionEstablished,
-    TransportReceived,
 )
 
 T = DEFAULT_TIMINGS

@@ -1,4 +1,4 @@
-"""chat_protocol.session: packets, the replay window, sessions, cookies and the endpoint."""
+"""chat_protocol.secure: packets, the replay window, sessions, cookies and the endpoint."""
 
 from __future__ import annotations
 
@@ -21,9 +21,17 @@ from chat_protocol.const import (
     REPLAY_WINDOW_BITS,
 )
 from chat_protocol.errors import MalformedDatagram
-from chat_protocol.messages import Addr
-from chat_protocol.noise import ContextCache, KeyPair
-from chat_protocol.secure_errors import (
+from chat_protocol.secure.cookie import CookieJar
+from chat_protocol.secure.endpoint import (
+    HandshakeRequested,
+    KeyReceived,
+    RetryWithCookie,
+    SecureEndpoint,
+    SendReply,
+    SessionEstablished,
+    TransportReceived,
+)
+from chat_protocol.secure.errors import (
     BadMac,
     DecryptFailed,
     HandshakeFailed,
@@ -34,38 +42,28 @@ from chat_protocol.secure_errors import (
     StaleDatagram,
     UnknownReceiver,
 )
-from chat_protocol.session import (
+from chat_protocol.secure.handshake import CookieChallenge, IncomingHandshake, Initiator, Responder
+from chat_protocol.secure.noise import ContextCache, KeyPair
+from chat_protocol.secure.packets import (
     COOKIE_REPLY_BYTES,
     INIT_OVERHEAD_BYTES,
     KEY_REPLY_BYTES,
     MAX_TRANSPORT_PLAINTEXT_BYTES,
     RESPONSE_OVERHEAD_BYTES,
     TRANSPORT_OVERHEAD_BYTES,
-    CookieChallenge,
-    CookieJar,
     CookieReply,
     HandshakeInit,
-    HandshakeRequested,
     HandshakeResponse,
-    IncomingHandshake,
-    Initiator,
-    KeyReceived,
     PacketType,
-    ReplayWindow,
-    Responder,
-    RetryWithCookie,
-    SecureEndpoint,
-    SecureSession,
-    SendReply,
-    SessionEstablished,
-    SessionLimits,
     Transport,
-    TransportReceived,
-    _PeerTable,
     build_key_request,
     packet_type,
     parse_packet,
 )
+from chat_protocol.secure.peers import PeerTable
+from chat_protocol.secure.replay import ReplayWindow
+from chat_protocol.secure.session import SecureSession, SessionLimits
+from chat_protocol.wire.messages import Addr
 
 A: Addr = ("192.0.2.1", 4000)
 B: Addr = ("198.51.100.2", 5000)
@@ -500,12 +498,12 @@ def test_cookie_is_bound_to_the_address_and_the_period() -> None:
 
 
 def test_cookie_validity_spans_one_rotation_not_two() -> None:
-    from chat_protocol.session import _mac
+    from chat_protocol.secure.cookie import mac
 
     jar = CookieJar(random_bytes=seeded(17), lifetime_s=10.0)
     cookie = jar.cookie(A, 9.0)
     message = b"initiation bytes"
-    mac2 = _mac(cookie, message)
+    mac2 = mac(cookie, message)
     assert jar.mac2_valid(A, 9.5, message, mac2)
     assert jar.mac2_valid(A, 19.9, message, mac2)  # the next period still knows the old secret
     assert not jar.mac2_valid(B, 9.5, message, mac2)  # another address
@@ -955,7 +953,7 @@ _TABLE_OPS = st.lists(
 @given(_TABLE_OPS)
 def test_peer_table_keeps_recency_as_an_ordered_dict_does(ops: list[tuple[str, int]]) -> None:
     """The endpoint's peer table (a dict and a list through the peers) against OrderedDict."""
-    table = _PeerTable()
+    table = PeerTable()
     model: OrderedDict[bytes, None] = OrderedDict()
     for op, i in ops:
         key = bytes([i]) * 32

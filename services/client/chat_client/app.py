@@ -1,5 +1,5 @@
-"""chat-client: asyncio shell around :class:`chat_protocol.client.ClientCore`, plus the terminal,
-the key store (identity, pins) and the optional history file."""
+"""chat-client: asyncio shell around :class:`chat_protocol.client.core.ClientCore`, plus the
+terminal, the key store (identity, pins) and the optional history file."""
 
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ from chat_client.words import (
     sign_in_failed_text,
     whois_text,
 )
-from chat_protocol.client import ClientCore
+from chat_protocol.client.core import ClientCore
 from chat_protocol.errors import UsageError
 from chat_protocol.events import (
     ClientEvent,
@@ -42,8 +42,8 @@ from chat_protocol.events import (
     WhoisFailed,
     WhoisInfo,
 )
-from chat_protocol.identity import format_fingerprint, parse_fingerprint
-from chat_protocol.names import NAME_RULE, is_valid_name
+from chat_protocol.secure.identity import format_fingerprint, parse_fingerprint
+from chat_protocol.wire.names import NAME_RULE, is_valid_name
 from chat_shell import aio, cli
 from chat_shell.keystore import KeyStore, KeyStoreError, PinStore, add_home_option, resolve_home
 

@@ -23,7 +23,7 @@ from typing import Any, Protocol, TextIO
 
 from chat_client.render import render_lines, render_message
 from chat_protocol.const import MAX_MESSAGE_BYTES
-from chat_protocol.messages import Addr
+from chat_protocol.wire.messages import Addr
 
 PROMPT = "+> "
 MAX_LINE_BYTES = MAX_MESSAGE_BYTES + 1024

@@ -13,8 +13,8 @@ from chat_protocol.events import (
     SignInFailure,
     WhoisInfo,
 )
-from chat_protocol.identity import format_fingerprint, safety_number
 from chat_protocol.outcomes import FailReason
+from chat_protocol.secure.identity import format_fingerprint, safety_number
 
 
 def fail_text(ev: SendFailed, timings: Timings) -> str:

@@ -112,7 +112,7 @@ DEFAULT_TIMINGS = Timings()
 
 
 # --- secure sessions ------------------------------------------------------------------------------
-# chat_protocol.noise and chat_protocol.session; docs/SECURITY.md explains each. The session
+# chat_protocol.secure.noise and chat_protocol.secure; docs/SECURITY.md explains each. The session
 # timers and counters are WireGuard's (its paper, section 6.1) unless noted.
 
 SECURE_PROLOGUE = b"p2p-chat secure session v1"

@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Final
 
-from chat_protocol.messages import Addr, RefuseReason
 from chat_protocol.outcomes import FailReason
+from chat_protocol.wire.messages import Addr, RefuseReason
 
 
 class SignInFailure(Enum):
@@ -113,7 +113,7 @@ class WhoisFailed:
 
 @dataclass(kw_only=True, slots=True, init=False, unsafe_hash=True)
 class MessageReceived:
-    # Made per datagram: __init__ written out, fields Final (see chat_protocol.messages).
+    # Made per datagram: __init__ written out, fields Final (see chat_protocol.wire.messages).
     """A message handed to the user. Emitting it is what "shown" means to the sender."""
 
     sender: Final[str]
@@ -137,7 +137,7 @@ class MessageReceived:
 
 @dataclass(kw_only=True, slots=True, init=False, unsafe_hash=True)
 class MessageDelivered:
-    # Made per datagram: __init__ written out, fields Final (see chat_protocol.messages).
+    # Made per datagram: __init__ written out, fields Final (see chat_protocol.wire.messages).
     """The receiver's program showed the message to its user."""
 
     handle: Final[int]

@@ -1,4 +1,4 @@
-"""chat-server: asyncio shell around :class:`chat_protocol.server.ServerCore`."""
+"""chat-server: asyncio shell around :class:`chat_protocol.server.core.ServerCore`."""
 
 from __future__ import annotations
 
@@ -13,10 +13,10 @@ import sys
 from chat_protocol import core_kind
 from chat_protocol.const import MAX_USERS_PER_IP, PROBE_TIMEOUT_S, STATS_INTERVAL_S
 from chat_protocol.events import ServerEvent, UserJoined, UserLeft
-from chat_protocol.identity import format_fingerprint
-from chat_protocol.noise import KeyPair
-from chat_protocol.probe import ProbeAnswered, ProbeCore, ProbeEvent
-from chat_protocol.server import ServerCore
+from chat_protocol.secure.identity import format_fingerprint
+from chat_protocol.secure.noise import KeyPair
+from chat_protocol.server.core import ServerCore
+from chat_protocol.server.probe import ProbeAnswered, ProbeCore, ProbeEvent
 from chat_shell import aio, cli
 from chat_shell.keystore import KeyStore, KeyStoreError, add_home_option, resolve_home
 

@@ -21,7 +21,7 @@ Two processes creating the same key at once agree on one (the first to link its 
 other loads it). Updates of the pin file are serialized with an advisory lock
 (``pins.json.lock``) where ``fcntl`` exists.
 
-User names are keyed case-insensitively (:func:`chat_protocol.names.name_key`): ``Bob`` and
+User names are keyed case-insensitively (:func:`chat_protocol.wire.names.name_key`): ``Bob`` and
 ``bob`` share one key file and one pin.
 """
 
@@ -41,9 +41,9 @@ from pathlib import Path
 from typing import Any
 
 from chat_protocol.errors import ChatError
-from chat_protocol.names import check_name, name_key
-from chat_protocol.noise import DHLEN, KeyPair
-from chat_protocol.secure_errors import LocalSecureError
+from chat_protocol.secure.errors import LocalSecureError
+from chat_protocol.secure.noise import DHLEN, KeyPair
+from chat_protocol.wire.names import check_name, name_key
 
 if sys.platform != "win32":
     import fcntl

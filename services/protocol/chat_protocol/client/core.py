@@ -2,14 +2,17 @@
 
 :class:`ClientCore` is small on purpose; it routes between the parts, each with one job:
 
-* :class:`~chat_protocol.session.SecureEndpoint` - Noise IK handshakes and encrypted,
+* :class:`~chat_protocol.secure.endpoint.SecureEndpoint` - Noise IK handshakes and encrypted,
   replay-protected datagrams, to the server and to every peer (one layer for both);
-* :class:`~chat_protocol.directory.DirectorySession` - sign-in, heartbeats, list, lookups,
+* :class:`~chat_protocol.client.directory.DirectorySession` - sign-in, heartbeats, list, lookups,
   sign-out, and the client's state machine (its table is in that module and docs/PROTOCOL.md);
-* :class:`~chat_protocol.requests.Requests` (inside it) - retransmission and timeout of requests;
-* :class:`~chat_protocol.sending.SendPipeline` - typed order, lookups, pins, transfer out;
-* :class:`~chat_protocol.receiving.ReceivePath` - reassembly, the sender check, showing;
-* :class:`~chat_protocol.pins.Pins` - the keys remembered for each name (trust on first use).
+* :class:`~chat_protocol.transfer.requests.Requests` (inside it) - retransmission and timeout of
+  requests;
+* :class:`~chat_protocol.client.peerlinks.PeerLinks` - handshakes with peers, what waits for them,
+  the name each peer claimed, and peer restarts;
+* :class:`~chat_protocol.client.sending.SendPipeline` - typed order, lookups, pins, transfer out;
+* :class:`~chat_protocol.client.receiving.ReceivePath` - reassembly, the sender check, showing;
+* :class:`~chat_protocol.client.pins.Pins` - the keys remembered for each name (trust on first use).
 
 A datagram goes one way: the secure endpoint authenticates and decrypts it, the codec decodes
 it, and the part that owns its kind takes it (DATA: receive path, ACK: send pipeline, anything
@@ -20,24 +23,10 @@ Message text never goes through the server. Only a health probe is ever plaintex
 from __future__ import annotations
 
 import os
-from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import TypeVar
 
-from chat_protocol.codec import decode, encode
-from chat_protocol.const import (
-    DEFAULT_TIMINGS,
-    ENDPOINT_SWEEP_S,
-    HANDSHAKE_RETRY_S,
-    MAX_CLAIMED_NAMES,
-    MAX_MESSAGE_BYTES,
-    MAX_WAITING_DATAGRAMS_PER_PEER,
-    PEER_SILENT_REHANDSHAKE_S,
-    Timings,
-)
-from chat_protocol.counters import Counters
-from chat_protocol.directory import (
+from chat_protocol.client.directory import (
     DirectorySession,
     LookupAnswer,
     SendLookup,
@@ -45,6 +34,17 @@ from chat_protocol.directory import (
     VerifyLookup,
     WhoisLookup,
 )
+from chat_protocol.client.peerlinks import PeerLinks
+from chat_protocol.client.pins import Pins
+from chat_protocol.client.receiving import ReceivePath
+from chat_protocol.client.sending import SendPipeline
+from chat_protocol.const import (
+    DEFAULT_TIMINGS,
+    ENDPOINT_SWEEP_S,
+    MAX_MESSAGE_BYTES,
+    Timings,
+)
+from chat_protocol.counters import Counters
 from chat_protocol.errors import MalformedDatagram, UsageError
 from chat_protocol.events import (
     ClientEvent,
@@ -55,18 +55,9 @@ from chat_protocol.events import (
     WhoisFailed,
     WhoisInfo,
 )
-from chat_protocol.identity import fingerprint_matches
-from chat_protocol.messages import Ack, Addr, Data, Hello, Message
-from chat_protocol.names import check_name
-from chat_protocol.noise import KeyPair
 from chat_protocol.outcomes import FailReason
-from chat_protocol.pins import Pins
-from chat_protocol.receiving import ReceivePath
-from chat_protocol.secure_errors import LocalSecureError
-from chat_protocol.sending import SendPipeline
-from chat_protocol.session import (
+from chat_protocol.secure.endpoint import (
     HandshakeRequested,
-    IncomingHandshake,
     KeyReceived,
     RetryWithCookie,
     SecureEndpoint,
@@ -74,19 +65,15 @@ from chat_protocol.session import (
     SessionEstablished,
     TransportReceived,
 )
+from chat_protocol.secure.handshake import IncomingHandshake
+from chat_protocol.secure.identity import fingerprint_matches
+from chat_protocol.secure.noise import KeyPair
+from chat_protocol.secure.session import SecureSession
+from chat_protocol.wire.codec import decode, encode
+from chat_protocol.wire.messages import Ack, Addr, Data, Hello, Message
+from chat_protocol.wire.names import check_name
 
 __all__ = ["ClientCore", "ClientStats", "State"]
-
-V = TypeVar("V")
-
-
-def _remember(table: OrderedDict[bytes, V], key: bytes, value: V) -> None:
-    """Set ``key`` as the most recent entry of a per-peer table of at most MAX_CLAIMED_NAMES."""
-    table[key] = value
-    table.move_to_end(key)
-    while len(table) > MAX_CLAIMED_NAMES:
-        table.popitem(last=False)
-
 
 @dataclass(slots=True)
 class ClientStats(Counters):
@@ -139,19 +126,14 @@ class ClientCore:
             name=self.name, session=self.session, timings=timings, pins=self.pins, emit=emit
         )
         self.receiving = ReceivePath(timings=timings, pins=self.pins, emit=emit)
-        self._intro = encode(Hello(req_id=self.session, name=self.name))
-        """What a peer handshake carries: our name, and our run's id (the session), so a peer
+        self.links = PeerLinks(
+            secure=self.secure,
+            intro=encode(Hello(req_id=self.session, name=self.name)),
+            clock_offset_s=clock_offset_s,
+            on_restart=self.sending.peer_restarted,
+        )
+        """Handshakes with peers, carrying our name and our run's id (the session), so a peer
         can tell a rekey of ours from a restart."""
-        self._runs: OrderedDict[bytes, int] = OrderedDict()
-        """Peer key -> the run id its last handshake carried."""
-        self._unanswered: dict[bytes, float] = {}
-        """Peer key -> when we first sent it something that it has not answered since (any
-        authenticated datagram from it clears it)."""
-        self._claims: OrderedDict[bytes, str] = OrderedDict()
-        """Peer key -> the name its handshake claimed (checked against the directory)."""
-        self._waiting: dict[bytes, list[bytes]] = {}
-        """Peer key -> plaintexts waiting for the handshake with that peer to complete."""
-        self._out: list[tuple[bytes, Addr]] = []
         self._next_sweep = 0.0
         self._cookie_retry_after = 0.0
         self._malformed = 0
@@ -176,7 +158,7 @@ class ClientCore:
     def stats(self) -> ClientStats:
         r, c = self.receiving.stats, self.secure.counters
         return ClientStats(
-            malformed=self._malformed,
+            malformed=self._malformed + self.links.malformed,
             unexpected=self._unexpected,
             rejected_chunks=r.rejected_chunks,
             duplicate_chunks=r.duplicate_chunks,
@@ -245,11 +227,11 @@ class ClientCore:
             return
         match got:
             case TransportReceived(session=session, plaintext=plaintext):
-                self._unanswered.pop(session.remote_static, None)
+                self.links.heard_from(session.remote_static)
                 if plaintext:
                     self._on_plaintext(plaintext, session.remote_static, session.remote_addr, now)
             case SessionEstablished(session=session, payload=payload):
-                self._established(session.remote_static, payload, now)
+                self._established(session, payload, now)
             case HandshakeRequested(incoming=incoming):
                 self._incoming(incoming, now)
             case KeyReceived(key=key, addr=src):
@@ -268,15 +250,15 @@ class ClientCore:
         self._settle(now)
 
     def datagrams_to_send(self, now: float) -> list[tuple[bytes, Addr]]:
-        out, self._out = self._out, []
+        out = self.links.datagrams()
         for payload, _ in self.directory.datagrams():
             self._to_server(payload, now, out)
         # Acknowledgements of shown messages go out even after the session ended.
         for payload, key in self.receiving.datagrams():
-            self._to_peer(payload, key, None, now, out)
+            self.links.to_peer(payload, key, None, now, out)
         if not self.directory.gone:
             for payload, key, addr in self.sending.datagrams(now):
-                self._to_peer(payload, key, addr, now, out)
+                self.links.to_peer(payload, key, addr, now, out)
         return out
 
     def events(self) -> list[ClientEvent]:
@@ -309,9 +291,6 @@ class ClientCore:
 
     # -- the secure layer -------------------------------------------------------------------
 
-    def _timestamp(self, now: float) -> int:
-        return int((now + self.clock_offset_s) * 1e9)
-
     def _to_server(self, payload: bytes, now: float, out: list[tuple[bytes, Addr]]) -> None:
         key = self.server_key
         if key is None:
@@ -322,7 +301,7 @@ class ClientCore:
             out.append((session.encrypt(payload, now), session.remote_addr))
         elif self.directory.state is State.SIGNING_IN:
             # Sign-in: the HELLO rides in the handshake; each retry is a new initiation.
-            init = self.secure.connect(key, payload, now, timestamp=self._timestamp(now))
+            init = self.secure.connect(key, payload, now, timestamp=self.links.timestamp(now))
             out.append((init, self.server))
         # Anything else before the session exists is dropped; its request is retried.
 
@@ -332,43 +311,11 @@ class ClientCore:
             return
         session = self.secure.session(key, now)
         if session is None or session.needs_rekey(now):
-            self._handshake(key, self.server, now, self._out, payload=self._intro)
+            self.links.rekey(key, self.server, now)
 
-    def _handshake(
-        self, key: bytes, addr: Addr, now: float, out: list[tuple[bytes, Addr]], *, payload: bytes
-    ) -> None:
-        """Start (or, when the last attempt is old enough, restart) a handshake with ``key``."""
-        pending = self.secure.initiating(key)
-        sent_at = pending.sent_at if pending is not None else None
-        if sent_at is not None and now - sent_at < HANDSHAKE_RETRY_S:
-            return
-        out.append((self.secure.connect(key, payload, now, timestamp=self._timestamp(now)), addr))
-
-    def _to_peer(
-        self,
-        payload: bytes,
-        key: bytes,
-        addr: Addr | None,
-        now: float,
-        out: list[tuple[bytes, Addr]],
-    ) -> None:
-        session = self.secure.session(key, now)
-        if session is not None and session.confirmed:
-            out.append((session.encrypt(payload, now), session.remote_addr))
-            since = self._unanswered.setdefault(key, now)
-            silent = now - since > PEER_SILENT_REHANDSHAKE_S
-            if addr is not None and (silent or (session.needs_rekey(now) and session.is_initiator)):
-                self._handshake(key, session.remote_addr, now, out, payload=self._intro)
-            return
-        if addr is None:
-            return  # an ACK with no session left: the sender retransmits and rekeys
-        waiting = self._waiting.setdefault(key, [])
-        if len(waiting) < MAX_WAITING_DATAGRAMS_PER_PEER:
-            waiting.append(payload)
-        self._handshake(key, addr, now, out, payload=self._intro)
-
-    def _established(self, key: bytes, payload: bytes, now: float) -> None:
+    def _established(self, established: SecureSession, payload: bytes, now: float) -> None:
         """Our initiation was answered: confirm at once (the responder may send only then)."""
+        key = established.remote_static
         session = self.secure.session(key, now)
         if session is None:
             return
@@ -379,46 +326,13 @@ class ClientCore:
                 return  # welcomed: the directory's HEARTBEAT, queued, confirms the session
             if not self.online:
                 return  # refused: confirming the session would only displace nothing useful
-        try:
-            intro = decode(payload) if payload else None
-        except MalformedDatagram:
-            intro = None
-        if isinstance(intro, Hello):
-            self._note_run(key, intro.req_id, now)
-        for plaintext in self._waiting.pop(key, []) or [b""]:
-            self._out.append((session.encrypt(plaintext, now), session.remote_addr))
+        self.links.established(key, session, payload, now)
 
     def _incoming(self, incoming: IncomingHandshake, now: float) -> None:
         if not self.online or incoming.remote_static == self.server_key:
             self._unexpected += 1
             return
-        try:
-            intro = decode(incoming.payload)
-        except MalformedDatagram:
-            self._malformed += 1
-            return
-        if not isinstance(intro, Hello):
-            self._malformed += 1
-            return
-        try:
-            response = self.secure.accept(incoming, self._intro, now)
-        except (MalformedDatagram, LocalSecureError):
-            self._malformed += 1
-            return
-        self._claim(incoming.remote_static, intro.name)
-        self._note_run(incoming.remote_static, intro.req_id, now)
-        self._out.append((response, incoming.addr))
-
-    def _note_run(self, key: bytes, run: int, now: float) -> None:
-        """A peer's handshake named its run: a different run than before means it restarted."""
-        before = self._runs.get(key)
-        _remember(self._runs, key, run)
-        if before is not None and before != run:
-            self._waiting.pop(key, None)  # chunks meant for the old run
-            self.sending.peer_restarted(key, now)
-
-    def _claim(self, key: bytes, name: str) -> None:
-        _remember(self._claims, key, name)
+        self.links.incoming(incoming, now)
 
     def _server_key_learned(self, key: bytes, src: Addr, now: float) -> None:
         if src != self.server or self.server_key is not None:
@@ -445,7 +359,7 @@ class ClientCore:
         if key == self.server_key:
             self._from_server(msg, now)
         elif isinstance(msg, Data):
-            claimed = self._claims.get(key)
+            claimed = self.links.claimed(key)
             if claimed is None or not self.online:
                 self._unexpected += 1
                 return
@@ -474,7 +388,7 @@ class ClientCore:
                 if reply is not None and reply.addr is not None:
                     # A peer we start a session with is who the directory says (its DATA to
                     # us on that session is checked like any other).
-                    self._claim(reply.key, reply.name)
+                    self.links.claim(reply.key, reply.name)
                 self.sending.looked_up(handle, reply, now)
             case VerifyLookup() as v:
                 again = self.receiving.verified(v, reply, now)

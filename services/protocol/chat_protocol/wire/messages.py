@@ -1,7 +1,7 @@
-"""Typed, immutable wire messages. :mod:`chat_protocol.codec` turns them into bytes and back.
+"""Typed, immutable wire messages. :mod:`chat_protocol.wire.codec` turns them into bytes and back.
 
 Most are frozen dataclasses. The few made for every datagram (LOOKUP and its reply, HEARTBEAT and
-its ack, DATA, ACK; and in events.py and transfer.py the records of every message) are
+its ack, DATA, ACK; and in events.py and transfer/ the records of every message) are
 dataclasses with ``Final`` fields and a written-out ``__init__`` instead: the compiled core
 (mypyc) builds those natively, 18x faster than the ``__init__`` dataclasses generates, which
 runs as Python even there. ``Final`` keeps them immutable to the type checker; equality, hashing
@@ -68,7 +68,7 @@ class Hello:
 
 @dataclass(kw_only=True, slots=True, init=False, unsafe_hash=True)
 class Lookup:
-    # Made per datagram: __init__ written out, fields Final (see chat_protocol.messages).
+    # Made per datagram: __init__ written out, fields Final (see chat_protocol.wire.messages).
     token: Final[bytes]
     req_id: Final[int]
     name: Final[str]
@@ -89,7 +89,7 @@ class ListUsers:
 
 @dataclass(kw_only=True, slots=True, init=False, unsafe_hash=True)
 class Heartbeat:
-    # Made per datagram: __init__ written out, fields Final (see chat_protocol.messages).
+    # Made per datagram: __init__ written out, fields Final (see chat_protocol.wire.messages).
     token: Final[bytes]
 
     def __init__(self, *, token: bytes) -> None:
@@ -120,7 +120,7 @@ class Refused:
 
 @dataclass(kw_only=True, slots=True, init=False, unsafe_hash=True)
 class LookupReply:
-    # Made per datagram: __init__ written out, fields Final (see chat_protocol.messages).
+    # Made per datagram: __init__ written out, fields Final (see chat_protocol.wire.messages).
     req_id: Final[int]
     name: Final[str]
     """The name as the user signed in with it (case preserved), or the asked name if not found."""
@@ -146,7 +146,7 @@ class ListReply:
 
 @dataclass(kw_only=True, slots=True, init=False, unsafe_hash=True)
 class HeartbeatAck:
-    # Made per datagram: __init__ written out, fields Final (see chat_protocol.messages).
+    # Made per datagram: __init__ written out, fields Final (see chat_protocol.wire.messages).
     token: Final[bytes]
     heartbeat_ms: Final[int]
 
@@ -188,7 +188,7 @@ class Pong:
 
 @dataclass(kw_only=True, slots=True, init=False, unsafe_hash=True)
 class Data:
-    # Made per datagram: __init__ written out, fields Final (see chat_protocol.messages).
+    # Made per datagram: __init__ written out, fields Final (see chat_protocol.wire.messages).
     session: Final[int]
     """Random per client run: a restarted sender starts a new sequence space."""
     stream: Final[int]
@@ -235,7 +235,7 @@ class Data:
 
 @dataclass(kw_only=True, slots=True, init=False, unsafe_hash=True)
 class Ack:
-    # Made per datagram: __init__ written out, fields Final (see chat_protocol.messages).
+    # Made per datagram: __init__ written out, fields Final (see chat_protocol.wire.messages).
     session: Final[int]
     stream: Final[int]
     seq: Final[int]

@@ -1,5 +1,5 @@
 """The client's send pipeline: messages the user typed, in order, to the address the directory
-gave, through one :class:`~chat_protocol.transfer.Outbound` per destination.
+gave, through one :class:`~chat_protocol.transfer.outbound.Outbound` per destination.
 
 A send waits for its lookup, which gives the receiver's address and key; the key must be the one
 pinned for that name (a first key is pinned), else the send fails ``KEY_CHANGED`` and nothing is
@@ -15,13 +15,13 @@ from collections import OrderedDict, deque
 from collections.abc import Callable
 from typing import Final
 
-from chat_protocol.codec import encode
+from chat_protocol.client.pins import Pins
 from chat_protocol.const import MAX_PEERS_TRACKED, Timings
 from chat_protocol.events import ClientEvent, MessageDelivered, SendFailed
-from chat_protocol.messages import Ack, Addr, LookupReply
 from chat_protocol.outcomes import FailReason
-from chat_protocol.pins import Pins
-from chat_protocol.transfer import Outbound, Resolved
+from chat_protocol.transfer.outbound import Outbound, Resolved
+from chat_protocol.wire.codec import encode
+from chat_protocol.wire.messages import Ack, Addr, LookupReply
 
 PeerKey = bytes
 """A peer's static public key: who a destination is."""

@@ -10,7 +10,7 @@ The server's view of a user (the table is :data:`USER_TRANSITIONS`):
 | online | EXPIRED (no request for the timeout)      | gone   |
 
 Everything but the PING health probe arrives inside a secure session
-(:mod:`chat_protocol.session`): the HELLO rides in the client's Noise IK initiation and the
+(:mod:`chat_protocol.secure`): the HELLO rides in the client's Noise IK initiation and the
 WELCOME in the response, so a name is bound to the static key that proved itself in the
 handshake. A sign-in is kept only when the client's first TRANSPORT datagram arrives (that
 proves it receives at its address); until then the server holds nothing for it but the bounded,
@@ -30,9 +30,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
 
-from chat_protocol.codec import decode, encode
 from chat_protocol.const import (
-    BUCKET_REFILL_S,
     DEFAULT_TIMINGS,
     ENDPOINT_SWEEP_S,
     EXPIRY_SLICE,
@@ -42,7 +40,6 @@ from chat_protocol.const import (
     MAGIC,
     MAX_HANDSHAKES_PER_IP_PER_S,
     MAX_HEARTBEAT_INTERVAL_S,
-    MAX_TRACKED_IPS,
     MAX_UNCONFIRMED_SESSIONS,
     MAX_USERS,
     MAX_USERS_PER_IP,
@@ -56,7 +53,19 @@ from chat_protocol.counters import Counters
 from chat_protocol.errors import MalformedDatagram
 from chat_protocol.events import ServerEvent, UserJoined, UserLeft
 from chat_protocol.machine import transition
-from chat_protocol.messages import (
+from chat_protocol.secure.endpoint import (
+    HandshakeRequested,
+    SecureEndpoint,
+    SendReply,
+    TransportReceived,
+)
+from chat_protocol.secure.errors import LocalSecureError, SessionExpired
+from chat_protocol.secure.handshake import IncomingHandshake
+from chat_protocol.secure.noise import KeyPair
+from chat_protocol.secure.packets import PacketType
+from chat_protocol.server.ratelimit import TOTAL, RateLimiter
+from chat_protocol.wire.codec import decode, encode
+from chat_protocol.wire.messages import (
     Addr,
     Bye,
     ByeAck,
@@ -76,17 +85,7 @@ from chat_protocol.messages import (
     UnknownSession,
     Welcome,
 )
-from chat_protocol.names import is_valid_name, name_key
-from chat_protocol.noise import KeyPair
-from chat_protocol.secure_errors import LocalSecureError, SessionExpired
-from chat_protocol.session import (
-    HandshakeRequested,
-    IncomingHandshake,
-    PacketType,
-    SecureEndpoint,
-    SendReply,
-    TransportReceived,
-)
+from chat_protocol.wire.names import is_valid_name, name_key
 
 Request = Heartbeat | Lookup | ListUsers | Bye
 """What a signed-in user asks the server, each carrying the user's token."""
@@ -186,11 +185,14 @@ class ServerCore:
         self.max_handshakes_per_ip_per_s = max_handshakes_per_ip_per_s
         self._per_ip: dict[str, int] = {}
         """Source IP -> users signed in (or pending) from it."""
-        self._buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()
-        """Source IP -> (tokens, when last refilled): the handshake rate per IP."""
-        self._proven_buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()
+        self._handshakes = RateLimiter(max_handshakes_per_ip_per_s)
+        """The handshake rate per source IP."""
+        self._proven = RateLimiter(max_handshakes_per_ip_per_s)
         """The same, for initiations that carried a valid cookie while their IP was over."""
-        self._ping_buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()
+        self._pings = RateLimiter(PINGS_PER_IP_PER_S)
+        """PINGs per source IP ..."""
+        self._pongs = RateLimiter(PONGS_PER_S, max_tracked=1)
+        """... and PONGs from this server in all (one bucket, :data:`TOTAL`)."""
         self.identity = identity
         self._random_bytes = random_bytes
         # One session per signed-in user, mostly idle: lean ones keep their keys, not ~4.4 KB of
@@ -245,7 +247,7 @@ class ServerCore:
             case TransportReceived(session=session, plaintext=plaintext):
                 self._transport(session.remote_static, session.remote_addr, plaintext, now)
             case HandshakeRequested(incoming=incoming):
-                if loaded and not self._take_token(self._proven_buckets, addr[0], now):
+                if loaded and not self._proven.allow(addr[0], now):
                     self.stats.rate_limited += 1  # a proven address over its rate: no work
                     return
                 self._sign_in(incoming, now)
@@ -310,34 +312,6 @@ class ServerCore:
     def _keeps(self, static: bytes) -> bool:
         return static in self._by_static
 
-    def _take_token(
-        self,
-        buckets: OrderedDict[str, tuple[float, float]],
-        ip: str,
-        now: float,
-        rate: float | None = None,
-    ) -> bool:
-        """One token from ``ip``'s bucket (refilled at ``rate``, default the per-IP handshake
-        rate, with a burst of the same size); False when it is empty.
-
-        A bucket untouched for ``BUCKET_REFILL_S`` is full again, exactly as if it were not
-        there: such buckets are dropped (the least recently touched come first), so the tables
-        hold the IPs of the last second, not one entry per signed-in user."""
-        if rate is None:
-            rate = self.max_handshakes_per_ip_per_s
-        tokens, at = buckets.pop(ip, (rate, now))
-        tokens = min(rate, tokens + (now - at) * rate)
-        ok = tokens >= 1.0
-        buckets[ip] = (tokens - 1.0 if ok else tokens, now)
-        while len(buckets) > MAX_TRACKED_IPS:
-            buckets.popitem(last=False)
-        while buckets:
-            oldest = next(iter(buckets))
-            if now - buckets[oldest][1] < BUCKET_REFILL_S:
-                break
-            del buckets[oldest]
-        return ok
-
     def _under_load(self, data: bytes, addr: Addr, now: float) -> bool:
         """For an initiation: True when its source must first prove its address with a cookie
         (WireGuard's "under load"): the whole server is busy, or this IP spent its handshake
@@ -350,7 +324,7 @@ class ServerCore:
             start, count = now, 0
         count += 1
         self._handshake_window = (start, count)
-        over_ip = not self._take_token(self._buckets, addr[0], now)
+        over_ip = not self._handshakes.allow(addr[0], now)
         return over_ip or count > HANDSHAKES_PER_S_UNDER_LOAD
 
     def _plaintext(self, data: bytes, addr: Addr, now: float) -> None:
@@ -362,8 +336,7 @@ class ServerCore:
             return
         if isinstance(msg, Ping):
             if not (
-                self._take_token(self._ping_buckets, addr[0], now, PINGS_PER_IP_PER_S)
-                and self._take_token(self._ping_buckets, "*", now, PONGS_PER_S)
+                self._pings.allow(addr[0], now) and self._pongs.allow(TOTAL, now)
             ):
                 self.stats.rate_limited += 1
                 return

@@ -36,7 +36,7 @@ from cryptography.hazmat.primitives.constant_time import bytes_eq
 
 from chat_protocol.const import FINGERPRINT_BYTES, SAFETY_NUMBER_ITERATIONS
 from chat_protocol.errors import UsageError
-from chat_protocol.names import name_key
+from chat_protocol.wire.names import name_key
 
 SAFETY_NUMBER_VERSION = 0
 SAFETY_NUMBER_DIGITS = 60

@@ -1,4 +1,4 @@
-"""Errors of the secure-session layer (:mod:`chat_protocol.noise`, :mod:`chat_protocol.session`).
+"""Errors of the secure layer (:mod:`chat_protocol.secure`, its Noise in ``secure.noise`` too).
 
 They extend :mod:`chat_protocol.errors` and keep its split by fault:
 

@@ -18,7 +18,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final
 
-from chat_protocol.codec import encode
+from chat_protocol.client.directory import VerifyLookup
+from chat_protocol.client.pins import Pins
 from chat_protocol.const import (
     MAX_BUFFERED_BYTES_PER_PEER,
     MAX_PEERS_TRACKED,
@@ -29,12 +30,11 @@ from chat_protocol.const import (
     RECEIVE_BUDGET_BYTES,
     Timings,
 )
-from chat_protocol.directory import VerifyLookup
 from chat_protocol.events import ClientEvent, MessageReceived, PeerRefusal, PeerRefused
-from chat_protocol.messages import Addr, Data, LookupReply
-from chat_protocol.names import name_key
-from chat_protocol.pins import Pins
-from chat_protocol.transfer import ChunkRejected, Inbound
+from chat_protocol.transfer.inbound import ChunkRejected, Inbound
+from chat_protocol.wire.codec import encode
+from chat_protocol.wire.messages import Addr, Data, LookupReply
+from chat_protocol.wire.names import name_key
 
 PeerKey = bytes
 

@@ -11,7 +11,7 @@ from collections.abc import Callable, Mapping
 from enum import Enum
 
 from chat_protocol.events import ClientEvent, KeyPinned
-from chat_protocol.names import name_key
+from chat_protocol.wire.names import name_key
 
 
 class PinVerdict(Enum):

@@ -1,7 +1,7 @@
 """A health probe as a sans-I/O core: PING the server until a PONG answers or time runs out.
 
 ``chat-server --probe`` (the container healthcheck) runs it in the same asyncio shell as the
-real cores; it reuses :class:`~chat_protocol.requests.Requests` for the retries.
+real cores; it reuses :class:`~chat_protocol.transfer.requests.Requests` for the retries.
 """
 
 from __future__ import annotations
@@ -9,10 +9,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from chat_protocol.codec import decode
 from chat_protocol.errors import MalformedDatagram
-from chat_protocol.messages import Addr, Ping, Pong
-from chat_protocol.requests import Requests
+from chat_protocol.transfer.requests import Requests
+from chat_protocol.wire.codec import decode
+from chat_protocol.wire.messages import Addr, Ping, Pong
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

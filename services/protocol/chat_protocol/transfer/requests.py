@@ -11,8 +11,8 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from typing import Generic, TypeVar
 
-from chat_protocol.codec import encode
-from chat_protocol.messages import Addr, Message
+from chat_protocol.wire.codec import encode
+from chat_protocol.wire.messages import Addr, Message
 
 P = TypeVar("P")
 

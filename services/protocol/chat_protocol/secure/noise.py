@@ -21,8 +21,8 @@ Where this module chooses among what the spec allows:
   cannot abort a genuine handshake in progress; the caller drops it and waits for the real one.
 * Transport messages over UDP carry their nonce (section 11.4): :meth:`CipherState.encrypt_at`
   and :meth:`CipherState.decrypt_at` take ``n`` explicitly and leave the state alone; the replay
-  check is :class:`chat_protocol.session.ReplayWindow`'s job. A transport session need not keep
-  its CipherStates at all: :func:`encrypt_at` and :func:`decrypt_at` work on any AEAD context,
+  check is :class:`chat_protocol.secure.replay.ReplayWindow`'s job. A transport session need not
+  keep its CipherStates at all: :func:`encrypt_at` and :func:`decrypt_at` work on any AEAD context,
   its own or one borrowed from a :class:`ContextCache` (:data:`TransportCipher`).
 """
 
@@ -38,7 +38,7 @@ from cryptography.hazmat.primitives import hashes, hmac, serialization
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
 from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 
-from chat_protocol.secure_errors import DecryptFailed, HandshakeFailed, LocalSecureError
+from chat_protocol.secure.errors import DecryptFailed, HandshakeFailed, LocalSecureError
 
 RandomBytes = Callable[[int], bytes]
 """``random_bytes(n)`` returns ``n`` uniformly random bytes (the shell passes ``os.urandom``)."""
@@ -159,7 +159,7 @@ A context costs about 2.2 KB of OpenSSL memory and about a microsecond to build.
 few sessions and latency to care about (a client) keeps one per direction; one with many mostly
 idle sessions (the directory server) keeps only the keys and borrows contexts from a small
 :class:`ContextCache` shared by all its sessions, which builds one when the key is not among the
-most recently used (:class:`chat_protocol.session.SecureSession`'s ``contexts``)."""
+most recently used (:class:`chat_protocol.secure.session.SecureSession`'s ``contexts``)."""
 
 
 class ContextCache:

@@ -1,4 +1,4 @@
-"""Bytes <-> :mod:`chat_protocol.messages`: one parser and one builder per message kind.
+"""Bytes <-> :mod:`chat_protocol.wire.messages`: one parser and one builder per message kind.
 
 Every datagram starts with a 4-byte header: magic ``PC``, protocol version, kind. Integers are
 big-endian. Strings are a 1-byte length then UTF-8. docs/PROTOCOL.md has the full table.
@@ -40,7 +40,7 @@ from chat_protocol.const import (
     TOKEN_BYTES,
 )
 from chat_protocol.errors import InvalidMessage, MalformedDatagram
-from chat_protocol.messages import (
+from chat_protocol.wire.messages import (
     Ack,
     Addr,
     Bye,
@@ -63,7 +63,7 @@ from chat_protocol.messages import (
     UnknownSession,
     Welcome,
 )
-from chat_protocol.names import is_valid_name
+from chat_protocol.wire.names import is_valid_name
 
 # --- layouts ------------------------------------------------------------------------------------
 # One Struct per layout. All but HEADER describe what follows the 4-byte header.

@@ -13,8 +13,8 @@ Client states (the table is :data:`CLIENT_TRANSITIONS`; docs/PROTOCOL.md shows t
 
 ``closing`` waits until every command typed before ``exit`` has its answer: pending sends are
 resolved, held messages shown, list queries answered. Lookups are made here for the other parts
-of the client (:mod:`chat_protocol.sending`, :mod:`chat_protocol.receiving`) and their answers
-handed back with the purpose they were asked for.
+of the client (:mod:`chat_protocol.client.sending`, :mod:`chat_protocol.client.receiving`) and
+their answers handed back with the purpose they were asked for.
 """
 
 from __future__ import annotations
@@ -24,7 +24,6 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Final
 
-from chat_protocol.codec import encode
 from chat_protocol.const import MIN_HEARTBEAT_INTERVAL_S, Timings
 from chat_protocol.events import (
     ClientEvent,
@@ -38,7 +37,9 @@ from chat_protocol.events import (
     UserList,
 )
 from chat_protocol.machine import StateMachine
-from chat_protocol.messages import (
+from chat_protocol.transfer.requests import Requests
+from chat_protocol.wire.codec import encode
+from chat_protocol.wire.messages import (
     Addr,
     Bye,
     ByeAck,
@@ -55,7 +56,6 @@ from chat_protocol.messages import (
     UnknownSession,
     Welcome,
 )
-from chat_protocol.requests import Requests
 
 
 class State(Enum):
@@ -122,7 +122,7 @@ class ListPage:
 
 
 class SendLookup:
-    """A lookup for :mod:`chat_protocol.sending`: ``handle`` is the send it is for. (One per
+    """A lookup for :mod:`chat_protocol.client.sending`: ``handle`` is the send it is for. (One per
     send: a plain class, built natively by the compiled core.)"""
 
     __slots__ = ("handle",)
@@ -134,7 +134,7 @@ class SendLookup:
 
 @dataclass(frozen=True, slots=True)
 class VerifyLookup:
-    """A lookup for :mod:`chat_protocol.receiving`: is ``name`` signed in with ``key``?"""
+    """A lookup for :mod:`chat_protocol.client.receiving`: is ``name`` signed in with ``key``?"""
 
     name: str
     key: bytes
