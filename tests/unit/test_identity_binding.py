@@ -12,10 +12,13 @@ import dataclasses
 from typing import TypeVar
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from chat_protocol.client import ClientCore
 from chat_protocol.codec import encode
 from chat_protocol.const import CHUNK_PAYLOAD_BYTES, Timings
+from chat_protocol.directory import DirectorySession, WhoisLookup
 from chat_protocol.events import (
     ClientEvent,
     KeyPinned,
@@ -30,7 +33,7 @@ from chat_protocol.events import (
     WhoisInfo,
 )
 from chat_protocol.identity import fingerprint
-from chat_protocol.messages import Addr, Data, Hello
+from chat_protocol.messages import Addr, Data, Hello, LookupReply
 from chat_protocol.outcomes import FailReason
 from chat_protocol.server import ServerCore
 from netsim import FakeNetwork
@@ -318,3 +321,29 @@ def test_a_message_begun_under_another_claim_is_not_shown_under_it() -> None:
     net.run(T.verify_cache_s)
     assert b.stats.rejected_chunks == rejected + 1
     assert events(net, B, MessageReceived) == []
+
+
+# --- the asked-name check, for any pair of names ----------------------------------------------
+
+NAMES = st.from_regex(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,31}", fullmatch=True)
+
+
+@given(asked=NAMES, answered=NAMES, swap_case=st.booleans())
+@settings(max_examples=200, deadline=None)
+def test_an_answer_is_taken_only_for_the_name_asked(
+    asked: str, answered: str, swap_case: bool
+) -> None:
+    """guard: asked-name. Names compare case-folded ('Bob' is 'bob'); any other is dropped."""
+    if swap_case:
+        answered = asked.swapcase()
+    d = DirectorySession(
+        name="alice", server=S, timings=T, random_bytes=lambda n: bytes(n), emit=lambda e: None
+    )
+    d.token = bytes(8)  # (signed in: a lookup carries the token)
+    d.lookup(asked, WhoisLookup(asked), 0.0)  # req_id 0: the injected randomness is zeros
+    reply = LookupReply(req_id=0, name=answered, addr=B, key=bytes(32))
+    answer = d.on_message(reply, 0.0)
+    assert answer is not None and len(d.requests) == 0  # answered either way: not retried
+    same = answered.casefold() == asked.casefold()
+    assert answer.wrong_name is not same and (answer.reply is reply) is same
+    assert d.misanswered == (0 if same else 1)
