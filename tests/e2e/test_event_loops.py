@@ -89,5 +89,6 @@ def test_sign_in_send_and_shutdown_on_each_loop(loop: str, monkeypatch: pytest.M
 
     line, rest = aio.run(scenario())
     alice_port, codes = rest.split(" ", 1)
-    assert line == f"alice (127.0.0.1:{alice_port}): hello over {loop}"
+    # bob never pinned alice: her first message is marked (new).
+    assert line == f"alice (127.0.0.1:{alice_port}) (new): hello over {loop}"
     assert codes == "[6, 6]"

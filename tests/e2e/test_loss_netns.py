@@ -48,10 +48,11 @@ def test_forty_messages_survive_loss_and_duplication(
     alice.feed("".join(f"send bob {t}\n" for t in texts).encode() + b"exit\n", close=True)
     assert alice.wait_exit(60) == 0, alice.stderr()
     assert alice.stderr() == ""
-    prefix = f"alice (127.0.0.1:{port}): "
+    prefixes = (f"alice (127.0.0.1:{port}): ", f"alice (127.0.0.1:{port}) (new): ")
 
     def received() -> list[str]:
-        return [ln[len(prefix) :] for ln in bob.stdout().split("\n") if ln.startswith(prefix)]
+        lines = bob.stdout().split("\n")
+        return [ln[len(p) :] for ln in lines for p in prefixes if ln.startswith(p)]
 
     wait_until(lambda: len(received()) >= COUNT, 15, f"bob to print {COUNT} messages", bob.stderr)
     bob.close_input()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from chat_protocol.errors import UsageError
-from chat_protocol.names import check_name, name_key
+from chat_protocol.wire.names import check_name, name_key
 
 
 @pytest.mark.guard("name-rule")

@@ -143,6 +143,7 @@ def test_a_replayed_shutdown_from_an_earlier_server_run_ends_nothing() -> None:
             assert not events(net, addr, ServerGone)
 
 
+@pytest.mark.guard("send-pin", "receive-pin")
 def test_a_user_back_with_a_new_key_is_refused_by_those_who_pinned_the_old_one() -> None:
     net = FakeNetwork(seed=34)
     a, b = signed_in(net, ("alice", A), ("bob", B))
@@ -196,6 +197,7 @@ def lie_about_bob(srv: ServerCore, key: bytes) -> None:
     srv.users["bob"] = dataclasses.replace(real, addr=M, static=key)
 
 
+@pytest.mark.guard("send-pin")
 def test_a_directory_that_swaps_keys_is_refused_by_a_pinned_sender() -> None:
     net, srv = _lying_network(35)
     a, b = signed_in(net, ("alice", A), ("bob", B))

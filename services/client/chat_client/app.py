@@ -21,6 +21,7 @@ from chat_client.words import (
     fail_text,
     refused_text,
     sign_in_failed_text,
+    whois_failed_text,
     whois_text,
 )
 from chat_protocol.client.core import ClientCore
@@ -64,7 +65,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
         prog="chat-client",
         description="P2P UDP chat client: signs in to a directory server, then sends messages "
-        "directly to other users. Commands: list, send USER MESSAGE, help, exit.",
+        "directly to other users. Commands: list, send USER MESSAGE, whois USER, "
+        "trust USER [FINGERPRINT], help, exit.",
     )
     p.add_argument("-u", "--user", required=True, type=user_name, help="your user name")
     p.add_argument(
@@ -134,7 +136,7 @@ class ClientShell(aio.DatagramShell[ClientEvent]):
                 if self._drop_one_shown:
                     self._drop_one_shown = False  # test-only fault: acknowledged, never shown
                     return
-                out.message(event.sender, event.addr, event.text)
+                out.message(event.sender, event.addr, event.text, new=event.new)
                 if h:
                     mid = message_id(incarnation_of(event.session), event.msg_id)
                     h.shown(event.sender, mid, event.text)
@@ -156,11 +158,11 @@ class ClientShell(aio.DatagramShell[ClientEvent]):
             case WhoisInfo(key=bytes() as key):
                 out.info(whois_text(event, key, self.core.name, self.core.identity.public))
             case WhoisFailed():
-                out.error(f"the server did not answer 'whois {event.name}'")
+                out.error(whois_failed_text(event))
             case PeerRefused():
                 out.error(refused_text(event))
             case KeyPinned():
-                self._persist(lambda p: p.repin(event.name, event.key))
+                self._persist(lambda p: p.repin(event.name, event.key, verified=event.verified))
             case ServerKeyPinned():
                 host, port = event.server
                 notice = (
@@ -221,7 +223,8 @@ def execute(cmd: Command, shell: ClientShell) -> None:
             case "whois":
                 core.whois(cmd.user, now)
             case "trust":
-                core.whois(cmd.user, now, trust=True)
+                fingerprint = parse_fingerprint(cmd.text) if cmd.text else None
+                core.whois(cmd.user, now, trust=True, fingerprint=fingerprint)
             case "exit":
                 core.close(now)
     except UsageError as exc:
@@ -263,6 +266,7 @@ async def run(args: argparse.Namespace) -> int:
         pins = store.pins(args.user)
         server_key = pins.pinned_server(server)
         pinned = pins.users()
+        verified = pins.verified_users()
     except (OSError, KeyStoreError) as exc:
         out.error(f"cannot use the home directory: {exc}")
         return ExitCode.USAGE
@@ -274,6 +278,7 @@ async def run(args: argparse.Namespace) -> int:
         server_key=None if args.server_key else server_key,
         server_fingerprint=args.server_key,
         pins=pinned,
+        verified_pins=verified,
         clock_offset_s=time.time() - loop.time(),
     )
     history = None

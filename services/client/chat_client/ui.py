@@ -52,6 +52,11 @@ def terminal_width(stream: TextIO) -> int | None:
     return columns if columns > 0 else FALLBACK_COLUMNS
 
 
+NEW_MARK = " (new)"
+"""After the address of the first message shown from a sender never pinned before (inside the
+prefix, which the sender cannot draw: the text starts after the prefix's ``: ``)."""
+
+
 class Output:
     def __init__(self, *, interactive: bool) -> None:
         self.interactive = interactive
@@ -72,10 +77,15 @@ class Output:
     def error(self, text: str) -> None:
         self._write(render_lines(f"error: {text}"), err=True)
 
-    def message(self, sender: str, addr: Addr, text: str, *, verified: bool = True) -> None:
+    def message(
+        self, sender: str, addr: Addr, text: str, *, verified: bool = True, new: bool = False
+    ) -> None:
         """``alice (172.18.0.3:40211): hello``; escaped, wrapped and marked by
-        :func:`chat_client.render.render_message`."""
+        :func:`chat_client.render.render_message`. ``new``: the first line shown from a sender
+        never pinned before, marked ``alice (172.18.0.3:40211) (new): hello``."""
         who, mark = (sender, "") if verified else (f"{sender}?", " [unverified]")
+        if new:
+            mark += NEW_MARK
         width = terminal_width(sys.stdout)
         shown = "\n".join(render_message(f"{who} ({addr[0]}:{addr[1]}){mark}", text, width))
         if width is not None and os.environ.get("TERM") != "dumb":

@@ -168,6 +168,9 @@ MAX_WAITING_DATAGRAMS_PER_PEER = 128
 transfer layer resends them)."""
 MAX_CLAIMED_NAMES = 4096
 """Peers whose handshake-claimed name a client remembers (least recently heard dropped)."""
+MAX_WHOIS_REMEMBERED = 1024
+"""Names whose key ``whois`` showed that a client remembers for a later ``trust`` (the least
+recently shown are forgotten: ``whois`` them again)."""
 HANDSHAKES_PER_S_UNDER_LOAD = 2000.0
 """Above this many initiations per second a server answers cookie replies first (WireGuard's
 "under load"), so a flood costs it one MAC per datagram, not public-key work."""

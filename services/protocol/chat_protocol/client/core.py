@@ -23,7 +23,7 @@ Message text never goes through the server. Only a health probe is ever plaintex
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 
 from chat_protocol.client.directory import (
@@ -53,6 +53,7 @@ from chat_protocol.events import (
     ServerKeyPinned,
     SignedOut,
     WhoisFailed,
+    WhoisFailure,
     WhoisInfo,
 )
 from chat_protocol.outcomes import FailReason
@@ -87,6 +88,8 @@ class ClientStats(Counters):
     dropped_unshown: int = 0
     replayed: int = 0
     forged: int = 0
+    misanswered: int = 0
+    """Lookup answers dropped: they named another user than the name asked."""
 
 
 class ClientCore:
@@ -99,13 +102,15 @@ class ClientCore:
         server_key: bytes | None = None,
         server_fingerprint: bytes | None = None,
         pins: Mapping[str, bytes] | None = None,
+        verified_pins: Collection[str] = (),
         clock_offset_s: float = 0.0,
         timings: Timings = DEFAULT_TIMINGS,
         random_bytes: Callable[[int], bytes] = os.urandom,
     ) -> None:
         """``server_key``: the key pinned for ``server`` (else learned on first contact, or
         checked against ``server_fingerprint``, from ``--server-key``). ``clock_offset_s`` maps
-        ``now`` to wall-clock seconds, for the handshake timestamps that defeat replays."""
+        ``now`` to wall-clock seconds, for the handshake timestamps that defeat replays.
+        ``pins``: user name -> pinned key; ``verified_pins``: those of them pinned by ``trust``."""
         self.name = check_name(name)
         self.server = server
         self.identity = identity
@@ -116,7 +121,7 @@ class ClientCore:
         self.session = int.from_bytes(random_bytes(4), "big")
         self._events: list[ClientEvent] = []
         emit = self._events.append
-        self.pins = Pins(pins or {}, emit)
+        self.pins = Pins(pins or {}, emit, verified_pins)
         self.secure = SecureEndpoint(static=identity, random_bytes=random_bytes)
         self.secure.keep = self._keeps
         self.directory = DirectorySession(
@@ -167,6 +172,7 @@ class ClientCore:
             dropped_unshown=r.dropped_unshown,
             replayed=c.replayed + c.stale,
             forged=c.forged + c.bad_mac + c.handshakes_failed,
+            misanswered=self.directory.misanswered,
         )
 
     def _keeps(self, key: bytes) -> bool:
@@ -199,15 +205,19 @@ class ClientCore:
                 f"message too long: {len(payload)} bytes (limit {MAX_MESSAGE_BYTES} bytes)"
             )
         handle = self.sending.queue(to, payload)
-        self.directory.lookup(to, SendLookup(handle), now)
+        self.directory.lookup(to, SendLookup(handle, to), now)
         return handle
 
-    def whois(self, name: str, now: float, *, trust: bool = False) -> None:
-        """Ask the directory for ``name``'s key; a ``WhoisInfo`` event answers (``trust``: and
-        the key is pinned, replacing an old pin)."""
+    def whois(
+        self, name: str, now: float, *, trust: bool = False, fingerprint: bytes | None = None
+    ) -> None:
+        """Ask the directory for ``name``'s key; a ``WhoisInfo`` event answers, and the key
+        shown is remembered. ``trust``: pin the key as verified, replacing an old pin, if it is
+        the one seen (``fingerprint``'s, else the one the last ``whois`` showed); otherwise a
+        ``WhoisFailed`` says why not."""
         self._require_online()
         check_name(name)
-        self.directory.lookup(name, WhoisLookup(name, trust), now)
+        self.directory.lookup(name, WhoisLookup(name, trust, fingerprint), now)
 
     def close(self, now: float) -> None:
         """Sign out once every command given so far has its answer (sends resolved, held
@@ -389,25 +399,41 @@ class ClientCore:
                     # A peer we start a session with is who the directory says (its DATA to
                     # us on that session is checked like any other).
                     self.links.claim(reply.key, reply.name)
-                self.sending.looked_up(handle, reply, now)
+                self.sending.looked_up(handle, reply, now, wrong_name=answer.wrong_name)
             case VerifyLookup() as v:
-                again = self.receiving.verified(v, reply, now)
+                again = self.receiving.verified(v, reply, now, wrong_name=answer.wrong_name)
                 if again is not None:
                     self.directory.lookup(again.name, again, now)
-            case WhoisLookup(name=name, trust=trust):
-                if reply is None:
-                    self._events.append(WhoisFailed(name=name))
-                    return
-                key = reply.key if reply.addr is not None else None
-                shown = reply.name
-                if trust and key is not None:
-                    replaced = self.pins.get(shown) not in (None, key)
-                    self.pins.pin(shown, key, replaced=replaced)
-                    self.receiving.forget_verdicts(shown)
-                trusted = trust and key is not None
-                self._events.append(
-                    WhoisInfo(name=shown, key=key, pinned=self.pins.get(shown), trusted=trusted)
-                )
+            case WhoisLookup(name=name, trust=trust, fingerprint=fingerprint):
+                self._whois_answered(name, trust, fingerprint, answer)
+
+    def _whois_answered(
+        self, name: str, trust: bool, fingerprint: bytes | None, answer: LookupAnswer
+    ) -> None:
+        """Pins are read and written under ``name``, the name asked."""
+        reply = answer.reply
+        if reply is None:
+            why = WhoisFailure.WRONG_NAME if answer.wrong_name else WhoisFailure.NO_ANSWER
+            self._events.append(WhoisFailed(name=name, reason=why))
+            return
+        if reply.addr is None:
+            self._events.append(WhoisInfo(name=name, key=None, pinned=self.pins.get(name)))
+            return
+        key = reply.key
+        status = self.pins.status(name, key)
+        if trust:
+            refused = self.pins.trust(name, key, fingerprint)
+            if refused is not None:
+                self._events.append(WhoisFailed(name=name, reason=refused, key=key))
+                return
+            self.receiving.forget_verdicts(name)
+        else:
+            self.pins.showed(name, key)
+        self._events.append(
+            WhoisInfo(
+                name=reply.name, key=key, pinned=self.pins.get(name), trusted=trust, status=status
+            )
+        )
 
     def _settle(self, now: float) -> None:
         """After any input: sign out when closing is drained; wind down when the session ended."""

@@ -14,7 +14,8 @@ Client states (the table is :data:`CLIENT_TRANSITIONS`; docs/PROTOCOL.md shows t
 ``closing`` waits until every command typed before ``exit`` has its answer: pending sends are
 resolved, held messages shown, list queries answered. Lookups are made here for the other parts
 of the client (:mod:`chat_protocol.client.sending`, :mod:`chat_protocol.client.receiving`) and
-their answers handed back with the purpose they were asked for.
+their answers handed back with the purpose they were asked for; an answer whose name is not the
+name asked is dropped, counted (:attr:`DirectorySession.misanswered`) and handed back as failed.
 """
 
 from __future__ import annotations
@@ -56,6 +57,7 @@ from chat_protocol.wire.messages import (
     UnknownSession,
     Welcome,
 )
+from chat_protocol.wire.names import name_key
 
 
 class State(Enum):
@@ -122,14 +124,15 @@ class ListPage:
 
 
 class SendLookup:
-    """A lookup for :mod:`chat_protocol.client.sending`: ``handle`` is the send it is for. (One per
-    send: a plain class, built natively by the compiled core.)"""
+    """A lookup for :mod:`chat_protocol.client.sending`: ``handle`` is the send it is for,
+    ``name`` the name asked. (One per send: a plain class, built natively by the compiled core.)"""
 
-    __slots__ = ("handle",)
-    __match_args__ = ("handle",)
+    __slots__ = ("handle", "name")
+    __match_args__ = ("handle", "name")
 
-    def __init__(self, handle: int) -> None:
+    def __init__(self, handle: int, name: str) -> None:
         self.handle: Final = handle
+        self.name: Final = name
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,10 +145,12 @@ class VerifyLookup:
 
 @dataclass(frozen=True, slots=True)
 class WhoisLookup:
-    """``whois NAME`` (``trust``: and pin the key the directory gives)."""
+    """``whois NAME`` (``trust``: and pin the key the directory gives, if it is the key seen:
+    ``fingerprint``'s, else the one ``whois`` last showed)."""
 
     name: str
     trust: bool = False
+    fingerprint: bytes | None = None
 
 
 Purpose = SignIn | SignOut | ListPage | SendLookup | VerifyLookup | WhoisLookup
@@ -153,15 +158,19 @@ LookupPurpose = SendLookup | VerifyLookup | WhoisLookup
 
 
 class LookupAnswer:
-    """A lookup's outcome for the part that asked: ``reply`` None when it went unanswered.
+    """A lookup's outcome for the part that asked: ``reply`` None when it went unanswered, or
+    when the answer named someone other than the name asked (``wrong_name``: it was dropped).
     (One per send: a plain class, built natively by the compiled core.)"""
 
-    __slots__ = ("purpose", "reply")
-    __match_args__ = ("purpose", "reply")
+    __slots__ = ("purpose", "reply", "wrong_name")
+    __match_args__ = ("purpose", "reply", "wrong_name")
 
-    def __init__(self, *, purpose: LookupPurpose, reply: LookupReply | None) -> None:
+    def __init__(
+        self, *, purpose: LookupPurpose, reply: LookupReply | None, wrong_name: bool = False
+    ) -> None:
         self.purpose: Final = purpose
         self.reply: Final = reply
+        self.wrong_name: Final = wrong_name
 
 
 _Reply = Welcome | Refused | LookupReply | ListReply | ByeAck
@@ -191,6 +200,8 @@ class DirectorySession:
         self.token = b""
         self.last_unexpected = False
         """Whether the last :meth:`on_message` input was not for us (the core counts it)."""
+        self.misanswered = 0
+        """Lookup answers dropped because they named someone other than the name asked."""
         self.ended: ClientEvent | None = None
         """The event that ended the session (set once, when the state became ``gone``)."""
         self._heartbeat_s = timings.heartbeat_interval_s
@@ -384,7 +395,13 @@ class DirectorySession:
                     ),
                 )
             case SendLookup() | VerifyLookup() | WhoisLookup(), LookupReply():
-                answer = LookupAnswer(purpose=purpose, reply=msg)
+                # An answer must echo its question (as a DNS reply does): one for another name
+                # would pin, send to or vouch for that user's key under the name asked.
+                if name_key(msg.name) != name_key(purpose.name):  # guard: asked-name
+                    self.misanswered += 1
+                    answer = LookupAnswer(purpose=purpose, reply=None, wrong_name=True)
+                else:
+                    answer = LookupAnswer(purpose=purpose, reply=msg)
             case ListPage(), ListReply():
                 purpose.names.extend(msg.names)
                 if msg.more and msg.names:

@@ -113,7 +113,9 @@ class ReceivePath:
     ) -> VerifyLookup | None:
         """Take one chunk from the session of ``key``, whose handshake claimed the name
         ``claimed``; a sender check to ask the directory for, if one is now needed."""
-        if name_key(d.sender) != name_key(claimed):
+        if name_key(d.sender) != name_key(claimed):  # guard: claim
+            # The sender's name is the one its current handshake claimed (and the directory
+            # checks): a chunk of a message begun under an earlier claim cannot finish it.
             self.stats.rejected_chunks += 1
             return None
         if not self._room(key, len(d.payload)):
@@ -261,25 +263,34 @@ class ReceivePath:
             self._retired.popitem(last=False)
 
     def verified(
-        self, v: VerifyLookup, reply: LookupReply | None, now: float
+        self, v: VerifyLookup, reply: LookupReply | None, now: float, *, wrong_name: bool = False
     ) -> VerifyLookup | None:
         """The directory answered the check (``reply``), or did not (None: ask again, which
-        goes on until the server is declared lost and the held messages are dropped)."""
+        goes on until the server is declared lost and the held messages are dropped), or
+        answered for another name than the one asked (``wrong_name``: refused)."""
         vkey = (name_key(v.name), v.key)
-        if reply is None:
+        if reply is None and not wrong_name:
             return v if vkey in self._held else None
         held = self._held.pop(vkey, [])
-        in_directory = reply.addr is not None and reply.key == v.key
-        pinned_ok = in_directory and self.pins.accept(reply.name, v.key)
-        ok = in_directory and pinned_ok
+        in_directory = reply is not None and reply.addr is not None and reply.key == v.key
+        first = in_directory and self.pins.get(v.name) is None
+        ok = in_directory
+        # Checked and pinned under the name claimed and asked, never the answer's.
+        if in_directory and not self.pins.accept(v.name, v.key):  # guard: receive-pin
+            ok = False
         if len(self._verified) >= MAX_VERIFIED_ENTRIES:
             self._verified.clear()
         self._verified[vkey] = (ok, now + self.timings.verify_cache_s)
         if not ok and vkey not in self._refused:
             self._refused.add(vkey)
-            why = PeerRefusal.NOT_IN_DIRECTORY if not in_directory else PeerRefusal.KEY_CHANGED
+            if wrong_name:
+                why = PeerRefusal.WRONG_NAME
+            elif not in_directory:
+                why = PeerRefusal.NOT_IN_DIRECTORY
+            else:
+                why = PeerRefusal.KEY_CHANGED
             self._emit(PeerRefused(name=v.name, key=v.key, reason=why))
-        self._settle(vkey, held, ok, v.key)
+        self._settle(vkey, held, ok, v.key, first=first)
         return None
 
     def forget_verdicts(self, name: str) -> None:
@@ -289,7 +300,17 @@ class ReceivePath:
             del self._verified[vkey]
         self._refused = {k for k in self._refused if k[0] != nk}
 
-    def _settle(self, vkey: tuple[str, PeerKey], held: list[_Held], ok: bool, key: PeerKey) -> None:
+    def _settle(
+        self,
+        vkey: tuple[str, PeerKey],
+        held: list[_Held],
+        ok: bool,
+        key: PeerKey,
+        *,
+        first: bool = False,
+    ) -> None:
+        """Show ``held`` (``ok``) or drop it. ``first``: the sender's key was pinned just now
+        (never pinned before): its first message shown is marked ``new``."""
         if not ok:
             self.stats.refused_messages += len(held)
             for h in held:
@@ -309,8 +330,10 @@ class ReceivePath:
                     text=h.text,
                     session=ib.session,
                     msg_id=h.msg_id,
+                    new=first,
                 )
             )
+            first = False
             before = ib.buffered
             ib.shown(h.seq)
             self._account(key, ib.buffered - before)

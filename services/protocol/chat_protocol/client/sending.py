@@ -79,16 +79,23 @@ class SendPipeline:
         self._by_handle[ps.handle] = ps
         return ps.handle
 
-    def looked_up(self, handle: int, reply: LookupReply | None, now: float) -> None:
+    def looked_up(
+        self, handle: int, reply: LookupReply | None, now: float, *, wrong_name: bool = False
+    ) -> None:
+        """The lookup for send ``handle`` answered (``reply``), went unanswered (None), or was
+        answered for another name than the one asked (``wrong_name``: nothing is sent)."""
         ps = self._by_handle.pop(handle, None)
         if ps is None:
             return
         ps.looked_up = True
-        if reply is None:
+        if wrong_name:
+            ps.failure = FailReason.WRONG_NAME
+        elif reply is None:
             ps.failure = FailReason.LOOKUP_UNANSWERED
         elif reply.addr is None:
             ps.failure = FailReason.NO_SUCH_USER
-        elif not self.pins.accept(reply.name, reply.key):
+        elif not self.pins.accept(ps.to, reply.key):  # guard: send-pin
+            # (Checked and pinned under the name the user asked for, never the answer's.)
             ps.failure = FailReason.KEY_CHANGED
         else:
             ps.addr, ps.key, ps.canonical = reply.addr, reply.key, reply.name
