@@ -12,6 +12,7 @@ from typing import TypeVar
 
 import pytest
 
+from chat_protocol.bindings import MemoryNames
 from chat_protocol.client import ClientCore, State
 from chat_protocol.codec import encode
 from chat_protocol.const import Timings
@@ -150,7 +151,9 @@ def test_a_user_back_with_a_new_key_is_refused_by_those_who_pinned_the_old_one()
     b.close(net.now)
     net.flush()
     assert net.run_until(lambda: not b.online, 5)
-    # Someone else takes the name "bob" with another key (or bob lost his home).
+    # Bob lost his home: the server's operator releases the name, and a new key takes it.
+    names = net.nodes[S].names  # type: ignore[attr-defined]
+    assert isinstance(names, MemoryNames) and names.release("bob")
     new_bob = net.add_client("bob", ("10.0.0.4", 40002), S, T, identity=net.key("new bob"))
     nb: Addr = ("10.0.0.4", 40002)
     assert net.run_until(lambda: new_bob.online, 10)

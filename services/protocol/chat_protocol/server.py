@@ -17,6 +17,14 @@ proves it receives at its address); until then the server holds nothing for it b
 unconfirmed session. (The client says "signed in" only when a request on that session is
 answered, so it is listed by then.) Requests must come on the session of the key that signed
 the name in, and carry its token; anything else is dropped and counted.
+
+A name belongs to the first key that signed it in, for good (:mod:`chat_protocol.bindings`:
+the core asks an injected store, which the real server keeps on disk): a sign-in under a name
+bound to another key is refused NAME_BOUND, whether the owner is online or not.
+
+A user's address (what LOOKUP hands out, and where the server's datagrams go) moves only with
+a datagram that is the newest on the user's current session (``TransportReceived.newest``):
+a datagram held back and re-sent from another source, on an older session, moves nothing.
 """
 
 from __future__ import annotations
@@ -30,6 +38,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
 
+from chat_protocol.bindings import MemoryNames, NameBindings
 from chat_protocol.codec import decode, encode
 from chat_protocol.const import (
     BUCKET_REFILL_S,
@@ -180,8 +189,11 @@ class ServerCore:
         random_bytes: Callable[[int], bytes] = os.urandom,
         max_users_per_ip: int = MAX_USERS_PER_IP,
         max_handshakes_per_ip_per_s: float = MAX_HANDSHAKES_PER_IP_PER_S,
+        names: NameBindings | None = None,
     ) -> None:
         self.timings = timings
+        self.names: NameBindings = MemoryNames() if names is None else names
+        """Which key owns which name, across restarts (the shell gives its on-disk store)."""
         self.max_users_per_ip = max_users_per_ip
         self.max_handshakes_per_ip_per_s = max_handshakes_per_ip_per_s
         self._per_ip: dict[str, int] = {}
@@ -243,7 +255,9 @@ class ServerCore:
             return
         match got:
             case TransportReceived(session=session, plaintext=plaintext):
-                self._transport(session.remote_static, session.remote_addr, plaintext, now)
+                self._transport(
+                    session.remote_static, session.remote_addr, plaintext, now, got.newest
+                )
             case HandshakeRequested(incoming=incoming):
                 if loaded and not self._take_token(self._proven_buckets, addr[0], now):
                     self.stats.rate_limited += 1  # a proven address over its rate: no work
@@ -367,7 +381,7 @@ class ServerCore:
             ):
                 self.stats.rate_limited += 1
                 return
-            self._out.append((encode(Pong(nonce=msg.nonce, users=len(self.users))), addr))
+            self._out.append((encode(Pong(nonce=msg.nonce)), addr))  # no user count
         else:
             self.stats.unexpected += 1
 
@@ -379,7 +393,9 @@ class ServerCore:
         with contextlib.suppress(LocalSecureError, SessionExpired):
             self._out.append(self.secure.send(static, plaintext, now))
 
-    def _transport(self, static: bytes, addr: Addr, plaintext: bytes, now: float) -> None:
+    def _transport(
+        self, static: bytes, addr: Addr, plaintext: bytes, now: float, newest: bool = True
+    ) -> None:
         user = self._by_static.get(static)
         if user is None:
             pending = self._pending.pop(static, None)
@@ -392,7 +408,8 @@ class ServerCore:
             user = self._register(pending, static, addr, now)
             if user is None:
                 return
-        user.addr = addr  # the newest authenticated source: NAT rebinding keeps the user
+        if newest:  # guard: newest-address
+            user.addr = addr  # the newest authenticated source: NAT rebinding keeps the user
         if not plaintext:
             return  # the client's keepalive confirming its session
         try:
@@ -463,7 +480,10 @@ class ServerCore:
             existing = self.users.get(key)
             ms = round(self.heartbeat_interval_s() * 1000)
             same = existing is not None and existing.static == static
-            if same and existing is not None and existing.addr == incoming.addr:
+            owner = self.names.lookup(key)
+            if owner is not None and owner != static:  # guard: name-binding
+                answer = Refused(req_id=hello.req_id, reason=RefuseReason.NAME_BOUND)
+            elif same and existing is not None and existing.addr == incoming.addr:
                 # Its WELCOME was lost, or it rekeys: the same key, from where it signed in, may
                 # renew its own session. (Another process with the same home is refused.)
                 answer = Welcome(req_id=hello.req_id, token=existing.token, heartbeat_ms=ms)
@@ -512,6 +532,9 @@ class ServerCore:
         if pending.key in self.users or self._per_ip.get(addr[0], 0) >= self.max_users_per_ip:
             self.stats.refused += 1  # taken meanwhile, or the quota filled meanwhile
             return None
+        # The name is free or this key's: _sign_in checked its owner, and while this sign-in is
+        # pending no other key's can be (it would be refused NAME_TAKEN).
+        self.names.bind(pending.key, static)
         # The quota is charged only now, for an address that proved it receives: forged
         # initiations from someone's address cannot use up that address's quota.
         self._count_ip(addr[0])
