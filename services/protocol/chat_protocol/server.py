@@ -4,7 +4,7 @@ The server's view of a user (the table is :data:`USER_TRANSITIONS`):
 
 | state  | trigger                                   | next   |
 | ------ | ----------------------------------------- | ------ |
-| new    | SIGN_IN (HELLO with a free, valid name)   | online |
+| new    | SIGN_IN (HELLO, name free and this key's) | online |
 | online | REQUEST (heartbeat, lookup, list)         | online |
 | online | BYE                                       | gone   |
 | online | EXPIRED (no request for the timeout)      | gone   |
