@@ -208,6 +208,7 @@ def test_sign_in_and_lookup() -> None:
     assert h.core.stats.sign_ins == 2
 
 
+@pytest.mark.guard("name-binding")
 def test_name_of_another_key_refused_case_insensitively_and_first_user_unaffected() -> None:
     h = Harness()
     alice = h.client(A)
@@ -256,6 +257,7 @@ def test_retransmitted_initiation_gets_the_same_welcome() -> None:
     assert third.ask(Heartbeat(token=answer.token)) != []  # and alice's session still serves
 
 
+@pytest.mark.guard("newest-address", "newest-address-follow")
 def test_an_address_moves_only_with_the_newest_datagram_of_the_current_session() -> None:
     """Issue 19, point 7: a genuine datagram, held back by an attacker and re-sent from a
     forged source after the user rekeyed, is authentic and unseen, but older than what the

@@ -191,7 +191,8 @@ def _build_lookup(m: Lookup) -> bytes:
     head = _TOKEN_U32_U8.pack(_token(m, m.token), m.req_id, len(name))
     out = _HEADERS[Kind.LOOKUP] + head + name
     # Every LOOKUP one size: its size does not tell the length of the name asked.
-    out = out.ljust(LOOKUP_BYTES, b"\x00")  # guard: lookup-padding
+    if len(out) < LOOKUP_BYTES:  # guard: lookup-padding
+        out += bytes(LOOKUP_BYTES - len(out))
     return out
 
 
@@ -201,7 +202,8 @@ def _build_lookup_reply(m: LookupReply) -> bytes:
     if (m.addr is None) != (not m.key) or len(m.key) not in (0, STATIC_KEY_BYTES):
         raise InvalidMessage("a LOOKUP_REPLY carries an address and a 32-byte key, or neither")
     out = _HEADERS[Kind.LOOKUP_REPLY] + head + name + _addr(m.addr) + m.key
-    out = out.ljust(LOOKUP_REPLY_BYTES, b"\x00")  # guard: lookup-reply-padding
+    if len(out) < LOOKUP_REPLY_BYTES:  # guard: lookup-reply-padding
+        out += bytes(LOOKUP_REPLY_BYTES - len(out))
     return out
 
 

@@ -408,7 +408,7 @@ class ServerCore:
             user = self._register(pending, static, addr, now)
             if user is None:
                 return
-        if newest:  # guard: newest-address
+        if newest:  # guard: newest-address =True
             user.addr = addr  # the newest authenticated source: NAT rebinding keeps the user
         if not plaintext:
             return  # the client's keepalive confirming its session

@@ -1441,13 +1441,15 @@ class SecureEndpoint:
             self._unconfirmed.pop(session.local_index, None)
             self._install(peer, session)
         newest = session._newest != was_newest and peer is not None and peer.current is session
-        moved = session.remote_addr != was_at
-        if newest and moved and peer is not None:  # guard: newest-address-follow
+        received = TransportReceived(session=session, plaintext=plaintext, newest=newest)
+        if not newest:  # guard: newest-address-follow
+            return received  # older than what the current session carried: no address moves
+        if peer is not None and session.remote_addr != was_at:
             # The peer's newest datagram came from a new address: every session with it
             # follows (both sides may have initiated one; a NAT rebinding moves them all).
             for other in peer.sessions():
                 other.remote_addr = session.remote_addr
-        return TransportReceived(session=session, plaintext=plaintext, newest=newest)
+        return received
 
     def _initiation(
         self, packet: HandshakeInit, addr: Addr, now: float, under_load: bool

@@ -39,6 +39,7 @@ def _signed_out_alice(names: NameBindings) -> Harness:
     return h
 
 
+@pytest.mark.guard("name-binding")
 @pytest.mark.parametrize("claim", ["alice", "ALICE"])
 def test_a_squatter_cannot_take_an_offline_users_name_even_after_a_restart(claim: str) -> None:
     names = MemoryNames()
@@ -74,6 +75,7 @@ def _failures(net: FakeNetwork) -> list[SignInFailed]:
     return [e for e in net.client_events[MALLORY] if isinstance(e, SignInFailed)]
 
 
+@pytest.mark.guard("name-binding")
 def test_on_the_network_the_squatter_is_told_whose_name_it_is_and_exits_3() -> None:
     net = FakeNetwork(seed=19)
     names = MemoryNames()
@@ -137,6 +139,7 @@ def test_sqlite_store_survives_reopening_never_rebinds_and_releases(tmp_path: Pa
     reopened.close()
 
 
+@pytest.mark.guard("name-binding")
 def test_server_on_sqlite_refuses_the_squatter_after_a_restart_until_released(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
