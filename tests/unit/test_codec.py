@@ -7,6 +7,7 @@ import contextlib
 import dataclasses
 import struct
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 from hypothesis import example, given, settings
@@ -241,6 +242,21 @@ def test_lookup_and_its_reply_are_one_size_whatever_the_name() -> None:
     ]
     assert {len(encode(r)) for r in replies} == {LOOKUP_REPLY_BYTES}
     assert [decode(encode(r)) for r in replies] == replies
+
+
+def test_protocol_md_gives_the_padded_sizes() -> None:
+    """docs/PROTOCOL.md's message table and limits say what the codec makes."""
+    doc = (Path(__file__).parents[2] / "docs" / "PROTOCOL.md").read_text()
+    size = {
+        cells[2]: cells[-2]
+        for line in doc.splitlines()
+        if line.startswith("| 0x")
+        for cells in [[c.strip() for c in line.split("|")]]
+    }
+    assert size["LOOKUP"] == f"{LOOKUP_BYTES} (padded)"
+    assert size["LOOKUP_REPLY"] == f"{LOOKUP_REPLY_BYTES} (padded)"
+    assert size["PONG"] == str(len(encode(Pong(nonce=1))))
+    assert f"| `LOOKUP_BYTES`, `LOOKUP_REPLY_BYTES` | {LOOKUP_BYTES}, {LOOKUP_REPLY_BYTES} |" in doc
 
 
 def test_data_chunk_outside_message_is_rejected() -> None:
