@@ -12,7 +12,7 @@ from test_server_core import A, B, Harness
 
 from chat_client.exits import ExitCode, exit_code
 from chat_client.words import sign_in_failed_text
-from chat_protocol.bindings import MemoryNames, NameBindings
+from chat_protocol.bindings import MemoryNames, NameBindings, NameStoreError
 from chat_protocol.client import State
 from chat_protocol.const import NAME_USE_RECORD_S, Timings
 from chat_protocol.events import SignInFailed, SignInFailure
@@ -61,6 +61,42 @@ def test_a_squatter_cannot_take_an_offline_users_name_even_after_a_restart(claim
     assert names.lookup("zoe") is None  # answered, but its address is not proven yet
     first.confirm()
     assert names.lookup("zoe") == first.key.public
+
+
+class Failing(MemoryNames):
+    """A store that cannot answer while ``down`` (a locked file, a full disk)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.down = True
+
+    def lookup(self, name: str) -> bytes | None:
+        if self.down:
+            raise NameStoreError("locked")
+        return super().lookup(name)
+
+    def bind(self, name: str, key: bytes) -> None:
+        if self.down:
+            raise NameStoreError("locked")
+        super().bind(name, key)
+
+
+def test_a_store_that_cannot_answer_fails_closed_and_the_retry_signs_in() -> None:
+    names = Failing()
+    h = Harness(names=names)
+    alice = h.client(A)
+    assert h.send(alice.initiation("alice", req_id=1), A) == []  # no answer, nothing kept
+    assert h.core.stats.name_store_errors == 1 and h.core.users == {}
+    names.down = False
+    answer = alice.handshake("alice", req_id=2)  # the client's retry
+    assert isinstance(answer, Welcome)
+    names.down = True  # it fails again before the confirming datagram: not signed in
+    alice.confirm()
+    assert h.core.users == {} and h.core.stats.name_store_errors == 2
+    names.down = False
+    assert isinstance(h.client(A, key=alice.key).handshake("alice", req_id=3), Welcome)
+    h.clients[A].confirm()
+    assert list(h.core.users) == ["alice"] and names.lookup("alice") == alice.key.public
 
 
 def _server(net: FakeNetwork, names: NameBindings) -> ServerCore:

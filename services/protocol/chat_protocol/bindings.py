@@ -13,18 +13,24 @@ from __future__ import annotations
 from typing import Protocol
 
 
+class NameStoreError(Exception):
+    """The store cannot answer now (its file is locked, the disk is full, ...). The core then
+    answers nothing (fail closed: no name is handed out unchecked); the client asks again."""
+
+
 class NameBindings(Protocol):
     """Name (case-folded, :func:`chat_protocol.names.name_key`) -> the static public key that
     owns it."""
 
     def lookup(self, name: str) -> bytes | None:
-        """The key ``name`` belongs to, or None if it belongs to nobody (yet)."""
+        """The key ``name`` belongs to, or None if it belongs to nobody (yet); NameStoreError
+        if the store cannot tell now."""
         ...
 
     def bind(self, name: str, key: bytes) -> None:
         """Record a completed sign-in of ``name`` by ``key``: binds a free name to ``key`` (a
         store may also note the use). The core calls it only when ``lookup`` found the name
-        free or already ``key``'s."""
+        free or already ``key``'s. NameStoreError if it cannot record it now."""
         ...
 
 

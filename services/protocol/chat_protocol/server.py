@@ -38,7 +38,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
 
-from chat_protocol.bindings import MemoryNames, NameBindings
+from chat_protocol.bindings import MemoryNames, NameBindings, NameStoreError
 from chat_protocol.codec import decode, encode
 from chat_protocol.const import (
     BUCKET_REFILL_S,
@@ -168,6 +168,8 @@ class ServerStats(Counters):
     rate_limited: int = 0
     """Dropped for rate: initiations of a cookie-proven IP over its handshake rate, PINGs over
     their per-IP or total rate."""
+    name_store_errors: int = 0
+    """Sign-ins left unanswered because the name store could not answer (the client retries)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -480,7 +482,11 @@ class ServerCore:
             existing = self.users.get(key)
             ms = round(self.heartbeat_interval_s() * 1000)
             same = existing is not None and existing.static == static
-            owner = self.names.lookup(key)
+            try:
+                owner = self.names.lookup(key)
+            except NameStoreError:
+                self.stats.name_store_errors += 1
+                return  # nothing accepted, nothing kept: the client's retry asks again
             if owner is not None and owner != static:  # guard: name-binding
                 answer = Refused(req_id=hello.req_id, reason=RefuseReason.NAME_BOUND)
             elif same and existing is not None and existing.addr == incoming.addr:
@@ -534,7 +540,11 @@ class ServerCore:
             return None
         # The name is free or this key's: _sign_in checked its owner, and while this sign-in is
         # pending no other key's can be (it would be refused NAME_TAKEN).
-        self.names.bind(pending.key, static)
+        try:
+            self.names.bind(pending.key, static)
+        except NameStoreError:
+            self.stats.name_store_errors += 1  # not signed in: its next heartbeat learns so
+            return None
         # The quota is charged only now, for an address that proved it receives: forged
         # initiations from someone's address cannot use up that address's quota.
         self._count_ip(addr[0])

@@ -22,6 +22,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from chat_protocol.bindings import NameStoreError
 from chat_protocol.const import NAME_USE_RECORD_S
 from chat_protocol.errors import ChatError
 
@@ -77,19 +78,25 @@ class SqliteNames:
         self._db.close()
 
     def lookup(self, name: str) -> bytes | None:
-        row = self._db.execute("SELECT key FROM names WHERE name = ?", (name,)).fetchone()
+        try:
+            row = self._db.execute("SELECT key FROM names WHERE name = ?", (name,)).fetchone()
+        except sqlite3.Error as exc:
+            raise NameStoreError(f"{self.path}: {exc}") from None
         return None if row is None else bytes(row[0])
 
     def bind(self, name: str, key: bytes) -> None:
         """Bind a free ``name`` to ``key``; for ``key``'s own name, note the use (at most once
         per NAME_USE_RECORD_S, so a busy server writes little). Never rebinds a name."""
         now = self._clock()
-        self._db.execute(
-            "INSERT INTO names (name, key, bound_at, used_at) VALUES (?, ?, ?, ?) "
-            "ON CONFLICT (name) DO UPDATE SET used_at = excluded.used_at "
-            "WHERE names.key = excluded.key AND excluded.used_at - names.used_at >= ?",
-            (name, key, now, now, NAME_USE_RECORD_S),
-        )
+        try:
+            self._db.execute(
+                "INSERT INTO names (name, key, bound_at, used_at) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT (name) DO UPDATE SET used_at = excluded.used_at "
+                "WHERE names.key = excluded.key AND excluded.used_at - names.used_at >= ?",
+                (name, key, now, now, NAME_USE_RECORD_S),
+            )
+        except sqlite3.Error as exc:
+            raise NameStoreError(f"{self.path}: {exc}") from None
 
     def release(self, name: str) -> Binding | None:
         """Free ``name`` (the operator's ``names release``): the next key to sign it in owns
