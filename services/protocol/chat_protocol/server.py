@@ -396,7 +396,7 @@ class ServerCore:
             self._out.append(self.secure.send(static, plaintext, now))
 
     def _transport(
-        self, static: bytes, addr: Addr, plaintext: bytes, now: float, newest: bool = True
+        self, static: bytes, addr: Addr, plaintext: bytes, now: float, newest: bool
     ) -> None:
         user = self._by_static.get(static)
         if user is None:
