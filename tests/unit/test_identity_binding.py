@@ -33,6 +33,7 @@ from chat_protocol.events import (
 )
 from chat_protocol.outcomes import FailReason
 from chat_protocol.secure.identity import fingerprint
+from chat_protocol.server.bindings import MemoryNames
 from chat_protocol.server.core import ServerCore
 from chat_protocol.wire.codec import encode
 from chat_protocol.wire.messages import Addr, Data, Hello, LookupReply
@@ -242,6 +243,9 @@ def test_a_verified_contact_whose_key_changes_is_refused_until_trusted_again() -
     b.close(net.now)
     net.flush()
     assert net.run_until(lambda: not b.online, 5)
+    # Bob lost his home: the server's operator releases the name, and a new key takes it.
+    names = net.nodes[S].names  # type: ignore[attr-defined]
+    assert isinstance(names, MemoryNames) and names.release("bob")
     nb: Addr = ("10.0.0.4", 40002)
     new_bob = net.add_client("bob", nb, S, T, identity=net.key("new bob"))
     assert net.run_until(lambda: new_bob.online, 10)

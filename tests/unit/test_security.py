@@ -12,7 +12,8 @@ from typing import TypeVar
 
 import pytest
 
-from chat_protocol.client.core import ClientCore, State
+from chat_protocol.client.core import ClientCore
+from chat_protocol.client.directory import State
 from chat_protocol.const import Timings
 from chat_protocol.events import (
     ClientEvent,
@@ -26,6 +27,7 @@ from chat_protocol.events import (
 )
 from chat_protocol.outcomes import FailReason
 from chat_protocol.secure.identity import safety_number
+from chat_protocol.server.bindings import MemoryNames
 from chat_protocol.server.core import ServerCore
 from chat_protocol.wire.codec import encode
 from chat_protocol.wire.messages import Addr, Hello, LookupReply
@@ -151,7 +153,9 @@ def test_a_user_back_with_a_new_key_is_refused_by_those_who_pinned_the_old_one()
     b.close(net.now)
     net.flush()
     assert net.run_until(lambda: not b.online, 5)
-    # Someone else takes the name "bob" with another key (or bob lost his home).
+    # Bob lost his home: the server's operator releases the name, and a new key takes it.
+    names = net.nodes[S].names  # type: ignore[attr-defined]
+    assert isinstance(names, MemoryNames) and names.release("bob")
     new_bob = net.add_client("bob", ("10.0.0.4", 40002), S, T, identity=net.key("new bob"))
     nb: Addr = ("10.0.0.4", 40002)
     assert net.run_until(lambda: new_bob.online, 10)

@@ -19,6 +19,7 @@ class ExitCode(IntEnum):
     INTERNAL = 1
     USAGE = 2
     REFUSED = 3
+    """Sign-in refused: name taken, bound to another key, invalid; server full; address quota."""
     NO_SERVER = 4
     SERVER_LOST = 5
     SERVER_SHUTDOWN = 6

@@ -88,15 +88,20 @@ class SessionEstablished:
 class TransportReceived:
     """An authenticated datagram (``plaintext`` b"" is a keepalive) on ``session``.
 
+    ``newest``: its counter is the highest yet on ``session``, and ``session`` is the one we
+    send on (the peer's current): only such a datagram may move the peer's address. One held
+    back on an older session and re-sent from elsewhere is authentic but not ``newest``.
+
     (A plain class, not a dataclass: one is made per datagram, and the compiled core builds
     it natively, where a dataclass's generated ``__init__`` runs as Python.)"""
 
-    __slots__ = ("plaintext", "session")
+    __slots__ = ("newest", "plaintext", "session")
     __match_args__ = ("session", "plaintext")
 
-    def __init__(self, *, session: SecureSession, plaintext: bytes) -> None:
+    def __init__(self, *, session: SecureSession, plaintext: bytes, newest: bool = True) -> None:
         self.session: Final = session
         self.plaintext: Final = plaintext
+        self.newest: Final = newest
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -330,18 +335,23 @@ class SecureEndpoint:
             raise UnknownReceiver("no session with this index")
         was_confirmed = session.confirmed
         was_at = session.remote_addr
+        was_newest = session._newest
         plaintext = session.open(receiver, counter, ciphertext, addr, now)
         peer = self._peer(session.remote_static, create=False)
+        if not was_confirmed and peer is not None and peer.next is session:
+            peer.next = None
+            self._unconfirmed.pop(session.local_index, None)
+            self._install(peer, session)
+        newest = session._newest != was_newest and peer is not None and peer.current is session
+        received = TransportReceived(session=session, plaintext=plaintext, newest=newest)
+        if not newest:  # guard: newest-address-follow
+            return received  # older than what the current session carried: no address moves
         if peer is not None and session.remote_addr != was_at:
             # The peer's newest datagram came from a new address: every session with it
             # follows (both sides may have initiated one; a NAT rebinding moves them all).
             for other in peer.sessions():
                 other.remote_addr = session.remote_addr
-        if not was_confirmed and peer is not None and peer.next is session:
-            peer.next = None
-            self._unconfirmed.pop(session.local_index, None)
-            self._install(peer, session)
-        return TransportReceived(session=session, plaintext=plaintext)
+        return received
 
     def _initiation(
         self, packet: HandshakeInit, addr: Addr, now: float, under_load: bool

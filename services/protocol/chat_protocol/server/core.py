@@ -4,7 +4,7 @@ The server's view of a user (the table is :data:`USER_TRANSITIONS`):
 
 | state  | trigger                                   | next   |
 | ------ | ----------------------------------------- | ------ |
-| new    | SIGN_IN (HELLO with a free, valid name)   | online |
+| new    | SIGN_IN (HELLO, name free and this key's) | online |
 | online | REQUEST (heartbeat, lookup, list)         | online |
 | online | BYE                                       | gone   |
 | online | EXPIRED (no request for the timeout)      | gone   |
@@ -17,6 +17,14 @@ proves it receives at its address); until then the server holds nothing for it b
 unconfirmed session. (The client says "signed in" only when a request on that session is
 answered, so it is listed by then.) Requests must come on the session of the key that signed
 the name in, and carry its token; anything else is dropped and counted.
+
+A name belongs to the first key that signed it in, for good (:mod:`chat_protocol.server.bindings`:
+the core asks an injected store, which the real server keeps on disk): a sign-in under a name
+bound to another key is refused NAME_BOUND, whether the owner is online or not.
+
+A user's address (what LOOKUP hands out, and where the server's datagrams go) moves only with
+a datagram that is the newest on the user's current session (``TransportReceived.newest``):
+a datagram held back and re-sent from another source, on an older session, moves nothing.
 """
 
 from __future__ import annotations
@@ -63,6 +71,7 @@ from chat_protocol.secure.errors import LocalSecureError, SessionExpired
 from chat_protocol.secure.handshake import IncomingHandshake
 from chat_protocol.secure.noise import KeyPair
 from chat_protocol.secure.packets import PacketType
+from chat_protocol.server.bindings import MemoryNames, NameBindings, NameStoreError
 from chat_protocol.server.ratelimit import TOTAL, RateLimiter
 from chat_protocol.wire.codec import decode, encode
 from chat_protocol.wire.messages import (
@@ -158,6 +167,8 @@ class ServerStats(Counters):
     rate_limited: int = 0
     """Dropped for rate: initiations of a cookie-proven IP over its handshake rate, PINGs over
     their per-IP or total rate."""
+    name_store_errors: int = 0
+    """Sign-ins left unanswered because the name store could not answer (the client retries)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -179,8 +190,11 @@ class ServerCore:
         random_bytes: Callable[[int], bytes] = os.urandom,
         max_users_per_ip: int = MAX_USERS_PER_IP,
         max_handshakes_per_ip_per_s: float = MAX_HANDSHAKES_PER_IP_PER_S,
+        names: NameBindings | None = None,
     ) -> None:
         self.timings = timings
+        self.names: NameBindings = MemoryNames() if names is None else names
+        """Which key owns which name, across restarts (the shell gives its on-disk store)."""
         self.max_users_per_ip = max_users_per_ip
         self.max_handshakes_per_ip_per_s = max_handshakes_per_ip_per_s
         self._per_ip: dict[str, int] = {}
@@ -245,7 +259,9 @@ class ServerCore:
             return
         match got:
             case TransportReceived(session=session, plaintext=plaintext):
-                self._transport(session.remote_static, session.remote_addr, plaintext, now)
+                self._transport(
+                    session.remote_static, session.remote_addr, plaintext, now, got.newest
+                )
             case HandshakeRequested(incoming=incoming):
                 if loaded and not self._proven.allow(addr[0], now):
                     self.stats.rate_limited += 1  # a proven address over its rate: no work
@@ -340,7 +356,7 @@ class ServerCore:
             ):
                 self.stats.rate_limited += 1
                 return
-            self._out.append((encode(Pong(nonce=msg.nonce, users=len(self.users))), addr))
+            self._out.append((encode(Pong(nonce=msg.nonce)), addr))  # no user count
         else:
             self.stats.unexpected += 1
 
@@ -352,7 +368,9 @@ class ServerCore:
         with contextlib.suppress(LocalSecureError, SessionExpired):
             self._out.append(self.secure.send(static, plaintext, now))
 
-    def _transport(self, static: bytes, addr: Addr, plaintext: bytes, now: float) -> None:
+    def _transport(
+        self, static: bytes, addr: Addr, plaintext: bytes, now: float, newest: bool
+    ) -> None:
         user = self._by_static.get(static)
         if user is None:
             pending = self._pending.pop(static, None)
@@ -365,7 +383,8 @@ class ServerCore:
             user = self._register(pending, static, addr, now)
             if user is None:
                 return
-        user.addr = addr  # the newest authenticated source: NAT rebinding keeps the user
+        if newest:  # guard: newest-address =True
+            user.addr = addr  # the newest authenticated source: NAT rebinding keeps the user
         if not plaintext:
             return  # the client's keepalive confirming its session
         try:
@@ -436,7 +455,14 @@ class ServerCore:
             existing = self.users.get(key)
             ms = round(self.heartbeat_interval_s() * 1000)
             same = existing is not None and existing.static == static
-            if same and existing is not None and existing.addr == incoming.addr:
+            try:
+                owner = self.names.lookup(key)
+            except NameStoreError:
+                self.stats.name_store_errors += 1
+                return  # nothing accepted, nothing kept: the client's retry asks again
+            if owner is not None and owner != static:  # guard: name-binding
+                answer = Refused(req_id=hello.req_id, reason=RefuseReason.NAME_BOUND)
+            elif same and existing is not None and existing.addr == incoming.addr:
                 # Its WELCOME was lost, or it rekeys: the same key, from where it signed in, may
                 # renew its own session. (Another process with the same home is refused.)
                 answer = Welcome(req_id=hello.req_id, token=existing.token, heartbeat_ms=ms)
@@ -484,6 +510,13 @@ class ServerCore:
     ) -> User | None:
         if pending.key in self.users or self._per_ip.get(addr[0], 0) >= self.max_users_per_ip:
             self.stats.refused += 1  # taken meanwhile, or the quota filled meanwhile
+            return None
+        # The name is free or this key's: _sign_in checked its owner, and while this sign-in is
+        # pending no other key's can be (it would be refused NAME_TAKEN).
+        try:
+            self.names.bind(pending.key, static)
+        except NameStoreError:
+            self.stats.name_store_errors += 1  # not signed in: its next heartbeat learns so
             return None
         # The quota is charged only now, for an address that proved it receives: forged
         # initiations from someone's address cannot use up that address's quota.

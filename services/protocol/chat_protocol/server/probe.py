@@ -17,7 +17,7 @@ from chat_protocol.wire.messages import Addr, Ping, Pong
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class ProbeAnswered:
-    users: int
+    """The server answered (a PONG says nothing more: no user count to strangers)."""
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -53,7 +53,7 @@ class ProbeCore:
             return
         if isinstance(msg, Pong) and self._requests.purpose(msg.nonce) is not None:
             self._requests.clear()
-            self._events.append(ProbeAnswered(users=msg.users))
+            self._events.append(ProbeAnswered())
 
     def datagrams_to_send(self, now: float) -> list[tuple[bytes, Addr]]:
         return self._requests.datagrams()

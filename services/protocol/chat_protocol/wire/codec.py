@@ -28,12 +28,15 @@ from typing import Any
 from chat_protocol.const import (
     ACK_HEADER_BYTES,
     ACK_RANGE_BYTES,
+    LOOKUP_BYTES,
+    LOOKUP_REPLY_BYTES,
     MAGIC,
     MAX_ACK_RANGES,
     MAX_DATAGRAM_BYTES,
     MAX_MESSAGE_BYTES,
     MAX_STRING_BYTES,
     MIN_HELLO_BYTES,
+    NAME_MAX_CHARS,
     PING_BYTES,
     PROTOCOL_VERSION,
     STATIC_KEY_BYTES,
@@ -70,9 +73,9 @@ from chat_protocol.wire.names import is_valid_name
 
 HEADER = struct.Struct("!2sBB")  # magic, version, kind
 H = HEADER.size
-_U32 = struct.Struct("!I")  # BYE_ACK req_id; PING nonce
+_U32 = struct.Struct("!I")  # BYE_ACK req_id; PING, PONG nonce
 _U32_U8 = struct.Struct("!IB")  # HELLO, LOOKUP_REPLY: req_id, name length; REFUSED: req_id, reason
-_U32_U32 = struct.Struct("!II")  # PONG: nonce, users; an ACK range: start, end
+_U32_U32 = struct.Struct("!II")  # an ACK range: start, end
 _TOKEN = struct.Struct(f"!{TOKEN_BYTES}s")  # HEARTBEAT, SHUTDOWN, UNKNOWN_SESSION
 _TOKEN_U32 = struct.Struct(f"!{TOKEN_BYTES}sI")  # HEARTBEAT_ACK: heartbeat_ms; BYE: req_id
 _TOKEN_U32_U8 = struct.Struct(f"!{TOKEN_BYTES}sIB")  # LOOKUP, LIST: token, req_id, name length
@@ -88,6 +91,12 @@ DATA_HEADER_BYTES = H + _DATA.size
 """A DATA datagram's bytes besides the sender's name and the payload."""
 if H + _ACK.size != ACK_HEADER_BYTES or _RANGE.size != ACK_RANGE_BYTES:  # pragma: no cover
     raise ImportError("const.ACK_HEADER_BYTES / ACK_RANGE_BYTES disagree with the ACK layout")
+_ADDR_MAX = 1 + 16 + _PORT.size  # an IPv6 address
+if (  # pragma: no cover
+    H + _TOKEN_U32_U8.size + NAME_MAX_CHARS != LOOKUP_BYTES
+    or H + _U32_U8.size + NAME_MAX_CHARS + _ADDR_MAX + STATIC_KEY_BYTES != LOOKUP_REPLY_BYTES
+):
+    raise ImportError("const.LOOKUP_BYTES / LOOKUP_REPLY_BYTES disagree with the layouts")
 
 _HEADERS = {k: HEADER.pack(MAGIC, PROTOCOL_VERSION, k) for k in Kind}
 
@@ -104,7 +113,7 @@ _INT_FIELDS: dict[type, tuple[tuple[str, int], ...]] = {
     Bye: (("req_id", 32),),
     ByeAck: (("req_id", 32),),
     Ping: (("nonce", 32),),
-    Pong: (("nonce", 32), ("users", 32)),
+    Pong: (("nonce", 32),),
     Data: (
         ("session", 32),
         ("stream", 32),
@@ -180,7 +189,11 @@ def _build_refused(m: Refused) -> bytes:
 def _build_lookup(m: Lookup) -> bytes:
     name = _name(m.name)
     head = _TOKEN_U32_U8.pack(_token(m, m.token), m.req_id, len(name))
-    return _HEADERS[Kind.LOOKUP] + head + name
+    out = _HEADERS[Kind.LOOKUP] + head + name
+    # Every LOOKUP one size: its size does not tell the length of the name asked.
+    if len(out) < LOOKUP_BYTES:  # guard: lookup-padding
+        out += bytes(LOOKUP_BYTES - len(out))
+    return out
 
 
 def _build_lookup_reply(m: LookupReply) -> bytes:
@@ -188,7 +201,10 @@ def _build_lookup_reply(m: LookupReply) -> bytes:
     head = _U32_U8.pack(m.req_id, len(name))
     if (m.addr is None) != (not m.key) or len(m.key) not in (0, STATIC_KEY_BYTES):
         raise InvalidMessage("a LOOKUP_REPLY carries an address and a 32-byte key, or neither")
-    return _HEADERS[Kind.LOOKUP_REPLY] + head + name + _addr(m.addr) + m.key
+    out = _HEADERS[Kind.LOOKUP_REPLY] + head + name + _addr(m.addr) + m.key
+    if len(out) < LOOKUP_REPLY_BYTES:  # guard: lookup-reply-padding
+        out += bytes(LOOKUP_REPLY_BYTES - len(out))
+    return out
 
 
 def _build_list(m: ListUsers) -> bytes:
@@ -231,7 +247,7 @@ def _build_ping(m: Ping) -> bytes:
 
 
 def _build_pong(m: Pong) -> bytes:
-    return _HEADERS[Kind.PONG] + _U32_U32.pack(m.nonce, m.users)
+    return _HEADERS[Kind.PONG] + _U32.pack(m.nonce)
 
 
 def _build_data(m: Data) -> bytes:
@@ -397,25 +413,33 @@ def _parse_refused(data: bytes) -> Refused:
         raise MalformedDatagram("unknown refusal reason") from None
 
 
+def _zero_padding(data: bytes, end: int) -> None:
+    """Bytes from ``end`` on are padding: all zero."""
+    if data[end:].strip(b"\x00"):
+        raise MalformedDatagram("padding not zero")
+
+
 def _parse_lookup(data: bytes) -> Lookup:
-    _at_least(data, H + _TOKEN_U32_U8.size)
+    _exact(data, LOOKUP_BYTES)
     token, req_id, n = _TOKEN_U32_U8.unpack_from(data, H)
     start = H + _TOKEN_U32_U8.size
-    _exact(data, start + n)
-    return Lookup(token=token, req_id=req_id, name=_name_at(data, start, n))
+    name = _name_at(data, start, n)
+    _zero_padding(data, start + n)
+    return Lookup(token=token, req_id=req_id, name=name)
 
 
 def _parse_lookup_reply(data: bytes) -> LookupReply:
-    _at_least(data, H + _U32_U8.size)
+    _exact(data, LOOKUP_REPLY_BYTES)
     req_id, n = _U32_U8.unpack_from(data, H)
     start = H + _U32_U8.size
     name = _name_at(data, start, n)
     addr, end = _addr_at(data, start + n)
     if addr is None:
-        _exact(data, end)
+        _zero_padding(data, end)
         return LookupReply(req_id=req_id, name=name, addr=None)
-    _exact(data, end + STATIC_KEY_BYTES)
-    return LookupReply(req_id=req_id, name=name, addr=addr, key=data[end:])
+    _at_least(data, end + STATIC_KEY_BYTES)
+    _zero_padding(data, end + STATIC_KEY_BYTES)
+    return LookupReply(req_id=req_id, name=name, addr=addr, key=data[end : end + STATIC_KEY_BYTES])
 
 
 def _parse_list(data: bytes) -> ListUsers:
@@ -483,9 +507,9 @@ def _parse_ping(data: bytes) -> Ping:
 
 
 def _parse_pong(data: bytes) -> Pong:
-    _exact(data, H + _U32_U32.size)
-    nonce, users = _U32_U32.unpack_from(data, H)
-    return Pong(nonce=nonce, users=users)
+    _exact(data, H + _U32.size)
+    (nonce,) = _U32.unpack_from(data, H)
+    return Pong(nonce=nonce)
 
 
 def _parse_data(data: bytes) -> Data:

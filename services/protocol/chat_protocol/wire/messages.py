@@ -45,6 +45,8 @@ class RefuseReason(IntEnum):
     NAME_INVALID = 2
     SERVER_FULL = 3
     TOO_MANY_FROM_ADDRESS = 4
+    NAME_BOUND = 5
+    """The name belongs to another key: the first key that signed it in owns it for good."""
 
     def explain(self, name: str) -> str:
         return {
@@ -53,6 +55,11 @@ class RefuseReason(IntEnum):
             RefuseReason.SERVER_FULL: "the server is full; try again later",
             RefuseReason.TOO_MANY_FROM_ADDRESS: (
                 "too many users from your address are signed in; try again later"
+            ),
+            RefuseReason.NAME_BOUND: (
+                f"the name {name!r} belongs to another key; pick another name, or sign in "
+                "with the home directory that holds its key (only the server's operator can "
+                "release a name whose key was lost)"
             ),
         }[self]
 
@@ -179,8 +186,10 @@ class Ping:
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class Pong:
+    """Only the nonce: an unauthenticated prober learns that the server answers, nothing else
+    (signed-in users learn the user count from LIST_REPLY)."""
+
     nonce: int
-    users: int
 
 
 # --- peer <-> peer ------------------------------------------------------------------------------
