@@ -10,6 +10,7 @@ and :func:`piped_client` start ``chat-client`` toward it.
 from __future__ import annotations
 
 import contextlib
+import os
 import re
 import subprocess
 import tempfile
@@ -59,13 +60,17 @@ class ChatServer:
         stopped. With a ``reaper``, it stops the server; without one, the caller does
         (:meth:`stop`, or :func:`running`)."""
         argv = [*prefix, *(command or [program("chat-server")])]
+        # Its own home beside its log unless one is given: its key and the names it has bound
+        # (names.sqlite3) must not leak from one run into the next.
+        run_env = dict(os.environ if env is None else env)
+        run_env.setdefault("CHAT_HOME", str(log_path.with_name(log_path.stem + "-home")))
         with log_path.open("wb") as log:
             proc = subprocess.Popen(
                 [*argv, "-sp", "0", "--host", host, *extra_args],
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
-                env=None if env is None else dict(env),
+                env=run_env,
                 preexec_fn=preexec_fn,
             )
         if reaper is not None:

@@ -36,6 +36,17 @@ def pytest_runtest_makereport(
     return report
 
 
+@pytest.fixture(autouse=True)
+def own_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Every test's programs keep their keys, pins and names in the test's own home, never in
+    the user's (~/.local/share/p2p-chat): one run's pins or name bindings must not decide the
+    next run's output."""
+    home = tmp_path / "home"
+    home.mkdir(mode=0o700)
+    monkeypatch.setenv("CHAT_HOME", str(home))
+    return home
+
+
 @pytest.fixture
 def reaper() -> Iterator[Reaper]:
     r = Reaper()

@@ -1,15 +1,8 @@
 """The client's session with the directory server: sign-in, heartbeats, list, lookups, sign-out.
 
-Client states (the table is :data:`CLIENT_TRANSITIONS`; docs/PROTOCOL.md shows the same):
-
-| state       | trigger          | next        |
-| ----------- | ---------------- | ----------- |
-| signing_in  | WELCOMED         | online      |
-| signing_in  | REFUSED, NO_ANSWER, CLOSE | gone |
-| online      | CLOSE            | closing     |
-| closing     | DRAINED          | signing_out |
-| signing_out | BYE_DONE         | gone        |
-| online, closing, signing_out | SERVER_SHUTDOWN, SERVER_LOST | gone |
+Client states: the table is :data:`CLIENT_TRANSITIONS` below (signing_in, registering, online,
+closing, signing_out, gone); docs/PROTOCOL.md shows it row by row, and tests/unit/test_docs.py
+checks that it shows exactly this table.
 
 ``closing`` waits until every command typed before ``exit`` has its answer: pending sends are
 resolved, held messages shown, list queries answered. Lookups are made here for the other parts

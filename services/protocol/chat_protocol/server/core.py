@@ -1,13 +1,7 @@
 """The directory server as a sans-I/O object.
 
-The server's view of a user (the table is :data:`USER_TRANSITIONS`):
-
-| state  | trigger                                   | next   |
-| ------ | ----------------------------------------- | ------ |
-| new    | SIGN_IN (HELLO, name free and this key's) | online |
-| online | REQUEST (heartbeat, lookup, list)         | online |
-| online | BYE                                       | gone   |
-| online | EXPIRED (no request for the timeout)      | gone   |
+The server's view of a user (new, online, gone) is the table :data:`USER_TRANSITIONS` below;
+docs/PROTOCOL.md shows it row by row (tests/unit/test_docs.py checks that it shows exactly it).
 
 Everything but the PING health probe arrives inside a secure session
 (:mod:`chat_protocol.secure`): the HELLO rides in the client's Noise IK initiation and the
