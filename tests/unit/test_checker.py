@@ -34,7 +34,8 @@ from chat_check.checker import (
     check_paths,
     history_files,
 )
-from chat_check.history import (
+from chat_check.synth import SimConfig, bulk_lines, simulate
+from chat_history import (
     EVENT_FIELDS,
     Event,
     HistoryWriter,
@@ -50,7 +51,6 @@ from chat_check.history import (
     schema_error,
     text_digest,
 )
-from chat_check.synth import SimConfig, bulk_lines, simulate
 
 Files = dict[str, list[RawRecord]]
 CHECK_DIR = Path(__file__).resolve().parents[2] / "services" / "check"

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
-from chat_check.history import Event, schema_error
+from chat_history import Event, schema_error
 
 try:  # orjson parses several times faster; json is the fallback
     import orjson
@@ -367,8 +367,8 @@ class Checker:
         """Take one decoded record; its incarnation, or None if it was malformed.
 
         The hot loop of the checker: the fields are checked inline (the same rules as
-        :func:`chat_check.history.schema_error`, which names the fault once one is found), and
-        the event names are literals (the values of :class:`~chat_check.history.Event`)."""
+        :func:`chat_history.schema_error`, which names the fault once one is found), and
+        the event names are literals (the values of :class:`~chat_history.Event`)."""
         self._records += 1
         try:
             if type(obj) is not dict and not isinstance(obj, Mapping):

@@ -12,7 +12,6 @@ import sys
 import time
 from typing import Any
 
-from chat_check.history import HistoryWriter, incarnation_of, message_id
 from chat_client.commands import HELP, Command, parse_command
 from chat_client.exits import ExitCode, exit_code
 from chat_client.ui import LineInput, Output, install_excepthooks, open_input
@@ -23,6 +22,7 @@ from chat_client.words import (
     sign_in_failed_text,
     whois_text,
 )
+from chat_history import HistoryWriter, incarnation_of, message_id
 from chat_protocol.client import ClientCore
 from chat_protocol.errors import UsageError
 from chat_protocol.events import (
