@@ -53,7 +53,9 @@ from chat_history import (
 )
 
 Files = dict[str, list[RawRecord]]
-CHECK_DIR = Path(__file__).resolve().parents[2] / "services" / "check"
+SERVICES = Path(__file__).resolve().parents[2] / "services"
+CHECK_PATH = os.pathsep.join(str(SERVICES / d) for d in ("check", "history"))
+"""chat-check's import path: the checker and the history format, nothing of the product."""
 
 seeds = st.integers(min_value=0, max_value=2**32 - 1)
 
@@ -815,7 +817,7 @@ def write_run(directory: Path, files: Files) -> None:
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PYTHONPATH": str(CHECK_DIR)}
+    env = {**os.environ, "PYTHONPATH": CHECK_PATH}
     return subprocess.run(
         [sys.executable, "-m", "chat_check", *args],
         capture_output=True, text=True, env=env, timeout=120, check=False,
