@@ -37,10 +37,12 @@ from labkit.util import LabError, tail
 if TYPE_CHECKING:
     from docker.models.containers import Container
 
-TEST_FAULT_ENV = "CHAT_TEST_FAULT"
-BROKEN_FAULT = "drop-one-shown"
-"""The test-only fault of chat-client: the first message it receives is acknowledged but never
-shown (services/client/chat_client/app.py)."""
+BROKEN_CLIENT = Path(__file__).with_name("broken_client.py")
+"""The broken client (labkit.chaos.broken_client): the real chat-client, except that the first
+message each incarnation receives is acknowledged but never shown. A plain script of the
+standard library and the chat packages, mounted into the container and run as its entry point,
+since labkit is not in the image."""
+BROKEN_CLIENT_IN_CONTAINER = "/lab/broken_client.py"
 RESTART_DELAY_S = 0.5
 """Pause before starting a client again after it ended by itself (e.g. refused: name taken)."""
 NETWORK_HOLD_S = 8.0
@@ -50,6 +52,14 @@ SUPERVISE_S = 0.1
 SIGNED_IN = "signed in as "
 FATAL_EXITS = frozenset({2})
 """chat-client's exit statuses that no restart can cure: usage (docs/CLI.md)."""
+
+
+def broken_client_args() -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """What makes a client container run the broken client: the ``docker compose run``
+    options (the script mounted read-only, the image's python3 as the entry point) and the
+    start of the command (the script's path; chat-client's arguments follow)."""
+    mount = f"{BROKEN_CLIENT.resolve()}:{BROKEN_CLIENT_IN_CONTAINER}:ro"
+    return ("-v", mount, "--entrypoint", "python3"), (BROKEN_CLIENT_IN_CONTAINER,)
 
 
 def _read(path: Path) -> str:
@@ -157,11 +167,11 @@ class Fleet:
     def _spawn(self, c: ClientState) -> Incarnation:
         k = len(c.incarnations) + 1
         cname = f"{self.lab.name}-{c.name}-{k}"
-        env = ["-e", f"{TEST_FAULT_ENV}={BROKEN_FAULT}"] if c.broken else []
+        options, program = broken_client_args() if c.broken else ((), ())
         argv = self.lab.argv(
             "run", "--rm", "--no-deps", "-T", "--name", cname,
-            "-v", f"{self.hist_dir.resolve()}:/hist", *env,
-            "client", "-u", c.name, "--history", f"/hist/{c.name}.jsonl",
+            "-v", f"{self.hist_dir.resolve()}:/hist", *options,
+            "client", *program, "-u", c.name, "--history", f"/hist/{c.name}.jsonl",
         )  # fmt: skip
         out = self.log_dir / f"{c.name}.{k}.out"
         err = self.log_dir / f"{c.name}.{k}.err"

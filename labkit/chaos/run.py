@@ -181,7 +181,7 @@ def run(s: Settings, log: Callable[[str], None] = print) -> int:
         f"run directory {run_dir}"
     )
     if broken:
-        log(f"chaos: {names[0]} is broken on purpose: CHAT_TEST_FAULT=drop-one-shown")
+        log(f"chaos: {names[0]} is broken on purpose: it runs labkit/chaos/broken_client.py")
     if missing:
         log(f"chaos: the window is too short for every kind of fault; none of: {missing}")
     fleet = Fleet(lab, names, run_dir, broken=broken, log=lambda m: log(f"  {m}"))

@@ -49,11 +49,6 @@ from chat_shell.keystore import KeyStore, KeyStoreError, PinStore, add_home_opti
 
 log = logging.getLogger("chat-client")
 
-TEST_FAULT_ENV = "CHAT_TEST_FAULT"
-"""Test-only: ``drop-one-shown`` makes the client skip printing the first message it is handed
-(it is acknowledged all the same): a deliberately broken client for the history checker."""
-
-
 def user_name(text: str) -> str:
     if not is_valid_name(text):
         raise argparse.ArgumentTypeError(f"invalid user name {text[:40]!r}: use {NAME_RULE}")
@@ -113,7 +108,6 @@ class ClientShell(aio.DatagramShell[ClientEvent]):
         self.pins = pins
         self.history = history
         self.incarnation = incarnation_of(core.session)
-        self._drop_one_shown = os.environ.get(TEST_FAULT_ENV) == "drop-one-shown"
         self.signed_in: asyncio.Future[None] = self.loop.create_future()
         self.finished: asyncio.Future[ExitCode] = self.loop.create_future()
         self.interrupted = False
@@ -131,9 +125,6 @@ class ClientShell(aio.DatagramShell[ClientEvent]):
                 if not self.signed_in.done():
                     self.signed_in.set_result(None)
             case MessageReceived():
-                if self._drop_one_shown:
-                    self._drop_one_shown = False  # test-only fault: acknowledged, never shown
-                    return
                 out.message(event.sender, event.addr, event.text)
                 if h:
                     mid = message_id(incarnation_of(event.session), event.msg_id)
