@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import importlib
 import os
 import subprocess
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from types import ModuleType
 from typing import NoReturn, TypeVar
 
 T = TypeVar("T")
@@ -71,10 +73,20 @@ def in_ci() -> bool:
 
 
 def unavailable(reason: str, what: str) -> NoReturn:
-    """In a test: skip for ``reason``; under CI (:func:`in_ci`) fail instead, because ``what``
-    must run there."""
+    """In a test (or at a test module's top): skip for ``reason``; under CI (:func:`in_ci`)
+    fail instead, because ``what`` must run there. The one way a test is let off: every
+    import-skip, root-only skip and missing tool goes through here."""
     import pytest
 
     if in_ci():
         pytest.fail(f"{reason} (CI=true: {what} must run)", pytrace=False)
-    pytest.skip(reason)
+    pytest.skip(reason, allow_module_level=True)
+
+
+def import_or_unavailable(module: str, what: str) -> ModuleType:
+    """``import module`` for a test, or :func:`unavailable` (skip; under CI, fail) naming it:
+    ``pytest.importorskip`` that CI cannot pass by skipping."""
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        unavailable(f"{module} is not installed ({exc})", what)

@@ -26,7 +26,9 @@ from typing import Any
 import pexpect
 import pytest
 
-pyte = pytest.importorskip("pyte")
+from labkit.util import import_or_unavailable
+
+pyte = import_or_unavailable("pyte", "the terminal rendering tests (the dev extra)")
 
 pytestmark = pytest.mark.e2e
 

@@ -13,6 +13,7 @@ import hashlib
 import itertools
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -51,6 +52,7 @@ from chat_history import (
     schema_error,
     text_digest,
 )
+from labkit.util import import_or_unavailable, unavailable
 
 Files = dict[str, list[RawRecord]]
 SERVICES = Path(__file__).resolve().parents[2] / "services"
@@ -816,10 +818,10 @@ def write_run(directory: Path, files: Files) -> None:
         (directory / name).write_bytes(b"".join(lines_of(records)))
 
 
-def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
+def run_cli(*args: str, prefix: tuple[str, ...] = ()) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "PYTHONPATH": CHECK_PATH}
     return subprocess.run(
-        [sys.executable, "-m", "chat_check", *args],
+        [*prefix, sys.executable, "-m", "chat_check", *args],
         capture_output=True, text=True, env=env, timeout=120, check=False,
     )  # fmt: skip
 
@@ -887,14 +889,25 @@ def test_the_command_fails_usage_and_io_errors_with_status_2(
     assert "Traceback" not in done.stderr and done.stdout == ""
 
 
+def without_file_privileges() -> tuple[str, ...]:
+    """A command prefix under which root reads only what the file modes allow (root's
+    capabilities to override them dropped by util-linux's setpriv); none for other users."""
+    if os.geteuid() != 0:
+        return ()
+    setpriv = shutil.which("setpriv")
+    if setpriv is None:
+        unavailable("root reads any file, and setpriv (util-linux) is missing", "this test")
+    caps = "-dac_override,-dac_read_search"
+    return (setpriv, f"--inh-caps={caps}", f"--bounding-set={caps}")
+
+
 def test_an_unreadable_history_is_status_2(tmp_path: Path) -> None:
-    if os.geteuid() == 0:
-        pytest.skip("root reads any file")
     p = tmp_path / "h.jsonl"
     p.write_text("")
     p.chmod(0)
-    done = run_cli(str(p))
-    assert done.returncode == 2 and "cannot read" in done.stderr
+    done = run_cli(str(p), prefix=without_file_privileges())
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert done.stderr == f"chat-check: error: cannot read {p}: Permission denied\n"
 
 
 # --- scale ---------------------------------------------------------------------------------------
@@ -925,12 +938,7 @@ def test_a_million_events(tmp_path: Path, capsys: pytest.CaptureFixture[str]) ->
 
 
 def test_the_timeline_plot_renders_a_png(tmp_path: Path) -> None:
-    try:
-        import matplotlib  # noqa: F401
-    except ImportError:
-        if os.environ.get("CI") == "true":
-            raise
-        pytest.skip("matplotlib not installed (the bench extra)")
+    import_or_unavailable("matplotlib", "the timeline plot (the bench extra)")
     run = simulate(11)
     write_run(tmp_path / "h", run.files)
     walls = sorted(float(r["wall"]) for rs in run.files.values() for r in rs)  # type: ignore[arg-type]
