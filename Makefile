@@ -37,8 +37,10 @@ endef
 IN_CI := $(shell cd '$(CURDIR)' && python3 -c 'from labkit.util import in_ci; print("true" if in_ci() else "")' \
 	2>/dev/null)
 
-# "v2.40.3" from a Compose v2, nothing otherwise.
-COMPOSE_V2 := docker compose version --short 2>/dev/null | grep -Eq '^v?2\.'
+# The one check of the lab's Docker engine and Compose v2 (scripts/lab-check.sh; labkit and the
+# scripts use it too): true when they are there, else false.
+ENGINE_UP := scripts/lab-check.sh engine >/dev/null
+COMPOSE_V2 := scripts/lab-check.sh compose >/dev/null
 
 .PHONY: core help install lab lab-ready images up down logs demo lint unit-test e2e-test bench-smoke \
 	integration-test test bench bench-full chaos clean clean-images
@@ -85,7 +87,7 @@ lab: ## set up this machine for containers (root): Docker engine, Compose v2, ba
 # make up's first step: with no Docker engine answering, set the lab up if this machine allows
 # it (root, apt-get), else print the one command that will; add Compose v2 if it is missing.
 lab-ready:
-	@if ! docker info >/dev/null 2>&1; then \
+	@if ! $(ENGINE_UP); then \
 		if [ "$$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then \
 			echo "make up: no Docker engine answering; setting up the lab (scripts/lab-setup.sh)"; \
 			scripts/lab-setup.sh; \
@@ -153,7 +155,7 @@ e2e-test: $(ENV_READY) $(CORE_STAMP) ## end-to-end tests: real processes on loop
 # The images are built here, once, when there is an engine (and Compose v2 is added if it is
 # missing); without an engine the fixtures skip (or fail, under CI=true) with the reason.
 integration-test: $(ENV_READY) ## integration tests in containers (needs a Docker engine)
-	@if docker info >/dev/null 2>&1; then \
+	@if $(ENGINE_UP); then \
 		$(COMPOSE_V2) || scripts/lab-setup.sh compose; \
 		$(MAKE) images; \
 	else echo "make: no Docker engine answering (make up sets one up)"; fi
