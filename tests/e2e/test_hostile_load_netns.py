@@ -25,7 +25,7 @@ import pytest
 from labkit import local, netns
 from labkit.local import ChatServer
 from labkit.netns import Netns
-from labkit.procs import Reaper
+from labkit.procs import Reaper, proc_stat
 
 pytestmark = [pytest.mark.e2e, pytest.mark.netns, pytest.mark.slow]
 
@@ -43,10 +43,7 @@ def ns(reaper: Reaper) -> Iterator[Netns]:
 
 
 def rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    raise AssertionError("no VmRSS")
+    return proc_stat(pid).rss_kb / 1024
 
 
 def helper(ns: Netns, cpus: list[str], script: str, *args: object) -> subprocess.Popen[str]:
