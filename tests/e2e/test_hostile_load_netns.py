@@ -17,12 +17,11 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from labkit import local, netns
+from labkit import local
 from labkit.local import ChatServer
 from labkit.netns import Netns
 from labkit.procs import Reaper, proc_stat
@@ -35,11 +34,6 @@ QUOTA = 256
 _CPUS = sorted(os.sched_getaffinity(0))
 ATTACKER = ["taskset", "-c", str(_CPUS[0])] if len(_CPUS) >= 2 else []
 VICTIM = ["taskset", "-c", ",".join(map(str, _CPUS[1:]))] if len(_CPUS) >= 2 else []
-
-
-@pytest.fixture
-def ns(reaper: Reaper) -> Iterator[Netns]:
-    yield from netns.for_test(reaper, "chat-load", "the hostile-load test")
 
 
 def rss_mb(pid: int) -> float:

@@ -15,7 +15,6 @@ import os
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
@@ -23,7 +22,7 @@ from typing import IO
 import pytest
 
 from chat_protocol.const import CHUNK_PAYLOAD_BYTES, RECEIVE_BUDGET_BYTES
-from labkit import local, netns
+from labkit import local
 from labkit.local import ChatServer
 from labkit.netns import Netns
 from labkit.procs import Reaper, proc_stat
@@ -45,11 +44,6 @@ message; ``unproven``, as mallory whose handshake claims the name carol (the uni
 attacker): nothing it sends is ever shown, so its key stays unproven."""
 DELIVERY_S = 30.0
 """How long alice's message may take to be delivered (its own give-up time is 10 s)."""
-
-
-@pytest.fixture
-def ns(reaper: Reaper) -> Iterator[Netns]:
-    yield from netns.for_test(reaper, "chat-peer", "the peer-attack test")
 
 
 # --- bob, from /proc ----------------------------------------------------------------------------
