@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING
 
 from labkit.compose import Compose
 from labkit.procs import terminate
-from labkit.util import LabError, tail
+from labkit.util import LabError, poll_until, tail, wait_until
 
 if TYPE_CHECKING:
     from docker.models.containers import Container
@@ -189,22 +189,27 @@ class Fleet:
     def start_all(self, timeout_s: float) -> None:
         """Start every client (no fault runs yet) and wait until all have signed in; an
         AssertionError naming the late ones after ``timeout_s``."""
-        deadline = time.monotonic() + timeout_s
         for c in self.clients.values():
             with self._lock:
                 self._spawn(c)
-        while True:
+
+        def late() -> list[str]:
+            cs = self.clients.items()
+            return [n for n, c in cs if not (c.current and c.current.signed_in_at)]
+
+        def all_signed_in() -> bool:
             self.poll()
             if self.fatal:
                 raise LabError(self.fatal)
-            if all(c.current and c.current.signed_in_at for c in self.clients.values()):
-                return
-            if time.monotonic() > deadline:
-                late = [
-                    n for n, c in self.clients.items() if not (c.current and c.current.signed_in_at)
-                ]
-                raise AssertionError(f"clients not signed in after {timeout_s:.0f} s: {late}")
-            time.sleep(SUPERVISE_S)
+            return not late()
+
+        wait_until(
+            all_signed_in,
+            timeout_s,
+            "every client to sign in",
+            lambda: f"not signed in: {late()}",
+            interval=SUPERVISE_S,
+        )
 
     # --- the supervisor -------------------------------------------------------------------
 
@@ -329,16 +334,19 @@ class Fleet:
         The exit status of each name's last incarnation."""
         self.restarting = False
         deadline = time.monotonic() + timeout_s
-        # One being started now is let finish its start first (then its input is closed too).
-        while self._starting is not None and time.monotonic() < deadline:
+
+        def started() -> bool:
             self.poll()
-            time.sleep(SUPERVISE_S)
+            return self._starting is None
+
+        # One being started now is let finish its start first (then its input is closed too).
+        poll_until(started, timeout_s, interval=SUPERVISE_S)
         with self._lock:
             running = [c.current for c in self.clients.values() if c.current is not None]
         for inc in running:
             inc.lines.put(None)
-        while any(inc.alive() for inc in running) and time.monotonic() < deadline:
-            time.sleep(SUPERVISE_S)
+        left_s = max(0.0, deadline - time.monotonic())
+        poll_until(lambda: not any(inc.alive() for inc in running), left_s, SUPERVISE_S)
         left = [inc for inc in running if inc.alive()]
         for inc in left:
             self.log(f"{inc.container_name} still running {timeout_s:.0f} s after its input ended")
