@@ -1,6 +1,7 @@
-"""The harness's one way to stop a process tree (labkit.procs.terminate): SIGTERM to the process,
+"""The harness. Its one way to stop a process tree (labkit.procs.terminate): SIGTERM to the process,
 everything under it and, for a group leader, its whole group; SIGKILL what is left; all reaped.
-Nothing of a tree outlives it, not even a grandchild whose parent has already exited."""
+Nothing of a tree outlives it, not even a grandchild whose parent has already exited. And its one
+way to let a test off: skip, but fail under CI."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import psutil
 import pytest
 
 from labkit.procs import terminate
-from labkit.util import wait_until
+from labkit.util import import_or_unavailable, in_ci, wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -72,3 +73,18 @@ def test_the_orphans_of_a_group_leader_that_exited_are_stopped() -> None:
     assert not gone(kids)
     terminate([proc], grace_s=3)
     wait_until(lambda: gone(kids), 5, "the orphans to end")
+
+
+# --- being let off: skip, or fail under CI -------------------------------------------------------
+
+
+@pytest.mark.parametrize(("ci", "outcome"), [("", "skipped"), ("true", "failed"), ("1", "failed")])
+def test_a_missing_module_skips_and_fails_under_ci(
+    monkeypatch: pytest.MonkeyPatch, ci: str, outcome: str
+) -> None:
+    monkeypatch.setenv("CI", ci)
+    assert in_ci() == bool(ci)
+    raised = pytest.skip.Exception if outcome == "skipped" else pytest.fail.Exception
+    with pytest.raises(raised, match="no_such_module_here is not installed"):
+        import_or_unavailable("no_such_module_here", "this test")
+    assert import_or_unavailable("json", "this test").dumps([1]) == "[1]"
