@@ -52,9 +52,10 @@ among them; each loss costs the sender one retry timer (HANDSHAKE_RETRY_S for a 
 Timings.request_retry_s for a lookup). Seen: a fresh-clone `make test` had a p99 of 149 ms
 under the garbage flood on a loaded 2-core machine; this test's own runs beside four other
 suites (load average 3 to 9 on 2 cores) had sign-ins up to 2.6 s and p99s up to 510 ms (either
-flood), while the same runs' baselines were sign-in under 20 ms and p99 under 5 ms. What is not allowed is starvation: every lookup must still be answered (``lost == 0``,
-counted at the prober's 1 s), and the bounds below stay under the prober's and the client's
-own deadlines."""
+flood), while the same runs' baselines were sign-in under 20 ms and p99 under 5 ms. What is
+not allowed is starvation: every lookup must still be answered (``lost == 0``, counted at the
+prober's 1 s), and the bounds stay under the prober's and the client's own deadlines."""
+
 _CPUS = sorted(os.sched_getaffinity(0))
 ATTACKER = ["taskset", "-c", str(_CPUS[0])] if len(_CPUS) >= 2 else []
 VICTIM = ["taskset", "-c", ",".join(map(str, _CPUS[1:]))] if len(_CPUS) >= 2 else []
