@@ -36,7 +36,7 @@ use() {
     exit 0
 }
 
-docker info >/dev/null 2>&1 || die "no Docker engine answering; run scripts/lab-setup.sh first"
+why=$(scripts/lab-check.sh engine) || die "$why; run scripts/lab-setup.sh first"
 
 have "$BASE_IMAGE" && use "$BASE_IMAGE" "already present"
 

@@ -2,7 +2,8 @@
 HOST PORT``. KIND ``hello``: handshake initiations (signing in names from this one IP as fast as
 RATE allows; prebuilt, each a real Noise initiation from its own key, replayed round robin once
 they run out); ``garbage``: unauthenticated datagrams (TRANSPORT packets with random indexes and
-PINGs), the cheapest kind for an attacker. Prints one JSON line: what it sent."""
+PINGs), the cheapest kind for an attacker. Prints a JSON line when it starts sending (at RATE
+from the first datagram), and one at the end: what it sent."""
 
 from __future__ import annotations
 
@@ -48,6 +49,7 @@ def main() -> None:
     socks = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(16)]
     for s in socks:
         s.setblocking(False)
+    print(json.dumps({"kind": kind, "started": True}), flush=True)  # sending at RATE from now
     sent = 0
     start = time.monotonic()
     end = start + seconds

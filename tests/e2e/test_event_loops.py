@@ -18,6 +18,7 @@ from chat_protocol.secure.noise import KeyPair
 from chat_protocol.server.core import ServerCore
 from chat_server.app import ServerShell
 from chat_shell import aio
+from labkit.util import import_or_unavailable
 
 pytestmark = pytest.mark.e2e
 WAIT_S = 10.0
@@ -46,7 +47,7 @@ class RecordingOutput(Output):
 @pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
 def test_sign_in_send_and_shutdown_on_each_loop(loop: str, monkeypatch: pytest.MonkeyPatch) -> None:
     if loop == "uvloop":
-        pytest.importorskip("uvloop")
+        import_or_unavailable("uvloop", "the uvloop shell (the fast extra)")
     else:
         monkeypatch.setenv("CHAT_NO_UVLOOP", "1")
     assert aio.loop_name() == loop

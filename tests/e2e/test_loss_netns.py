@@ -8,12 +8,11 @@ Needs root (and ``ip``, ``iptables``). Without them the test is skipped, except 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from labkit import faults, local, netns
+from labkit import faults, local
 from labkit.local import ChatServer
 from labkit.netns import Netns
 from labkit.procs import Reaper
@@ -24,12 +23,6 @@ pytestmark = [pytest.mark.e2e, pytest.mark.netns]
 LOSS = 0.2
 DUPLICATION = 0.2
 COUNT = 40
-
-
-@pytest.fixture
-def ns(reaper: Reaper) -> Iterator[Netns]:
-    """A fresh network namespace; its finalizer stops the test's processes, then deletes it."""
-    yield from netns.for_test(reaper, "chat-e2e", "the netns test")
 
 
 def test_forty_messages_survive_loss_and_duplication(

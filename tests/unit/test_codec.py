@@ -14,6 +14,7 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 import chat_protocol
+from budget import examples
 from chat_protocol.const import (
     ACK_HEADER_BYTES,
     ACK_RANGE_BYTES,
@@ -135,7 +136,7 @@ EDGE_DATA = Data(
 
 
 @given(messages)
-@settings(max_examples=2000)
+@settings(max_examples=examples(2000))
 @example(EDGE_ACK)  # the largest range end the wire carries (2**32 broke the old strategy)
 @example(EDGE_DATA)
 def test_round_trip(msg: Message) -> None:
@@ -145,14 +146,14 @@ def test_round_trip(msg: Message) -> None:
 
 
 @given(st.binary(max_size=1500))
-@settings(max_examples=3000)
+@settings(max_examples=examples(3000))
 def test_random_bytes_never_crash(raw: bytes) -> None:
     with contextlib.suppress(MalformedDatagram):
         decode(raw)
 
 
 @given(messages, st.data())
-@settings(max_examples=2000)
+@settings(max_examples=examples(2000))
 def test_truncated_or_corrupted_valid_messages(msg: Message, data: st.DataObject) -> None:
     raw = bytearray(encode(msg))
     cut = data.draw(st.integers(0, len(raw)))
@@ -296,7 +297,7 @@ INT_FIELDS: dict[type, dict[str, int]] = {
 
 
 @given(messages, st.data())
-@settings(max_examples=500)
+@settings(max_examples=examples(500))
 def test_integer_field_out_of_range_raises_invalid_message(
     msg: Message, data: st.DataObject
 ) -> None:

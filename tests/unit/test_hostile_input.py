@@ -19,6 +19,7 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from test_codec import addr, messages
 
+from budget import examples
 from chat_protocol.client.core import ClientCore
 from chat_protocol.const import Timings
 from chat_protocol.errors import MalformedDatagram
@@ -162,7 +163,7 @@ Said = tuple[Literal["say"], Addr, bytes, bytes]
 
 
 @given(st.data(), st.floats(0, 30))
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(300), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 def test_cores_survive_arbitrary_datagrams(data: st.DataObject, later: float) -> None:
     net, server, a, b = conversation()
     keys = {S: net.key("server").public, A: net.key("alice").public, B: net.key("bob").public}

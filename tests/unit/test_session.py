@@ -11,6 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from budget import examples
 from chat_protocol.const import (
     COOKIE_LATENCY_S,
     COOKIE_SECRET_LIFETIME_S,
@@ -237,7 +238,7 @@ def test_sizes_are_what_the_docstring_says() -> None:
 
 
 @given(data=st.binary(max_size=1500))
-@settings(max_examples=300)
+@settings(max_examples=examples(300))
 def test_parse_random_bytes(data: bytes) -> None:
     try:
         packet = parse_packet(data)
@@ -325,7 +326,7 @@ def test_the_datagram_layout() -> None:
 
 
 @given(order=st.permutations(list(range(40))), seed=st.integers(0, 1000))
-@settings(max_examples=20, deadline=None)
+@settings(max_examples=examples(20), deadline=None)
 def test_reordered_datagrams_all_decrypt_once(order: list[int], seed: int) -> None:
     a, b = endpoints(seed)
     sa, sb = establish(a, b)
@@ -642,7 +643,7 @@ def test_accepting_a_stale_incoming_handshake_is_a_replay() -> None:
 
 
 @given(request_payload=st.integers(0, 600), response_payload=st.integers(0, 800))
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=examples(60), deadline=None)
 def test_no_response_is_larger_than_its_initiation(
     request_payload: int, response_payload: int
 ) -> None:
@@ -828,7 +829,7 @@ ALLOWED = MalformedDatagram
 
 
 @given(data=st.binary(max_size=1500), under_load=st.booleans())
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(300), deadline=None)
 def test_random_bytes_into_an_endpoint(data: bytes, under_load: bool) -> None:
     a, b = endpoints(40)
     establish(a, b)
@@ -846,7 +847,7 @@ def typed_junk(draw: st.DrawFn) -> bytes:
 
 
 @given(data=typed_junk())
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(300), deadline=None)
 def test_junk_of_every_packet_type(data: bytes) -> None:
     a, b = endpoints(41)
     establish(a, b)
@@ -860,7 +861,7 @@ def test_junk_of_every_packet_type(data: bytes) -> None:
 
 
 @given(seed=st.integers(0, 2**16), which=st.integers(0, 3), flips=st.data())
-@settings(max_examples=120, deadline=None)
+@settings(max_examples=examples(120), deadline=None)
 def test_mutated_genuine_packets(seed: int, which: int, flips: st.DataObject) -> None:
     """Bit flips in real initiations, responses, cookie replies and transports: dropped with a
     MalformedDatagram subclass, or (a flipped mac2 / padding-free bit) still accepted - never
@@ -886,7 +887,7 @@ def test_mutated_genuine_packets(seed: int, which: int, flips: st.DataObject) ->
 
 
 @given(actions=st.lists(st.tuples(st.integers(0, 3), st.binary(max_size=300)), max_size=12))
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=examples(60), deadline=None)
 def test_nothing_sent_to_an_unproven_address_is_larger_than_what_it_sent(
     actions: list[tuple[int, bytes]],
 ) -> None:
@@ -923,7 +924,7 @@ def test_nothing_sent_to_an_unproven_address_is_larger_than_what_it_sent(
     schedule=st.lists(st.integers(0, 59), min_size=1, max_size=200),
     seed=st.integers(0, 2**16),
 )
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=examples(40), deadline=None)
 def test_a_lossy_duplicating_reordering_network(schedule: list[int], seed: int) -> None:
     """60 datagrams delivered in any order, any number of times (or never): each one that arrives
     decrypts exactly once, every further copy is dropped as a replay, and the counts add up."""

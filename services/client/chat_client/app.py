@@ -12,7 +12,6 @@ import sys
 import time
 from typing import Any
 
-from chat_check.history import HistoryWriter, incarnation_of, message_id
 from chat_client.commands import HELP, Command, parse_command
 from chat_client.exits import ExitCode, exit_code
 from chat_client.ui import LineInput, Output, install_excepthooks, open_input
@@ -24,6 +23,7 @@ from chat_client.words import (
     whois_failed_text,
     whois_text,
 )
+from chat_history import HistoryWriter, incarnation_of, message_id
 from chat_protocol.client.core import ClientCore
 from chat_protocol.errors import UsageError
 from chat_protocol.events import (
@@ -49,11 +49,6 @@ from chat_shell import aio, cli
 from chat_shell.keystore import KeyStore, KeyStoreError, PinStore, add_home_option, resolve_home
 
 log = logging.getLogger("chat-client")
-
-TEST_FAULT_ENV = "CHAT_TEST_FAULT"
-"""Test-only: ``drop-one-shown`` makes the client skip printing the first message it is handed
-(it is acknowledged all the same): a deliberately broken client for the history checker."""
-
 
 def user_name(text: str) -> str:
     if not is_valid_name(text):
@@ -115,7 +110,6 @@ class ClientShell(aio.DatagramShell[ClientEvent]):
         self.pins = pins
         self.history = history
         self.incarnation = incarnation_of(core.session)
-        self._drop_one_shown = os.environ.get(TEST_FAULT_ENV) == "drop-one-shown"
         self.signed_in: asyncio.Future[None] = self.loop.create_future()
         self.finished: asyncio.Future[ExitCode] = self.loop.create_future()
         self.interrupted = False
@@ -133,9 +127,6 @@ class ClientShell(aio.DatagramShell[ClientEvent]):
                 if not self.signed_in.done():
                     self.signed_in.set_result(None)
             case MessageReceived():
-                if self._drop_one_shown:
-                    self._drop_one_shown = False  # test-only fault: acknowledged, never shown
-                    return
                 out.message(event.sender, event.addr, event.text, new=event.new)
                 if h:
                     mid = message_id(incarnation_of(event.session), event.msg_id)
