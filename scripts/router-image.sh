@@ -37,40 +37,14 @@ if [ "$(id -u)" -ne 0 ] || ! command -v mmdebstrap >/dev/null 2>&1; then
     die "no $ROUTER_IMAGE and cannot build it (needs root and mmdebstrap: scripts/lab-setup.sh)"
 fi
 
-work=$(mktemp -d "${TMPDIR:-/var/tmp}/p2p-chat-router.XXXXXX")
-trap 'rm -rf "$work"' EXIT
 say "building $ROUTER_IMAGE with mmdebstrap ($ROUTER_SUITE minbase + $ROUTER_PACKAGES)"
 t0=$SECONDS
-mirrors=()
-[ -n "$ROUTER_MIRROR" ] && mirrors=("$ROUTER_MIRROR")
-if ! mmdebstrap --quiet --mode=root --variant=minbase --format=tar \
-        --hook-dir=/usr/share/mmdebstrap/hooks/merged-usr \
-        --include="$ROUTER_PACKAGES" \
-        --aptopt='APT::Install-Recommends "false"' \
-        --dpkgopt='path-exclude=/usr/share/doc/*' \
-        --dpkgopt='path-include=/usr/share/doc/*/copyright' \
-        --dpkgopt='path-exclude=/usr/share/man/*' \
-        --dpkgopt='path-exclude=/usr/share/info/*' \
-        --dpkgopt='path-exclude=/usr/share/locale/*' \
-        "$ROUTER_SUITE" "$work/rootfs.tar" ${mirrors[@]+"${mirrors[@]}"} </dev/null >"$work/mmdebstrap.log" 2>&1; then
-    tail -n 5 "$work/mmdebstrap.log" >&2
-    die "mmdebstrap failed (no Debian mirror reachable?)"
-fi
-old_id=$(docker image inspect --format '{{.Id}}' "$ROUTER_IMAGE" 2>/dev/null || true)
-docker import \
-    --change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
-    --change 'ENV LANG=C.UTF-8' \
-    --change 'CMD ["sleep", "infinity"]' \
-    --message "p2p-chat NAT lab router: Debian $ROUTER_SUITE minbase + $ROUTER_PACKAGES (mmdebstrap)" \
-    "$work/rootfs.tar" "$ROUTER_IMAGE" >/dev/null || die "docker import failed"
+scripts/debian-image.sh "$ROUTER_IMAGE" "$ROUTER_SUITE" "$ROUTER_PACKAGES" '["sleep", "infinity"]' \
+    "p2p-chat NAT lab router" "$ROUTER_MIRROR"
 # Check the tools the lab uses now, not in the middle of `make nat-up`.
 docker run --rm --network none "$ROUTER_IMAGE" sh -c \
     'command -v nft && command -v ip && command -v turnserver && command -v turnutils_natdiscovery' \
     >/dev/null || { docker image rm -f "$ROUTER_IMAGE" >/dev/null 2>&1 || true
                     die "$ROUTER_IMAGE lacks nft, ip or coturn's tools; removed it"; }
-new_id=$(docker image inspect --format '{{.Id}}' "$ROUTER_IMAGE")
-if [ -n "$old_id" ] && [ "$old_id" != "$new_id" ]; then
-    docker image rm "$old_id" >/dev/null 2>&1 || true
-fi
 say "built $ROUTER_IMAGE in $((SECONDS - t0))s"
 printf '%s\n' "$ROUTER_IMAGE"

@@ -15,6 +15,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from budget import examples
 from chat_protocol.client.core import ClientCore
 from chat_protocol.client.directory import DirectorySession, WhoisLookup
 from chat_protocol.const import CHUNK_PAYLOAD_BYTES, Timings
@@ -341,7 +342,7 @@ NAMES = st.from_regex(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,31}", fullmatch=True)
 
 
 @given(asked=NAMES, answered=NAMES, swap_case=st.booleans())
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=examples(200), deadline=None)
 def test_an_answer_is_taken_only_for_the_name_asked(
     asked: str, answered: str, swap_case: bool
 ) -> None:
