@@ -99,6 +99,7 @@ def test_a_flood_from_one_host_starves_and_cuts_nobody(
         ns, VICTIM, "prober.py", "carol", "127.0.0.1", server.port, BASELINE_S, "127.0.0.3"
     )
     baseline = result(quiet, BASELINE_S + 30)
+    assert baseline["online"] and baseline["lookups"], f"without a flood, no answer: {baseline}"
     rss_before = rss_mb(server.pid)
     flood = helper(ns, ATTACKER, "flood.py", kind, rate, FLOOD_S, "127.0.0.1", server.port)
     assert flood.stdout is not None
@@ -115,6 +116,10 @@ def test_a_flood_from_one_host_starves_and_cuts_nobody(
     removed = server.wait_log(r"\bbob (timed out|signed out)", timeout=20)
     removed_after = time.monotonic() - killed
     measured = result(probe, FLOOD_S + 30)
+    assert measured["online"] and measured["lookups"], (
+        f"the {kind} flood kept the real user out (signed in: {measured['online']}, "
+        f"after {measured['sign_in_s']} s; answers: {measured['lookups']})"
+    )
     sent = result(flood, FLOOD_S + 60)
     rss_after = rss_mb(server.pid)
     flood_names = len(re.findall(r"flood-\d+ signed in", server.log()))
