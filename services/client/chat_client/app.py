@@ -240,7 +240,9 @@ class ClientShell(aio.DatagramShell[ClientEvent]):
             return
         self.interrupted = True
         self.signed_out_code = code
-        self.loop.call_later(SIGNAL_GRACE_S, self._finish, code)
+        self.loop.call_later(
+            SIGNAL_GRACE_S, lambda: self.end(say(Failure.CUT_SHORT, code), sign_out=False)
+        )
         self.core.close(self.now())
         self.pump()
 

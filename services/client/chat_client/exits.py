@@ -88,7 +88,12 @@ class Failure(Enum):
         "info",
     )
     SHUTDOWN = ("the server shut down; exiting", ExitCode.SERVER_SHUTDOWN, "info")
-    HANGUP = ("signed out", ExitCode.HANGUP, "info")
+    CUT_SHORT = (
+        "a signal ended the client before every answer came (sends not confirmed, lists not "
+        "answered)",
+        ExitCode.OK,
+        "error",
+    )
     READER_GONE = ("", ExitCode.READER_GONE, "none")
     INTERNAL = ("internal error ({type}); see --verbose", ExitCode.INTERNAL, "error")
 
@@ -104,14 +109,16 @@ class Ending:
 
     failure: Failure
     text: str
+    status: ExitCode | None = None
+    """Another status than the failure's own (a signal's)."""
 
     @property
     def code(self) -> ExitCode:
-        return self.failure.code
+        return self.failure.code if self.status is None else self.status
 
 
-def say(failure: Failure, **fields: object) -> Ending:
-    return Ending(failure, failure.template.format(**fields))
+def say(failure: Failure, status: ExitCode | None = None, **fields: object) -> Ending:
+    return Ending(failure, failure.template.format(**fields), status)
 
 
 def reason_of(exc: BaseException) -> str:

@@ -129,9 +129,10 @@ def add_home_option(parser: argparse.ArgumentParser) -> None:
 
 def _private_dir(path: Path) -> Path:
     """Create ``path`` (mode 0700) if missing; parents get the default mode."""
-    if path.exists() and not path.is_dir():
-        raise KeyStoreError(f"{path} is not a directory")
     if not path.is_dir():
+        for part in (path, *path.parents):
+            if part.exists() and not part.is_dir():
+                raise KeyStoreError(f"{part} is not a directory")
         path.parent.mkdir(parents=True, exist_ok=True)
         with contextlib.suppress(FileExistsError):
             path.mkdir(mode=PRIVATE_DIR_MODE)
