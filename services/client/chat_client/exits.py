@@ -160,3 +160,21 @@ def exit_code(ended: ClientEvent) -> ExitCode:
         case SignedOut():
             return ExitCode.OK
     return ExitCode.INTERNAL
+
+
+def exit_table() -> str:
+    """docs/CLI.md's "Exit codes (client)" table, from :data:`MEANING`."""
+    rows = [f"| {int(code)} | {MEANING[code]} |" for code in ExitCode]
+    return "\n".join(["| code | meaning |", "| --- | --- |", *rows])
+
+
+def failure_table() -> str:
+    """docs/CLI.md's "Lines that end the client" table, from :class:`Failure` (``{...}``: filled
+    in; ``error:`` lines go to stderr when piped)."""
+    shown = {"error": "`error: {}`", "info": "`{}`", "none": "(nothing)"}
+    rows = [
+        f"| {shown[f.shown].format(f.template) if f.template else shown['none']} | "
+        f"{int(f.code)} |"
+        for f in Failure
+    ]
+    return "\n".join(["| line | exit code |", "| --- | --- |", *rows])

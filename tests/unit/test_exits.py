@@ -1,0 +1,62 @@
+"""chat-client's one table of failures and exit codes, and docs/CLI.md's tables made from it."""
+
+from __future__ import annotations
+
+import errno
+from pathlib import Path
+
+import pytest
+
+from chat_client.app import SIGNAL_GRACE_S
+from chat_client.exits import (
+    MEANING,
+    ExitCode,
+    Failure,
+    exit_table,
+    failure_of,
+    failure_table,
+    say,
+)
+from chat_client.ui import MAX_TYPED_CHARS
+
+DOC = (Path(__file__).parents[2] / "docs" / "CLI.md").read_text()
+
+
+def test_the_docs_exit_code_table_is_the_codes_table() -> None:
+    assert set(MEANING) == set(ExitCode)
+    assert "## Exit codes (client)\n" + exit_table() + "\n" in DOC
+
+
+def test_the_docs_table_of_ending_lines_is_the_codes_table() -> None:
+    assert "\n" + failure_table() + "\n" in DOC
+    assert {f.code for f in Failure} <= set(ExitCode)
+
+
+def test_the_docs_state_the_prompt_limit_and_the_signal_grace() -> None:
+    assert f"lines up to {MAX_TYPED_CHARS} characters" in DOC
+    assert f"at most {SIGNAL_GRACE_S:.0f} s for answers still due" in DOC
+
+
+@pytest.mark.parametrize(
+    ("exc", "text", "code"),
+    [
+        (BrokenPipeError(errno.EPIPE, "Broken pipe"), "", ExitCode.READER_GONE),
+        (OSError(errno.EIO, "Input/output error"), "", ExitCode.READER_GONE),
+        (OSError(errno.ENOSPC, "No space left"), "internal error (OSError); see --verbose", 1),
+        (RecursionError(), "internal error (RecursionError); see --verbose", 1),
+        (
+            UnicodeDecodeError("utf-8", b"\xff", 0, 1, "bad"),
+            "internal error (UnicodeDecodeError); see --verbose",
+            1,
+        ),
+    ],
+    ids=["broken-pipe", "eio", "other-oserror", "recursion", "decode"],
+)
+def test_an_exception_becomes_one_line_and_a_code(exc: BaseException, text: str, code: int) -> None:
+    ending = failure_of(exc)
+    assert (ending.text, ending.code) == (text, code)
+
+
+def test_a_signal_gives_its_own_status_to_a_cut_short_ending() -> None:
+    assert say(Failure.CUT_SHORT).code == ExitCode.OK
+    assert say(Failure.CUT_SHORT, ExitCode.HANGUP).code == ExitCode.HANGUP
