@@ -60,3 +60,13 @@ def test_an_exception_becomes_one_line_and_a_code(exc: BaseException, text: str,
 def test_a_signal_gives_its_own_status_to_a_cut_short_ending() -> None:
     assert say(Failure.CUT_SHORT).code == ExitCode.OK
     assert say(Failure.CUT_SHORT, ExitCode.HANGUP).code == ExitCode.HANGUP
+
+
+def test_the_docs_server_exit_code_table_is_the_servers_table() -> None:
+    from chat_server.app import MEANING as SERVER_MEANING
+    from chat_server.app import ServerExit
+
+    assert set(SERVER_MEANING) == set(ServerExit)
+    rows = [f"| {int(code)} | {text} |" for code, text in SERVER_MEANING.items()]
+    table = "\n".join(["| code | meaning |", "| --- | --- |", *rows])
+    assert "### Exit codes (server)\n" + table + "\n" in DOC

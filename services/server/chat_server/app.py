@@ -9,6 +9,7 @@ import logging
 import os
 import signal
 import sys
+from enum import IntEnum
 
 from chat_protocol import core_kind
 from chat_protocol.const import MAX_USERS_PER_IP, PROBE_TIMEOUT_S, STATS_INTERVAL_S
@@ -18,10 +19,33 @@ from chat_protocol.noise import KeyPair
 from chat_protocol.probe import ProbeAnswered, ProbeCore, ProbeEvent
 from chat_protocol.server import ServerCore
 from chat_shell import aio, cli
-from chat_shell.keystore import KeyStore, KeyStoreError, add_home_option, resolve_home
+from chat_shell.keystore import (
+    KeyStore,
+    KeyStoreError,
+    add_home_option,
+    addr_text,
+    home_warnings,
+    resolve_home,
+)
 
 log = logging.getLogger("chat-server")
 GC_THRESHOLD_OBJECTS = 50_000
+
+
+class ServerExit(IntEnum):
+    """chat-server's exit statuses (docs/CLI.md's table is checked against :data:`MEANING`)."""
+
+    OK = 0
+    FAILED = 1
+    USAGE = 2
+
+
+MEANING = {
+    ServerExit.OK: "stopped by SIGTERM/SIGINT after notifying every client; `--probe`: answered",
+    ServerExit.FAILED: "cannot listen (port in use, not an address of this host, unresolvable "
+    "`--host`), an internal error; `--probe`: no answer",
+    ServerExit.USAGE: "usage error: bad arguments, an unusable home or key file",
+}
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -84,15 +108,14 @@ async def serve(host: str, port: int, identity: KeyPair, max_users_per_ip: int) 
     try:
         shell = await aio.open_endpoint(lambda: ServerShell(core), host=host, port=port)
     except OSError as exc:
-        print(
-            f"chat-server: error: cannot listen on {host}:{port}: {exc.strerror or exc}",
-            file=sys.stderr,
-        )
-        return 1
+        where, reason = addr_text((host, port)), exc.strerror or exc
+        print(f"chat-server: error: cannot listen on {where}: {reason}", file=sys.stderr)
+        return ServerExit.FAILED
     assert shell.transport is not None
     bound = shell.transport.get_extra_info("sockname")
     print(
-        f"chat-server listening on {bound[0]}:{bound[1]} ({aio.loop_name()}, {core_kind()}); "
+        f"chat-server listening on {addr_text((bound[0], bound[1]))} "
+        f"({aio.loop_name()}, {core_kind()}); "
         f"key fingerprint {format_fingerprint(identity.public)}",
         file=sys.stderr,
         flush=True,
@@ -136,8 +159,8 @@ async def probe(host: str, port: int) -> int:
         core = ProbeCore(server=target, timeout_s=PROBE_TIMEOUT_S, tries=4, random_bytes=os.urandom)
         shell = await aio.open_endpoint(lambda: ProbeShell(core), host=local, port=0)
     except OSError as exc:
-        print(f"chat-server: probe: {exc}", file=sys.stderr)
-        return 1
+        print(f"chat-server: probe: {exc.strerror or exc}", file=sys.stderr)
+        return ServerExit.FAILED
     try:
         core.start(shell.now())
         shell.pump()
@@ -145,19 +168,32 @@ async def probe(host: str, port: int) -> int:
     finally:
         shell.close()
     if isinstance(result, ProbeAnswered):
-        print(f"ok: server at {target[0]}:{target[1]} answers, {result.users} users online")
-        return 0
-    print(f"chat-server: probe: no answer from {target[0]}:{target[1]}", file=sys.stderr)
-    return 1
+        print(f"ok: server at {addr_text(target)} answers, {result.users} users online")
+        return ServerExit.OK
+    print(f"chat-server: probe: no answer from {addr_text(target)}", file=sys.stderr)
+    return ServerExit.FAILED
 
 
 def main(argv: list[str] | None = None) -> int:
+    """The server's one place where errors become words: a known failure is one line and its
+    status (:class:`ServerExit`); anything else ``internal error (TYPE); see -v``, exit 1."""
     args = parse_args(argv)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(name)s %(message)s",
         stream=sys.stderr,
     )
+    try:
+        return int(_main(args))
+    except KeyboardInterrupt:
+        return ServerExit.OK
+    except Exception as exc:
+        log.debug("internal error", exc_info=exc)
+        print(f"chat-server: error: internal error ({type(exc).__name__}); see -v", file=sys.stderr)
+        return ServerExit.FAILED
+
+
+def _main(args: argparse.Namespace) -> int:
     if args.probe:
         host = "127.0.0.1" if args.host == "0.0.0.0" else args.host
         return aio.run(probe(host, args.port))
@@ -166,8 +202,12 @@ def main(argv: list[str] | None = None) -> int:
     gc.freeze()
     gc.set_threshold(GC_THRESHOLD_OBJECTS, 50, 1000)
     try:
-        identity = KeyStore(resolve_home(args.home)).server_key()
+        home = resolve_home(args.home)
+        for warning in home_warnings(home):
+            print(f"chat-server: warning: {warning}", file=sys.stderr)
+        identity = KeyStore(home).server_key()
     except (OSError, KeyStoreError) as exc:
-        print(f"chat-server: error: cannot use the home directory: {exc}", file=sys.stderr)
-        return 2
+        reason = f"{exc.filename}: {exc.strerror}" if isinstance(exc, OSError) else str(exc)
+        print(f"chat-server: error: cannot use the home directory: {reason}", file=sys.stderr)
+        return ServerExit.USAGE
     return aio.run(serve(args.host, args.port, identity, args.max_users_per_ip))
