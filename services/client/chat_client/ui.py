@@ -11,6 +11,7 @@ output is one. Unexpected exceptions reach the user as one line (:func:`install_
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
 import os
@@ -246,7 +247,7 @@ PLAIN_RUN = re.compile(r"[^\x00-\x1f\x7f]{16,}")
 parser, which spends ~13 us on each character (13 s for a 1 MiB paste)."""
 
 
-def _terminal_input() -> Any:
+def terminal_input(stdin: TextIO | None = None) -> Any:
     """prompt_toolkit's terminal input, changed in four ways:
 
     * a run of plain characters is taken as text, not parsed one character at a time, when the
@@ -302,20 +303,30 @@ def _terminal_input() -> Any:
                 return
             pos = 0
             for m in PLAIN_RUN.finditer(data):
-                super().feed(data[pos : m.start() + 1])  # its first may end a key sequence
-                pos = m.start() + 1
+                super().feed(data[pos : m.start()])
+                pos = m.start()
+                # The parser takes characters of the run while it holds part of a key sequence
+                # (a sequence may end in plain characters); the rest is text, taken whole.
+                while pos < m.end() and not self.pasting():
+                    super().feed(data[pos])
+                    pos += 1
+                    if self.pending == 0:
+                        break
                 if self.pasting():
                     break
-                if self.pending == 0:
+                if pos < m.end():
                     self.feed_key_callback(KeyPress(Keys.BracketedPaste, data[pos : m.end()]))
                     pos = m.end()
             super().feed(data[pos:])
 
     class TypedInput(Vt100Input):
         def __init__(self) -> None:
-            super().__init__(sys.stdin)
+            super().__init__(sys.stdin if stdin is None else stdin)
             self.vt100_parser = Parser(self._buffer.append)
             self.overflow: int | None = None
+            """The length of the line being typed, once it is over the limit."""
+            self.ended: collections.deque[int | None] = collections.deque()
+            """For each Enter passed on, in order: None, or the length of the line it refuses."""
 
         def read_keys(self) -> list[KeyPress]:
             self.vt100_parser.feed(self.stdin_reader.read(READ_CHARS))
@@ -341,10 +352,14 @@ def _terminal_input() -> Any:
 
             for kp in keys:
                 typed = kp.data if kp.key in as_text or not isinstance(kp.key, Keys) else None
+                if kp.key in enter:
+                    flush()
+                    shaped.append(kp)
+                    self.ended.append(self.overflow)
+                    self.overflow, length = None, 0
+                    continue
                 if self.overflow is not None:
-                    if kp.key in enter:
-                        shaped.append(kp)
-                    elif typed is not None:
+                    if typed is not None:
                         self.overflow += len(typed)
                     continue
                 if typed is None:
@@ -367,7 +382,7 @@ class TerminalInput:
     def __init__(self) -> None:
         from prompt_toolkit import PromptSession
 
-        self._input = _terminal_input()
+        self._input = terminal_input()
         self._session: PromptSession[str] = PromptSession(input=self._input)
 
     async def readline(self) -> str | None:
@@ -376,10 +391,9 @@ class TerminalInput:
             line = await self._session.prompt_async(PROMPT)
         except (EOFError, KeyboardInterrupt):
             return None
-        finally:
-            overflow, self._input.overflow = self._input.overflow, None
-        if overflow is not None:
-            raise UsageError(too_long_text(overflow))
+        refused = self._input.ended.popleft() if self._input.ended else None
+        if refused is not None:
+            raise UsageError(too_long_text(refused))
         return line
 
 
