@@ -389,7 +389,7 @@ def test_a_history_that_cannot_be_written_stops_before_anything_is_sent(
         "error: cannot write the history file /dev/full: No space left on device; "
         "nothing more is sent"
     ]
-    assert r.stdout.splitlines() == ["signed in as hf; type 'help' for commands"]
+    assert r.stdout.splitlines() == ["signed in as hf; type 'help' for commands", "signed out"]
 
 
 def test_a_taken_name_with_an_unwritable_history_still_exits_3(

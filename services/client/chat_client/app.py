@@ -54,8 +54,9 @@ from chat_shell.keystore import (
 log = logging.getLogger("chat-client")
 
 SIGNAL_GRACE_S = 2.0
-"""After SIGTERM, SIGINT or SIGHUP the client signs out, waiting this long at most for the answers
-still due (a second signal quits at once)."""
+"""After SIGTERM, SIGINT or SIGHUP, or a failure that ends it (stdout closed, an internal error),
+the client signs out, waiting this long at most for the answers still due (a second signal quits
+at once)."""
 TEST_FAULT_ENV = "CHAT_TEST_FAULT"
 """Test-only: ``drop-one-shown`` makes the client skip printing the first message it is handed
 (it is acknowledged all the same): a deliberately broken client for the history checker."""
@@ -132,6 +133,8 @@ class ClientShell(aio.DatagramShell[ClientEvent]):
         """The status once signed out (a signal may have asked for another)."""
         self.halted = False
         """Nothing more leaves (the history could not record what would)."""
+        self.ending = False
+        """:meth:`end` was called: its sign-out is under way."""
         out.on_reader_gone = lambda: self.loop.call_soon(self.end, say(Failure.READER_GONE))
 
     def mid(self, handle: int) -> str:
@@ -235,7 +238,7 @@ class ClientShell(aio.DatagramShell[ClientEvent]):
     def interrupt(self, code: ExitCode = ExitCode.OK) -> None:
         """A signal (SIGTERM, SIGINT, SIGHUP): sign out like 'exit', but end within
         :data:`SIGNAL_GRACE_S` whatever is still due; a second one quits at once."""
-        if self.interrupted:
+        if self.interrupted or self.ending:
             self._finish(code)
             return
         self.interrupted = True
@@ -247,21 +250,29 @@ class ClientShell(aio.DatagramShell[ClientEvent]):
         self.pump()
 
     def end(self, ending: Ending, *, sign_out: bool = True) -> None:
-        """End the client: ``ending``'s line, a sign-out (``sign_out``; else nothing more is
-        sent), and its status. Answers still due are not waited for."""
-        if self.finished.done():
+        """End the client: ``ending``'s line, then its status, after a sign-out (``sign_out``:
+        within :data:`SIGNAL_GRACE_S`, whatever answers are still due) or at once (nothing more
+        is sent)."""
+        if self.finished.done() or (self.ending and sign_out):
             return
+        self.ending = True
         match ending.failure.shown:
             case "error":
                 self.out.error(ending.text)
             case "info":
                 self.out.info(ending.text)
-        self._finish(ending.code)
-        if sign_out:
-            with contextlib.suppress(Exception):
-                self.core.close(self.now())
-                self.pump()
-        self.halted = True
+        if not sign_out:
+            self._finish(ending.code)
+            self.halted = True
+            return
+        self.signed_out_code = ending.code
+        self.loop.call_later(SIGNAL_GRACE_S, self._finish, ending.code)
+        try:
+            self.core.close(self.now())
+            self.pump()
+        except Exception as exc:  # (the failure being reported may be the core's own)
+            log.debug("signing out", exc_info=exc)
+            self._finish(ending.code)
 
     def fail(self, exc: BaseException) -> None:
         """An exception nothing closer handled: its words (:func:`failure_of`), then :meth:`end`."""
