@@ -24,6 +24,7 @@ from chat_client.ui import MAX_TYPED_CHARS, too_long_text
 from labkit.local import ChatServer
 from labkit.procs import Reaper, program
 from labkit.terminal import PROMPT_RE, TtyClient
+from labkit.util import wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -518,12 +519,14 @@ def test_the_first_sigterm_ends_the_client_even_with_a_send_unanswered(
         assert p.stdout is not None
         ready, _, _ = select.select([p.stdout], [], [], BOUND_S)
         assert ready and p.stdout.readline().startswith(b"signed in as")
+    bob_port = srv.client_addr("tb")[1]
     os.kill(bob.pid, signal.SIGSTOP)
     try:
         assert alice.stdin is not None and alice.stderr is not None
         alice.stdin.write(b"send tb hello\n")
         alice.stdin.flush()
-        srv.wait_log(r"\bta\b")  # (signed in; the send is under way once the lookup is made)
+        # Under way: alice's first datagram waits, unread, in stopped bob's socket.
+        wait_until(lambda: udp_queued(bob_port) > 0, BOUND_S, "alice's datagram at bob")
         alice.send_signal(signal.SIGTERM)
         assert alice.wait(5.0) == ExitCode.OK
         assert alice.stderr.read().decode().splitlines() == [
@@ -532,6 +535,15 @@ def test_the_first_sigterm_ends_the_client_even_with_a_send_unanswered(
         ]
     finally:
         os.kill(bob.pid, signal.SIGCONT)
+
+
+def udp_queued(port: int) -> int:
+    """Bytes waiting unread in the UDP socket bound to ``port`` on 127.0.0.1 (/proc/net/udp)."""
+    for row in Path("/proc/net/udp").read_text().splitlines()[1:]:
+        fields = row.split()
+        if int(fields[1].split(":")[1], 16) == port:
+            return int(fields[4].split(":")[1], 16)
+    return 0
 
 
 # --- terminal input -------------------------------------------------------------------------
