@@ -523,7 +523,9 @@ class SecureSession:
         lean = contexts is not None
         # A lean session keeps its two keys as one 64-byte string (33 bytes less than two):
         # the send key, then the receive key; in _receive, the cache it borrows contexts from.
-        self._send: TransportCipher = send_key + receive_key if lean else ChaCha20Poly1305(send_key)
+        self._send: TransportCipher = (
+            send_key + receive_key if lean else ChaCha20Poly1305(send_key)
+        )
         self._receive: ChaCha20Poly1305 | ContextCache = (
             contexts if contexts is not None else ChaCha20Poly1305(receive_key)
         )
