@@ -70,3 +70,36 @@ def test_the_docs_server_exit_code_table_is_the_servers_table() -> None:
     rows = [f"| {int(code)} | {text} |" for code, text in SERVER_MEANING.items()]
     table = "\n".join(["| code | meaning |", "| --- | --- |", *rows])
     assert "### Exit codes (server)\n" + table + "\n" in DOC
+
+
+def test_the_server_says_an_unknown_failure_in_one_line(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from chat_server import app
+
+    def boom(_args: object) -> int:
+        raise LookupError("detail")
+
+    monkeypatch.setattr(app, "_main", boom)
+    assert app.main(["-sp", "0"]) == app.ServerExit.FAILED
+    assert capsys.readouterr().err == "chat-server: error: internal error (LookupError); see -v\n"
+
+
+def test_the_server_logs_a_failure_while_serving_in_one_line(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    import asyncio
+    import logging
+
+    from chat_server.app import _report
+
+    loop = asyncio.new_event_loop()
+    try:
+        with caplog.at_level(logging.INFO, logger="chat-server"):
+            _report(loop, {"message": "in a callback", "exception": ValueError("x")})
+    finally:
+        loop.close()
+    assert [(r.levelno, r.getMessage()) for r in caplog.records] == [
+        (logging.ERROR, "internal error (ValueError); see -v")
+    ]
+    assert all(r.exc_info is None for r in caplog.records)

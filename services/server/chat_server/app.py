@@ -120,6 +120,7 @@ async def serve(host: str, port: int, identity: KeyPair, max_users_per_ip: int) 
         file=sys.stderr,
         flush=True,
     )
+    loop.set_exception_handler(_report)
     stats_task = asyncio.create_task(log_stats(core)) if log.isEnabledFor(logging.DEBUG) else None
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -139,6 +140,17 @@ async def serve(host: str, port: int, identity: KeyPair, max_users_per_ip: int) 
         flush=True,
     )
     return 0
+
+
+def _report(_loop: asyncio.AbstractEventLoop, context: dict[str, object]) -> None:
+    """An exception the event loop caught while serving (a callback, a datagram's handling): one
+    log line, the traceback only with -v; the server goes on serving everyone else."""
+    exc = context.get("exception")
+    if isinstance(exc, BaseException):
+        log.debug("internal error", exc_info=exc)
+        log.error("internal error (%s); see -v", type(exc).__name__)
+    else:
+        log.debug("event loop: %s", context.get("message"))
 
 
 async def log_stats(core: ServerCore) -> None:
