@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from chat_client.exits import ExitCode
-from chat_client.ui import MAX_TYPED_CHARS, too_long_text
+from chat_client.ui import MAX_LINE_BYTES, MAX_TYPED_CHARS, too_long_text
 from labkit.local import ChatServer
 from labkit.procs import Reaper, program
 from labkit.terminal import PROMPT_RE, TtyClient
@@ -454,6 +454,21 @@ def test_a_bad_piped_command_is_one_line_and_the_client_goes_on(
     assert r.stderr.decode().splitlines() == [line]
     out = r.stdout.decode().splitlines()
     assert out[-1] == "signed out" and any(ln.startswith("online (") for ln in out)
+
+
+def test_a_piped_line_over_the_limit_is_one_error_and_its_rest_no_command(
+    srv: ChatServer, tmp_path: Path
+) -> None:
+    r = subprocess.run(
+        [program("chat-client"), "-u", "ol", "-sp", str(srv.port), "--home", str(tmp_path)],
+        input=b"send nobody " + b"x" * (MAX_LINE_BYTES + 4096) + b"\nlist\n",
+        capture_output=True,
+        timeout=BOUND_S,
+    )
+    assert r.returncode == ExitCode.OK
+    [line] = r.stderr.decode().splitlines()
+    assert line == f"error: input line over {MAX_LINE_BYTES} bytes, ignored"
+    assert r.stdout.decode().splitlines()[1].startswith("online (")
 
 
 def test_a_closed_stdout_ends_the_client_at_once_and_quietly(

@@ -215,12 +215,20 @@ class PipeInput:
         reader.feed_eof()
 
     async def readline(self) -> str | None:
+        """The next line; UsageError for a line over :data:`MAX_LINE_BYTES`, whose rest (up
+        to its newline) is skipped, not read as a line of its own."""
+        overlong = False
         while True:
             try:
-                raw = await self._reader.readline()
-            except ValueError:
-                sys.stderr.write(f"error: input line over {MAX_LINE_BYTES} bytes, ignored\n")
+                raw = await self._reader.readuntil(b"\n")
+            except asyncio.IncompleteReadError as exc:  # the end of the input
+                raw = exc.partial
+            except asyncio.LimitOverrunError as exc:  # drop what the reader holds of the line
+                await self._reader.readexactly(exc.consumed)
+                overlong = True
                 continue
+            if overlong:
+                raise UsageError(f"input line over {MAX_LINE_BYTES} bytes, ignored")
             if not raw:
                 return None
             return raw.decode("utf-8", errors="replace").rstrip("\r\n")
