@@ -103,3 +103,9 @@ def test_the_server_logs_a_failure_while_serving_in_one_line(
         (logging.ERROR, "internal error (ValueError); see -v")
     ]
     assert all(r.exc_info is None for r in caplog.records)
+
+
+def test_the_docs_state_the_piped_line_limit() -> None:
+    from chat_client.ui import MAX_LINE_BYTES
+
+    assert f"`error: input line over\n  {MAX_LINE_BYTES} bytes, ignored`" in DOC

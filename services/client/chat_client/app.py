@@ -274,6 +274,10 @@ class ClientShell(aio.DatagramShell[ClientEvent]):
             log.debug("signing out", exc_info=exc)
             self._finish(ending.code)
 
+    def is_ending(self) -> bool:
+        """:meth:`end` was called (whatever it still waits for)."""
+        return self.ending
+
     def fail(self, exc: BaseException) -> None:
         """An exception nothing closer handled: its words (:func:`failure_of`), then :meth:`end`."""
         log.debug("internal error", exc_info=exc)
@@ -309,11 +313,13 @@ def execute(cmd: Command, shell: ClientShell) -> None:
 
 async def read_commands(shell: ClientShell, lines: LineInput) -> None:
     """Run commands until the input ends or asks to exit, then sign out (after pending sends)."""
-    while True:
+    while not shell.is_ending():
         try:
             line = await lines.readline()
             if line is None:
                 break
+            if shell.is_ending():  # (no command runs once the client is ending)
+                return
             cmd = parse_command(line)
         except UsageError as exc:
             shell.out.error(str(exc))
@@ -323,8 +329,9 @@ async def read_commands(shell: ClientShell, lines: LineInput) -> None:
         execute(cmd, shell)
         if cmd.name == "exit":
             return
-    shell.core.close(shell.now())
-    shell.pump()
+    if not shell.is_ending():
+        shell.core.close(shell.now())
+        shell.pump()
 
 
 async def run(args: argparse.Namespace) -> int:
