@@ -625,3 +625,73 @@ def test_sighup_on_a_terminal_signs_out_with_129(tty: Callable[[str], TtyClient]
     os.kill(c.pid, signal.SIGHUP)
     c.expect(r"signed out\r?\n")
     assert c.wait_exit(BOUND_S) == ExitCode.HANGUP
+
+
+# --- an unknown failure -----------------------------------------------------------------------
+
+
+def test_an_unknown_failure_is_one_line_and_the_client_still_signs_out() -> None:
+    """bob's output breaks on a message (a stand-in for any bug): one line pointing to
+    ``--verbose``, a sign-out the server sees, exit 1; in process, on loopback sockets."""
+    import asyncio
+    import functools
+
+    from chat_client.app import ClientShell
+    from chat_client.ui import Output
+    from chat_protocol.client import ClientCore
+    from chat_protocol.noise import KeyPair
+    from chat_protocol.server import ServerCore
+    from chat_server.app import ServerShell
+    from chat_shell import aio
+
+    class Lines(Output):
+        def __init__(self, *, broken: bool) -> None:
+            super().__init__(interactive=False)
+            self.lines: list[str] = []
+            self.broken = broken
+
+        def _write(self, line: str, *, err: bool = False) -> None:
+            self.lines.append(line)
+
+        def message(self, sender: str, addr: tuple[str, int], text: str, **_: object) -> None:
+            if self.broken:
+                raise RuntimeError("a bug")
+            super().message(sender, addr, text)
+
+    async def scenario() -> tuple[int, list[str], set[str]]:
+        server_core = ServerCore(identity=KeyPair.generate(os.urandom))
+        server = await aio.open_endpoint(lambda: ServerShell(server_core), host="127.0.0.1", port=0)
+        assert server.transport is not None
+        port = server.transport.get_extra_info("sockname")[1]
+        shells: list[ClientShell] = []
+        try:
+            for name in ("alice", "bob"):
+                core = ClientCore(
+                    name=name, server=("127.0.0.1", port), identity=KeyPair.generate(os.urandom)
+                )
+                out = Lines(broken=name == "bob")
+                shell = await aio.open_endpoint(
+                    functools.partial(ClientShell, core, out), host="127.0.0.1", port=0
+                )
+                core.connect(shell.now())
+                shell.pump()
+                async with asyncio.timeout(BOUND_S):
+                    await shell.signed_in
+                shells.append(shell)
+            alice, bob = shells
+            alice.core.send("bob", "hello", alice.now())
+            alice.pump()
+            async with asyncio.timeout(BOUND_S):
+                code = await bob.finished
+            bob_out = bob.out
+            assert isinstance(bob_out, Lines)
+            return int(code), bob_out.lines, set(server_core.users)
+        finally:
+            for shell in shells:
+                shell.close()
+            server.close()
+
+    code, lines, users = aio.run(scenario())
+    assert code == ExitCode.INTERNAL
+    assert lines[1:] == ["error: internal error (RuntimeError); see --verbose", "signed out"]
+    assert "bob" not in {u.lower() for u in users}
