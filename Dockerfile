@@ -15,7 +15,7 @@ RUN python3 -m venv /opt/venv \
  && /opt/venv/bin/python -m pip install --no-index --no-cache-dir --disable-pip-version-check \
         --find-links /tmp/wheels 'p2p-chat[fast]' \
  && /opt/venv/bin/python -m pip uninstall -y -q setuptools pip \
- && /opt/venv/bin/python -c 'import chat_protocol, chat_shell, prompt_toolkit, uvloop; print(chat_protocol.core_kind())'
+ && /opt/venv/bin/python -c 'import chat_protocol, chat_shell, chat_history, prompt_toolkit, uvloop; print(chat_protocol.core_kind())'
 
 # --- runtime: shared by both targets ------------------------------------------------------
 FROM ${BASE_IMAGE} AS runtime

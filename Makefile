@@ -31,11 +31,19 @@ define pytest_dir
 	$(PYTEST) $(1) $(PYTEST_ARGS)
 endef
 
-# "v2.40.3" from a Compose v2, nothing otherwise.
-COMPOSE_V2 := docker compose version --short 2>/dev/null | grep -Eq '^v?2\.'
+# "true" when this run is CI, empty otherwise: labkit.util.in_ci, the one rule the tests, the
+# lab and the benchmarks use too (CI set to 1, true or yes). The machine's python3 runs it
+# (labkit.util imports only the standard library), so it answers before .venv exists.
+IN_CI := $(shell cd '$(CURDIR)' && python3 -c 'from labkit.util import in_ci; print("true" if in_ci() else "")' \
+	2>/dev/null)
+
+# The one check of the lab's Docker engine and Compose v2 (scripts/lab-check.sh; labkit and the
+# scripts use it too): true when they are there, else false.
+ENGINE_UP := scripts/lab-check.sh engine >/dev/null
+COMPOSE_V2 := scripts/lab-check.sh compose >/dev/null
 
 .PHONY: core help install lab lab-ready images up down logs demo lint unit-test e2e-test bench-smoke \
-	integration-test test bench bench-full chaos clean clean-images
+	integration-test test bench bench-full chaos clean clean-images nat-up nat-down
 
 help: ## list the targets
 	@echo "usage: make TARGET   (PYTHON=$(PYTHON))"
@@ -53,13 +61,13 @@ endif
 # warning; under CI=true that is an error.
 CORE_LIB := $(CURDIR)/build/core/lib
 CORE_STAMP := build/core/.stamp
-CORE_SOURCES := $(wildcard services/protocol/chat_protocol/*.py) setup.py pyproject.toml
+CORE_SOURCES := $(shell find services/protocol/chat_protocol -name "*.py") setup.py pyproject.toml
 # The environment that selects the compiled core, when there is one (expanded when a recipe runs).
 CORE_ENV = $(if $(wildcard build/core/lib),CHAT_CORE_DIR=$(CORE_LIB) PYTHONPATH=$(CORE_LIB))
 
 $(CORE_STAMP): $(CORE_SOURCES) $(ENV_READY)
 	@if PYTHON="$(PYTHON)" scripts/core.sh; then touch $@; \
-	elif [ "$${CI:-}" = true ]; then \
+	elif [ -n "$(IN_CI)" ]; then \
 		echo "make: the compiled core could not be built (an error under CI=true)"; exit 1; \
 	else \
 		rm -rf build/core; mkdir -p build/core; touch $@; \
@@ -79,7 +87,7 @@ lab: ## set up this machine for containers (root): Docker engine, Compose v2, ba
 # make up's first step: with no Docker engine answering, set the lab up if this machine allows
 # it (root, apt-get), else print the one command that will; add Compose v2 if it is missing.
 lab-ready:
-	@if ! docker info >/dev/null 2>&1; then \
+	@if ! $(ENGINE_UP); then \
 		if [ "$$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then \
 			echo "make up: no Docker engine answering; setting up the lab (scripts/lab-setup.sh)"; \
 			scripts/lab-setup.sh; \
@@ -113,6 +121,15 @@ down: ## stop and remove every container, network and volume of the project
 	@$(COMPOSE) -p $(DEMO_PROJECT) --profile '*' down -v --remove-orphans --timeout 2 \
 		>/dev/null 2>&1 || true   # what an interrupted `make demo` may have left
 
+# The NAT lab (compose.nat.yaml, README "Across NATs"): NAT_A, NAT_B, NAT_C and NAT_CGN pick
+# each router's kind (none, full-cone, port-restricted, symmetric; port-restricted if unset).
+nat-up: lab-ready images ## the NAT lab: routers (NAT_A= NAT_B= NAT_C= NAT_CGN=), STUN, the server
+	scripts/router-image.sh >/dev/null
+	$(PYTHON) -m labkit.natlab up
+
+nat-down: $(ENV_READY) ## remove every container, network and volume of the NAT lab
+	$(PYTHON) -m labkit.natlab down
+
 logs: ## follow the lab's logs (Ctrl-C to stop)
 	$(COMPOSE) --profile '*' logs -f --tail=100
 
@@ -126,7 +143,7 @@ lint: $(ENV_READY) ## ruff and mypy (both run; fails if either failed)
 	exit $$rc
 
 unit-test: $(ENV_READY) $(CORE_STAMP) ## unit tests (no network), pure-Python core and compiled
-	@if [ -z "$(CORE_ENV)" ] && [ "$${CI:-}" = true ]; then \
+	@if [ -z "$(CORE_ENV)" ] && [ -n "$(IN_CI)" ]; then \
 		echo "make: no compiled core in build/core (an earlier build fell back); under CI=true"; \
 		echo "that is an error: rm -rf build/core and make core again to see why"; exit 1; \
 	fi
@@ -141,15 +158,20 @@ unit-test: $(ENV_READY) $(CORE_STAMP) ## unit tests (no network), pure-Python co
 fuzz: $(ENV_READY) ## unit tests, many random hypothesis examples (PYTEST_ARGS=--hypothesis-seed=N replays)
 	$(PYTEST) tests/unit --hypothesis-profile=fuzz $(PYTEST_ARGS)
 
+.PHONY: mutate
+mutate: $(ENV_READY) ## remove each '# guard:' protection in turn; its tests must fail (labkit.mutate)
+	$(PYTHON) -m labkit.mutate $(if $(GUARDS),--only $(GUARDS)) --json build/mutate.json
+
 e2e-test: $(ENV_READY) $(CORE_STAMP) ## end-to-end tests: real processes on loopback
 	$(CORE_ENV) $(PYTEST) tests/e2e $(PYTEST_ARGS)
 
 # The images are built here, once, when there is an engine (and Compose v2 is added if it is
 # missing); without an engine the fixtures skip (or fail, under CI=true) with the reason.
 integration-test: $(ENV_READY) ## integration tests in containers (needs a Docker engine)
-	@if docker info >/dev/null 2>&1; then \
+	@if $(ENGINE_UP); then \
 		$(COMPOSE_V2) || scripts/lab-setup.sh compose; \
 		$(MAKE) images; \
+		scripts/router-image.sh >/dev/null; \
 	else echo "make: no Docker engine answering (make up sets one up)"; fi
 	$(call pytest_dir,tests/integration)
 
@@ -190,6 +212,6 @@ clean: ## remove build output and caches (not .venv, not the images: see clean-i
 	find . -name __pycache__ -type d -prune -not -path './.git/*' -not -path './$(VENV)/*' \
 		-exec rm -rf {} +
 
-clean-images: down ## remove the project's images, including the offline base
+clean-images: down nat-down ## remove the project's images, including the offline base
 	-docker image rm $(CHAT_IMAGE_PREFIX)-server:latest $(CHAT_IMAGE_PREFIX)-client:latest \
-		p2p-chat-base:bookworm 2>/dev/null
+		p2p-chat-base:bookworm p2p-chat-router:bookworm 2>/dev/null

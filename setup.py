@@ -14,7 +14,7 @@ ext_modules = []
 if os.environ.get("P2P_CHAT_MYPYC") == "1":
     from mypyc.build import mypycify
 
-    core = sorted(str(p) for p in Path("services/protocol/chat_protocol").glob("*.py"))
+    core = sorted(str(p) for p in Path("services/protocol/chat_protocol").rglob("*.py"))
     ext_modules = mypycify(core, opt_level="3")
 
 setup(ext_modules=ext_modules)

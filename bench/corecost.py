@@ -31,20 +31,16 @@ from collections.abc import Callable
 from typing import Any
 
 from bench.signin import Handshake, SignedIn
-from chat_protocol.client import ClientCore
-from chat_protocol.codec import encode
+from chat_protocol.client.core import ClientCore
 from chat_protocol.const import HANDSHAKES_PER_S_UNDER_LOAD, TOKEN_BYTES
 from chat_protocol.events import MessageDelivered, SendFailed
-from chat_protocol.messages import Addr, Heartbeat, HeartbeatAck, Lookup
-from chat_protocol.noise import KeyPair
-from chat_protocol.server import ServerCore
-from chat_protocol.session import (
-    TRANSPORT_OVERHEAD_BYTES,
-    HandshakeRequested,
-    SecureEndpoint,
-    SecureSession,
-    SessionEstablished,
-)
+from chat_protocol.secure.endpoint import HandshakeRequested, SecureEndpoint, SessionEstablished
+from chat_protocol.secure.noise import KeyPair
+from chat_protocol.secure.packets import TRANSPORT_OVERHEAD_BYTES
+from chat_protocol.secure.session import SecureSession
+from chat_protocol.server.core import ServerCore
+from chat_protocol.wire.codec import encode
+from chat_protocol.wire.messages import Addr, Heartbeat, HeartbeatAck, Lookup
 
 SERVER: Addr = ("127.0.0.1", 5000)
 SIGN_INS_PER_S = 0.75 * HANDSHAKES_PER_S_UNDER_LOAD

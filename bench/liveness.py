@@ -15,6 +15,7 @@ sample.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import random
 import signal
@@ -26,9 +27,10 @@ from collections.abc import Iterator
 from typing import Any
 
 from bench import procs, signin
-from chat_protocol.codec import decode, encode
 from chat_protocol.errors import MalformedDatagram
-from chat_protocol.messages import Lookup, LookupReply
+from chat_protocol.wire.codec import decode, encode
+from chat_protocol.wire.messages import Lookup, LookupReply
+from labkit.util import poll_until
 
 POLL_S = 0.02
 CLIENT_EXIT_SERVER_LOST = 5
@@ -130,11 +132,8 @@ def client_crash(victims: int, loop: str = "uvloop", timeout_s: float = 30.0) ->
                 for n in names:
                     # chat-client prints "signed in" on the WELCOME, just before the datagram
                     # that makes the server register it: allow that one its way there.
-                    deadline = time.monotonic() + 2.0
-                    while not obs.online(n):
-                        if time.monotonic() > deadline:
-                            raise RuntimeError(f"{n} is not in the directory after signing in")
-                        time.sleep(POLL_S)
+                    if not poll_until(functools.partial(obs.online, n), 2.0, POLL_S):
+                        raise RuntimeError(f"{n} is not in the directory after signing in")
                 # Stagger the kills over one heartbeat interval: different phases.
                 start = time.monotonic()
                 kill_at = sorted(start + rng.uniform(0, 1.5) for _ in names)

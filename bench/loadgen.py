@@ -37,9 +37,9 @@ import sys
 import time
 
 from bench.signin import Handshake, SignedIn, local_pair, receiver_index, server_key
-from chat_protocol.codec import decode, encode
 from chat_protocol.errors import MalformedDatagram
-from chat_protocol.messages import Bye, ByeAck, Lookup, LookupReply
+from chat_protocol.wire.codec import decode, encode
+from chat_protocol.wire.messages import Bye, ByeAck, Lookup, LookupReply
 
 STALL_S = 0.1
 DEFAULT_MAX_RATE = 150_000.0

@@ -26,10 +26,10 @@ import time
 from collections import deque
 from collections.abc import Callable
 
-from chat_protocol.client import ClientCore
+from chat_protocol.client.core import ClientCore
 from chat_protocol.events import ClientEvent, MessageReceived, SignedIn, SignInFailed
-from chat_protocol.messages import Addr
-from chat_protocol.noise import KeyPair
+from chat_protocol.secure.noise import KeyPair
+from chat_protocol.wire.messages import Addr
 
 RCVBUF_BYTES = 1 << 20
 

@@ -1,6 +1,6 @@
 """Process plumbing of the benchmarks: CPU pinning, event-loop choice, children that print
-JSON, /proc readings. Starting chat-server, stopping processes and network namespaces with
-loss come from the lab harness (labkit), shared with the test suites.
+JSON. Starting chat-server, stopping process trees, CPU and memory readings (psutil) and network
+namespaces with loss come from the lab harness (labkit), shared with the test suites.
 
 Every child started here is stopped in a ``finally`` (SIGTERM, then SIGKILL), and every network
 namespace created here is deleted the same way, even when a measurement fails.
@@ -15,7 +15,6 @@ import os
 import queue
 import re
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -30,14 +29,15 @@ from labkit import faults, local
 from labkit.local import ChatServer
 from labkit.netns import Netns
 from labkit.netns import unavailable as netns_unavailable
-from labkit.procs import stop
+from labkit.procs import ProcStat, proc_stat, stop, terminate
 from labkit.util import wait_until
 
-__all__ = ["netns_unavailable", "stop"]  # used by bench.run and bench.liveness
+__all__ = ["ProcStat", "netns_unavailable", "proc_stat", "stop"]  # for bench.run, .liveness, .users
 
 PY = sys.executable
 ROOT = Path(__file__).resolve().parent.parent
-CLK_TCK = os.sysconf("SC_CLK_TCK")
+GRACE_S = 3.0
+"""How long a child has after SIGTERM before SIGKILL."""
 
 
 def _cpus() -> list[int]:
@@ -114,27 +114,6 @@ def loop_env(loop: str) -> dict[str, str]:
     paths = [str(ROOT), *filter(None, env.get("PYTHONPATH", "").split(os.pathsep))]
     env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths))
     return env
-
-
-@dataclass
-class ProcStat:
-    cpu_s: float
-    rss_kb: int
-    hwm_kb: int
-
-
-def proc_stat(pid: int) -> ProcStat:
-    """CPU time (user + system, from /proc/PID/stat) and resident memory (VmRSS, VmHWM)."""
-    raw = Path(f"/proc/{pid}/stat").read_text()
-    fields = raw[raw.rindex(")") + 2 :].split()
-    cpu = (int(fields[11]) + int(fields[12])) / CLK_TCK  # utime, stime: fields 14, 15 of stat
-    rss = hwm = 0
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            rss = int(line.split()[1])
-        elif line.startswith("VmHWM:"):
-            hwm = int(line.split()[1])
-    return ProcStat(cpu_s=cpu, rss_kb=rss, hwm_kb=hwm)
 
 
 class LineReader:
@@ -289,11 +268,8 @@ def run_json(
     )
     try:
         out, err = proc.communicate(timeout=timeout_s)
-    except BaseException:
-        _kill_group(proc)
-        raise
-    finally:
-        _kill_group(proc)  # children left behind by a child that exited
+    finally:  # its group too: children left behind by a child that exited
+        terminate([proc], grace_s=GRACE_S)
     if proc.returncode != 0:
         raise RuntimeError(
             f"{' '.join(cmd[:4])} ... exited with {proc.returncode}: {err.strip()[-1500:]}"
@@ -302,30 +278,6 @@ def run_json(
         if line.startswith("{"):
             return dict(json.loads(line))
     raise RuntimeError(f"{' '.join(cmd[:4])} ... printed no result: {out[-500:]} {err[-1500:]}")
-
-
-def _group_alive(pgid: int) -> bool:
-    try:
-        os.killpg(pgid, 0)
-    except (ProcessLookupError, PermissionError):
-        return False
-    return True
-
-
-def _kill_group(proc: subprocess.Popen[str]) -> None:
-    """SIGTERM the child's process group, SIGKILL what is left after 3 s, and reap the child."""
-    if _group_alive(proc.pid):
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(proc.pid, signal.SIGTERM)
-        deadline = time.monotonic() + 3
-        while _group_alive(proc.pid) and time.monotonic() < deadline:
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                proc.wait(0.05)
-        if _group_alive(proc.pid):
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(proc.pid, signal.SIGKILL)
-    with contextlib.suppress(subprocess.TimeoutExpired):
-        proc.wait(5)
 
 
 # --- network namespaces with loss ---------------------------------------------------------------

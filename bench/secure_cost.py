@@ -13,16 +13,11 @@ import statistics
 import time
 from collections.abc import Callable
 
-from chat_protocol.messages import Addr
-from chat_protocol.noise import KeyPair
-from chat_protocol.session import (
-    HandshakeInit,
-    HandshakeRequested,
-    SecureEndpoint,
-    SecureSession,
-    SessionEstablished,
-    parse_packet,
-)
+from chat_protocol.secure.endpoint import HandshakeRequested, SecureEndpoint, SessionEstablished
+from chat_protocol.secure.noise import KeyPair
+from chat_protocol.secure.packets import HandshakeInit, parse_packet
+from chat_protocol.secure.session import SecureSession
+from chat_protocol.wire.messages import Addr
 
 A: Addr = ("10.0.0.1", 1)
 B: Addr = ("10.0.0.2", 2)

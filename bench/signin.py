@@ -2,8 +2,8 @@
 
 The load processes (bench.loadgen, bench.users, bench.liveness's observer) sign in as many users
 as a real client would, but with the least state per user: a key pair and an
-:class:`~chat_protocol.session.Initiator` while the handshake is in flight, then only the
-:class:`~chat_protocol.session.SecureSession` it produced. The flow is ClientCore's:
+:class:`~chat_protocol.secure.handshake.Initiator` while the handshake is in flight, then only the
+:class:`~chat_protocol.secure.session.SecureSession` it produced. The flow is ClientCore's:
 
 1. the server's static key, from a KEY_REQUEST (:func:`server_key`; a real client pins it);
 2. HANDSHAKE_INIT carrying ``encode(Hello(req_id, name))`` (:meth:`Handshake.initiation`); a
@@ -31,23 +31,21 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
-from chat_protocol.codec import decode, encode
 from chat_protocol.errors import MalformedDatagram
-from chat_protocol.messages import Addr, Hello, Refused, Welcome
-from chat_protocol.noise import KeyPair, RandomBytes
-from chat_protocol.session import (
+from chat_protocol.secure.endpoint import HandshakeRequested, SecureEndpoint, SessionEstablished
+from chat_protocol.secure.handshake import Initiator
+from chat_protocol.secure.noise import KeyPair, RandomBytes
+from chat_protocol.secure.packets import (
     CookieReply,
-    HandshakeRequested,
     HandshakeResponse,
-    Initiator,
     KeyReply,
     PacketType,
-    SecureEndpoint,
-    SecureSession,
-    SessionEstablished,
     build_key_request,
     parse_packet,
 )
+from chat_protocol.secure.session import SecureSession
+from chat_protocol.wire.codec import decode, encode
+from chat_protocol.wire.messages import Addr, Hello, Refused, Welcome
 
 T = TypeVar("T")
 

@@ -60,11 +60,11 @@ from bench.signin import (
     receiver_index,
     server_key,
 )
-from chat_protocol.codec import decode, encode
 from chat_protocol.const import DEFAULT_TIMINGS
 from chat_protocol.errors import MalformedDatagram
-from chat_protocol.messages import Heartbeat, HeartbeatAck, Ping, Pong
-from chat_protocol.session import SecureSession
+from chat_protocol.secure.session import SecureSession
+from chat_protocol.wire.codec import decode, encode
+from chat_protocol.wire.messages import Heartbeat, HeartbeatAck, Ping, Pong
 
 IP_PKTINFO = getattr(socket, "IP_PKTINFO", 8)
 SIGN_IN_RETRY_S = 1.0
@@ -115,7 +115,8 @@ def load(
 
     A user whose heartbeats go unanswered for the server's whole timeout has been dropped by the
     server (which then cannot even say so: it forgot the session): like a restarted client, it
-    signs in again with a new key, and is counted in ``users_lost``.
+    signs in again with a new key, under a new name (its old one stays bound to its old key),
+    and is counted in ``users_lost``.
     """
     # Nothing here makes reference cycles worth collecting, and a full collection of the
     # sessions of 100 000 users would stall the heartbeats for a quarter of a second.
@@ -133,6 +134,7 @@ def load(
     sessions: list[SecureSession | None] = [None] * count
     heartbeats: list[bytes] = [b""] * count  # each user's HEARTBEAT, encoded (not encrypted)
     ever = [False] * count  # user k signed in at least once
+    again = [0] * count  # times user k was dropped and signed in anew
     signed_once = 0
     handshakes: dict[int, Handshake] = {}  # sign-ins in flight
     pending: deque[tuple[float, int]] = deque()  # (sent at, user) of those, in send order
@@ -192,8 +194,9 @@ def load(
                 continue  # superseded by an answer, or signing in again
             if awaiting[k]:
                 if now - hb_sent_at[k] > user_interval[k] * factor + 1.0:
-                    # Dropped by the server: sign in again (the name is free by now).
+                    # Dropped by the server: sign in again, as a new user.
                     lost += 1
+                    again[k] += 1
                     sessions[k] = None
                     awaiting[k] = False
                     queue.append(k)
@@ -228,7 +231,8 @@ def load(
                 k = queue.popleft()
                 assert key is not None
                 g = first + k
-                hs = handshakes[k] = Handshake(name=f"u{tag}-{g}", server_key=key, index=g + 1)
+                name = f"u{tag}-{g}" + (f".{again[k]}" if again[k] else "")
+                hs = handshakes[k] = Handshake(name=name, server_key=key, index=g + 1)
                 send(hs.initiation(now), k)  # if the socket buffer is full, the retry sends it
                 pending.append((now, k))
                 initiations += 1
@@ -345,6 +349,7 @@ def load(
         "cookie_replies": cookies,
         "stale_answers": stale,
         "users_lost": lost,
+        "held_at_end": sum(1 for k in range(count) if sessions[k] is not None),
         "heartbeat_interval_s": interval_s,
         "heartbeats_sent": hb_sent,
         "heartbeat_acks": hb_acks,
@@ -360,16 +365,16 @@ def _self_cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def ping(server: tuple[str, int], timeout_s: float = 2.0) -> int | None:
-    """Users online according to the server's PONG (None if it does not answer)."""
+def ping(server: tuple[str, int], timeout_s: float = 2.0) -> bool | None:
+    """True if the server answers a PING (None if not). (A PONG carries no user count.)"""
     nonces = iter(range(1, 1 << 32))
 
-    def request() -> tuple[bytes, Callable[[bytes], int | None]]:
+    def request() -> tuple[bytes, Callable[[bytes], bool | None]]:
         nonce = next(nonces)
 
-        def match(data: bytes) -> int | None:
+        def match(data: bytes) -> bool | None:
             msg = decode(data)
-            return msg.users if isinstance(msg, Pong) and msg.nonce == nonce else None
+            return True if isinstance(msg, Pong) and msg.nonce == nonce else None
 
         return encode(Ping(nonce=nonce)), match
 
@@ -470,7 +475,7 @@ def _hold(
             rss_kb.append(b.rss_kb)
         s1, t1 = procs.proc_stat(pid), time.monotonic()
         d1 = udp_drops(srv.port)
-        online = ping(srv.addr) if echo_interval_s is None else None
+        answers = ping(srv.addr) if echo_interval_s is None else None
         stats = []
         for lg in lgs:
             assert lg.stdin is not None
@@ -479,6 +484,7 @@ def _hold(
             stats.append(json.loads(r.wait_for("{", 30)))
             if lg.wait(10) != 0:
                 raise RuntimeError(f"load process exited with {lg.returncode}")
+        load = _combine(stats)
     return {
         "cpu_frac": statistics.median(cpu),
         "cpu_frac_windows": cpu,
@@ -487,9 +493,11 @@ def _hold(
         "hwm_kb": s1.hwm_kb,
         "window_s": t1 - t0,
         "drops": None if d0 is None or d1 is None else d1 - d0,
-        "online": online,
+        # Online at the end: users signed in whom no heartbeat went unanswered for the
+        # server's timeout (a PONG no longer tells anyone the user count), if it answers.
+        "online": load["held_at_end"] if answers else None,
         "signed_in_s": signed_in_s,
-        "load": _combine(stats),
+        "load": load,
     }
 
 

@@ -56,8 +56,10 @@ class Compose:
         *,
         env: dict[str, str] | None = None,
         docker_client: docker.DockerClient | None = None,
+        file: Path = COMPOSE_FILE,
     ) -> None:
         self.name = name or os.environ.get("COMPOSE_PROJECT_NAME") or DEFAULT_PROJECT
+        self.file = file
         self.env = {**os.environ, **(env or {})}
         self._docker = docker_client
         self.reaper = Reaper(grace_s=STOP_GRACE_S)
@@ -72,7 +74,7 @@ class Compose:
 
     def argv(self, *args: str) -> list[str]:
         return [
-            "docker", "compose", "--progress", "quiet", "-f", str(COMPOSE_FILE),
+            "docker", "compose", "--progress", "quiet", "-f", str(self.file),
             "--project-directory", str(ROOT), "-p", self.name, *args,
         ]  # fmt: skip
 

@@ -2,43 +2,29 @@
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 from typing import TYPE_CHECKING
 
-from labkit.util import run
+from labkit.util import ROOT, run
 
 if TYPE_CHECKING:
     import docker
 
 SETUP_HINT = "make up sets it up (or, as root: make lab)"
-
-
-def compose_version() -> str | None:
-    """``docker compose version --short`` if it is Compose v2, else None."""
-    try:
-        r = run(["docker", "compose", "version", "--short"], check=False)
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    version = r.stdout.strip()
-    return version if r.returncode == 0 and version.lstrip("v").startswith("2.") else None
+LAB_CHECK = ROOT / "scripts" / "lab-check.sh"
 
 
 def unavailable() -> str | None:
-    """None when the lab can run here (the docker command, an engine answering, Compose v2,
-    the docker SDK), else why not, with what to do."""
-    if shutil.which("docker") is None:
-        return f"no docker command; {SETUP_HINT}"
+    """None when the lab can run here (an engine answering, Compose v2: scripts/lab-check.sh,
+    the one check the Makefile and the scripts make too; and the docker SDK), else why not,
+    with what to do."""
     try:
-        info = run(["docker", "info"], check=False)
+        r = run([str(LAB_CHECK)], check=False, timeout=70)
     except subprocess.TimeoutExpired:
-        return f"`docker info` did not answer within 30 s; {SETUP_HINT}"
-    if info.returncode != 0:
-        lines = [ln for ln in info.stderr.strip().splitlines() if ln.strip()]
-        why = lines[-1] if lines else "no output"
-        return f"no Docker engine answering ({why}); {SETUP_HINT}"
-    if compose_version() is None:
-        return f"no Docker Compose v2 (`docker compose`); {SETUP_HINT}"
+        return f"scripts/lab-check.sh did not answer within 70 s; {SETUP_HINT}"
+    if r.returncode != 0:
+        why = r.stdout.strip() or r.stderr.strip() or f"exit {r.returncode}"
+        return f"{why}; {SETUP_HINT}"
     try:
         import docker  # noqa: F401
     except ImportError:

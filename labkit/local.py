@@ -10,6 +10,7 @@ and :func:`piped_client` start ``chat-client`` toward it.
 from __future__ import annotations
 
 import contextlib
+import os
 import re
 import subprocess
 import tempfile
@@ -29,6 +30,13 @@ LISTENING_RE = re.compile(
     r"chat-server listening on \[?(?P<host>[^\s\]]+?)\]?:(?P<port>\d+) "
     r"\((?P<loop>\w+), (?P<core>[\w-]+) core\)"
 )
+
+
+def overlay(env: Mapping[str, str] | None) -> dict[str, str] | None:
+    """A child's environment: this process's with ``env`` on top (as
+    :meth:`~labkit.terminal.PipedClient.spawn` does), so that ``PYTHONPATH`` (the core under
+    test, tests/conftest.py) and ``PATH`` reach every program the harness starts."""
+    return None if env is None else {**os.environ, **env}
 
 
 @dataclass
@@ -55,18 +63,23 @@ class ChatServer:
         preexec_fn: Callable[[], None] | None = None,
     ) -> ChatServer:
         """Start the server (``command``: default the ``chat-server`` script; ``prefix``: e.g.
-        ``ip netns exec NS``) on a free port, and return once it answers a PING. Raises
+        ``ip netns exec NS``; ``env``: variables set on top of this process's environment) on
+        a free port, and return once it answers a PING. Raises
         :class:`~labkit.util.LabError` if it exits or never gets ready; the process is then
         stopped. With a ``reaper``, it stops the server; without one, the caller does
         (:meth:`stop`, or :func:`running`)."""
         argv = [*prefix, *(command or [program("chat-server")])]
+        # Its own home beside its log unless one is given: its key and the names it has bound
+        # (names.sqlite3) must not leak from one run into the next.
+        run_env = {**os.environ, **(env or {})}
+        run_env.setdefault("CHAT_HOME", str(log_path.with_name(log_path.stem + "-home")))
         with log_path.open("wb") as log:
             proc = subprocess.Popen(
                 [*argv, "-sp", "0", "--host", host, *extra_args],
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
-                env=None if env is None else dict(env),
+                env=run_env,
                 preexec_fn=preexec_fn,
             )
         if reaper is not None:
@@ -104,7 +117,7 @@ class ChatServer:
                 [*argv, "--probe", "--host", host, "-sp", str(server.port)],
                 timeout=PROBE_TIMEOUT_S,
                 check=False,
-                env=None if env is None else dict(env),
+                env=overlay(env),
             )
             if r.returncode != 0 and proc.poll() is not None:
                 raise LabError(f"chat-server exited with {proc.returncode}:\n{tail(server.log())}")

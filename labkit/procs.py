@@ -15,8 +15,11 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeAlias
+
+import psutil
 
 from labkit.util import tail, wait_until
 
@@ -77,20 +80,72 @@ def _close(p: Proc, grace_s: float) -> None:
             p.close(force=True)
 
 
+def _descendants(pid: int) -> list[psutil.Process]:
+    """Every process below ``pid`` now (children, theirs, ...)."""
+    try:
+        return psutil.Process(pid).children(recursive=True)
+    except psutil.Error:
+        return []
+
+
+def _running(q: psutil.Process) -> bool:
+    """Not ended (a zombie has ended: only its parent's reaping is left)."""
+    try:
+        return q.status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
+
+
+def _group_alive(pgid: int) -> bool:
+    """Is any process left in process group ``pgid``?"""
+    try:
+        os.killpg(pgid, 0)
+    except (ProcessLookupError, PermissionError):
+        return False
+    return True
+
+
 def terminate(procs: Iterable[Proc], grace_s: float = 3.0) -> None:
-    """SIGTERM every process still running, SIGKILL those left after ``grace_s``, reap all."""
+    """Stop every process of ``procs`` and everything under it: SIGTERM (so a client signs
+    out), SIGKILL what is left after ``grace_s``, reap all. The one way the lab, the tests and
+    the benchmarks stop a process tree.
+
+    The tree is every descendant found now (psutil) and, for a process started as a group
+    leader (``start_new_session=True``), its whole process group (which keeps the grandchildren
+    whose parent is gone)."""
     procs = list(procs)
     running = [p for p in procs if alive(p)]
-    for p in running:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(p.pid, signal.SIGTERM)
+    # A process started as a group leader (start_new_session) has a group of its pid, which
+    # outlives it while any of its tree does; no other process has one.
+    groups = [p.pid for p in procs if _group_alive(p.pid)]
+    below = [q for p in running for q in _descendants(p.pid)]
+
+    def signal_all(sig: signal.Signals) -> None:
+        for p in running:
+            if alive(p):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(p.pid, sig)
+        for q in below:
+            with contextlib.suppress(psutil.Error):
+                q.send_signal(sig)
+        for g in groups:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(g, sig)
+
+    def left() -> bool:
+        # alive() reaps our own children, so a group holding only their zombies empties
+        return (
+            any([alive(p) for p in running])
+            or any(_running(q) for q in below)
+            or any(_group_alive(g) for g in groups)
+        )
+
+    signal_all(signal.SIGTERM)
     deadline = time.monotonic() + grace_s
-    while any(alive(p) for p in running) and time.monotonic() < deadline:
+    while left() and time.monotonic() < deadline:
         time.sleep(POLL_S)
-    for p in running:
-        if alive(p):
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(p.pid, signal.SIGKILL)
+    if left():
+        signal_all(signal.SIGKILL)
     for p in procs:
         _close(p, grace_s)
 
@@ -125,20 +180,28 @@ class Reaper:
 
 
 def udp_ports_of(pid: int) -> set[int]:
-    """Local ports of the UDP sockets process ``pid`` holds (from /proc, no psutil)."""
-    inodes: set[str] = set()
-    for fd in Path(f"/proc/{pid}/fd").iterdir():
-        with contextlib.suppress(OSError):
-            target = os.readlink(fd)
-            if target.startswith("socket:["):
-                inodes.add(target[len("socket:[") : -1])
-    ports: set[int] = set()
-    for table in ("udp", "udp6"):
-        path = Path(f"/proc/{pid}/net/{table}")
-        if not path.exists():
-            continue
-        for line in path.read_text().splitlines()[1:]:
-            cols = line.split()
-            if len(cols) > 9 and cols[9] in inodes:
-                ports.add(int(cols[1].rsplit(":", 1)[1], 16))
-    return ports
+    """Local ports of the UDP sockets process ``pid`` holds (in this network namespace)."""
+    return {c.laddr.port for c in psutil.Process(pid).net_connections(kind="udp") if c.laddr}
+
+
+@dataclass(frozen=True)
+class ProcStat:
+    cpu_s: float
+    """User + system CPU seconds, all threads."""
+    rss_kb: int
+    hwm_kb: int
+    """Peak resident memory (VmHWM): the kernel keeps it in /proc/PID/status, psutil does not
+    report it on Linux, so that one line is read from there."""
+
+
+def proc_stat(pid: int) -> ProcStat:
+    """CPU time and resident memory (now and peak) of process ``pid``."""
+    proc = psutil.Process(pid)
+    with proc.oneshot():
+        cpu = proc.cpu_times()
+        rss = proc.memory_info().rss
+    hwm = 0
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            hwm = int(line.split()[1])
+    return ProcStat(cpu_s=cpu.user + cpu.system, rss_kb=rss // 1024, hwm_kb=hwm)

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import importlib
 import os
 import subprocess
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from types import ModuleType
 from typing import NoReturn, TypeVar
 
 T = TypeVar("T")
@@ -19,6 +21,22 @@ class LabError(RuntimeError):
     """Something the lab needs did not work (a command failed, a server never got ready)."""
 
 
+def poll_until(
+    probe: Callable[[], T | None], timeout: float, interval: float = 0.02
+) -> T | None:
+    """Poll ``probe`` every ``interval`` s until it returns something truthy (returned), for at
+    most ``timeout`` s (then None: the caller decides what a timeout means). The probe runs at
+    least once, and once more at the deadline."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = probe()
+        if value:
+            return value
+        if time.monotonic() >= deadline:
+            return None
+        time.sleep(interval)
+
+
 def wait_until(
     probe: Callable[[], T | None],
     timeout: float,
@@ -26,20 +44,16 @@ def wait_until(
     detail: Callable[[], str] = str,
     interval: float = 0.02,
 ) -> T:
-    """Poll ``probe`` every ``interval`` s until it returns something truthy; fail after
-    ``timeout`` s (AssertionError) with ``what`` and ``detail()`` in the message."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = probe()
-        if value:
-            return value
-        if time.monotonic() >= deadline:
-            extra = detail()
-            raise AssertionError(
-                f"timed out after {timeout:.1f} s waiting for {what}"
-                + (f"\n{extra}" if extra else "")
-            )
-        time.sleep(interval)
+    """:func:`poll_until` that must succeed: after ``timeout`` s an AssertionError with ``what``
+    and ``detail()`` in the message. Every bounded wait of the lab, the tests and the
+    benchmarks is one of these two."""
+    value = poll_until(probe, timeout, interval)
+    if not value:
+        extra = detail()
+        raise AssertionError(
+            f"timed out after {timeout:.1f} s waiting for {what}" + (f"\n{extra}" if extra else "")
+        )
+    return value
 
 
 def tail(text: str, n: int = 2000) -> str:
@@ -71,10 +85,20 @@ def in_ci() -> bool:
 
 
 def unavailable(reason: str, what: str) -> NoReturn:
-    """In a test: skip for ``reason``; under CI (:func:`in_ci`) fail instead, because ``what``
-    must run there."""
+    """In a test (or at a test module's top): skip for ``reason``; under CI (:func:`in_ci`)
+    fail instead, because ``what`` must run there. The one way a test is let off: every
+    import-skip, root-only skip and missing tool goes through here."""
     import pytest
 
     if in_ci():
         pytest.fail(f"{reason} (CI=true: {what} must run)", pytrace=False)
-    pytest.skip(reason)
+    pytest.skip(reason, allow_module_level=True)
+
+
+def import_or_unavailable(module: str, what: str) -> ModuleType:
+    """``import module`` for a test, or :func:`unavailable` (skip; under CI, fail) naming it:
+    ``pytest.importorskip`` that CI cannot pass by skipping."""
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        unavailable(f"{module} is not installed ({exc})", what)

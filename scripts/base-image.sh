@@ -36,7 +36,7 @@ use() {
     exit 0
 }
 
-docker info >/dev/null 2>&1 || die "no Docker engine answering; run scripts/lab-setup.sh first"
+why=$(scripts/lab-check.sh engine) || die "$why; run scripts/lab-setup.sh first"
 
 have "$BASE_IMAGE" && use "$BASE_IMAGE" "already present"
 
@@ -60,41 +60,14 @@ if [ "$(id -u)" -ne 0 ] || ! command -v mmdebstrap >/dev/null 2>&1; then
         "run 'docker pull $BASE_IMAGE' where a registry is reachable, or scripts/lab-setup.sh as root"
 fi
 
-work=$(mktemp -d "${TMPDIR:-/var/tmp}/p2p-chat-base.XXXXXX")
-trap 'rm -rf "$work"' EXIT
 say "building $FALLBACK_IMAGE with mmdebstrap ($BASE_SUITE minbase + $BASE_PACKAGES)"
 t0=$SECONDS
-mirrors=()
-[ -n "$BASE_MIRROR" ] && mirrors=("$BASE_MIRROR")
-# Size: merged /usr set up by mmdebstrap's hook (instead of the usrmerge package, which drags
-# in perl: ~50 MB), no recommends, no docs/man pages/locales (copyright files kept).
-if ! mmdebstrap --quiet --mode=root --variant=minbase --format=tar \
-        --hook-dir=/usr/share/mmdebstrap/hooks/merged-usr \
-        --include="$BASE_PACKAGES" \
-        --aptopt='APT::Install-Recommends "false"' \
-        --dpkgopt='path-exclude=/usr/share/doc/*' \
-        --dpkgopt='path-include=/usr/share/doc/*/copyright' \
-        --dpkgopt='path-exclude=/usr/share/man/*' \
-        --dpkgopt='path-exclude=/usr/share/info/*' \
-        --dpkgopt='path-exclude=/usr/share/locale/*' \
-        "$BASE_SUITE" "$work/rootfs.tar" ${mirrors[@]+"${mirrors[@]}"} </dev/null >"$work/mmdebstrap.log" 2>&1; then
-    tail -n 5 "$work/mmdebstrap.log" >&2
-    die "mmdebstrap failed (no Debian mirror reachable?); run 'docker pull $BASE_IMAGE' where a registry is reachable"
-fi
-old_id=$(docker image inspect --format '{{.Id}}' "$FALLBACK_IMAGE" 2>/dev/null || true)
-docker import \
-    --change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
-    --change 'ENV LANG=C.UTF-8' \
-    --change 'CMD ["python3"]' \
-    --message "p2p-chat offline base: Debian $BASE_SUITE minbase + $BASE_PACKAGES (mmdebstrap)" \
-    "$work/rootfs.tar" "$FALLBACK_IMAGE" >/dev/null || die "docker import failed"
+scripts/debian-image.sh "$FALLBACK_IMAGE" "$BASE_SUITE" "$BASE_PACKAGES" '["python3"]' \
+    "p2p-chat offline base" "$BASE_MIRROR" \
+    || die "could not build $FALLBACK_IMAGE; run 'docker pull $BASE_IMAGE' where a registry is reachable"
 # A broken base would only show up later, inside the build: check it now.
 docker run --rm --network none "$FALLBACK_IMAGE" python3 -c 'import ensurepip, venv' \
     || { docker image rm -f "$FALLBACK_IMAGE" >/dev/null 2>&1 || true
          die "$FALLBACK_IMAGE has no working python3 -m venv; removed it"; }
-new_id=$(docker image inspect --format '{{.Id}}' "$FALLBACK_IMAGE")
-if [ -n "$old_id" ] && [ "$old_id" != "$new_id" ]; then
-    docker image rm "$old_id" >/dev/null 2>&1 || true   # the replaced build, if nothing uses it
-fi
 say "built $FALLBACK_IMAGE in $((SECONDS - t0))s"
 use "$FALLBACK_IMAGE" "offline fallback, built now"

@@ -66,7 +66,7 @@ ensure_packages() {
 }
 
 # --- 2. engine ---------------------------------------------------------------------------
-engine_up() { docker info >/dev/null 2>&1; }
+engine_up() { scripts/lab-check.sh engine >/dev/null; }
 
 # A pid file is stale when its process is gone, is a zombie, or is another program
 # (a dockerd killed with SIGKILL leaves both files below behind, and its containerd as a
@@ -139,7 +139,7 @@ ensure_engine() {
 }
 
 # --- 3. Compose v2 -----------------------------------------------------------------------
-compose_v2() { docker compose version --short 2>/dev/null | grep -Eq '^v?2\.'; }
+compose_v2() { scripts/lab-check.sh compose >/dev/null; }
 
 # A Python that has pip: $PYTHON, else python3, else a throw-away venv made from python3 (a
 # fresh Debian python3 has no pip, but has `venv` once python3-venv is there: step 1).

@@ -11,8 +11,9 @@ Profiles (``--hypothesis-profile=NAME``; ``ci`` when none is given):
 * ``ci`` - derandomized: every run draws the same examples, so ``make test`` and CI are
   reproducible. No deadline (shared CI machines stall).
 * ``random`` - fresh examples each run; ``--hypothesis-seed=N`` replays one exploration.
-* ``fuzz`` - ``random`` with many more examples per test (``make fuzz``). Tests that set their
-  own ``max_examples`` keep it.
+* ``fuzz`` - ``random`` with 20 times the examples per test (``make fuzz``): every test, since
+  a test's own budget is ``budget.examples(n)``, which scales with the profile (a test that
+  pins ``max_examples`` to a number fails tests/unit/test_budget.py).
 
 Initial conftest files are imported before hypothesis' pytest plugin runs its
 ``pytest_configure``, which loads the profile named on the command line: so the default loaded

@@ -14,12 +14,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from chat_protocol.client import ClientCore
+from chat_protocol.client.core import ClientCore
 from chat_protocol.const import Timings
 from chat_protocol.events import ClientEvent, ServerEvent
-from chat_protocol.messages import Addr
-from chat_protocol.noise import KeyPair
-from chat_protocol.server import ServerCore
+from chat_protocol.secure.noise import KeyPair
+from chat_protocol.server.core import ServerCore
+from chat_protocol.wire.messages import Addr
 
 
 class Node(Protocol):

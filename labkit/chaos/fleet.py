@@ -32,15 +32,17 @@ from typing import TYPE_CHECKING
 
 from labkit.compose import Compose
 from labkit.procs import terminate
-from labkit.util import LabError, tail
+from labkit.util import LabError, poll_until, tail, wait_until
 
 if TYPE_CHECKING:
     from docker.models.containers import Container
 
-TEST_FAULT_ENV = "CHAT_TEST_FAULT"
-BROKEN_FAULT = "drop-one-shown"
-"""The test-only fault of chat-client: the first message it receives is acknowledged but never
-shown (services/client/chat_client/app.py)."""
+BROKEN_CLIENT = Path(__file__).with_name("broken_client.py")
+"""The broken client (labkit.chaos.broken_client): the real chat-client, except that the first
+message each incarnation receives is acknowledged but never shown. A plain script of the
+standard library and the chat packages, mounted into the container and run as its entry point,
+since labkit is not in the image."""
+BROKEN_CLIENT_IN_CONTAINER = "/lab/broken_client.py"
 RESTART_DELAY_S = 0.5
 """Pause before starting a client again after it ended by itself (e.g. refused: name taken)."""
 NETWORK_HOLD_S = 8.0
@@ -50,6 +52,14 @@ SUPERVISE_S = 0.1
 SIGNED_IN = "signed in as "
 FATAL_EXITS = frozenset({2})
 """chat-client's exit statuses that no restart can cure: usage (docs/CLI.md)."""
+
+
+def broken_client_args() -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """What makes a client container run the broken client: the ``docker compose run``
+    options (the script mounted read-only, the image's python3 as the entry point) and the
+    start of the command (the script's path; chat-client's arguments follow)."""
+    mount = f"{BROKEN_CLIENT.resolve()}:{BROKEN_CLIENT_IN_CONTAINER}:ro"
+    return ("-v", mount, "--entrypoint", "python3"), (BROKEN_CLIENT_IN_CONTAINER,)
 
 
 def _read(path: Path) -> str:
@@ -157,11 +167,11 @@ class Fleet:
     def _spawn(self, c: ClientState) -> Incarnation:
         k = len(c.incarnations) + 1
         cname = f"{self.lab.name}-{c.name}-{k}"
-        env = ["-e", f"{TEST_FAULT_ENV}={BROKEN_FAULT}"] if c.broken else []
+        options, program = broken_client_args() if c.broken else ((), ())
         argv = self.lab.argv(
             "run", "--rm", "--no-deps", "-T", "--name", cname,
-            "-v", f"{self.hist_dir.resolve()}:/hist", *env,
-            "client", "-u", c.name, "--history", f"/hist/{c.name}.jsonl",
+            "-v", f"{self.hist_dir.resolve()}:/hist", *options,
+            "client", *program, "-u", c.name, "--history", f"/hist/{c.name}.jsonl",
         )  # fmt: skip
         out = self.log_dir / f"{c.name}.{k}.out"
         err = self.log_dir / f"{c.name}.{k}.err"
@@ -179,22 +189,27 @@ class Fleet:
     def start_all(self, timeout_s: float) -> None:
         """Start every client (no fault runs yet) and wait until all have signed in; an
         AssertionError naming the late ones after ``timeout_s``."""
-        deadline = time.monotonic() + timeout_s
         for c in self.clients.values():
             with self._lock:
                 self._spawn(c)
-        while True:
+
+        def late() -> list[str]:
+            cs = self.clients.items()
+            return [n for n, c in cs if not (c.current and c.current.signed_in_at)]
+
+        def all_signed_in() -> bool:
             self.poll()
             if self.fatal:
                 raise LabError(self.fatal)
-            if all(c.current and c.current.signed_in_at for c in self.clients.values()):
-                return
-            if time.monotonic() > deadline:
-                late = [
-                    n for n, c in self.clients.items() if not (c.current and c.current.signed_in_at)
-                ]
-                raise AssertionError(f"clients not signed in after {timeout_s:.0f} s: {late}")
-            time.sleep(SUPERVISE_S)
+            return not late()
+
+        wait_until(
+            all_signed_in,
+            timeout_s,
+            "every client to sign in",
+            lambda: f"not signed in: {late()}",
+            interval=SUPERVISE_S,
+        )
 
     # --- the supervisor -------------------------------------------------------------------
 
@@ -319,16 +334,19 @@ class Fleet:
         The exit status of each name's last incarnation."""
         self.restarting = False
         deadline = time.monotonic() + timeout_s
-        # One being started now is let finish its start first (then its input is closed too).
-        while self._starting is not None and time.monotonic() < deadline:
+
+        def started() -> bool:
             self.poll()
-            time.sleep(SUPERVISE_S)
+            return self._starting is None
+
+        # One being started now is let finish its start first (then its input is closed too).
+        poll_until(started, timeout_s, interval=SUPERVISE_S)
         with self._lock:
             running = [c.current for c in self.clients.values() if c.current is not None]
         for inc in running:
             inc.lines.put(None)
-        while any(inc.alive() for inc in running) and time.monotonic() < deadline:
-            time.sleep(SUPERVISE_S)
+        left_s = max(0.0, deadline - time.monotonic())
+        poll_until(lambda: not any(inc.alive() for inc in running), left_s, SUPERVISE_S)
         left = [inc for inc in running if inc.alive()]
         for inc in left:
             self.log(f"{inc.container_name} still running {timeout_s:.0f} s after its input ended")

@@ -37,7 +37,7 @@ from labkit.chaos.lab import ChaosLab, free_subnet
 from labkit.chaos.nemesis import Nemesis, faults_json
 from labkit.chaos.schedule import REQUIRED, kinds_covered, plan
 from labkit.chaos.traffic import Traffic
-from labkit.util import ROOT, LabError
+from labkit.util import ROOT, LabError, poll_until
 
 NAMES = ("alice", "bob", "carol", "dave", "erin", "frank", "grace", "heidi", "ivan", "judy")
 RUNS_DIR = ROOT / "chaos-runs"
@@ -45,6 +45,8 @@ START_TIMEOUT_S = 90.0
 DRAIN_TIMEOUT_S = 40.0
 """After the traffic: a message is resolved within 10 s of its last datagram; a message queued
 in a client that was paused is sent when it thaws."""
+DRAIN_POLL_S = 0.5
+"""How often the histories are read again while draining."""
 FINISH_TIMEOUT_S = 30.0
 PROGRESS_S = 15.0
 LAB_FAILED = 3
@@ -181,7 +183,7 @@ def run(s: Settings, log: Callable[[str], None] = print) -> int:
         f"run directory {run_dir}"
     )
     if broken:
-        log(f"chaos: {names[0]} is broken on purpose: CHAT_TEST_FAULT=drop-one-shown")
+        log(f"chaos: {names[0]} is broken on purpose: it runs labkit/chaos/broken_client.py")
     if missing:
         log(f"chaos: the window is too short for every kind of fault; none of: {missing}")
     fleet = Fleet(lab, names, run_dir, broken=broken, log=lambda m: log(f"  {m}"))
@@ -235,13 +237,13 @@ def run(s: Settings, log: Callable[[str], None] = print) -> int:
         timings.mark("traffic")
 
         outcomes = Outcomes(fleet.hist_dir)
-        deadline = time.monotonic() + DRAIN_TIMEOUT_S
-        while True:
+
+        def drained() -> bool:
             outcomes.update()
-            pending = outcomes.unresolved(fleet.queued())
-            if not pending or time.monotonic() > deadline:
-                break
-            time.sleep(0.5)
+            return not outcomes.unresolved(fleet.queued())
+
+        poll_until(drained, DRAIN_TIMEOUT_S, interval=DRAIN_POLL_S)
+        pending = outcomes.unresolved(fleet.queued())
         timings.mark("drain")
         if pending:
             log(f"chaos: still unresolved after {DRAIN_TIMEOUT_S:.0f} s: {pending}")

@@ -17,8 +17,9 @@ from pathlib import Path
 
 import pytest
 
-from labkit import local
+from labkit import local, netns
 from labkit.local import ChatServer
+from labkit.netns import Netns
 from labkit.procs import Reaper
 from labkit.terminal import PipedClient, TtyClient
 
@@ -36,6 +37,17 @@ def pytest_runtest_makereport(
     return report
 
 
+@pytest.fixture(autouse=True)
+def own_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Every test's programs keep their keys, pins and names in the test's own home, never in
+    the user's (~/.local/share/p2p-chat): one run's pins or name bindings must not decide the
+    next run's output."""
+    home = tmp_path / "home"
+    home.mkdir(mode=0o700)
+    monkeypatch.setenv("CHAT_HOME", str(home))
+    return home
+
+
 @pytest.fixture
 def reaper() -> Iterator[Reaper]:
     r = Reaper()
@@ -43,6 +55,16 @@ def reaper() -> Iterator[Reaper]:
         yield r
     finally:
         r.stop_all()
+
+
+@pytest.fixture
+def ns(request: pytest.FixtureRequest, reaper: Reaper) -> Iterator[Netns]:
+    """A fresh network namespace ``chat-<module>-<random>`` for a ``*_netns`` test: skipped
+    (failed under CI=true) when none can be made; its finalizer stops the test's processes, then
+    deletes it."""
+    module = request.module.__name__.rsplit(".", 1)[-1]
+    stem = module.removeprefix("test_").removesuffix("_netns").replace("_", "-")[:10]
+    yield from netns.for_test(reaper, f"chat-{stem}", f"tests/e2e/{module}.py")
 
 
 @pytest.fixture

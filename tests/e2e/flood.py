@@ -2,7 +2,8 @@
 HOST PORT``. KIND ``hello``: handshake initiations (signing in names from this one IP as fast as
 RATE allows; prebuilt, each a real Noise initiation from its own key, replayed round robin once
 they run out); ``garbage``: unauthenticated datagrams (TRANSPORT packets with random indexes and
-PINGs), the cheapest kind for an attacker. Prints one JSON line: what it sent."""
+PINGs), the cheapest kind for an attacker. Prints a JSON line when it starts sending (at RATE
+from the first datagram), and one at the end: what it sent."""
 
 from __future__ import annotations
 
@@ -13,10 +14,10 @@ import socket
 import sys
 import time
 
-from chat_protocol.codec import encode
-from chat_protocol.messages import Hello, Ping
-from chat_protocol.noise import KeyPair
-from chat_protocol.session import KeyReceived, SecureEndpoint
+from chat_protocol.secure.endpoint import KeyReceived, SecureEndpoint
+from chat_protocol.secure.noise import KeyPair
+from chat_protocol.wire.codec import encode
+from chat_protocol.wire.messages import Hello, Ping
 
 
 def initiations(host: str, port: int, n: int) -> list[bytes]:
@@ -48,6 +49,7 @@ def main() -> None:
     socks = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(16)]
     for s in socks:
         s.setblocking(False)
+    print(json.dumps({"kind": kind, "started": True}), flush=True)  # sending at RATE from now
     sent = 0
     start = time.monotonic()
     end = start + seconds

@@ -30,11 +30,11 @@ import time
 from collections.abc import Iterator
 
 from bench.peer import SyncPeer
-from chat_protocol.codec import encode
 from chat_protocol.const import CHUNK_PAYLOAD_BYTES
 from chat_protocol.events import ClientEvent, MessageDelivered, SendFailed, ServerGone
-from chat_protocol.messages import Data, Hello
-from chat_protocol.session import PacketType
+from chat_protocol.secure.packets import PacketType
+from chat_protocol.wire.codec import encode
+from chat_protocol.wire.messages import Data, Hello
 
 NAME = "mallory"
 VICTIM = "bob"
@@ -125,7 +125,7 @@ class Attacker:
         if claim is not None:
             # What the unit tests' attacker does: the handshake claims a name that is not ours,
             # so nothing we send is ever shown and bob never counts our key as vouched for.
-            core._intro = encode(Hello(req_id=core.session, name=claim))
+            core.links.intro = encode(Hello(req_id=core.session, name=claim))
         handle = core.send(VICTIM, "hello", self.peer.now())
         self.peer.pump()
         if claim is None:

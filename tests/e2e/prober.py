@@ -12,9 +12,9 @@ import socket
 import sys
 import time
 
-from chat_protocol.client import ClientCore
+from chat_protocol.client.core import ClientCore
 from chat_protocol.events import SignInFailed, WhoisInfo
-from chat_protocol.noise import KeyPair
+from chat_protocol.secure.noise import KeyPair
 
 LOST_AFTER_S = 1.0
 

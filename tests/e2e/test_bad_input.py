@@ -638,9 +638,9 @@ def test_an_unknown_failure_is_one_line_and_the_client_still_signs_out() -> None
 
     from chat_client.app import ClientShell
     from chat_client.ui import Output
-    from chat_protocol.client import ClientCore
-    from chat_protocol.noise import KeyPair
-    from chat_protocol.server import ServerCore
+    from chat_protocol.client.core import ClientCore
+    from chat_protocol.secure.noise import KeyPair
+    from chat_protocol.server.core import ServerCore
     from chat_server.app import ServerShell
     from chat_shell import aio
 

@@ -46,9 +46,12 @@ def sha(text: str) -> str:
 
 
 def messages_from(out: str, sender: str, port: int) -> list[str]:
-    """The texts of the ``SENDER (127.0.0.1:PORT): TEXT`` lines of a piped client's stdout."""
-    prefix = f"{sender} (127.0.0.1:{port}): "
-    return [ln[len(prefix) :] for ln in out.split("\n") if ln.startswith(prefix)]
+    """The texts of the ``SENDER (127.0.0.1:PORT): TEXT`` lines of a piped client's stdout (the
+    first may be marked ``SENDER (127.0.0.1:PORT) (new): TEXT``)."""
+    prefixes = (f"{sender} (127.0.0.1:{port}): ", f"{sender} (127.0.0.1:{port}) (new): ")
+    return [
+        ln[len(p) :] for ln in out.split("\n") for p in prefixes if ln.startswith(p)
+    ]
 
 
 def commands(*lines: str) -> bytes:
@@ -133,8 +136,7 @@ def test_two_hundred_messages_arrive_once_each_in_order(server: Server, piped: P
     out = bob.stdout()
     assert messages_from(out, "alice", port) == texts
     # Nothing else was printed: the sign-in line, the messages, the sign-out line.
-    other = [
-        ln for ln in out.split("\n") if ln and not re.match(r"alice \(127\.0\.0\.1:\d+\): ", ln)
-    ]
+    message = re.compile(r"alice \(127\.0\.0\.1:\d+\)(?: \(new\))?: ")
+    other = [ln for ln in out.split("\n") if ln and not message.match(ln)]
     assert other == ["signed in as bob; type 'help' for commands", "signed out"]
     assert bob.stderr() == ""

@@ -7,12 +7,11 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from labkit import local, netns
+from labkit import local
 from labkit.local import ChatServer
 from labkit.netns import Netns
 from labkit.procs import Reaper
@@ -22,11 +21,6 @@ pytestmark = [pytest.mark.e2e, pytest.mark.netns]
 
 SNIFFER = Path(__file__).with_name("sniff_replay.py")
 SECRETS = ["attack at dawn", "the password is hunter2", "meet at the mill"]
-
-
-@pytest.fixture
-def ns(reaper: Reaper) -> Iterator[Netns]:
-    yield from netns.for_test(reaper, "chat-cap", "the capture test")
 
 
 def test_the_wire_shows_no_secret_and_replays_change_nothing(

@@ -29,8 +29,10 @@ def received(sender: str, port: int, text: str) -> str:
 
     On a terminal the line is drawn where the prompt was (the prompt is erased with cursor moves,
     which the screen filter drops), so it is anchored on preceding white space, not a line start.
+    The first line from a sender never pinned is marked ``alice (127.0.0.1:PORT) (new): hello``.
     """
-    return rf"(?<!\S){re.escape(sender)} \(127\.0\.0\.1:{port}\): {re.escape(text)}\r?\n"
+    new = r"(?: \(new\))?"
+    return rf"(?<!\S){re.escape(sender)} \(127\.0\.0\.1:{port}\){new}: {re.escape(text)}\r?\n"
 
 
 def test_list_shows_everyone_and_messages_name_the_senders_real_address(

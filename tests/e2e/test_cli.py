@@ -5,11 +5,12 @@ from __future__ import annotations
 import socket
 import subprocess
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from labkit.local import ChatServer as Server
-from labkit.procs import program
+from labkit.procs import Reaper, program
 
 pytestmark = pytest.mark.e2e
 
@@ -82,12 +83,43 @@ def test_server_bad_host(host: str, reason: str) -> None:
     assert line.endswith(reason), line
 
 
+@pytest.mark.guard("name-binding")
+def test_a_name_is_its_first_keys_until_the_operator_releases_it(
+    reaper: Reaper, tmp_path: Path
+) -> None:
+    """Issue 19, point 2, with the real programs: the binding is on disk in the server's home,
+    another home's 'alice' is refused (exit 3, one line), and ``names release`` frees the name
+    while the server runs."""
+    home = tmp_path / "server"
+    server = Server.start(tmp_path / "server.log", reaper=reaper, extra_args=["--home", str(home)])
+    port = str(server.port)
+
+    def alice(client_home: str) -> subprocess.CompletedProcess[str]:
+        return run("chat-client", "-u", "alice", "-sp", port, "--home", str(tmp_path / client_home))
+
+    first = alice("first")
+    assert first.returncode == 0, first.stderr
+    squatter = alice("second")
+    assert squatter.returncode == 3
+    assert error_lines(squatter)[-1].startswith(
+        "error: the name 'alice' belongs to another key; pick another name"
+    ), squatter.stderr
+    listed = run("chat-server", "names", "list", "--home", str(home))
+    assert listed.returncode == 0 and listed.stdout.startswith("alice  "), listed
+    released = run("chat-server", "names", "release", "alice", "--home", str(home))
+    assert released.returncode == 0, released.stderr
+    assert released.stdout.startswith("released 'alice' (it belonged to ")
+    again = alice("second")
+    assert again.returncode == 0, again.stderr
+    assert alice("first").returncode == 3  # now the second key's
+
+
 def test_server_probe_answers_0_for_a_live_server_and_1_for_none(
     server: Server, busy_port: int
 ) -> None:
     ok = run("chat-server", "--probe", "-sp", str(server.port))
     assert ok.returncode == 0, ok.stderr
-    assert ok.stdout.startswith(f"ok: server at 127.0.0.1:{server.port} answers, 0 users online")
+    assert ok.stdout == f"ok: server at 127.0.0.1:{server.port} answers\n"  # (no user count)
     silent = run("chat-server", "--probe", "-sp", str(busy_port))
     assert silent.returncode == 1
     assert silent.stderr.splitlines() == [

@@ -13,11 +13,12 @@ import pytest
 
 from chat_client.app import ClientShell
 from chat_client.ui import Output
-from chat_protocol.client import ClientCore
-from chat_protocol.noise import KeyPair
-from chat_protocol.server import ServerCore
+from chat_protocol.client.core import ClientCore
+from chat_protocol.secure.noise import KeyPair
+from chat_protocol.server.core import ServerCore
 from chat_server.app import ServerShell
 from chat_shell import aio
+from labkit.util import import_or_unavailable
 
 pytestmark = pytest.mark.e2e
 WAIT_S = 10.0
@@ -46,7 +47,7 @@ class RecordingOutput(Output):
 @pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
 def test_sign_in_send_and_shutdown_on_each_loop(loop: str, monkeypatch: pytest.MonkeyPatch) -> None:
     if loop == "uvloop":
-        pytest.importorskip("uvloop")
+        import_or_unavailable("uvloop", "the uvloop shell (the fast extra)")
     else:
         monkeypatch.setenv("CHAT_NO_UVLOOP", "1")
     assert aio.loop_name() == loop
@@ -89,5 +90,6 @@ def test_sign_in_send_and_shutdown_on_each_loop(loop: str, monkeypatch: pytest.M
 
     line, rest = aio.run(scenario())
     alice_port, codes = rest.split(" ", 1)
-    assert line == f"alice (127.0.0.1:{alice_port}): hello over {loop}"
+    # bob never pinned alice: her first message is marked (new).
+    assert line == f"alice (127.0.0.1:{alice_port}) (new): hello over {loop}"
     assert codes == "[6, 6]"

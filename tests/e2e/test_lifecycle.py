@@ -113,7 +113,7 @@ def test_a_killed_client_drops_off_the_list_and_a_send_to_it_fails(
     assert time.monotonic() - sent > DELIVERY_TIMEOUT_S - 0.5
     assert bob.list_names() == ["alice", "bob"]
     bob.enter("send alice still works")
-    alice.expect(r"(?<!\S)bob \(127\.0\.0\.1:\d+\): still works\r?\n")
+    alice.expect(r"(?<!\S)bob \(127\.0\.0\.1:\d+\)(?: \(new\))?: still works\r?\n")
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["sigterm", "sigint"])

@@ -8,12 +8,11 @@ Needs root (and ``ip``, ``iptables``). Without them the test is skipped, except 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from labkit import faults, local, netns
+from labkit import faults, local
 from labkit.local import ChatServer
 from labkit.netns import Netns
 from labkit.procs import Reaper
@@ -24,12 +23,6 @@ pytestmark = [pytest.mark.e2e, pytest.mark.netns]
 LOSS = 0.2
 DUPLICATION = 0.2
 COUNT = 40
-
-
-@pytest.fixture
-def ns(reaper: Reaper) -> Iterator[Netns]:
-    """A fresh network namespace; its finalizer stops the test's processes, then deletes it."""
-    yield from netns.for_test(reaper, "chat-e2e", "the netns test")
 
 
 def test_forty_messages_survive_loss_and_duplication(
@@ -48,10 +41,11 @@ def test_forty_messages_survive_loss_and_duplication(
     alice.feed("".join(f"send bob {t}\n" for t in texts).encode() + b"exit\n", close=True)
     assert alice.wait_exit(60) == 0, alice.stderr()
     assert alice.stderr() == ""
-    prefix = f"alice (127.0.0.1:{port}): "
+    prefixes = (f"alice (127.0.0.1:{port}): ", f"alice (127.0.0.1:{port}) (new): ")
 
     def received() -> list[str]:
-        return [ln[len(prefix) :] for ln in bob.stdout().split("\n") if ln.startswith(prefix)]
+        lines = bob.stdout().split("\n")
+        return [ln[len(p) :] for ln in lines for p in prefixes if ln.startswith(p)]
 
     wait_until(lambda: len(received()) >= COUNT, 15, f"bob to print {COUNT} messages", bob.stderr)
     bob.close_input()

@@ -15,7 +15,6 @@ import os
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
@@ -23,10 +22,10 @@ from typing import IO
 import pytest
 
 from chat_protocol.const import CHUNK_PAYLOAD_BYTES, RECEIVE_BUDGET_BYTES
-from labkit import local, netns
+from labkit import local
 from labkit.local import ChatServer
 from labkit.netns import Netns
-from labkit.procs import Reaper
+from labkit.procs import Reaper, proc_stat
 from labkit.terminal import PipedClient
 from labkit.util import ROOT, tail, wait_until
 
@@ -37,7 +36,6 @@ HOARD_BYTES = 2 * 1024**3
 HOARD_S = float(os.environ.get("CHAT_HOARD_S", "90"))
 REPEAT_RATE = 8000
 REPEAT_S = float(os.environ.get("CHAT_REPEAT_S", "10"))
-TICK_S = 1 / os.sysconf("SC_CLK_TCK")
 BUDGET_MB = RECEIVE_BUDGET_BYTES / 2**20
 ATTACKERS = {"proven": [], "unproven": ["--claim", "carol"]}
 """How the attacker starts: ``proven``, as mallory, whose hello bob showed (bob's receive path
@@ -48,26 +46,18 @@ DELIVERY_S = 30.0
 """How long alice's message may take to be delivered (its own give-up time is 10 s)."""
 
 
-@pytest.fixture
-def ns(reaper: Reaper) -> Iterator[Netns]:
-    yield from netns.for_test(reaper, "chat-peer", "the peer-attack test")
-
-
 # --- bob, from /proc ----------------------------------------------------------------------------
 
 
 def status_mb(pid: int, field: str) -> float:
-    """``VmRSS`` or ``VmHWM`` of process ``pid``, in MiB."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith(f"{field}:"):
-            return int(line.split()[1]) / 1024
-    raise AssertionError(f"no {field} for pid {pid}")
+    """``VmRSS`` (resident now) or ``VmHWM`` (peak) of process ``pid``, in MiB."""
+    stat = proc_stat(pid)
+    return {"VmRSS": stat.rss_kb, "VmHWM": stat.hwm_kb}[field] / 1024
 
 
 def cpu_s(pid: int) -> float:
     """User + system CPU seconds of process ``pid`` (all its threads)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) * TICK_S  # fields 14, 15 of stat(5)
+    return proc_stat(pid).cpu_s
 
 
 def udp_drops(ns: Netns) -> int:

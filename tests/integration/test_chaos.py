@@ -9,6 +9,7 @@ directory under the test's tmp_path. The schedule tests at the end need no Docke
 
 from __future__ import annotations
 
+import ast
 import json
 import re
 import subprocess
@@ -19,6 +20,7 @@ from pathlib import Path
 
 import pytest
 
+from labkit.chaos.fleet import BROKEN_CLIENT, broken_client_args
 from labkit.chaos.run import Outcomes, Settings
 from labkit.chaos.schedule import (
     PROCESS_KINDS,
@@ -156,3 +158,22 @@ def test_the_drain_waits_for_unread_lines_and_open_messages(tmp_path: Path) -> N
         f.write(record("delivered", "b2", id="b2.3"))
     outcomes.update()
     assert outcomes.unresolved({"bob": 3}) == {}
+
+
+def test_the_broken_client_is_mounted_from_labkit_and_run_by_the_images_python() -> None:
+    """The fleet's options for the broken client (Docker itself is tested by the run above; its
+    script on loopback by tests/e2e/test_broken_client.py)."""
+    options, program = broken_client_args()
+    mount = options[options.index("-v") + 1]
+    host, inside, mode = mount.rsplit(":", 2)
+    assert Path(host) == BROKEN_CLIENT.resolve() and Path(host).is_file()
+    assert mode == "ro" and program == (inside,)
+    assert options[options.index("--entrypoint") + 1] == "python3"
+    # Runnable as a plain script in the image: it imports the chat packages and the standard
+    # library only (labkit is not installed there).
+    tree = ast.parse(Path(host).read_text())
+    imported = {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+    imported |= {n.module or "" for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
+    assert {m.split(".")[0] for m in imported} <= {
+        "__future__", "sys", "unittest", "chat_client", "chat_protocol"
+    }, imported

@@ -41,7 +41,9 @@ def test_sign_in_list_and_send_show_the_senders_own_address(
         (carol, alice, "and back to alice"),
     ):
         sender.enter(f"send {receiver.name} {text}")
-        m = receiver.expect(rf"{sender.name} \((?P<ip>[0-9.]+):(?P<port>\d+)\): {re.escape(text)}")
+        m = receiver.expect(
+            rf"{sender.name} \((?P<ip>[0-9.]+):(?P<port>\d+)\)(?: \(new\))?: {re.escape(text)}"
+        )
         assert m["ip"] == ips[sender.name], (m.group(0), ips)
         assert m["ip"] != server_ip
         assert (m["ip"], int(m["port"])) == lab.signed_in_address(sender.name)
@@ -85,7 +87,7 @@ def test_delivery_is_direct_no_message_datagram_crosses_the_server(
     }
 
     alice.enter(f"send bob {text}")
-    m = bob.expect(rf"alice \(([0-9.]+):\d+\): {marker} crossing the network")
+    m = bob.expect(rf"alice \(([0-9.]+):\d+\)(?: \(new\))?: {marker} crossing the network")
     assert m.group(1) == alice_ip
 
     counts = {what: rule.packets() for what, rule in counters.items()}
@@ -110,9 +112,9 @@ def test_taken_name_and_user_errors(compose_project: Compose) -> None:
     # ... and the first alice is untouched: listed once, sends and receives.
     assert carol.list_names() == NAMES
     alice.enter("send bob still here")
-    bob.expect(r"alice \([0-9.]+:\d+\): still here")
+    bob.expect(r"alice \([0-9.]+:\d+\)(?: \(new\))?: still here")
     bob.enter("send alice glad to hear")
-    alice.expect(r"bob \([0-9.]+:\d+\): glad to hear")
+    alice.expect(r"bob \([0-9.]+:\d+\)(?: \(new\))?: glad to hear")
 
     # Mistakes get one line each, and the client carries on.
     alice.enter("send zed hello?")
@@ -125,7 +127,7 @@ def test_taken_name_and_user_errors(compose_project: Compose) -> None:
     alice.expect(r"error: usage: send USER MESSAGE")
     # None of them sent anything; the next real message is the first bob sees since.
     alice.enter("send bob after the mistakes")
-    bob.expect(r"alice \([0-9.]+:\d+\): after the mistakes")
+    bob.expect(r"alice \([0-9.]+:\d+\)(?: \(new\))?: after the mistakes")
     received = [m["text"] for m in bob.messages("alice")]
     assert received == ["still here", "after the mistakes"], received
     assert alice.list_names() == NAMES

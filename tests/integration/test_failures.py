@@ -78,7 +78,7 @@ def test_a_client_that_exits_or_dies_leaves_the_directory(compose_project: Compo
 
     # `docker kill` (SIGKILL, no goodbye): the server notices the silence.
     alice.enter("send dave before the crash")  # alice has talked to dave: no cached shortcut
-    dave.expect(r"alice \([0-9.]+:\d+\): before the crash")
+    dave.expect(r"alice \([0-9.]+:\d+\)(?: \(new\))?: before the crash")
     t0 = time.monotonic()
     faults.kill(lab.container("dave"))
     detected = wait_until_unlisted([alice, bob], "dave", t0, DEAD_CLIENT_BOUND_S)
@@ -90,7 +90,7 @@ def test_a_client_that_exits_or_dies_leaves_the_directory(compose_project: Compo
     bob.expect(r"error: no such user: dave")
     # The survivors still talk to each other.
     bob.enter("send alice still here")
-    alice.expect(r"bob \([0-9.]+:\d+\): still here")
+    alice.expect(r"bob \([0-9.]+:\d+\)(?: \(new\))?: still here")
     assert alice.list_names() == ["alice", "bob"]
 
 
@@ -172,8 +172,8 @@ def test_a_short_server_partition_keeps_its_name_and_its_clients(
     with faults.partitioned(lab.network(), lab.container("server")):
         time.sleep(SERVER_CUT_S)  # the fault's duration, not a synchronisation
     alice.enter("send bob after the cut")
-    bob.expect(r"alice \([0-9.]+:\d+\): after the cut")
+    bob.expect(r"alice \([0-9.]+:\d+\)(?: \(new\))?: after the cut")
     (carol,) = lab.tty_clients("carol")  # resolves `server` by name: its alias came back
     carol.enter("send alice hello from carol")
-    alice.expect(r"carol \([0-9.]+:\d+\): hello from carol")
+    alice.expect(r"carol \([0-9.]+:\d+\)(?: \(new\))?: hello from carol")
     assert set(carol.list_names()) >= {"alice", "bob", "carol"}

@@ -65,7 +65,9 @@ def test_a_256_kib_piped_message_arrives_whole(compose_project: Compose, tmp_pat
     assert alice.wait_exit(timeout=60) == 0, alice.outputs()
     assert "error" not in alice.stderr(), alice.outputs()
 
-    bob.wait_stdout(rf"alice \([0-9.]+:\d+\): {re.escape(text[:40])}[^\n]*\n", timeout=30)
+    bob.wait_stdout(
+        rf"alice \([0-9.]+:\d+\)(?: \(new\))?: {re.escape(text[:40])}[^\n]*\n", timeout=30
+    )
     received = bob.messages("alice")
     assert [m["text"][:40] for m in received] == ["a small one first", text[:40]]
     # From alice's own address (her container is gone by now: the server's log has it).
@@ -142,7 +144,7 @@ def test_partition_shorter_than_the_timeouts_loses_nothing_silently(
     # One message each first, so bob has verified both senders' addresses before the cut.
     for sender in senders:
         sender.enter(f"send bob before-{token}")
-        bob.expect(rf"{sender.name} \([0-9.]+:\d+\): before-{token}")
+        bob.expect(rf"{sender.name} \([0-9.]+:\d+\)(?: \(new\))?: before-{token}")
     bob_ip = lab.container_ip("bob")
 
     sent: dict[str, list[str]] = {s.name: [] for s in senders}
@@ -176,7 +178,7 @@ def test_partition_shorter_than_the_timeouts_loses_nothing_silently(
     # Retransmissions resume within 1 s (RTO cap); a failure is reported after 10 s.
     wait_until(all_settled, 15, "the last messages to arrive or be reported", bob.transcript)
     bob.enter(f"send alice back-{token}")
-    alice.expect(rf"bob \([0-9.]+:\d+\): back-{token}")
+    alice.expect(rf"bob \([0-9.]+:\d+\)(?: \(new\))?: back-{token}")
     assert bob.list_names() == ["alice", "bob", "carol"]  # bob's session survived the cut
 
     for sender in senders:

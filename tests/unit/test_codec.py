@@ -7,17 +7,20 @@ import contextlib
 import dataclasses
 import struct
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 import chat_protocol
-from chat_protocol.codec import decode, encode
+from budget import examples
 from chat_protocol.const import (
     ACK_HEADER_BYTES,
     ACK_RANGE_BYTES,
     CHUNK_PAYLOAD_BYTES,
+    LOOKUP_BYTES,
+    LOOKUP_REPLY_BYTES,
     MAX_ACK_RANGES,
     MAX_DATAGRAM_BYTES,
     MAX_MESSAGE_BYTES,
@@ -27,7 +30,8 @@ from chat_protocol.const import (
     TOKEN_BYTES,
 )
 from chat_protocol.errors import InvalidMessage, MalformedDatagram
-from chat_protocol.messages import (
+from chat_protocol.wire.codec import decode, encode
+from chat_protocol.wire.messages import (
     Ack,
     Bye,
     ByeAck,
@@ -111,7 +115,7 @@ messages = st.one_of(
     st.builds(Shutdown, token=token),
     st.builds(UnknownSession, token=token),
     st.builds(Ping, nonce=u32),
-    st.builds(Pong, nonce=u32, users=u32),
+    st.builds(Pong, nonce=u32),
     data_msgs(),
     st.builds(Ack, session=u32, stream=u32, seq=u32, complete=st.just(False), ranges=ranges),
     st.builds(Ack, session=u32, stream=u32, seq=u32, complete=st.just(True), ranges=st.just(())),
@@ -132,7 +136,7 @@ EDGE_DATA = Data(
 
 
 @given(messages)
-@settings(max_examples=2000)
+@settings(max_examples=examples(2000))
 @example(EDGE_ACK)  # the largest range end the wire carries (2**32 broke the old strategy)
 @example(EDGE_DATA)
 def test_round_trip(msg: Message) -> None:
@@ -142,14 +146,14 @@ def test_round_trip(msg: Message) -> None:
 
 
 @given(st.binary(max_size=1500))
-@settings(max_examples=3000)
+@settings(max_examples=examples(3000))
 def test_random_bytes_never_crash(raw: bytes) -> None:
     with contextlib.suppress(MalformedDatagram):
         decode(raw)
 
 
 @given(messages, st.data())
-@settings(max_examples=2000)
+@settings(max_examples=examples(2000))
 def test_truncated_or_corrupted_valid_messages(msg: Message, data: st.DataObject) -> None:
     raw = bytearray(encode(msg))
     cut = data.draw(st.integers(0, len(raw)))
@@ -175,7 +179,11 @@ def test_truncated_or_corrupted_valid_messages(msg: Message, data: st.DataObject
         (b"PC\x01\x08" + bytes(9), "trailing bytes"),
         (b"PC\x01\x0e" + bytes(8), "ping not padded"),
         (b"PC\x01\x03" + bytes(4) + b"\x09", "unknown refusal reason"),
-        (b"PC\x01\x05" + bytes(4) + b"\x03bob\x05", "unknown address family"),
+        ((b"PC\x01\x05" + bytes(4) + b"\x03bob\x05").ljust(92, b"\0"), "unknown address family"),
+        (b"PC\x01\x04" + bytes(12) + b"\x03bob", "truncated"),  # a LOOKUP not padded
+        ((b"PC\x01\x04" + bytes(12) + b"\x03bob").ljust(48, b"\0") + b"\1", "padding not zero"),
+        (b"PC\x01\x05" + bytes(4) + b"\x03bob\x00", "truncated"),  # a reply not padded
+        ((b"PC\x01\x05" + bytes(4) + b"\x03bob").ljust(91, b"\0") + b"\1", "padding not zero"),
         (b"PC\x01\x07" + bytes(8) + b"\x02\x00\x00", "bad flag"),
         (b"PC\x01\x11" + bytes(12) + b"\x02\x00", "bad ack"),
         (b"PC\x01\x11" + bytes(12) + b"\x00\x01" + bytes(8), "empty ack range"),
@@ -196,7 +204,7 @@ def test_hello_is_padded_so_replies_never_amplify() -> None:
     )
     assert biggest_reply <= len(hello)
     assert len(encode(Ping(nonce=1))) == PING_BYTES
-    assert len(encode(Pong(nonce=1, users=5))) <= PING_BYTES
+    assert len(encode(Pong(nonce=1))) <= PING_BYTES
     assert len(encode(UnknownSession(token=b"t" * 8))) <= len(encode(Heartbeat(token=b"t" * 8)))
 
 
@@ -215,6 +223,41 @@ def test_sizes_match_const_and_docs() -> None:
     assert len(encode(EDGE_DATA)) == 1269
     # The smallest DATA leaves room for two ranges in its ACK: an ACK never amplifies.
     assert len(encode(smallest)) >= ACK_HEADER_BYTES + 2 * ACK_RANGE_BYTES
+
+
+@pytest.mark.guard("lookup-padding", "lookup-reply-padding")
+def test_lookup_and_its_reply_are_one_size_whatever_the_name() -> None:
+    """Issue 19, point 6: the size of a LOOKUP (and so of the TRANSPORT datagram carrying it)
+    does not give away the length of the name asked; nor does its answer's, nor whether the
+    user was found, nor the address family."""
+    token = b"t" * TOKEN_BYTES
+    short, long = "a", "z" * NAME_MAX_CHARS
+    sizes = {len(encode(Lookup(token=token, req_id=1, name=n))) for n in (short, long)}
+    assert sizes == {LOOKUP_BYTES}
+    key = b"k" * 32
+    replies = [
+        LookupReply(req_id=1, name=short, addr=None),
+        LookupReply(req_id=1, name=long, addr=None),
+        LookupReply(req_id=1, name=short, addr=("10.0.0.1", 1), key=key),
+        LookupReply(req_id=1, name=long, addr=("2001:db8::1", 65535), key=key),
+    ]
+    assert {len(encode(r)) for r in replies} == {LOOKUP_REPLY_BYTES}
+    assert [decode(encode(r)) for r in replies] == replies
+
+
+def test_protocol_md_gives_the_padded_sizes() -> None:
+    """docs/PROTOCOL.md's message table and limits say what the codec makes."""
+    doc = (Path(__file__).parents[2] / "docs" / "PROTOCOL.md").read_text()
+    size = {
+        cells[2]: cells[-2]
+        for line in doc.splitlines()
+        if line.startswith("| 0x")
+        for cells in [[c.strip() for c in line.split("|")]]
+    }
+    assert size["LOOKUP"] == f"{LOOKUP_BYTES} (padded)"
+    assert size["LOOKUP_REPLY"] == f"{LOOKUP_REPLY_BYTES} (padded)"
+    assert size["PONG"] == str(len(encode(Pong(nonce=1))))
+    assert f"| `LOOKUP_BYTES`, `LOOKUP_REPLY_BYTES` | {LOOKUP_BYTES}, {LOOKUP_REPLY_BYTES} |" in doc
 
 
 def test_data_chunk_outside_message_is_rejected() -> None:
@@ -238,7 +281,7 @@ INT_FIELDS: dict[type, dict[str, int]] = {
     Bye: {"req_id": 32},
     ByeAck: {"req_id": 32},
     Ping: {"nonce": 32},
-    Pong: {"nonce": 32, "users": 32},
+    Pong: {"nonce": 32},
     Data: {
         "session": 32,
         "stream": 32,
@@ -254,7 +297,7 @@ INT_FIELDS: dict[type, dict[str, int]] = {
 
 
 @given(messages, st.data())
-@settings(max_examples=500)
+@settings(max_examples=examples(500))
 def test_integer_field_out_of_range_raises_invalid_message(
     msg: Message, data: st.DataObject
 ) -> None:

@@ -7,10 +7,10 @@ from typing import TypeVar
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from chat_protocol.client import ClientCore
-from chat_protocol.codec import encode
+from budget import examples
+from chat_protocol.client.core import ClientCore
+from chat_protocol.client.directory import State
 from chat_protocol.const import CHUNK_PAYLOAD_BYTES, Timings
-from chat_protocol.directory import State
 from chat_protocol.events import (
     ClientEvent,
     GoneReason,
@@ -29,9 +29,10 @@ from chat_protocol.events import (
     WhoisFailed,
     WhoisInfo,
 )
-from chat_protocol.messages import Addr, Hello, LookupReply
 from chat_protocol.outcomes import FailReason
-from chat_protocol.server import ServerCore
+from chat_protocol.server.core import ServerCore
+from chat_protocol.wire.codec import encode
+from chat_protocol.wire.messages import Addr, Hello, LookupReply
 from netsim import FakeNetwork, Link
 
 Ev = TypeVar("Ev", bound=ClientEvent)
@@ -101,7 +102,7 @@ def sender_session(net: FakeNetwork, addr: Addr) -> int:
     reorder=st.floats(0, 0.5),
     sizes=st.lists(st.integers(1, 6 * CHUNK_PAYLOAD_BYTES), min_size=1, max_size=25),
 )
-@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(200), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 # Found by hypothesis: at 25 % loss a heartbeat sent once per interval went unanswered three
 # times in a row, and the client declared a live server dead.
 @example(seed=134, loss=0.25, dup=0.0, reorder=0.40625, sizes=[2401, 1201, 1, 1, 1, 1, 1, 1])
@@ -132,7 +133,7 @@ def test_exactly_once_in_order_under_loss_duplication_reordering(
 
 
 @given(seed=st.integers(0, 2**32), loss=st.floats(0, 0.5))
-@settings(max_examples=50, deadline=None)
+@settings(max_examples=examples(50), deadline=None)
 def test_sign_in_under_loss_succeeds_or_says_why_in_bounded_time(seed: int, loss: float) -> None:
     net = FakeNetwork(seed=seed, link=Link(loss=loss))
     net.add_server(S, T)
@@ -371,7 +372,7 @@ def test_an_impostor_name_is_never_shown() -> None:
     _, b, mallory = setup(net, ("alice", A), ("bob", B), ("mallory", C))
     # Mallory's own key, but her handshake and her DATA claim to be alice.
     mallory.name = mallory.sending.name = "alice"
-    mallory._intro = encode(Hello(req_id=0, name="alice"))
+    mallory.links.intro = encode(Hello(req_id=0, name="alice"))
     mallory.send("bob", "I am alice", net.now)
     net.flush()
     assert net.run_until(lambda: of_type(net, B, PeerRefused), 10)
@@ -470,7 +471,7 @@ def _reply(name: str, addr: Addr, key: bytes) -> LookupReply:
     after_s=st.floats(0, 3),
     n=st.integers(1, 6),
 )
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(60), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 def test_whatever_ends_the_receiver_delivered_means_shown(
     seed: int, loss: float, ending: str, after_s: float, n: int
 ) -> None:
@@ -538,7 +539,7 @@ def test_regression_a_receiver_restarted_with_the_same_key_is_not_shown_a_messag
     commands=st.lists(st.sampled_from(["list", "whois bob", "whois zed", "trust bob"]), max_size=6),
     cut=st.booleans(),
 )
-@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(80), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 def test_every_command_typed_before_exit_is_answered_before_signing_out(
     seed: int, loss: float, commands: list[str], cut: bool
 ) -> None:

@@ -32,6 +32,14 @@ def test_the_docs_table_of_ending_lines_is_the_codes_table() -> None:
     assert {f.code for f in Failure} <= set(ExitCode)
 
 
+def test_the_docs_give_every_refusal_of_exit_3() -> None:
+    from chat_protocol.wire.messages import RefuseReason
+
+    flat = " ".join(DOC.split())  # (a code span may be wrapped across lines)
+    for reason in RefuseReason:
+        assert f"`{reason.explain('alice')}`" in flat, reason
+
+
 def test_the_docs_state_the_prompt_limit_and_the_signal_grace() -> None:
     assert f"lines up to {MAX_TYPED_CHARS} characters" in DOC
     assert f"at most {SIGNAL_GRACE_S:.0f} s for answers still due" in DOC

@@ -19,14 +19,16 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from test_codec import addr, messages
 
-from chat_protocol.client import ClientCore
-from chat_protocol.codec import encode
+from budget import examples
+from chat_protocol.client.core import ClientCore
 from chat_protocol.const import Timings
 from chat_protocol.errors import MalformedDatagram
 from chat_protocol.events import MessageReceived, PeerRefused
-from chat_protocol.messages import Addr, Data, Hello
-from chat_protocol.server import ServerCore
-from chat_protocol.session import PacketType, SecureEndpoint, SessionEstablished
+from chat_protocol.secure.endpoint import SecureEndpoint, SessionEstablished
+from chat_protocol.secure.packets import PacketType
+from chat_protocol.server.core import ServerCore
+from chat_protocol.wire.codec import encode
+from chat_protocol.wire.messages import Addr, Data, Hello
 from netsim import FakeNetwork
 
 T = Timings()
@@ -161,7 +163,7 @@ Said = tuple[Literal["say"], Addr, bytes, bytes]
 
 
 @given(st.data(), st.floats(0, 30))
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(300), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 def test_cores_survive_arbitrary_datagrams(data: st.DataObject, later: float) -> None:
     net, server, a, b = conversation()
     keys = {S: net.key("server").public, A: net.key("alice").public, B: net.key("bob").public}

@@ -11,8 +11,7 @@ import time
 
 import pytest
 
-from chat_protocol.client import ClientCore, State
-from chat_protocol.codec import encode
+from chat_protocol.client.core import ClientCore, State
 from chat_protocol.const import (
     CHUNK_PAYLOAD_BYTES,
     MAX_HEARTBEAT_INTERVAL_S,
@@ -23,8 +22,9 @@ from chat_protocol.const import (
     Timings,
 )
 from chat_protocol.events import MessageDelivered, MessageReceived, SendFailed, SignInFailed
-from chat_protocol.messages import Addr, Data, Hello, LookupReply, RefuseReason
-from chat_protocol.server import ServerCore
+from chat_protocol.server.core import ServerCore
+from chat_protocol.wire.codec import encode
+from chat_protocol.wire.messages import Addr, Data, Hello, LookupReply, RefuseReason
 from netsim import FakeNetwork
 
 T = Timings()
@@ -67,7 +67,7 @@ class Attacker:
             name="mallory", server=S, identity=net.key(owner), random_bytes=net.random_bytes
         )
         self.core.directory.machine.state = State.ONLINE  # it needs no directory
-        self.core._intro = encode(Hello(req_id=0, name="carol"))
+        self.core.links.intro = encode(Hello(req_id=0, name="carol"))
         self.victim_key = victim.identity.public
 
     def handshake(self) -> None:

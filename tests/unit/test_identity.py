@@ -1,4 +1,4 @@
-"""chat_protocol.identity: fingerprints and safety numbers."""
+"""chat_protocol.secure.identity: fingerprints and safety numbers."""
 
 from __future__ import annotations
 
@@ -8,8 +8,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from budget import examples
 from chat_protocol.errors import UsageError
-from chat_protocol.identity import (
+from chat_protocol.secure.identity import (
     fingerprint,
     fingerprint_matches,
     format_fingerprint,
@@ -34,7 +35,7 @@ def test_libsignal_numeric_fingerprint_vector() -> None:
 
 
 @given(a_name=names, a_key=keys, b_name=names, b_key=keys)
-@settings(max_examples=25, deadline=None)
+@settings(max_examples=examples(25), deadline=None)
 def test_safety_number_is_the_same_on_both_sides(
     a_name: str, a_key: bytes, b_name: str, b_key: bytes
 ) -> None:

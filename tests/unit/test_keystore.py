@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import stat
@@ -10,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from chat_protocol.errors import UsageError
-from chat_protocol.noise import KeyPair
-from chat_protocol.secure_errors import LocalSecureError
+from chat_protocol.secure.errors import LocalSecureError
+from chat_protocol.secure.noise import KeyPair
 from chat_shell.keystore import (
     KeyStore,
     KeyStoreError,
@@ -21,8 +22,9 @@ from chat_shell.keystore import (
     resolve_home,
     write_private_file,
 )
+from labkit.util import in_ci
 
-posix_only = pytest.mark.skipif(os.name != "posix", reason="file modes are POSIX")
+posix_only = pytest.mark.skipif(os.name != "posix" and not in_ci(), reason="file modes are POSIX")
 
 
 def mode(path: Path) -> int:
@@ -191,7 +193,7 @@ def test_the_pin_file_is_private(tmp_path: Path) -> None:
         pins.pinned("a")
     os.chmod(pins.path, 0o600)
     data = json.loads(pins.path.read_text())
-    assert data["version"] == 1 and set(data["users"]) == {"a"}
+    assert data["version"] == 2 and set(data["users"]) == {"a"}
 
 
 def test_bad_pins(tmp_path: Path) -> None:
@@ -204,5 +206,55 @@ def test_bad_pins(tmp_path: Path) -> None:
     with pytest.raises(KeyStoreError):
         pins.pinned("a")
     write_private_file(pins.path, json.dumps({"version": 1, "users": {"a": "AAAA"}}).encode())
+    with pytest.raises(KeyStoreError):
+        pins.pinned("a")
+
+
+def test_pins_keep_whether_the_user_verified_them(tmp_path: Path) -> None:
+    pins = KeyStore(tmp_path).pins("alice")
+    key, other = bytes([1]) * 32, bytes([2]) * 32
+    pins.pin("bob", key)  # first use
+    pins.repin("Carol", other, verified=True)  # the user's "trust carol"
+    assert pins.users() == {"bob": key, "carol": other}
+    assert pins.verified_users() == {"carol"}
+    data = json.loads(pins.path.read_text())
+    assert data["version"] == 2
+    assert data["users"]["carol"] == {"key": base64.b64encode(other).decode(), "verified": True}
+    assert data["users"]["bob"]["verified"] is False
+    pins.repin("carol", key)  # pinned again on first use (not by trust): no longer verified
+    assert pins.verified_users() == set()
+    pins.repin("bob", other, verified=True)
+    pins.unpin("bob")
+    assert pins.verified_users() == set() and pins.pinned("bob") is None
+
+
+def test_a_version_1_pin_file_is_still_read_and_upgraded_on_change(tmp_path: Path) -> None:
+    pins = KeyStore(tmp_path).pins("alice")
+    key, other = bytes([3]) * 32, bytes([4]) * 32
+    b64 = base64.b64encode(key).decode()
+    v1 = {"version": 1, "users": {"bob": b64}, "servers": {"192.0.2.1:5000": b64}}
+    write_private_file(pins.path, json.dumps(v1).encode())
+    assert pins.users() == {"bob": key} and pins.verified_users() == set()
+    assert pins.pinned_server(("192.0.2.1", 5000)) == key
+    pins.repin("dave", other, verified=True)
+    data = json.loads(pins.path.read_text())
+    assert data["version"] == 2
+    assert data["users"]["bob"] == {"key": b64, "verified": False}
+    assert data["servers"] == {"192.0.2.1:5000": b64}
+    assert pins.verified_users() == {"dave"}
+
+
+@pytest.mark.parametrize(
+    "users",
+    [
+        {"a": "AAAA"},
+        {"a": {"key": "AAAA"}},
+        {"a": {"verified": True}},
+        {"a": {"key": 5, "verified": False}},
+    ],
+)
+def test_bad_version_2_pins(tmp_path: Path, users: dict[str, object]) -> None:
+    pins = KeyStore(tmp_path).pins()
+    write_private_file(pins.path, json.dumps({"version": 2, "users": users}).encode())
     with pytest.raises(KeyStoreError):
         pins.pinned("a")

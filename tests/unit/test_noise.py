@@ -1,4 +1,5 @@
-"""chat_protocol.noise against published Noise test vectors, and against itself under attack."""
+"""chat_protocol.secure.noise against published Noise test vectors, and against itself under
+attack."""
 
 from __future__ import annotations
 
@@ -14,7 +15,9 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from chat_protocol.noise import (
+from budget import examples
+from chat_protocol.secure.errors import DecryptFailed, HandshakeFailed, LocalSecureError
+from chat_protocol.secure.noise import (
     IK,
     MAX_MESSAGE_BYTES,
     MAX_NONCE,
@@ -28,7 +31,6 @@ from chat_protocol.noise import (
     hkdf,
     protocol_name,
 )
-from chat_protocol.secure_errors import DecryptFailed, HandshakeFailed, LocalSecureError
 
 VECTORS_FILE = Path(__file__).parent / "data" / "noise_vectors.json"
 VECTORS: list[dict[str, Any]] = json.loads(VECTORS_FILE.read_text())["vectors"]
@@ -181,7 +183,7 @@ def run(
 
 
 @given(seed=st.integers(0, 2**32), payload=st.binary(max_size=300))
-@settings(max_examples=30, deadline=None)
+@settings(max_examples=examples(30), deadline=None)
 def test_ik_round_trip(seed: int, payload: bytes) -> None:
     initiator, responder, i_static, r_static = ik_pair(seed)
     assert responder.read_message(initiator.write_message(payload)) == payload
@@ -197,7 +199,7 @@ def test_ik_round_trip(seed: int, payload: bytes) -> None:
 
 
 @given(seed=st.integers(0, 2**32))
-@settings(max_examples=20, deadline=None)
+@settings(max_examples=examples(20), deadline=None)
 def test_xx_round_trip_learns_both_keys(seed: int) -> None:
     rnd = seeded(seed)
     a_static, b_static = KeyPair.generate(rnd), KeyPair.generate(rnd)
@@ -285,7 +287,7 @@ def test_a_low_order_ephemeral_key_is_refused() -> None:
 
 
 @given(data=st.binary(max_size=400))
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=examples(200), deadline=None)
 def test_random_bytes_never_raise_anything_but_handshake_failed(data: bytes) -> None:
     _, responder, _, _ = ik_pair(8)
     with pytest.raises(HandshakeFailed):
@@ -388,7 +390,7 @@ def test_rekey_keeps_both_sides_in_step() -> None:
 
 
 def test_mix_key_and_hash_follows_the_spec() -> None:
-    from chat_protocol.noise import SymmetricState, hash_bytes
+    from chat_protocol.secure.noise import SymmetricState, hash_bytes
 
     state = SymmetricState(b"Noise_test", HashName.SHA256)
     ck, h = state.ck, state.h

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from chat_protocol.rangeset import RangeSet
+from chat_protocol.transfer.rangeset import RangeSet
 
 UNIVERSE = 120
 spans = st.tuples(st.integers(0, UNIVERSE - 1), st.integers(1, 24)).map(

@@ -11,6 +11,7 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from wcwidth import wcwidth
 
+from budget import examples
 from chat_client.render import (
     CONTINUATION,
     MIN_WIDTH,
@@ -249,7 +250,7 @@ texts = st.one_of(
 names = st.from_regex(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,31}", fullmatch=True)
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=examples(400), deadline=None)
 @given(name=names, text=texts, width=st.one_of(st.none(), st.integers(MIN_WIDTH, 300)))
 # Found by seeds 14 and 17 of the random profile: a name wider than the terminal.
 @example(name="0" * 21, text="", width=20)

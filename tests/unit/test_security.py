@@ -12,8 +12,8 @@ from typing import TypeVar
 
 import pytest
 
-from chat_protocol.client import ClientCore, State
-from chat_protocol.codec import encode
+from chat_protocol.client.core import ClientCore
+from chat_protocol.client.directory import State
 from chat_protocol.const import Timings
 from chat_protocol.events import (
     ClientEvent,
@@ -25,10 +25,12 @@ from chat_protocol.events import (
     ServerGone,
     WhoisInfo,
 )
-from chat_protocol.identity import safety_number
-from chat_protocol.messages import Addr, Hello, LookupReply
 from chat_protocol.outcomes import FailReason
-from chat_protocol.server import ServerCore
+from chat_protocol.secure.identity import safety_number
+from chat_protocol.server.bindings import MemoryNames
+from chat_protocol.server.core import ServerCore
+from chat_protocol.wire.codec import encode
+from chat_protocol.wire.messages import Addr, Hello, LookupReply
 from netsim import FakeNetwork
 
 T = Timings()
@@ -143,6 +145,7 @@ def test_a_replayed_shutdown_from_an_earlier_server_run_ends_nothing() -> None:
             assert not events(net, addr, ServerGone)
 
 
+@pytest.mark.guard("send-pin", "receive-pin")
 def test_a_user_back_with_a_new_key_is_refused_by_those_who_pinned_the_old_one() -> None:
     net = FakeNetwork(seed=34)
     a, b = signed_in(net, ("alice", A), ("bob", B))
@@ -150,7 +153,9 @@ def test_a_user_back_with_a_new_key_is_refused_by_those_who_pinned_the_old_one()
     b.close(net.now)
     net.flush()
     assert net.run_until(lambda: not b.online, 5)
-    # Someone else takes the name "bob" with another key (or bob lost his home).
+    # Bob lost his home: the server's operator releases the name, and a new key takes it.
+    names = net.nodes[S].names  # type: ignore[attr-defined]
+    assert isinstance(names, MemoryNames) and names.release("bob")
     new_bob = net.add_client("bob", ("10.0.0.4", 40002), S, T, identity=net.key("new bob"))
     nb: Addr = ("10.0.0.4", 40002)
     assert net.run_until(lambda: new_bob.online, 10)
@@ -196,6 +201,7 @@ def lie_about_bob(srv: ServerCore, key: bytes) -> None:
     srv.users["bob"] = dataclasses.replace(real, addr=M, static=key)
 
 
+@pytest.mark.guard("send-pin")
 def test_a_directory_that_swaps_keys_is_refused_by_a_pinned_sender() -> None:
     net, srv = _lying_network(35)
     a, b = signed_in(net, ("alice", A), ("bob", B))
@@ -240,7 +246,7 @@ def test_a_datagram_with_a_forged_source_address_is_never_shown(claim: str) -> N
         name="mallory", server=S, identity=net.key("mallory"), random_bytes=net.random_bytes
     )
     mallory.name = mallory.sending.name = claim
-    mallory._intro = encode(Hello(req_id=0, name=claim))
+    mallory.links.intro = encode(Hello(req_id=0, name=claim))
     mallory.directory.machine.state = State.ONLINE  # it needs no directory to attack
     handle = mallory.sending.queue("bob", b"please wire 500 EUR to carol")
     mallory.sending.looked_up(

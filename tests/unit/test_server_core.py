@@ -9,7 +9,6 @@ import random
 
 import pytest
 
-from chat_protocol.codec import decode, encode
 from chat_protocol.const import (
     DEFAULT_TIMINGS,
     HANDSHAKE_INIT_MIN_BYTES,
@@ -19,7 +18,20 @@ from chat_protocol.const import (
     Timings,
 )
 from chat_protocol.events import UserJoined, UserLeft
-from chat_protocol.messages import (
+from chat_protocol.secure.endpoint import (
+    KeyReceived,
+    RetryWithCookie,
+    SecureEndpoint,
+    SessionEstablished,
+    TransportReceived,
+)
+from chat_protocol.secure.noise import KeyPair
+from chat_protocol.secure.packets import PacketType
+from chat_protocol.secure.session import SecureSession
+from chat_protocol.server.bindings import NameBindings
+from chat_protocol.server.core import ServerCore, _PendingSignIn
+from chat_protocol.wire.codec import decode, encode
+from chat_protocol.wire.messages import (
     Addr,
     Bye,
     ByeAck,
@@ -40,17 +52,6 @@ from chat_protocol.messages import (
     UnknownSession,
     Welcome,
 )
-from chat_protocol.noise import KeyPair
-from chat_protocol.server import ServerCore, _PendingSignIn
-from chat_protocol.session import (
-    KeyReceived,
-    PacketType,
-    RetryWithCookie,
-    SecureEndpoint,
-    SecureSession,
-    SessionEstablished,
-    TransportReceived,
-)
 
 T = DEFAULT_TIMINGS
 SERVER: Addr = ("10.0.0.100", 5000)
@@ -63,12 +64,15 @@ D: Addr = ("10.0.0.4", 4000)
 class Harness:
     """A ServerCore at ``SERVER`` on a fake clock; every random draw comes from one seed."""
 
-    def __init__(self, timings: Timings = T, *, seed: int = 0) -> None:
+    def __init__(
+        self, timings: Timings = T, *, seed: int = 0, names: NameBindings | None = None
+    ) -> None:
         self.rng = random.Random(seed)
         self.core = ServerCore(
             identity=KeyPair.generate(self.rng.randbytes),
             timings=timings,
             random_bytes=self.rng.randbytes,
+            names=names,
         )
         self.now = 0.0
         self.clients: dict[Addr, Client] = {}
@@ -204,12 +208,13 @@ def test_sign_in_and_lookup() -> None:
     assert h.core.stats.sign_ins == 2
 
 
-def test_duplicate_name_refused_case_insensitively_and_first_user_unaffected() -> None:
+@pytest.mark.guard("name-binding")
+def test_name_of_another_key_refused_case_insensitively_and_first_user_unaffected() -> None:
     h = Harness()
     alice = h.client(A)
     ta = alice.sign_in("alice")
     other = h.client(B)  # another key
-    assert other.handshake("ALICE", req_id=9) == Refused(req_id=9, reason=RefuseReason.NAME_TAKEN)
+    assert other.handshake("ALICE", req_id=9) == Refused(req_id=9, reason=RefuseReason.NAME_BOUND)
     before = _dropped(h)
     other.confirm()  # its session signed nobody in: dropped and counted, nothing changes
     assert _dropped(h) == before + 1
@@ -250,6 +255,32 @@ def test_retransmitted_initiation_gets_the_same_welcome() -> None:
     )
     assert h.core.users["alice"].addr == A
     assert third.ask(Heartbeat(token=answer.token)) != []  # and alice's session still serves
+
+
+@pytest.mark.guard("newest-address", "newest-address-follow")
+def test_an_address_moves_only_with_the_newest_datagram_of_the_current_session() -> None:
+    """Issue 19, point 7: a genuine datagram, held back by an attacker and re-sent from a
+    forged source after the user rekeyed, is authentic and unseen, but older than what the
+    user's current session carried: it moves neither the address LOOKUP hands out nor where
+    the server sends. A fresh datagram from a new source (NAT rebinding) still moves both."""
+    h = Harness()
+    alice, bob = h.client(A), h.client(B)
+    token = alice.sign_in("alice")
+    tb = bob.sign_in("bob")
+    held = alice.seal(Heartbeat(token=token))  # captured, never delivered
+    assert isinstance(alice.handshake("alice", req_id=8), Welcome)  # alice rekeys
+    alice.confirm()
+    forged: Addr = ("10.6.6.6", 666)
+    out = h.send(held, forged)
+    assert h.core.users["alice"].addr == A
+    assert [to for _, to in out] == [A]  # (its answer goes where alice is)
+    assert bob.ask(Lookup(token=tb, req_id=1, name="alice")) == [
+        LookupReply(req_id=1, name="alice", addr=A, key=alice.key.public)
+    ]
+    # Alice's NAT rebinds: her next datagram, the newest, comes from a new port.
+    moved: Addr = (A[0], 4001)
+    out = h.send(alice.seal(Heartbeat(token=token)), moved)
+    assert [to for _, to in out] == [moved] and h.core.users["alice"].addr == moved
 
 
 @pytest.mark.parametrize("name", ["no spaces", "", "x" * 33, "-dash", "caf\u00e9"])
@@ -315,7 +346,7 @@ def test_malformed_and_unexpected_datagrams_are_counted_not_fatal() -> None:
         encode(data),  # plaintext kinds other than PING
         encode(Hello(req_id=1, name="mallory")),
         encode(Heartbeat(token=ta)),
-        encode(Pong(nonce=1, users=0)),
+        encode(Pong(nonce=1)),
         alice.seal(data),  # peer DATA inside a session
         alice.seal(Welcome(req_id=1, token=ta, heartbeat_ms=1)),  # a server's message
     ]
@@ -402,8 +433,21 @@ def test_ping_needs_no_sign_in_and_reply_is_not_larger() -> None:
     h.sign_in("alice", A)
     ping = encode(Ping(nonce=42))
     [(raw, to)] = h.send(ping, C)
-    assert decode(raw) == Pong(nonce=42, users=1) and to == C
+    assert decode(raw) == Pong(nonce=42) and to == C
     assert len(raw) <= len(ping)
+
+
+def test_pong_tells_a_stranger_nothing_but_that_the_server_answers() -> None:
+    """Issue 19, point 6: no user count on an unauthenticated PONG (the same bytes, header and
+    nonce only, whether one user or three are signed in)."""
+    h = Harness()
+    h.sign_in("alice", A)
+    [(one, _)] = h.send(encode(Ping(nonce=42)), D)
+    h.sign_in("bob", B)
+    h.sign_in("carol", C)
+    h.advance(1.0)  # (a new second of PING budget)
+    [(three, _)] = h.send(encode(Ping(nonce=42)), D)
+    assert one == three == b"PC\x01\x0f" + (42).to_bytes(4, "big")
 
 
 def _fill(h: Harness, users: int) -> None:

@@ -1,4 +1,4 @@
-"""chat_protocol.session: packets, the replay window, sessions, cookies and the endpoint."""
+"""chat_protocol.secure: packets, the replay window, sessions, cookies and the endpoint."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from budget import examples
 from chat_protocol.const import (
     COOKIE_LATENCY_S,
     COOKIE_SECRET_LIFETIME_S,
@@ -21,9 +22,17 @@ from chat_protocol.const import (
     REPLAY_WINDOW_BITS,
 )
 from chat_protocol.errors import MalformedDatagram
-from chat_protocol.messages import Addr
-from chat_protocol.noise import ContextCache, KeyPair
-from chat_protocol.secure_errors import (
+from chat_protocol.secure.cookie import CookieJar
+from chat_protocol.secure.endpoint import (
+    HandshakeRequested,
+    KeyReceived,
+    RetryWithCookie,
+    SecureEndpoint,
+    SendReply,
+    SessionEstablished,
+    TransportReceived,
+)
+from chat_protocol.secure.errors import (
     BadMac,
     DecryptFailed,
     HandshakeFailed,
@@ -34,38 +43,28 @@ from chat_protocol.secure_errors import (
     StaleDatagram,
     UnknownReceiver,
 )
-from chat_protocol.session import (
+from chat_protocol.secure.handshake import CookieChallenge, IncomingHandshake, Initiator, Responder
+from chat_protocol.secure.noise import ContextCache, KeyPair
+from chat_protocol.secure.packets import (
     COOKIE_REPLY_BYTES,
     INIT_OVERHEAD_BYTES,
     KEY_REPLY_BYTES,
     MAX_TRANSPORT_PLAINTEXT_BYTES,
     RESPONSE_OVERHEAD_BYTES,
     TRANSPORT_OVERHEAD_BYTES,
-    CookieChallenge,
-    CookieJar,
     CookieReply,
     HandshakeInit,
-    HandshakeRequested,
     HandshakeResponse,
-    IncomingHandshake,
-    Initiator,
-    KeyReceived,
     PacketType,
-    ReplayWindow,
-    Responder,
-    RetryWithCookie,
-    SecureEndpoint,
-    SecureSession,
-    SendReply,
-    SessionEstablished,
-    SessionLimits,
     Transport,
-    TransportReceived,
-    _PeerTable,
     build_key_request,
     packet_type,
     parse_packet,
 )
+from chat_protocol.secure.peers import PeerTable
+from chat_protocol.secure.replay import ReplayWindow
+from chat_protocol.secure.session import SecureSession, SessionLimits
+from chat_protocol.wire.messages import Addr
 
 A: Addr = ("192.0.2.1", 4000)
 B: Addr = ("198.51.100.2", 5000)
@@ -239,7 +238,7 @@ def test_sizes_are_what_the_docstring_says() -> None:
 
 
 @given(data=st.binary(max_size=1500))
-@settings(max_examples=300)
+@settings(max_examples=examples(300))
 def test_parse_random_bytes(data: bytes) -> None:
     try:
         packet = parse_packet(data)
@@ -327,7 +326,7 @@ def test_the_datagram_layout() -> None:
 
 
 @given(order=st.permutations(list(range(40))), seed=st.integers(0, 1000))
-@settings(max_examples=20, deadline=None)
+@settings(max_examples=examples(20), deadline=None)
 def test_reordered_datagrams_all_decrypt_once(order: list[int], seed: int) -> None:
     a, b = endpoints(seed)
     sa, sb = establish(a, b)
@@ -500,12 +499,12 @@ def test_cookie_is_bound_to_the_address_and_the_period() -> None:
 
 
 def test_cookie_validity_spans_one_rotation_not_two() -> None:
-    from chat_protocol.session import _mac
+    from chat_protocol.secure.cookie import mac
 
     jar = CookieJar(random_bytes=seeded(17), lifetime_s=10.0)
     cookie = jar.cookie(A, 9.0)
     message = b"initiation bytes"
-    mac2 = _mac(cookie, message)
+    mac2 = mac(cookie, message)
     assert jar.mac2_valid(A, 9.5, message, mac2)
     assert jar.mac2_valid(A, 19.9, message, mac2)  # the next period still knows the old secret
     assert not jar.mac2_valid(B, 9.5, message, mac2)  # another address
@@ -644,7 +643,7 @@ def test_accepting_a_stale_incoming_handshake_is_a_replay() -> None:
 
 
 @given(request_payload=st.integers(0, 600), response_payload=st.integers(0, 800))
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=examples(60), deadline=None)
 def test_no_response_is_larger_than_its_initiation(
     request_payload: int, response_payload: int
 ) -> None:
@@ -830,7 +829,7 @@ ALLOWED = MalformedDatagram
 
 
 @given(data=st.binary(max_size=1500), under_load=st.booleans())
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(300), deadline=None)
 def test_random_bytes_into_an_endpoint(data: bytes, under_load: bool) -> None:
     a, b = endpoints(40)
     establish(a, b)
@@ -848,7 +847,7 @@ def typed_junk(draw: st.DrawFn) -> bytes:
 
 
 @given(data=typed_junk())
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(300), deadline=None)
 def test_junk_of_every_packet_type(data: bytes) -> None:
     a, b = endpoints(41)
     establish(a, b)
@@ -862,7 +861,7 @@ def test_junk_of_every_packet_type(data: bytes) -> None:
 
 
 @given(seed=st.integers(0, 2**16), which=st.integers(0, 3), flips=st.data())
-@settings(max_examples=120, deadline=None)
+@settings(max_examples=examples(120), deadline=None)
 def test_mutated_genuine_packets(seed: int, which: int, flips: st.DataObject) -> None:
     """Bit flips in real initiations, responses, cookie replies and transports: dropped with a
     MalformedDatagram subclass, or (a flipped mac2 / padding-free bit) still accepted - never
@@ -888,7 +887,7 @@ def test_mutated_genuine_packets(seed: int, which: int, flips: st.DataObject) ->
 
 
 @given(actions=st.lists(st.tuples(st.integers(0, 3), st.binary(max_size=300)), max_size=12))
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=examples(60), deadline=None)
 def test_nothing_sent_to_an_unproven_address_is_larger_than_what_it_sent(
     actions: list[tuple[int, bytes]],
 ) -> None:
@@ -925,7 +924,7 @@ def test_nothing_sent_to_an_unproven_address_is_larger_than_what_it_sent(
     schedule=st.lists(st.integers(0, 59), min_size=1, max_size=200),
     seed=st.integers(0, 2**16),
 )
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=examples(40), deadline=None)
 def test_a_lossy_duplicating_reordering_network(schedule: list[int], seed: int) -> None:
     """60 datagrams delivered in any order, any number of times (or never): each one that arrives
     decrypts exactly once, every further copy is dropped as a replay, and the counts add up."""
@@ -955,7 +954,7 @@ _TABLE_OPS = st.lists(
 @given(_TABLE_OPS)
 def test_peer_table_keeps_recency_as_an_ordered_dict_does(ops: list[tuple[str, int]]) -> None:
     """The endpoint's peer table (a dict and a list through the peers) against OrderedDict."""
-    table = _PeerTable()
+    table = PeerTable()
     model: OrderedDict[bytes, None] = OrderedDict()
     for op, i in ops:
         key = bytes([i]) * 32

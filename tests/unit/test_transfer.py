@@ -13,7 +13,6 @@ import pytest
 from hypothesis import event, given
 from hypothesis import strategies as st
 
-from chat_protocol.codec import decode, encode
 from chat_protocol.const import (
     ACK_HEADER_BYTES,
     CHUNK_PAYLOAD_BYTES,
@@ -25,10 +24,12 @@ from chat_protocol.const import (
     Timings,
 )
 from chat_protocol.errors import InvalidMessage
-from chat_protocol.messages import Ack, Data
 from chat_protocol.outcomes import FailReason
-from chat_protocol.rangeset import RangeSet
-from chat_protocol.transfer import ChunkRejected, Inbound, Outbound, Resolved
+from chat_protocol.transfer.inbound import ChunkRejected, Inbound
+from chat_protocol.transfer.outbound import Outbound, Resolved
+from chat_protocol.transfer.rangeset import RangeSet
+from chat_protocol.wire.codec import decode, encode
+from chat_protocol.wire.messages import Ack, Data
 
 T = Timings()
 PEER = ("10.0.0.9", 4000)

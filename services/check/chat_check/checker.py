@@ -14,15 +14,17 @@ Use :class:`Checker` (``add_file`` / ``add_lines`` / ``add_records``, then ``rep
 from __future__ import annotations
 
 import contextlib
+import errno
 import gc
 import math
 import os
+import stat
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, BinaryIO, Final
 
-from chat_check.history import Event, schema_error
+from chat_history import Event, schema_error
 
 try:  # orjson parses several times faster; json is the fallback
     import orjson
@@ -32,6 +34,9 @@ except ImportError:  # pragma: no cover - depends on the environment
     import json
 
     _loads = json.loads
+
+_RECORD_START: Final = (b"{", "{")
+"""How every record's line begins (one JSON object): what a torn line's first byte is."""
 
 # --- verdict names (docs/HISTORY.md) -------------------------------------------------------------
 
@@ -309,15 +314,21 @@ class Checker:
     # --- input ------------------------------------------------------------------------------
 
     def add_file(self, path: str | os.PathLike[str]) -> None:
-        """Read one history file (``OSError`` propagates)."""
-        with open(path, "rb") as f:
+        """Read one history file (``OSError`` propagates; :class:`NotAHistory` if it is not a
+        regular file: a FIFO would block the read forever, a device never end).
+
+        Opened without blocking and checked on the open descriptor, so a file swapped for a
+        FIFO between :func:`history_files` and here is refused too."""
+        with open_regular(path) as f:
             self.add_lines(f, os.fspath(path))
 
     def add_lines(self, lines: Iterable[bytes | str], source: str) -> None:
         """One file's lines, in order, as read (with or without their newlines).
 
-        A line that is not JSON is *torn* (a writer killed mid-line) when it is the file's last
-        line or the next record starts another incarnation; any other is ``malformed``."""
+        A line that is not JSON is *torn* (a writer killed mid-line) when it begins as a record
+        does (``{``) and is the file's last line or the next record starts another incarnation;
+        any other is ``malformed``, including a line nested too deep for the JSON decoder (no
+        record nests: it is never torn, and the decoder's ``RecursionError`` is caught)."""
         with _no_gc():
             self._add_lines(lines, self._source(source))
 
@@ -333,10 +344,15 @@ class Checker:
                 continue
             try:
                 obj = loads(raw)
-            except ValueError as e:
+            except (ValueError, RecursionError) as e:
                 if pending is not None:
                     self._malformed(src, pending[0], pending[1])
-                pending = (lineno, f"not JSON: {e}")
+                    pending = None
+                detail = f"not JSON: {e}"
+                if raw[:1] in _RECORD_START and not isinstance(e, RecursionError):
+                    pending = (lineno, detail)  # perhaps a record cut short: judged below
+                else:  # no prefix of a record (none nests): never torn
+                    self._malformed(src, lineno, detail)
                 continue
             inc = add(obj, src, lineno)
             if pending is not None:
@@ -367,8 +383,8 @@ class Checker:
         """Take one decoded record; its incarnation, or None if it was malformed.
 
         The hot loop of the checker: the fields are checked inline (the same rules as
-        :func:`chat_check.history.schema_error`, which names the fault once one is found), and
-        the event names are literals (the values of :class:`~chat_check.history.Event`)."""
+        :func:`chat_history.schema_error`, which names the fault once one is found), and
+        the event names are literals (the values of :class:`~chat_history.Event`)."""
         self._records += 1
         try:
             if type(obj) is not dict and not isinstance(obj, Mapping):
@@ -644,19 +660,72 @@ class Checker:
 # --- files --------------------------------------------------------------------------------------
 
 
+class NotAHistory(Exception):
+    """A path named, or a ``*.jsonl`` found under a directory named, that is not a regular file
+    (a FIFO, a socket, a device, a symbolic link that loops or leads nowhere). The message is one
+    line that names the path and what it is. Refused rather than skipped: a history left out
+    without a word would make its messages look lost, or hide them."""
+
+
+def _kind(mode: int) -> str:
+    """What a non-regular file of ``st_mode`` is, in words."""
+    for test, name in (
+        (stat.S_ISDIR, "a directory"),
+        (stat.S_ISFIFO, "a FIFO"),
+        (stat.S_ISSOCK, "a socket"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+    ):
+        if test(mode):
+            return name
+    return "not a plain file"
+
+
+def _regular(p: Path) -> bool:
+    """Whether ``p`` is a regular file (through links); :class:`NotAHistory` if it is something
+    else that exists, a symbolic link loop, or a dangling link; False if it is a directory."""
+    try:
+        mode = p.stat().st_mode
+    except OSError as e:
+        if not p.is_symlink():
+            raise
+        why = "a symbolic link loop" if e.errno == errno.ELOOP else "a dangling symbolic link"
+        raise NotAHistory(f"{p}: not a regular file ({why})") from None
+    if stat.S_ISREG(mode):
+        return True
+    if stat.S_ISDIR(mode):
+        return False
+    raise NotAHistory(f"{p}: not a regular file ({_kind(mode)})")
+
+
+def open_regular(path: str | os.PathLike[str]) -> BinaryIO:
+    """``path`` opened for reading in binary, if it is a regular file; :class:`NotAHistory`
+    if it is not (``OSError`` if it cannot be opened). Opened without blocking and checked on
+    the open descriptor: a FIFO is refused at once, never waited on, even one put in a
+    file's place after it was listed."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            raise NotAHistory(f"{os.fspath(path)}: not a regular file ({_kind(mode)})")
+        os.set_blocking(fd, True)
+        return open(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
 def history_files(paths: Iterable[str | os.PathLike[str]]) -> list[Path]:
     """Every file named, and every ``*.jsonl`` under every directory named (sorted), once each.
 
-    ``FileNotFoundError`` for a path that does not exist."""
+    ``FileNotFoundError`` for a path that does not exist; :class:`NotAHistory` for one, named or
+    found, that is not a regular file (directories named ``*.jsonl`` are searched, not read)."""
     out: list[Path] = []
     seen: set[Path] = set()
     for p in map(Path, paths):
-        if p.is_dir():
-            found = sorted(q for q in p.rglob("*.jsonl") if q.is_file())
-        elif p.exists():
-            found = [p]
-        else:
+        if not p.exists() and not p.is_symlink():
             raise FileNotFoundError(f"no such file or directory: {p}")
+        found = [p] if _regular(p) else [q for q in sorted(p.rglob("*.jsonl")) if _regular(q)]
         for q in found:
             r = q.resolve()
             if r not in seen:

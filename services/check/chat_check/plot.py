@@ -20,7 +20,7 @@ import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from chat_check.checker import Checker
+from chat_check.checker import Checker, open_regular
 
 Timeline = Iterable[tuple[float, str, float | None, float | None]]
 """What :meth:`chat_check.checker.Checker.timeline` yields: (send wall, outcome, outcome wall,
@@ -64,11 +64,12 @@ def _number(x: object) -> bool:
 
 
 def load_faults(path: str | os.PathLike[str]) -> list[Fault]:
-    """Read a faults.json (``OSError``, :class:`FaultsError`)."""
-    with open(path, encoding="utf-8") as f:
+    """Read a faults.json (``OSError``, :class:`FaultsError`; :class:`NotAHistory` if it is not a
+    regular file)."""
+    with open_regular(path) as f:
         try:
             data = json.load(f)
-        except ValueError as e:
+        except (ValueError, RecursionError) as e:
             raise FaultsError(f"{os.fspath(path)}: not JSON: {e}") from None
     return parse_faults(data)
 

@@ -7,7 +7,7 @@ It mixes in the cases the checker must accept: messages not delivered that were 
 (their acknowledgement lost: "recovered"), sends to unknown names, case-variant names, a client
 killed mid-run (its history ends without ``exit``, a shown message and an unshown one still
 unresolved) and restarted into the same file, and a client that exits and starts again into a
-second file. The records are made by :class:`~chat_check.history.RecordBuilder`, as the real
+second file. The records are made by :class:`~chat_history.RecordBuilder`, as the real
 client's are.
 
 Deterministic for a given seed and :class:`SimConfig`.
@@ -20,7 +20,7 @@ import math
 import random
 from dataclasses import dataclass, field
 
-from chat_check.history import RawRecord, Reason, RecordBuilder, message_id, text_digest
+from chat_history import RawRecord, Reason, RecordBuilder, message_id, text_digest
 
 DELIVERED = "delivered"
 TIMEOUT = "timeout"

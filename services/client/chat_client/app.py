@@ -1,5 +1,5 @@
-"""chat-client: asyncio shell around :class:`chat_protocol.client.ClientCore`, plus the terminal,
-the key store (identity, pins) and the optional history file."""
+"""chat-client: asyncio shell around :class:`chat_protocol.client.core.ClientCore`, plus the
+terminal, the key store (identity, pins) and the optional history file."""
 
 from __future__ import annotations
 
@@ -14,12 +14,19 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from chat_check.history import HistoryWriter, incarnation_of, message_id
 from chat_client.commands import HELP, Command, parse_command
 from chat_client.exits import Ending, ExitCode, Failure, failure_of, reason_of, say
 from chat_client.ui import LineInput, Output, install_excepthooks, open_input
-from chat_client.words import ended, fail_text, refused_text, sign_in_failed, whois_text
-from chat_protocol.client import ClientCore
+from chat_client.words import (
+    ended,
+    fail_text,
+    refused_text,
+    sign_in_failed,
+    whois_failed_text,
+    whois_text,
+)
+from chat_history import HistoryWriter, incarnation_of, message_id
+from chat_protocol.client.core import ClientCore
 from chat_protocol.errors import UsageError
 from chat_protocol.events import (
     ClientEvent,
@@ -38,8 +45,8 @@ from chat_protocol.events import (
     WhoisFailed,
     WhoisInfo,
 )
-from chat_protocol.identity import format_fingerprint, parse_fingerprint
-from chat_protocol.names import NAME_RULE, is_valid_name
+from chat_protocol.secure.identity import format_fingerprint, parse_fingerprint
+from chat_protocol.wire.names import NAME_RULE, is_valid_name
 from chat_shell import aio, cli
 from chat_shell.keystore import (
     KeyStore,
@@ -57,9 +64,6 @@ SIGNAL_GRACE_S = 2.0
 """After SIGTERM, SIGINT or SIGHUP, or a failure that ends it (stdout closed, an internal error),
 the client signs out, waiting this long at most for the answers still due (a second signal quits
 at once)."""
-TEST_FAULT_ENV = "CHAT_TEST_FAULT"
-"""Test-only: ``drop-one-shown`` makes the client skip printing the first message it is handed
-(it is acknowledged all the same): a deliberately broken client for the history checker."""
 
 
 def user_name(text: str) -> str:
@@ -72,7 +76,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
         prog="chat-client",
         description="P2P UDP chat client: signs in to a directory server, then sends messages "
-        "directly to other users. Commands: list, send USER MESSAGE, help, exit.",
+        "directly to other users. Commands: list, send USER MESSAGE, whois USER, "
+        "trust USER [FINGERPRINT], help, exit.",
     )
     p.add_argument("-u", "--user", required=True, type=user_name, help="your user name")
     p.add_argument(
@@ -125,7 +130,6 @@ class ClientShell(aio.DatagramShell[ClientEvent]):
         self.pins = pins
         self.history = history
         self.incarnation = incarnation_of(core.session)
-        self._drop_one_shown = os.environ.get(TEST_FAULT_ENV) == "drop-one-shown"
         self.signed_in: asyncio.Future[None] = self.loop.create_future()
         self.finished: asyncio.Future[ExitCode] = self.loop.create_future()
         self.interrupted = False
@@ -179,10 +183,7 @@ class ClientShell(aio.DatagramShell[ClientEvent]):
                 if not self.signed_in.done():
                     self.signed_in.set_result(None)
             case MessageReceived():
-                if self._drop_one_shown:
-                    self._drop_one_shown = False  # test-only fault: acknowledged, never shown
-                    return
-                out.message(event.sender, event.addr, event.text)
+                out.message(event.sender, event.addr, event.text, new=event.new)
                 mid = message_id(incarnation_of(event.session), event.msg_id)
                 self.record(lambda h: h.shown(event.sender, mid, event.text))
             case MessageDelivered():
@@ -203,11 +204,11 @@ class ClientShell(aio.DatagramShell[ClientEvent]):
             case WhoisInfo(key=bytes() as key):
                 out.info(whois_text(event, key, self.core.name, self.core.identity.public))
             case WhoisFailed():
-                out.error(f"the server did not answer 'whois {event.name}'")
+                out.error(whois_failed_text(event))
             case PeerRefused():
                 out.error(refused_text(event))
             case KeyPinned():
-                self._persist(lambda p: p.repin(event.name, event.key))
+                self._persist(lambda p: p.repin(event.name, event.key, verified=event.verified))
             case ServerKeyPinned():
                 notice = (
                     f"first contact with the server at {addr_text(event.server)}: its key "
@@ -303,7 +304,8 @@ def execute(cmd: Command, shell: ClientShell) -> None:
             case "whois":
                 core.whois(cmd.user, now)
             case "trust":
-                core.whois(cmd.user, now, trust=True)
+                fingerprint = parse_fingerprint(cmd.text) if cmd.text else None
+                core.whois(cmd.user, now, trust=True, fingerprint=fingerprint)
             case "exit":
                 core.close(now)
     except UsageError as exc:
@@ -350,6 +352,7 @@ async def run(args: argparse.Namespace) -> int:
         pins = store.pins(args.user)
         server_key = pins.pinned_server(server)
         pinned = pins.users()
+        verified = pins.verified_users()
     except (OSError, KeyStoreError) as exc:
         return out.ending(say(Failure.HOME, reason=reason_of_file(exc)))
     loop = asyncio.get_running_loop()
@@ -360,6 +363,7 @@ async def run(args: argparse.Namespace) -> int:
         server_key=None if args.server_key else server_key,
         server_fingerprint=args.server_key,
         pins=pinned,
+        verified_pins=verified,
         clock_offset_s=time.time() - loop.time(),
     )
     history = None

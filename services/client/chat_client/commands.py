@@ -9,8 +9,11 @@ from chat_protocol.errors import UsageError
 HELP = """commands (case-insensitive):
   list                  show who is signed in
   send USER MESSAGE     send MESSAGE directly to USER (end-to-end encrypted)
-  whois USER            USER's key fingerprint and your safety number with them
-  trust USER            accept USER's new key (after comparing the safety number)
+  whois USER            USER's key fingerprint, your safety number with them, and whether
+                        the key is verified, pinned on first use, or new
+  trust USER [FINGERPRINT]
+                        pin as verified the key 'whois USER' showed (after comparing the
+                        safety number with USER), or the key with that fingerprint
   help                  this text
   exit                  sign out and quit (also Ctrl-D, Ctrl-C)"""
 
@@ -24,6 +27,7 @@ class Command:
     name: str
     user: str = ""
     text: str = ""
+    """``send``: the message; ``trust``: the fingerprint given, if any."""
 
 
 def parse_command(line: str) -> Command | None:
@@ -38,8 +42,10 @@ def parse_command(line: str) -> Command | None:
         raise UsageError(f"unknown command {word[:40]!r}; type 'help' for the commands")
     if name in WITH_USER:
         user, _, extra = rest.strip().partition(" ")
+        if name == "trust" and user:
+            return Command(name=name, user=user, text=extra.strip())  # text: a fingerprint
         if not user or extra.strip():
-            raise UsageError(f"usage: {name} USER")
+            raise UsageError(f"usage: {name} USER" + (" [FINGERPRINT]" if name == "trust" else ""))
         return Command(name=name, user=user)
     if name != "send":
         if rest.strip():

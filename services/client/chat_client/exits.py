@@ -29,6 +29,7 @@ class ExitCode(IntEnum):
     INTERNAL = 1
     USAGE = 2
     REFUSED = 3
+    """Sign-in refused: name taken, bound to another key, invalid; server full; address quota."""
     NO_SERVER = 4
     SERVER_LOST = 5
     SERVER_SHUTDOWN = 6
@@ -45,7 +46,10 @@ MEANING: dict[ExitCode, str] = {
     ExitCode.USAGE: (
         "usage error: bad arguments, an invalid name, an unusable home, key or pin file"
     ),
-    ExitCode.REFUSED: "sign-in refused (name taken, server full, too many users from the address)",
+    ExitCode.REFUSED: (
+        "sign-in refused (name taken, name bound to another key, server full, too many users "
+        "from the address)"
+    ),
     ExitCode.NO_SERVER: "no server answering at sign-in (within ~3 s)",
     ExitCode.SERVER_LOST: "server lost (killed; no reply for ~5 s; or it forgot this client)",
     ExitCode.SERVER_SHUTDOWN: "server shut down (SIGTERM/Ctrl-C; within ~1 s)",

@@ -27,7 +27,7 @@ from chat_client.exits import Ending, failure_of, is_reader_gone
 from chat_client.render import render_lines, render_message
 from chat_protocol.const import MAX_MESSAGE_BYTES
 from chat_protocol.errors import UsageError
-from chat_protocol.messages import Addr
+from chat_protocol.wire.messages import Addr
 from chat_shell.keystore import addr_text
 
 PROMPT = "+> "
@@ -55,6 +55,11 @@ def terminal_width(stream: TextIO) -> int | None:
     except OSError:
         return FALLBACK_COLUMNS
     return columns if columns > 0 else FALLBACK_COLUMNS
+
+
+NEW_MARK = " (new)"
+"""After the address of the first message shown from a sender never pinned before (inside the
+prefix, which the sender cannot draw: the text starts after the prefix's ``: ``)."""
 
 
 class Output:
@@ -114,10 +119,15 @@ class Output:
     def error(self, text: str) -> None:
         self._write(render_lines(f"error: {text}"), err=True)
 
-    def message(self, sender: str, addr: Addr, text: str, *, verified: bool = True) -> None:
+    def message(
+        self, sender: str, addr: Addr, text: str, *, verified: bool = True, new: bool = False
+    ) -> None:
         """``alice (172.18.0.3:40211): hello``; escaped, wrapped and marked by
-        :func:`chat_client.render.render_message`."""
+        :func:`chat_client.render.render_message`. ``new``: the first line shown from a sender
+        never pinned before, marked ``alice (172.18.0.3:40211) (new): hello``."""
         who, mark = (sender, "") if verified else (f"{sender}?", " [unverified]")
+        if new:
+            mark += NEW_MARK
         width = terminal_width(sys.stdout)
         shown = "\n".join(render_message(f"{who} ({addr_text(addr)}){mark}", text, width))
         if width is not None and os.environ.get("TERM") != "dumb":

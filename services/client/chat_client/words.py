@@ -6,16 +6,19 @@ from chat_client.exits import Ending, Failure, say
 from chat_protocol.const import Timings
 from chat_protocol.events import (
     GoneReason,
+    KeyStatus,
     PeerRefusal,
     PeerRefused,
     SendFailed,
     ServerGone,
     SignInFailed,
     SignInFailure,
+    WhoisFailed,
+    WhoisFailure,
     WhoisInfo,
 )
-from chat_protocol.identity import format_fingerprint, safety_number
 from chat_protocol.outcomes import FailReason
+from chat_protocol.secure.identity import format_fingerprint, safety_number
 from chat_shell.keystore import addr_text
 
 
@@ -50,10 +53,27 @@ def refused_text(ev: PeerRefused) -> str:
             f"{ev.name}'s key has changed since you last talked; their messages are refused. "
             f"Compare 'whois {ev.name}' with {ev.name}, then 'trust {ev.name}'"
         )
+    if ev.reason is PeerRefusal.WRONG_NAME:
+        return (
+            f"dropped messages claiming to be from {ev.name}: the directory answered for "
+            "another name"
+        )
     return (
         f"dropped messages claiming to be from {ev.name}: the directory does not have "
         f"{ev.name} with that key"
     )
+
+
+STATUS_TEXT = {
+    KeyStatus.VERIFIED: "verified: you trusted this key after comparing it",
+    KeyStatus.PINNED: "pinned on first use, not verified: compare the safety number with {name}, "
+    "then 'trust {name}'",
+    KeyStatus.NEW: "new: not pinned yet; compare the safety number with {name}, then "
+    "'trust {name}'",
+    KeyStatus.CHANGED: "CHANGED: you pinned {pinned}; compare the safety number with {name}, "
+    "then 'trust {name}' accepts the new key",
+}
+"""The status line of ``whois`` (docs/CLI.md shows each)."""
 
 
 def whois_text(ev: WhoisInfo, key: bytes, own_name: str, own_key: bytes) -> str:
@@ -61,11 +81,33 @@ def whois_text(ev: WhoisInfo, key: bytes, own_name: str, own_key: bytes) -> str:
     lines = [f"{ev.name}: key {format_fingerprint(key)}"]
     if ev.trusted:
         lines[0] += " (now trusted)"
-    elif ev.pinned is not None and ev.pinned != key:
-        lines.append(
-            f"  CHANGED: you pinned {format_fingerprint(ev.pinned)}; "
-            f"'trust {ev.name}' accepts the new key"
-        )
     number = safety_number(own_name, own_key, ev.name, key)
     lines.append(f"  safety number with {ev.name}: {number}")
+    if ev.trusted:
+        lines.append("  verified: pinned as the key you compared")
+    else:
+        pinned = format_fingerprint(ev.pinned) if ev.pinned is not None else ""
+        lines.append("  " + STATUS_TEXT[ev.status].format(name=ev.name, pinned=pinned))
     return "\n".join(lines)
+
+
+def whois_failed_text(ev: WhoisFailed) -> str:
+    """Why ``whois NAME`` or ``trust NAME`` has no answer, or ``trust`` pinned nothing."""
+    name = ev.name
+    match ev.reason:
+        case WhoisFailure.NO_ANSWER:
+            return f"the server did not answer 'whois {name}'"
+        case WhoisFailure.WRONG_NAME:
+            return f"the directory answered 'whois {name}' for another name; ignored"
+        case WhoisFailure.NOT_SEEN:
+            return (
+                f"not trusted: no key seen for {name}; run 'whois {name}' and compare the "
+                f"safety number with {name} first (or give the fingerprint: "
+                f"'trust {name} FINGERPRINT')"
+            )
+        case WhoisFailure.KEY_DIFFERS:
+            now = format_fingerprint(ev.key) if ev.key is not None else "another key"
+            return (
+                f"not trusted: the directory now gives {name} the key {now}, not the one you "
+                f"saw; nothing pinned (run 'whois {name}' and compare again)"
+            )

@@ -7,8 +7,8 @@ The same sources run as pure Python or compiled with mypyc (``P2P_CHAT_MYPYC=1``
 scripts/core.sh); :func:`compiled` says which one was imported.
 """
 
-from chat_protocol import codec
 from chat_protocol.const import PROTOCOL_VERSION
+from chat_protocol.wire import codec
 
 __all__ = ["PROTOCOL_VERSION", "compiled", "core_kind"]
 

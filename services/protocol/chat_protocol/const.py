@@ -29,6 +29,12 @@ ACK_HEADER_BYTES = 18
 ACK_RANGE_BYTES = 8
 """One (start, end) byte range in an ACK."""
 NAME_MAX_CHARS = 32
+LOOKUP_BYTES = 49
+"""Every LOOKUP is padded to this size (a name of 32 characters fills it), so its size does not
+give away the length of the name asked."""
+LOOKUP_REPLY_BYTES = 92
+"""Every LOOKUP_REPLY is padded to this size (32-character name, IPv6 address and key fill it):
+its size tells neither the name's length, nor whether the user was found, nor the family."""
 STATIC_KEY_BYTES = 32
 """An X25519 public key: a user's identity, as the directory hands it out."""
 MAX_MESSAGE_BYTES = 8 * 1024 * 1024
@@ -56,6 +62,9 @@ MAX_RETIRED_SESSIONS = 4096
 """Sender sessions whose receive state was dropped (LRU) and whose late chunks are refused."""
 MAX_VERIFIED_ENTRIES = 4096
 """(sender, address) answers of the directory a client caches."""
+NAME_USE_RECORD_S = 3600.0
+"""The server's name store notes a name's latest sign-in (``chat-server names list``) at most
+this often, so a busy directory does not write on every sign-in."""
 MAX_USERS = 1_000_000
 """Names a directory server holds at most; beyond, sign-ins are refused SERVER_FULL."""
 LIST_PAGE_MAX_BYTES = 1200
@@ -112,7 +121,7 @@ DEFAULT_TIMINGS = Timings()
 
 
 # --- secure sessions ------------------------------------------------------------------------------
-# chat_protocol.noise and chat_protocol.session; docs/SECURITY.md explains each. The session
+# chat_protocol.secure.noise and chat_protocol.secure; docs/SECURITY.md explains each. The session
 # timers and counters are WireGuard's (its paper, section 6.1) unless noted.
 
 SECURE_PROLOGUE = b"p2p-chat secure session v1"
@@ -168,6 +177,9 @@ MAX_WAITING_DATAGRAMS_PER_PEER = 128
 transfer layer resends them)."""
 MAX_CLAIMED_NAMES = 4096
 """Peers whose handshake-claimed name a client remembers (least recently heard dropped)."""
+MAX_WHOIS_REMEMBERED = 1024
+"""Names whose key ``whois`` showed that a client remembers for a later ``trust`` (the least
+recently shown are forgotten: ``whois`` them again)."""
 HANDSHAKES_PER_S_UNDER_LOAD = 2000.0
 """Above this many initiations per second a server answers cookie replies first (WireGuard's
 "under load"), so a flood costs it one MAC per datagram, not public-key work."""

@@ -8,7 +8,7 @@
 * :class:`MalformedDatagram` - a remote party sent bytes we cannot accept. The datagram is
   dropped and counted; nothing else happens.
 * Network trouble (loss, a silent peer, a dead server) is not an exception: the cores report it
-  as events (``DeliveryFailed``, ``ServerLost``) because it is an expected outcome, not a bug.
+  as events (``SendFailed``, ``ServerGone``) because it is an expected outcome, not a bug.
 """
 
 from __future__ import annotations

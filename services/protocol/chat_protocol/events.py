@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Final
 
-from chat_protocol.messages import Addr, RefuseReason
 from chat_protocol.outcomes import FailReason
+from chat_protocol.wire.messages import Addr, RefuseReason
 
 
 class SignInFailure(Enum):
@@ -30,6 +30,32 @@ class PeerRefusal(Enum):
     """The sender's key is not the one pinned for its name."""
     NOT_IN_DIRECTORY = "not_in_directory"
     """The directory does not have that name signed in with that key."""
+    WRONG_NAME = "wrong_name"
+    """The directory's answer to the check named another user than the one asked (dropped)."""
+
+
+class KeyStatus(Enum):
+    """What ``whois`` says of the key the directory gives for a name."""
+
+    VERIFIED = "verified"
+    """It is the pinned key, and the user pinned it with ``trust`` (after comparing)."""
+    PINNED = "pinned"
+    """It is the pinned key, pinned on first use (trust on first use): never compared."""
+    NEW = "new"
+    """Nothing is pinned for the name yet."""
+    CHANGED = "changed"
+    """Another key is pinned for the name."""
+
+
+class WhoisFailure(Enum):
+    NO_ANSWER = "no_answer"
+    """The server did not answer within the request timeout."""
+    WRONG_NAME = "wrong_name"
+    """The directory's answer named another user than the one asked (dropped)."""
+    NOT_SEEN = "not_seen"
+    """``trust NAME`` without a key seen: no ``whois NAME`` answer and no fingerprint given."""
+    KEY_DIFFERS = "key_differs"
+    """``trust``: the directory now gives another key than the one seen or given."""
 
 
 class GoneReason(Enum):
@@ -59,6 +85,8 @@ class KeyPinned:
     name: str
     key: bytes
     replaced: bool
+    verified: bool = False
+    """Pinned by ``trust`` (the user compared it), not on first use."""
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -78,7 +106,9 @@ class WhoisInfo:
     key: bytes | None
     pinned: bytes | None
     trusted: bool = False
-    """True for the answer to ``trust NAME``: ``key`` is now pinned."""
+    """True for the answer to ``trust NAME``: ``key`` is now pinned (verified)."""
+    status: KeyStatus = KeyStatus.NEW
+    """What ``key`` is to this client (before a ``trust``: what it was)."""
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -106,14 +136,18 @@ class ListFailed:
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class WhoisFailed:
-    """A ``whois``/``trust`` request got no answer (not the same as "no such user")."""
+    """A ``whois``/``trust`` request got no usable answer (not the same as "no such user"), or
+    ``trust`` refused to pin (``reason``)."""
 
     name: str
+    reason: WhoisFailure = WhoisFailure.NO_ANSWER
+    key: bytes | None = None
+    """For ``KEY_DIFFERS``: the key the directory gives now."""
 
 
 @dataclass(kw_only=True, slots=True, init=False, unsafe_hash=True)
 class MessageReceived:
-    # Made per datagram: __init__ written out, fields Final (see chat_protocol.messages).
+    # Made per datagram: __init__ written out, fields Final (see chat_protocol.wire.messages).
     """A message handed to the user. Emitting it is what "shown" means to the sender."""
 
     sender: Final[str]
@@ -126,18 +160,24 @@ class MessageReceived:
     """The sender's session (random per run of the sender)."""
     msg_id: Final[int]
     """The sender's id of the message: unique per ``session``, increasing in send order."""
+    new: Final[bool]
+    """The first message shown from a sender this client had never pinned (its key was pinned,
+    on first use, by this message's check)."""
 
-    def __init__(self, *, sender: str, addr: Addr, text: str, session: int, msg_id: int) -> None:
+    def __init__(
+        self, *, sender: str, addr: Addr, text: str, session: int, msg_id: int, new: bool = False
+    ) -> None:
         self.sender = sender
         self.addr = addr
         self.text = text
         self.session = session
         self.msg_id = msg_id
+        self.new = new
 
 
 @dataclass(kw_only=True, slots=True, init=False, unsafe_hash=True)
 class MessageDelivered:
-    # Made per datagram: __init__ written out, fields Final (see chat_protocol.messages).
+    # Made per datagram: __init__ written out, fields Final (see chat_protocol.wire.messages).
     """The receiver's program showed the message to its user."""
 
     handle: Final[int]

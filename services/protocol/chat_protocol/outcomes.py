@@ -27,6 +27,9 @@ class FailReason(Enum):
     the old run may have shown it, so it is not sent again (that could show it twice)."""
     KEY_CHANGED = "key changed"
     """The directory gave a key other than the one pinned for the name: not sent."""
+    WRONG_NAME = "the directory answered for another name; nothing was sent"
+    """The directory's answer to the lookup named another user than the one asked: it was
+    dropped, and nothing was sent."""
 
     def describe(self, to: str, timeout_s: float) -> str:
         """The user-facing line, e.g. ``not delivered to bob (no acknowledgement for 10 s)``.

@@ -1,4 +1,4 @@
-"""chat-server: asyncio shell around :class:`chat_protocol.server.ServerCore`."""
+"""chat-server: asyncio shell around :class:`chat_protocol.server.core.ServerCore`."""
 
 from __future__ import annotations
 
@@ -9,21 +9,27 @@ import logging
 import os
 import signal
 import sys
+import time
 from enum import IntEnum
 
 from chat_protocol import core_kind
 from chat_protocol.const import MAX_USERS_PER_IP, PROBE_TIMEOUT_S, STATS_INTERVAL_S
+from chat_protocol.errors import UsageError
 from chat_protocol.events import ServerEvent, UserJoined, UserLeft
-from chat_protocol.identity import format_fingerprint
-from chat_protocol.noise import KeyPair
-from chat_protocol.probe import ProbeAnswered, ProbeCore, ProbeEvent
-from chat_protocol.server import ServerCore
+from chat_protocol.secure.identity import format_fingerprint
+from chat_protocol.secure.noise import KeyPair
+from chat_protocol.server.bindings import NameBindings
+from chat_protocol.server.core import ServerCore
+from chat_protocol.server.probe import ProbeAnswered, ProbeCore, ProbeEvent
+from chat_protocol.wire.names import check_name, name_key
+from chat_server.names_db import NamesDbError, SqliteNames
 from chat_shell import aio, cli
 from chat_shell.keystore import (
     KeyStore,
     KeyStoreError,
     add_home_option,
     addr_text,
+    home_path,
     home_warnings,
     resolve_home,
 )
@@ -43,8 +49,10 @@ class ServerExit(IntEnum):
 MEANING = {
     ServerExit.OK: "stopped by SIGTERM/SIGINT after notifying every client; `--probe`: answered",
     ServerExit.FAILED: "cannot listen (port in use, not an address of this host, unresolvable "
-    "`--host`), an internal error; `--probe`: no answer",
-    ServerExit.USAGE: "usage error: bad arguments, an unusable home or key file",
+    "`--host`), an internal error; `--probe`: no answer; `names`: the name is not bound, or the "
+    "bindings file cannot be opened",
+    ServerExit.USAGE: "usage error: bad arguments, an unusable home, key or bindings file; "
+    "`names release`: an invalid name",
 }
 
 
@@ -76,6 +84,30 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="instead of serving, check that a server answers at --host (default 127.0.0.1) "
         "and --port; exit 0 if it does",
     )
+    commands = p.add_subparsers(dest="command", metavar="names {list,release}")
+    names = commands.add_parser(
+        "names",
+        help="operator commands: the names bound to keys (a name belongs to the first key that "
+        "signed it in)",
+    )
+    names_commands = names.add_subparsers(dest="names_command", required=True)
+    listing = names_commands.add_parser(
+        "list", help="every bound name, its key's fingerprint, its first and latest sign-in"
+    )
+    release = names_commands.add_parser(
+        "release",
+        help="free NAME (its user lost the key): the next key to sign it in owns it; works "
+        "while the server runs",
+    )
+    release.add_argument("name", metavar="NAME")
+    for sub in (listing, release):
+        sub.add_argument(
+            "--home",
+            metavar="DIR",
+            type=home_path,
+            default=argparse.SUPPRESS,
+            help="the server's home directory (as for serving)",
+        )
     return p.parse_args(argv)
 
 
@@ -102,9 +134,11 @@ class ProbeShell(aio.DatagramShell[ProbeEvent]):
             self.result.set_result(event)
 
 
-async def serve(host: str, port: int, identity: KeyPair, max_users_per_ip: int) -> int:
+async def serve(
+    host: str, port: int, identity: KeyPair, max_users_per_ip: int, names: NameBindings
+) -> int:
     loop = asyncio.get_running_loop()
-    core = ServerCore(identity=identity, max_users_per_ip=max_users_per_ip)
+    core = ServerCore(identity=identity, max_users_per_ip=max_users_per_ip, names=names)
     try:
         shell = await aio.open_endpoint(lambda: ServerShell(core), host=host, port=port)
     except OSError as exc:
@@ -180,10 +214,50 @@ async def probe(host: str, port: int) -> int:
     finally:
         shell.close()
     if isinstance(result, ProbeAnswered):
-        print(f"ok: server at {addr_text(target)} answers, {result.users} users online")
+        print(f"ok: server at {addr_text(target)} answers")
         return ServerExit.OK
     print(f"chat-server: probe: no answer from {addr_text(target)}", file=sys.stderr)
     return ServerExit.FAILED
+
+
+def _when(t: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(t))
+
+
+def names_command(args: argparse.Namespace) -> int:
+    """``chat-server names list`` / ``names release NAME`` on the home's bindings."""
+    try:
+        store = SqliteNames(resolve_home(args.home))
+    except NamesDbError as exc:
+        print(f"chat-server: error: {exc}", file=sys.stderr)
+        return ServerExit.FAILED
+    try:
+        if args.names_command == "list":
+            bound = store.all()
+            for b in bound:
+                print(
+                    f"{b.name}  {format_fingerprint(b.key)}  bound {_when(b.bound_at)}  "
+                    f"last sign-in {_when(b.used_at)}"
+                )
+            if not bound:
+                print("no names are bound")
+            return ServerExit.OK
+        try:
+            name = name_key(check_name(args.name))
+        except UsageError as exc:
+            print(f"chat-server: error: {exc}", file=sys.stderr)
+            return ServerExit.USAGE
+        released = store.release(name)
+        if released is None:
+            print(f"chat-server: error: the name {name!r} is not bound", file=sys.stderr)
+            return ServerExit.FAILED
+        print(
+            f"released {name!r} (it belonged to {format_fingerprint(released.key)}); the next "
+            "key to sign it in owns it"
+        )
+        return ServerExit.OK
+    finally:
+        store.close()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -206,6 +280,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _main(args: argparse.Namespace) -> int:
+    if args.command == "names":
+        return names_command(args)
     if args.probe:
         host = "127.0.0.1" if args.host == "0.0.0.0" else args.host
         return aio.run(probe(host, args.port))
@@ -218,8 +294,12 @@ def _main(args: argparse.Namespace) -> int:
         for warning in home_warnings(home):
             print(f"chat-server: warning: {warning}", file=sys.stderr)
         identity = KeyStore(home).server_key()
-    except (OSError, KeyStoreError) as exc:
+        names = SqliteNames(home)
+    except (OSError, KeyStoreError, NamesDbError) as exc:
         reason = f"{exc.filename}: {exc.strerror}" if isinstance(exc, OSError) else str(exc)
         print(f"chat-server: error: cannot use the home directory: {reason}", file=sys.stderr)
         return ServerExit.USAGE
-    return aio.run(serve(args.host, args.port, identity, args.max_users_per_ip))
+    try:
+        return aio.run(serve(args.host, args.port, identity, args.max_users_per_ip, names))
+    finally:
+        names.close()

@@ -13,7 +13,7 @@ import socket
 from collections.abc import Callable, Coroutine, Sequence
 from typing import Any, Generic, Protocol, TypeVar, cast
 
-from chat_protocol.messages import Addr
+from chat_protocol.wire.messages import Addr
 
 SOCKET_BUFFER_BYTES = 1 << 20
 T = TypeVar("T")

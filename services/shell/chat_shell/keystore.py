@@ -8,9 +8,16 @@ Its layout::
       keys/                     0700
         user-<name>.json        0600  one X25519 key pair per user name (name in lower case)
         server.json             0600  the server's key pair
-      pins.json                 0600  trusted public keys, trust on first use:
-                                      {"version": 1, "users": {"bob": "<base64>"},
+      pins/<name>.json          0600  the public keys user <name> trusts (pins.json: the
+                                      home's shared pins, same format):
+                                      {"version": 2,
+                                       "users": {"bob": {"key": "<base64>", "verified": true}},
                                        "servers": {"192.0.2.7:5000": "<base64>"}}
+
+A user's pin is ``verified`` when the user pinned it with ``trust`` (after comparing the safety
+number or the fingerprint), and not when it was pinned on first use. Version 1 pin files
+(``"users": {"bob": "<base64>"}``, every pin on first use) are still read; the next change
+writes version 2.
 
 A key file is JSON: ``{"version": 1, "type": "x25519", "name": ..., "private": "<base64>",
 "public": "<base64>"}``; loading checks that the public key matches the private one and refuses a
@@ -21,7 +28,7 @@ Two processes creating the same key at once agree on one (the first to link its 
 other loads it). Updates of the pin file are serialized with an advisory lock
 (``pins.json.lock``) where ``fcntl`` exists.
 
-User names are keyed case-insensitively (:func:`chat_protocol.names.name_key`): ``Bob`` and
+User names are keyed case-insensitively (:func:`chat_protocol.wire.names.name_key`): ``Bob`` and
 ``bob`` share one key file and one pin.
 """
 
@@ -41,9 +48,9 @@ from pathlib import Path
 from typing import Any
 
 from chat_protocol.errors import ChatError
-from chat_protocol.names import check_name, name_key
-from chat_protocol.noise import DHLEN, KeyPair
-from chat_protocol.secure_errors import LocalSecureError
+from chat_protocol.secure.errors import LocalSecureError
+from chat_protocol.secure.noise import DHLEN, KeyPair
+from chat_protocol.wire.names import check_name, name_key
 
 if sys.platform != "win32":
     import fcntl
@@ -51,6 +58,9 @@ if sys.platform != "win32":
 HOME_ENV = "CHAT_HOME"
 APP_DIR_NAME = "p2p-chat"
 FILE_VERSION = 1
+PIN_FILE_VERSION = 2
+PIN_FILE_VERSIONS = (1, 2)
+"""The pin file versions read (1: ``users`` maps a name to a key; 2: to ``{key, verified}``)."""
 PRIVATE_FILE_MODE = 0o600
 PRIVATE_DIR_MODE = 0o700
 
@@ -200,7 +210,11 @@ def _create_private_file(path: Path, data: bytes) -> bool:
 
 
 def _read_private_json(
-    path: Path, *, forbidden_mode: int = 0o077, what: str = "key file"
+    path: Path,
+    *,
+    forbidden_mode: int = 0o077,
+    versions: tuple[int, ...] = (FILE_VERSION,),
+    what: str = "key file",
 ) -> dict[str, Any]:
     """Load a JSON file of ours; refuse it if its mode has any ``forbidden_mode`` bit (keys: no
     access for others at all; pins, which are public: no writing by others)."""
@@ -213,8 +227,9 @@ def _read_private_json(
         data = json.loads(path.read_bytes())
     except (OSError, ValueError) as exc:
         raise KeyStoreError(f"cannot read {path}: {_why(exc)}") from None
-    if not isinstance(data, dict) or data.get("version") != FILE_VERSION:
-        raise KeyStoreError(f"{path} is not a version {FILE_VERSION} chat {what}")
+    if not isinstance(data, dict) or data.get("version") not in versions:
+        which = " or ".join(map(str, versions))
+        raise KeyStoreError(f"{path} is not a version {which} chat {what}")
     return data
 
 
@@ -328,12 +343,12 @@ class KeyStore:
 
 
 class PinStore:
-    """Public keys trusted on first use: one per user name, one per server address.
+    """Public keys trusted on first use, or verified: one per user name, one per server address.
 
     :meth:`pin` records a key the first time and accepts the same key later; a different key
     raises :class:`PinMismatch` (the caller warns the user). :meth:`repin` replaces a pin
-    deliberately (the chat's ``trust USER`` command). Every call reads the file afresh, so
-    several programs sharing a home see each other's pins.
+    deliberately (the chat's ``trust USER`` command, ``verified=True``). Every call reads the file
+    afresh, so several programs sharing a home see each other's pins.
     """
 
     __slots__ = ("path",)
@@ -352,12 +367,17 @@ class PinStore:
             n: _unb64(v, self.path, f"the pin of {n!r}") for n, v in self._read()["users"].items()
         }
 
+    def verified_users(self) -> set[str]:
+        """The pinned users (case-folded) whose pin the user verified (``trust``)."""
+        return set(self._read()["verified"])
+
     def pin(self, name: str, key: bytes) -> bool:
         """Trust ``key`` for ``name`` if nothing is pinned; True if it was pinned just now."""
         return self._pin("users", name_key(check_name(name)), key, f"user {name!r}")
 
-    def repin(self, name: str, key: bytes) -> None:
-        self._set("users", name_key(check_name(name)), key)
+    def repin(self, name: str, key: bytes, *, verified: bool = False) -> None:
+        """Pin ``key`` for ``name`` whatever was pinned; ``verified``: by the user's ``trust``."""
+        self._set("users", name_key(check_name(name)), key, verified=verified)
 
     def unpin(self, name: str) -> None:
         self._set("users", name_key(check_name(name)), None)
@@ -373,7 +393,8 @@ class PinStore:
     def repin_server(self, addr: Addr | str, key: bytes) -> None:
         self._set("servers", addr_text(addr), key)
 
-    # the file
+    # the file: sections "users" and "servers" (key -> base64 key), and "verified" (the users
+    # whose pin is verified; the value is unused)
 
     def _get(self, section: str, key: str) -> bytes | None:
         entry = self._read()[section].get(key)
@@ -393,7 +414,7 @@ class PinStore:
             self._write(data)
             return True
 
-    def _set(self, section: str, key: str, public: bytes | None) -> None:
+    def _set(self, section: str, key: str, public: bytes | None, *, verified: bool = False) -> None:
         if public is not None:
             _check_key(public)
         with self._locked():
@@ -402,15 +423,32 @@ class PinStore:
                 data[section].pop(key, None)
             else:
                 data[section][key] = _b64(public)
+            if section == "users":
+                if verified and public is not None:
+                    data["verified"][key] = ""
+                else:
+                    data["verified"].pop(key, None)
             self._write(data)
 
     def _read(self) -> dict[str, dict[str, str]]:
         if not self.path.exists():
-            return {"users": {}, "servers": {}}
-        data = _read_private_json(self.path, forbidden_mode=0o022, what="pin file")
-        sections: dict[str, dict[str, str]] = {}
-        for section in ("users", "servers"):
-            entries = data.get(section, {})
+            return {"users": {}, "servers": {}, "verified": {}}
+        data = _read_private_json(
+            self.path, forbidden_mode=0o022, versions=PIN_FILE_VERSIONS, what="pin file"
+        )
+        users = data.get("users", {})
+        verified: dict[str, str] = {}
+        if data["version"] >= 2 and isinstance(users, dict):
+            flat: dict[str, object] = {}
+            for name, entry in users.items():
+                if not isinstance(entry, dict) or not isinstance(entry.get("verified"), bool):
+                    raise KeyStoreError(f"{self.path}: the pin of {name!r} is not a key entry")
+                flat[name] = entry.get("key")
+                if entry["verified"]:
+                    verified[name] = ""
+            users = flat
+        sections: dict[str, dict[str, str]] = {"verified": verified}
+        for section, entries in (("users", users), ("servers", data.get("servers", {}))):
             if not isinstance(entries, dict) or not all(
                 isinstance(k, str) and isinstance(v, str) for k, v in entries.items()
             ):
@@ -419,7 +457,12 @@ class PinStore:
         return sections
 
     def _write(self, sections: dict[str, dict[str, str]]) -> None:
-        document = {"version": FILE_VERSION, **sections}
+        verified = sections["verified"]
+        users = {
+            name: {"key": key, "verified": name in verified}
+            for name, key in sections["users"].items()
+        }
+        document = {"version": PIN_FILE_VERSION, "users": users, "servers": sections["servers"]}
         write_private_file(
             self.path, json.dumps(document, indent=1, sort_keys=True).encode("ascii")
         )

@@ -1,0 +1,451 @@
+"""The chat client as a sans-I/O object: one UDP socket's worth of protocol.
+
+:class:`ClientCore` is small on purpose; it routes between the parts, each with one job:
+
+* :class:`~chat_protocol.secure.endpoint.SecureEndpoint` - Noise IK handshakes and encrypted,
+  replay-protected datagrams, to the server and to every peer (one layer for both);
+* :class:`~chat_protocol.client.directory.DirectorySession` - sign-in, heartbeats, list, lookups,
+  sign-out, and the client's state machine (its table is in that module and docs/PROTOCOL.md);
+* :class:`~chat_protocol.transfer.requests.Requests` (inside it) - retransmission and timeout of
+  requests;
+* :class:`~chat_protocol.client.peerlinks.PeerLinks` - handshakes with peers, what waits for them,
+  the name each peer claimed, and peer restarts;
+* :class:`~chat_protocol.client.sending.SendPipeline` - typed order, lookups, pins, transfer out;
+* :class:`~chat_protocol.client.receiving.ReceivePath` - reassembly, the sender check, showing;
+* :class:`~chat_protocol.client.pins.Pins` - the keys remembered for each name (trust on first use).
+
+A datagram goes one way: the secure endpoint authenticates and decrypts it, the codec decodes
+it, and the part that owns its kind takes it (DATA: receive path, ACK: send pipeline, anything
+from the server's key: the directory session); lookup answers go back to the part that asked.
+Message text never goes through the server. Only a health probe is ever plaintext.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Collection, Mapping
+from dataclasses import dataclass
+
+from chat_protocol.client.directory import (
+    DirectorySession,
+    LookupAnswer,
+    SendLookup,
+    State,
+    VerifyLookup,
+    WhoisLookup,
+)
+from chat_protocol.client.peerlinks import PeerLinks
+from chat_protocol.client.pins import Pins
+from chat_protocol.client.receiving import ReceivePath
+from chat_protocol.client.sending import SendPipeline
+from chat_protocol.const import (
+    DEFAULT_TIMINGS,
+    ENDPOINT_SWEEP_S,
+    MAX_MESSAGE_BYTES,
+    Timings,
+)
+from chat_protocol.counters import Counters
+from chat_protocol.errors import MalformedDatagram, UsageError
+from chat_protocol.events import (
+    ClientEvent,
+    GoneReason,
+    ServerGone,
+    ServerKeyPinned,
+    SignedOut,
+    WhoisFailed,
+    WhoisFailure,
+    WhoisInfo,
+)
+from chat_protocol.outcomes import FailReason
+from chat_protocol.secure.endpoint import (
+    HandshakeRequested,
+    KeyReceived,
+    RetryWithCookie,
+    SecureEndpoint,
+    SendReply,
+    SessionEstablished,
+    TransportReceived,
+)
+from chat_protocol.secure.handshake import IncomingHandshake
+from chat_protocol.secure.identity import fingerprint_matches
+from chat_protocol.secure.noise import KeyPair
+from chat_protocol.secure.session import SecureSession
+from chat_protocol.wire.codec import decode, encode
+from chat_protocol.wire.messages import Ack, Addr, Data, Hello, Message
+from chat_protocol.wire.names import check_name
+
+__all__ = ["ClientCore", "ClientStats", "State"]
+
+@dataclass(slots=True)
+class ClientStats(Counters):
+    malformed: int = 0
+    """Dropped: did not authenticate, replayed, or could not be decoded."""
+    unexpected: int = 0
+    rejected_chunks: int = 0
+    duplicate_chunks: int = 0
+    retransmissions: int = 0
+    refused_messages: int = 0
+    dropped_unshown: int = 0
+    replayed: int = 0
+    forged: int = 0
+    misanswered: int = 0
+    """Lookup answers dropped: they named another user than the name asked."""
+
+
+class ClientCore:
+    def __init__(
+        self,
+        *,
+        name: str,
+        server: Addr,
+        identity: KeyPair,
+        server_key: bytes | None = None,
+        server_fingerprint: bytes | None = None,
+        pins: Mapping[str, bytes] | None = None,
+        verified_pins: Collection[str] = (),
+        clock_offset_s: float = 0.0,
+        timings: Timings = DEFAULT_TIMINGS,
+        random_bytes: Callable[[int], bytes] = os.urandom,
+    ) -> None:
+        """``server_key``: the key pinned for ``server`` (else learned on first contact, or
+        checked against ``server_fingerprint``, from ``--server-key``). ``clock_offset_s`` maps
+        ``now`` to wall-clock seconds, for the handshake timestamps that defeat replays.
+        ``pins``: user name -> pinned key; ``verified_pins``: those of them pinned by ``trust``."""
+        self.name = check_name(name)
+        self.server = server
+        self.identity = identity
+        self.server_key = server_key
+        self.server_fingerprint = server_fingerprint
+        self.clock_offset_s = clock_offset_s
+        self.timings = timings
+        self.session = int.from_bytes(random_bytes(4), "big")
+        self._events: list[ClientEvent] = []
+        emit = self._events.append
+        self.pins = Pins(pins or {}, emit, verified_pins)
+        self.secure = SecureEndpoint(static=identity, random_bytes=random_bytes)
+        self.secure.keep = self._keeps
+        self.directory = DirectorySession(
+            name=self.name, server=server, timings=timings, random_bytes=random_bytes, emit=emit
+        )
+        self.sending = SendPipeline(
+            name=self.name, session=self.session, timings=timings, pins=self.pins, emit=emit
+        )
+        self.receiving = ReceivePath(timings=timings, pins=self.pins, emit=emit)
+        self.links = PeerLinks(
+            secure=self.secure,
+            intro=encode(Hello(req_id=self.session, name=self.name)),
+            clock_offset_s=clock_offset_s,
+            on_restart=self.sending.peer_restarted,
+        )
+        """Handshakes with peers, carrying our name and our run's id (the session), so a peer
+        can tell a rekey of ours from a restart."""
+        self._next_sweep = 0.0
+        self._cookie_retry_after = 0.0
+        self._malformed = 0
+        self._unexpected = 0
+        self._finished = False
+
+    # -- state --
+
+    @property
+    def state(self) -> State:
+        return self.directory.state
+
+    @property
+    def online(self) -> bool:
+        return self.directory.online
+
+    @property
+    def pending_sends(self) -> int:
+        return self.sending.pending
+
+    @property
+    def stats(self) -> ClientStats:
+        r, c = self.receiving.stats, self.secure.counters
+        return ClientStats(
+            malformed=self._malformed + self.links.malformed,
+            unexpected=self._unexpected,
+            rejected_chunks=r.rejected_chunks,
+            duplicate_chunks=r.duplicate_chunks,
+            retransmissions=self.sending.retransmissions,
+            refused_messages=r.refused_messages,
+            dropped_unshown=r.dropped_unshown,
+            replayed=c.replayed + c.stale,
+            forged=c.forged + c.bad_mac + c.handshakes_failed,
+            misanswered=self.directory.misanswered,
+        )
+
+    def _keeps(self, key: bytes) -> bool:
+        """The server and the peers we send to or were shown messages from are never evicted
+        from the secure layer to make room for new keys."""
+        return key == self.server_key or key in self.sending.outbound or self.receiving.proven(key)
+
+    def _require_online(self) -> None:
+        if not self.online:
+            raise UsageError("not signed in")
+
+    # -- commands --
+
+    def connect(self, now: float) -> None:
+        self.directory.connect(now)
+
+    def list_users(self, now: float) -> None:
+        self._require_online()
+        self.directory.list_users(now)
+
+    def send(self, to: str, text: str, now: float) -> int:
+        """Queue a message for ``to``; returns a handle named again by the outcome event."""
+        self._require_online()
+        check_name(to)
+        if not text.strip():
+            raise UsageError("empty message, not sent")
+        payload = text.encode("utf-8")
+        if len(payload) > MAX_MESSAGE_BYTES:
+            raise UsageError(
+                f"message too long: {len(payload)} bytes (limit {MAX_MESSAGE_BYTES} bytes)"
+            )
+        handle = self.sending.queue(to, payload)
+        self.directory.lookup(to, SendLookup(handle, to), now)
+        return handle
+
+    def whois(
+        self, name: str, now: float, *, trust: bool = False, fingerprint: bytes | None = None
+    ) -> None:
+        """Ask the directory for ``name``'s key; a ``WhoisInfo`` event answers, and the key
+        shown is remembered. ``trust``: pin the key as verified, replacing an old pin, if it is
+        the one seen (``fingerprint``'s, else the one the last ``whois`` showed); otherwise a
+        ``WhoisFailed`` says why not."""
+        self._require_online()
+        check_name(name)
+        self.directory.lookup(name, WhoisLookup(name, trust, fingerprint), now)
+
+    def close(self, now: float) -> None:
+        """Sign out once every command given so far has its answer (sends resolved, held
+        messages shown, lists answered)."""
+        self.directory.close(now)
+        self._settle(now)
+
+    # -- I/O surface (the same five methods as the server core) -------------------------------
+
+    def receive_datagram(self, data: bytes, addr: Addr, now: float) -> None:
+        if self.directory.gone:
+            return
+        try:
+            got = self.secure.receive(data, addr, now)
+        except MalformedDatagram:
+            self._malformed += 1
+            return
+        match got:
+            case TransportReceived(session=session, plaintext=plaintext):
+                self.links.heard_from(session.remote_static)
+                if plaintext:
+                    self._on_plaintext(plaintext, session.remote_static, session.remote_addr, now)
+            case SessionEstablished(session=session, payload=payload):
+                self._established(session, payload, now)
+            case HandshakeRequested(incoming=incoming):
+                self._incoming(incoming, now)
+            case KeyReceived(key=key, addr=src):
+                self._server_key_learned(key, src, now)
+            case RetryWithCookie(remote_static=key):
+                # The server is under load and sent a cookie: sign in again at once (the new
+                # initiation carries it), not a retry interval later; at most once per interval,
+                # so cookie replies (anyone who saw our initiation can forge one) cannot make us
+                # send more than one initiation per retry interval extra.
+                signing_in = self.directory.state is State.SIGNING_IN
+                if signing_in and key == self.server_key and now >= self._cookie_retry_after:
+                    self._cookie_retry_after = now + self.directory.timings.request_retry_s
+                    self.directory.resend()
+            case SendReply():
+                self._unexpected += 1  # a client answers no key requests or cookies
+        self._settle(now)
+
+    def datagrams_to_send(self, now: float) -> list[tuple[bytes, Addr]]:
+        out = self.links.datagrams()
+        for payload, _ in self.directory.datagrams():
+            self._to_server(payload, now, out)
+        # Acknowledgements of shown messages go out even after the session ended.
+        for payload, key in self.receiving.datagrams():
+            self.links.to_peer(payload, key, None, now, out)
+        if not self.directory.gone:
+            for payload, key, addr in self.sending.datagrams(now):
+                self.links.to_peer(payload, key, addr, now, out)
+        return out
+
+    def events(self) -> list[ClientEvent]:
+        out = self._events[:]  # the parts hold ``self._events.append``: empty it in place
+        self._events.clear()
+        return out
+
+    def next_timer(self) -> float | None:
+        if self.directory.gone:
+            return None
+        times = [self._next_sweep]
+        for t in (self.directory.next_timer(), self.sending.next_timer()):
+            if t is not None:
+                times.append(t)
+        return min(times)
+
+    def handle_timer(self, now: float) -> None:
+        if self.directory.gone:
+            return
+        if now >= self._next_sweep:
+            self._next_sweep = now + ENDPOINT_SWEEP_S
+            self.secure.expire(now)
+            self.receiving.expire(now)
+            self._rekey_server(now)
+        for answer in self.directory.handle_timer(now):
+            self._route(answer, now)
+        if not self.directory.gone:
+            self.sending.handle_timer(now)
+        self._settle(now)
+
+    # -- the secure layer -------------------------------------------------------------------
+
+    def _to_server(self, payload: bytes, now: float, out: list[tuple[bytes, Addr]]) -> None:
+        key = self.server_key
+        if key is None:
+            out.append((self.secure.request_key(self.server), self.server))
+            return
+        session = self.secure.session(key, now)
+        if session is not None:
+            out.append((session.encrypt(payload, now), session.remote_addr))
+        elif self.directory.state is State.SIGNING_IN:
+            # Sign-in: the HELLO rides in the handshake; each retry is a new initiation.
+            init = self.secure.connect(key, payload, now, timestamp=self.links.timestamp(now))
+            out.append((init, self.server))
+        # Anything else before the session exists is dropped; its request is retried.
+
+    def _rekey_server(self, now: float) -> None:
+        key = self.server_key
+        if key is None or not self.online:
+            return
+        session = self.secure.session(key, now)
+        if session is None or session.needs_rekey(now):
+            self.links.rekey(key, self.server, now)
+
+    def _established(self, established: SecureSession, payload: bytes, now: float) -> None:
+        """Our initiation was answered: confirm at once (the responder may send only then)."""
+        key = established.remote_static
+        session = self.secure.session(key, now)
+        if session is None:
+            return
+        if key == self.server_key:
+            if payload and self.directory.state is State.SIGNING_IN:
+                self._on_plaintext(payload, key, session.remote_addr, now)
+            if self.directory.state is State.REGISTERING:
+                return  # welcomed: the directory's HEARTBEAT, queued, confirms the session
+            if not self.online:
+                return  # refused: confirming the session would only displace nothing useful
+        self.links.established(key, session, payload, now)
+
+    def _incoming(self, incoming: IncomingHandshake, now: float) -> None:
+        if not self.online or incoming.remote_static == self.server_key:
+            self._unexpected += 1
+            return
+        self.links.incoming(incoming, now)
+
+    def _server_key_learned(self, key: bytes, src: Addr, now: float) -> None:
+        if src != self.server or self.server_key is not None:
+            self._unexpected += 1
+            return
+        if self.server_fingerprint is not None and not fingerprint_matches(
+            key, self.server_fingerprint
+        ):
+            self.directory.refuse_server_key()
+            return
+        self.server_key = key
+        if self.server_fingerprint is None:
+            self._events.append(ServerKeyPinned(server=self.server, key=key))
+        self.directory.resend()
+
+    # -- inside the sessions ----------------------------------------------------------------
+
+    def _on_plaintext(self, plaintext: bytes, key: bytes, addr: Addr, now: float) -> None:
+        try:
+            msg = decode(plaintext)
+        except MalformedDatagram:
+            self._malformed += 1
+            return
+        if key == self.server_key:
+            self._from_server(msg, now)
+        elif isinstance(msg, Data):
+            claimed = self.links.claimed(key)
+            if claimed is None or not self.online:
+                self._unexpected += 1
+                return
+            verify = self.receiving.on_data(msg, len(plaintext), key, claimed, addr, now)
+            if verify is not None:
+                self.directory.lookup(verify.name, verify, now)
+        elif isinstance(msg, Ack):
+            if not self.sending.on_ack(key, msg, now):
+                self._unexpected += 1
+        else:
+            self._unexpected += 1
+
+    def _from_server(self, msg: Message, now: float) -> None:
+        self._route(self.directory.on_message(msg, now), now)
+        if self.directory.last_unexpected:
+            self._unexpected += 1
+
+    # -- routing ----------------------------------------------------------------------------
+
+    def _route(self, answer: LookupAnswer | None, now: float) -> None:
+        if answer is None:
+            return
+        reply = answer.reply
+        match answer.purpose:
+            case SendLookup(handle=handle):
+                if reply is not None and reply.addr is not None:
+                    # A peer we start a session with is who the directory says (its DATA to
+                    # us on that session is checked like any other).
+                    self.links.claim(reply.key, reply.name)
+                self.sending.looked_up(handle, reply, now, wrong_name=answer.wrong_name)
+            case VerifyLookup() as v:
+                again = self.receiving.verified(v, reply, now, wrong_name=answer.wrong_name)
+                if again is not None:
+                    self.directory.lookup(again.name, again, now)
+            case WhoisLookup(name=name, trust=trust, fingerprint=fingerprint):
+                self._whois_answered(name, trust, fingerprint, answer)
+
+    def _whois_answered(
+        self, name: str, trust: bool, fingerprint: bytes | None, answer: LookupAnswer
+    ) -> None:
+        """Pins are read and written under ``name``, the name asked."""
+        reply = answer.reply
+        if reply is None:
+            why = WhoisFailure.WRONG_NAME if answer.wrong_name else WhoisFailure.NO_ANSWER
+            self._events.append(WhoisFailed(name=name, reason=why))
+            return
+        if reply.addr is None:
+            self._events.append(WhoisInfo(name=name, key=None, pinned=self.pins.get(name)))
+            return
+        key = reply.key
+        status = self.pins.status(name, key)
+        if trust:
+            refused = self.pins.trust(name, key, fingerprint)
+            if refused is not None:
+                self._events.append(WhoisFailed(name=name, reason=refused, key=key))
+                return
+            self.receiving.forget_verdicts(name)
+        else:
+            self.pins.showed(name, key)
+        self._events.append(
+            WhoisInfo(
+                name=reply.name, key=key, pinned=self.pins.get(name), trusted=trust, status=status
+            )
+        )
+
+    def _settle(self, now: float) -> None:
+        """After any input: sign out when closing is drained; wind down when the session ended."""
+        d = self.directory
+        if d.state is State.CLOSING and not (
+            self.sending.pending or self.receiving.holding or d.answers_pending
+        ):
+            d.drained(now)
+        if d.gone and not self._finished:
+            self._finished = True
+            ended = d.ended or SignedOut()
+            lost = isinstance(ended, ServerGone) and ended.reason is not GoneReason.SHUTDOWN
+            self.sending.fail_all(FailReason.SERVER_LOST if lost else FailReason.SIGNED_OUT)
+            self.receiving.drop_held()
+            self._events.append(ended)

@@ -1,0 +1,165 @@
+"""The client's secure links to its peers: handshakes started, answered and retried, what waits
+for one, the name each peer's handshake claimed, and whether a peer restarted.
+
+:class:`PeerLinks` is one job of the client (:class:`~chat_protocol.client.core.ClientCore` only
+routes to it): it owns the per-peer tables beside the secure endpoint's sessions, and queues the
+datagrams it makes on its own (responses, first datagrams of a new session, rekeys) until
+:meth:`PeerLinks.datagrams` drains them.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Callable
+from typing import TypeVar
+
+from chat_protocol.const import (
+    HANDSHAKE_RETRY_S,
+    MAX_CLAIMED_NAMES,
+    MAX_WAITING_DATAGRAMS_PER_PEER,
+    PEER_SILENT_REHANDSHAKE_S,
+)
+from chat_protocol.errors import MalformedDatagram
+from chat_protocol.secure.endpoint import SecureEndpoint
+from chat_protocol.secure.errors import LocalSecureError
+from chat_protocol.secure.handshake import IncomingHandshake
+from chat_protocol.secure.session import SecureSession
+from chat_protocol.wire.codec import decode
+from chat_protocol.wire.messages import Addr, Hello
+
+V = TypeVar("V")
+
+
+def _remember(table: OrderedDict[bytes, V], key: bytes, value: V) -> None:
+    """Set ``key`` as the most recent entry of a per-peer table of at most MAX_CLAIMED_NAMES."""
+    table[key] = value
+    table.move_to_end(key)
+    while len(table) > MAX_CLAIMED_NAMES:
+        table.popitem(last=False)
+
+
+class PeerLinks:
+    """The links of one client to its peers, over its :class:`SecureEndpoint`.
+
+    ``intro`` is what every handshake of ours carries (our name and run id, a HELLO);
+    ``on_restart(key, now)`` is called when a peer's handshake names another run than before.
+    """
+
+    def __init__(
+        self,
+        *,
+        secure: SecureEndpoint,
+        intro: bytes,
+        clock_offset_s: float,
+        on_restart: Callable[[bytes, float], None],
+    ) -> None:
+        self.secure = secure
+        self.intro = intro
+        self.clock_offset_s = clock_offset_s
+        self._on_restart = on_restart
+        self._runs: OrderedDict[bytes, int] = OrderedDict()
+        """Peer key -> the run id its last handshake carried."""
+        self._unanswered: dict[bytes, float] = {}
+        """Peer key -> when we first sent it something that it has not answered since (any
+        authenticated datagram from it clears it)."""
+        self._claims: OrderedDict[bytes, str] = OrderedDict()
+        """Peer key -> the name its handshake claimed (checked against the directory)."""
+        self._waiting: dict[bytes, list[bytes]] = {}
+        """Peer key -> plaintexts waiting for the handshake with that peer to complete."""
+        self._out: list[tuple[bytes, Addr]] = []
+        self.malformed = 0
+        """Peer initiations dropped: no HELLO in them, or not answerable."""
+
+    def datagrams(self) -> list[tuple[bytes, Addr]]:
+        out, self._out = self._out, []
+        return out
+
+    def heard_from(self, key: bytes) -> None:
+        """An authenticated datagram from ``key``: it answers."""
+        self._unanswered.pop(key, None)
+
+    def claimed(self, key: bytes) -> str | None:
+        """The name ``key``'s handshake (or the directory, for a peer we looked up) gave it."""
+        return self._claims.get(key)
+
+    def timestamp(self, now: float) -> int:
+        return int((now + self.clock_offset_s) * 1e9)
+
+    def rekey(self, key: bytes, addr: Addr, now: float) -> None:
+        """Start (or restart) a handshake with ``key`` at ``addr``, carrying our intro."""
+        self.handshake(key, addr, now, self._out, payload=self.intro)
+
+    def handshake(
+        self, key: bytes, addr: Addr, now: float, out: list[tuple[bytes, Addr]], *, payload: bytes
+    ) -> None:
+        """Start (or, when the last attempt is old enough, restart) a handshake with ``key``."""
+        pending = self.secure.initiating(key)
+        sent_at = pending.sent_at if pending is not None else None
+        if sent_at is not None and now - sent_at < HANDSHAKE_RETRY_S:
+            return
+        out.append((self.secure.connect(key, payload, now, timestamp=self.timestamp(now)), addr))
+
+    def to_peer(
+        self,
+        payload: bytes,
+        key: bytes,
+        addr: Addr | None,
+        now: float,
+        out: list[tuple[bytes, Addr]],
+    ) -> None:
+        session = self.secure.session(key, now)
+        if session is not None and session.confirmed:
+            out.append((session.encrypt(payload, now), session.remote_addr))
+            since = self._unanswered.setdefault(key, now)
+            silent = now - since > PEER_SILENT_REHANDSHAKE_S
+            if addr is not None and (silent or (session.needs_rekey(now) and session.is_initiator)):
+                self.handshake(key, session.remote_addr, now, out, payload=self.intro)
+            return
+        if addr is None:
+            return  # an ACK with no session left: the sender retransmits and rekeys
+        waiting = self._waiting.setdefault(key, [])
+        if len(waiting) < MAX_WAITING_DATAGRAMS_PER_PEER:
+            waiting.append(payload)
+        self.handshake(key, addr, now, out, payload=self.intro)
+
+    def established(self, key: bytes, session: SecureSession, payload: bytes, now: float) -> None:
+        """Our initiation was answered: confirm at once (the responder may send only then)."""
+        try:
+            intro = decode(payload) if payload else None
+        except MalformedDatagram:
+            intro = None
+        if isinstance(intro, Hello):
+            self._note_run(key, intro.req_id, now)
+        for plaintext in self._waiting.pop(key, []) or [b""]:
+            self._out.append((session.encrypt(plaintext, now), session.remote_addr))
+
+    def incoming(self, incoming: IncomingHandshake, now: float) -> None:
+        """A peer's initiation (the caller checked it may be answered at all): answer it if it
+        carries a HELLO, and remember the name it claims and its run."""
+        try:
+            intro = decode(incoming.payload)
+        except MalformedDatagram:
+            self.malformed += 1
+            return
+        if not isinstance(intro, Hello):
+            self.malformed += 1
+            return
+        try:
+            response = self.secure.accept(incoming, self.intro, now)
+        except (MalformedDatagram, LocalSecureError):
+            self.malformed += 1
+            return
+        self.claim(incoming.remote_static, intro.name)
+        self._note_run(incoming.remote_static, intro.req_id, now)
+        self._out.append((response, incoming.addr))
+
+    def _note_run(self, key: bytes, run: int, now: float) -> None:
+        """A peer's handshake named its run: a different run than before means it restarted."""
+        before = self._runs.get(key)
+        _remember(self._runs, key, run)
+        if before is not None and before != run:
+            self._waiting.pop(key, None)  # chunks meant for the old run
+            self._on_restart(key, now)
+
+    def claim(self, key: bytes, name: str) -> None:
+        _remember(self._claims, key, name)

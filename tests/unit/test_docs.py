@@ -1,0 +1,183 @@
+"""Docs that restate code are checked against it: the limits and timers tables of
+docs/PROTOCOL.md against const.py, README's limits table against the same constants, and the
+state tables of docs/PROTOCOL.md against the transition tables the cores run. Edit a table by
+hand against the code, or change the code without the table, and one of these fails."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from chat_protocol import const
+from chat_protocol.client.directory import CLIENT_TRANSITIONS
+from chat_protocol.const import DEFAULT_TIMINGS
+from chat_protocol.secure.packets import TRANSPORT_OVERHEAD_BYTES
+from chat_protocol.server.core import USER_TRANSITIONS
+
+ROOT = Path(__file__).resolve().parents[2]
+MiB = 1024 * 1024
+
+
+def section(path: Path, heading: str) -> str:
+    """The text under ``heading`` (a markdown heading line, exactly) up to the next heading of
+    the same or a higher level."""
+    text = path.read_text()
+    level = heading.split(" ", 1)[0]
+    start = text.index(heading + "\n") + len(heading) + 1
+    stop = re.compile(rf"^#{{1,{len(level)}}} ", re.M).search(text, start)
+    return text[start : stop.start() if stop else len(text)]
+
+
+def table_rows(text: str) -> Iterator[list[str]]:
+    """The cells of each body row of the markdown tables in ``text``."""
+    for line in text.splitlines():
+        if not line.startswith("|") or set(line) <= set("|- "):
+            continue
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        yield cells
+
+
+def body_rows(text: str) -> list[list[str]]:
+    rows = list(table_rows(text))
+    return rows[1:]  # the first row of the table is its header
+
+
+def parse_value(text: str) -> float:
+    """'8 MiB' -> 8388608, '1200' -> 1200, '0.03' -> 0.03."""
+    m = re.fullmatch(r"([0-9][0-9_.]*)\s*(MiB|KiB)?", text.strip())
+    assert m, f"not a value: {text!r}"
+    number = float(m[1].replace("_", ""))
+    return number * {"MiB": MiB, "KiB": 1024, None: 1}[m[2]]
+
+
+# --- docs/PROTOCOL.md: limits and timers ---------------------------------------------------
+
+
+def named_values(text: str) -> dict[str, str]:
+    """Rows of the form | `A`, `B` | 1, 2 | ... | -> {A: '1', B: '2'}."""
+    out: dict[str, str] = {}
+    for cells in body_rows(text):
+        names = re.findall(r"`(\w+)`", cells[0])
+        values = [v.strip() for v in cells[1].split(",")]
+        assert len(names) == len(values), f"names and values do not pair up: {cells[:2]}"
+        out.update(zip(names, values, strict=True))
+    return out
+
+
+def test_protocol_limits_table_equals_const() -> None:
+    rows = named_values(section(ROOT / "docs/PROTOCOL.md", "## Limits"))
+    assert len(rows) >= 10
+    for name, shown in rows.items():
+        assert hasattr(const, name), f"PROTOCOL.md's limits name {name}, which const.py lacks"
+        assert parse_value(shown) == getattr(const, name), f"{name}: the doc says {shown}"
+
+
+def test_protocol_timers_table_equals_the_default_timings() -> None:
+    text = section(ROOT / "docs/PROTOCOL.md", "## Timers (`const.py`, `Timings`; all in seconds)")
+    rows = named_values(text)
+    fields = {f.name for f in dataclasses.fields(DEFAULT_TIMINGS)}
+    assert set(rows) <= fields, f"not timers: {set(rows) - fields}"
+    missing = fields - set(rows) - {"sweep_interval_s"}  # internal: not a user-visible timer
+    assert not missing, f"timers the table lacks: {missing}"
+    for name, shown in rows.items():
+        assert parse_value(shown) == getattr(DEFAULT_TIMINGS, name), f"{name}: doc says {shown}"
+
+
+# --- README: the limits a user meets ------------------------------------------------------
+
+
+def _readme_limits() -> dict[str, str]:
+    rows = body_rows(section(ROOT / "README.md", "## Limits"))
+    return {cells[0]: cells[1] for cells in rows}
+
+
+STRETCH = const.MAX_HEARTBEAT_INTERVAL_S / DEFAULT_TIMINGS.heartbeat_interval_s
+"""How far the server may stretch the heartbeat interval (and with it the client timeout)."""
+
+
+def _s(x: float) -> str:
+    return f"{x:g} s"
+
+
+README_LIMITS = {
+    "message size": (
+        f"{const.MAX_MESSAGE_BYTES // MiB} MiB of UTF-8 (sent as "
+        f"≤ {const.CHUNK_PAYLOAD_BYTES}-byte chunks, datagrams ≤ {const.MAX_DATAGRAM_BYTES} bytes "
+        f"+ {TRANSPORT_OVERHEAD_BYTES} of encryption)"
+    ),
+    "unacknowledged chunks in flight per destination": f"{const.SEND_WINDOW_CHUNKS} ",
+    "messages from one sender being reassembled or waiting": str(
+        const.MAX_PARTIAL_MESSAGES_PER_PEER
+    ),
+    "bytes held for one sender before delivery": f"{const.MAX_BUFFERED_BYTES_PER_PEER // MiB} MiB",
+    "peers a client tracks": f"{const.MAX_PEERS_TRACKED} ",
+    "undeliverable message reported after": _s(DEFAULT_TIMINGS.delivery_timeout_s),
+    "bytes a client holds for all senders together": f"{const.RECEIVE_BUDGET_BYTES // MiB} MiB",
+    "a partial message with no new chunk is dropped after": _s(const.PARTIAL_TIMEOUT_S),
+    "names one source IP may hold on a server": f"{const.MAX_USERS_PER_IP} ",
+    "handshakes one source IP may start per second": f"{const.MAX_HANDSHAKES_PER_IP_PER_S:g} ",
+    "dead client removed after": (
+        f"{_s(DEFAULT_TIMINGS.client_timeout_s)}; at most "
+        f"{_s(DEFAULT_TIMINGS.client_timeout_s * STRETCH)}"
+    ),
+    "dead server noticed after": _s(DEFAULT_TIMINGS.server_timeout_s),
+}
+
+
+def test_readme_limits_table_rows_are_the_checked_ones() -> None:
+    assert set(_readme_limits()) == set(README_LIMITS)
+
+
+@pytest.mark.parametrize("row", sorted(README_LIMITS))
+def test_readme_limit_shows_the_constant(row: str) -> None:
+    shown = _readme_limits()[row]
+    assert shown.startswith(README_LIMITS[row]), f"README's {row!r}: {shown!r}"
+
+
+# --- docs/PROTOCOL.md: state tables ---------------------------------------------------------
+
+
+def doc_transitions(text: str) -> set[tuple[str, str, str]]:
+    """| state(s) | trigger(s) | next | on | -> every (state, trigger, next) it names."""
+    out = set()
+    for cells in body_rows(text):
+        for state in cells[0].split(","):
+            for trigger in cells[1].split(","):
+                out.add((state.strip(), trigger.strip(), cells[2].strip()))
+    return out
+
+
+def test_client_state_table_in_protocol_md_is_the_code() -> None:
+    text = section(ROOT / "docs/PROTOCOL.md", "## State machines")
+    client = text[text.index("Client (") : text.index("Server's view")]
+    code = {
+        (s.value, t.name, n.value)
+        for s, moves in CLIENT_TRANSITIONS.items()
+        for t, n in moves.items()
+    }
+    assert doc_transitions(client) == code
+
+
+def test_server_state_table_in_protocol_md_is_the_code() -> None:
+    text = section(ROOT / "docs/PROTOCOL.md", "## State machines")
+    server = text[text.index("Server's view") :]
+    code = {
+        (s.value, t.name, n.value)
+        for s, moves in USER_TRANSITIONS.items()
+        for t, n in moves.items()
+    }
+    assert doc_transitions(server) == code
+
+
+def test_the_errors_module_names_only_events_and_errors_that_exist() -> None:
+    from chat_protocol import errors, events
+
+    named = re.findall(r"``([A-Z][A-Za-z]+)``|:class:`([A-Z][A-Za-z]+)`", errors.__doc__ or "")
+    names = {a or b for a, b in named}
+    assert names, "the errors module's docstring names no event or error"
+    unknown = {n for n in names if not hasattr(events, n) and not hasattr(errors, n)}
+    assert not unknown, f"errors.py's docstring names what does not exist: {unknown}"

@@ -1,0 +1,215 @@
+"""The import graph of the product keeps its layers: read from the sources (ast), not run.
+
+Three rules, each a table below:
+
+* the product does not import the checker, the lab or the benchmarks (:data:`PRODUCT`,
+  :data:`NOT_PRODUCT`);
+* no module imports one of a higher layer, and units of one layer do not import each other
+  (:data:`LAYERS`: lowest first; a unit is a package or a set of modules, and a module belongs to
+  the unit with the longest prefix that names it);
+* there is no import cycle.
+
+Each check is a function of a graph; the last tests feed it graphs that break the rule, so a
+check that cannot fail would fail here.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+SOURCES = {
+    "chat_protocol": ROOT / "services/protocol/chat_protocol",
+    "chat_shell": ROOT / "services/shell/chat_shell",
+    "chat_server": ROOT / "services/server/chat_server",
+    "chat_client": ROOT / "services/client/chat_client",
+    "chat_history": ROOT / "services/history/chat_history",
+}
+
+PRODUCT = ["chat_protocol", "chat_shell", "chat_server", "chat_client", "chat_history"]
+"""Packages that must not import :data:`NOT_PRODUCT` (what the images ship and users run)."""
+NOT_PRODUCT = ["chat_check", "labkit", "bench"]
+
+FOUNDATION = (
+    "chat_protocol.const",
+    "chat_protocol.errors",
+    "chat_protocol.counters",
+    "chat_protocol.machine",
+    "chat_protocol.outcomes",
+)
+
+LAYERS: list[list[tuple[str, ...]]] = [
+    [FOUNDATION],
+    [("chat_history",)],  # the history format: imports nothing of the project
+    [("chat_protocol.wire",)],
+    [("chat_protocol.secure",), ("chat_protocol.transfer",)],
+    [("chat_protocol.events",)],
+    [("chat_protocol.client",), ("chat_protocol.server",)],
+    [("chat_protocol",)],  # the package's face (__init__): compiled(), core_kind()
+    [("chat_shell",)],
+    [("chat_server",), ("chat_client",)],
+]
+"""Lowest first. A unit may import its own modules and any unit of a lower layer, nothing else."""
+
+Graph = dict[str, set[str]]
+
+
+def _module_name(package: str, root: Path, path: Path) -> str:
+    parts = [package, *path.relative_to(root).with_suffix("").parts]
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+def import_graph(sources: dict[str, Path] = SOURCES) -> Graph:
+    """Module -> the modules (of any package) it imports, anywhere in its source."""
+    files = {
+        _module_name(pkg, root, path): path
+        for pkg, root in sources.items()
+        for path in sorted(root.rglob("*.py"))
+    }
+    graph: Graph = {}
+    for name, path in files.items():
+        is_package = path.name == "__init__.py"
+        edges: set[str] = set()
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.Import):
+                edges.update(a.name for a in node.names)
+            elif isinstance(node, ast.ImportFrom):
+                base = node.module or ""
+                if node.level:
+                    here = name.split(".") if is_package else name.split(".")[:-1]
+                    up = here[: len(here) - node.level + 1]
+                    base = ".".join([*up, base] if base else up)
+                for a in node.names:
+                    sub = f"{base}.{a.name}"
+                    edges.add(sub if sub in files else base)
+        graph[name] = edges - {name}
+    return graph
+
+
+def _unit(module: str) -> tuple[int, tuple[str, ...]] | None:
+    """(layer, unit) of ``module``: the unit with the longest prefix naming it."""
+    best: tuple[int, tuple[str, ...]] | None = None
+    best_len = -1
+    for layer, units in enumerate(LAYERS):
+        for unit in units:
+            for prefix in unit:
+                if (module == prefix or module.startswith(prefix + ".")) and len(
+                    prefix
+                ) > best_len:
+                    best, best_len = (layer, unit), len(prefix)
+    return best
+
+
+def product_imports(graph: Graph) -> list[str]:
+    return [
+        f"{m} imports {t}"
+        for m, targets in sorted(graph.items())
+        if m.split(".")[0] in PRODUCT
+        for t in sorted(targets)
+        if t.split(".")[0] in NOT_PRODUCT
+    ]
+
+
+def upward_imports(graph: Graph) -> list[str]:
+    bad = []
+    for m, targets in sorted(graph.items()):
+        mine = _unit(m)
+        for t in sorted(targets):
+            theirs = _unit(t)
+            if mine is None or theirs is None or theirs[1] == mine[1]:
+                continue
+            if theirs[0] >= mine[0]:
+                how = "up a layer" if theirs[0] > mine[0] else "across its layer"
+                bad.append(f"{m} imports {t} ({how})")
+    return bad
+
+
+def cycles(graph: Graph) -> list[list[str]]:
+    """Every strongly connected set of more than one module (Tarjan), each sorted."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    found: list[list[str]] = []
+
+    def visit(v: str) -> None:
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on_stack.add(v)
+        for w in graph.get(v, ()):
+            if w not in graph:
+                continue
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on_stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            group = []
+            while True:
+                w = stack.pop()
+                on_stack.discard(w)
+                group.append(w)
+                if w == v:
+                    break
+            if len(group) > 1:
+                found.append(sorted(group))
+
+    for v in sorted(graph):
+        if v not in index:
+            visit(v)
+    return found
+
+
+GRAPH = import_graph()
+
+
+def test_the_graph_is_read() -> None:
+    assert "chat_protocol.secure.session" in GRAPH["chat_protocol.secure.endpoint"]
+    assert "chat_protocol.wire.codec" in GRAPH["chat_protocol"]  # (from chat_protocol.wire import)
+    assert "chat_protocol.client.peerlinks" in GRAPH["chat_protocol.client.core"]
+    assert len(GRAPH) > 40
+
+
+def test_every_product_module_has_a_layer() -> None:
+    assert [m for m in GRAPH if _unit(m) is None] == []
+
+
+def test_the_product_does_not_import_the_checker_the_lab_or_the_benchmarks() -> None:
+    assert product_imports(GRAPH) == []
+
+
+def test_no_import_runs_up_a_layer_or_across_it() -> None:
+    assert upward_imports(GRAPH) == []
+
+
+def test_there_is_no_import_cycle() -> None:
+    assert cycles(GRAPH) == []
+
+
+# -- the checks catch what they are for ----------------------------------------------------------
+
+
+def test_a_product_import_of_the_checker_is_caught() -> None:
+    graph = {"chat_shell.aio": {"chat_check.history"}, "chat_check.cli": {"chat_protocol"}}
+    assert product_imports(graph) == ["chat_shell.aio imports chat_check.history"]
+
+
+def test_an_import_up_or_across_a_layer_is_caught() -> None:
+    graph = {
+        "chat_protocol.wire.codec": {"chat_protocol.secure.packets", "chat_protocol.const"},
+        "chat_protocol.secure.session": {"chat_protocol.transfer.rangeset"},
+        "chat_protocol.secure.endpoint": {"chat_protocol.secure.session"},
+    }
+    assert upward_imports(graph) == [
+        "chat_protocol.secure.session imports chat_protocol.transfer.rangeset (across its layer)",
+        "chat_protocol.wire.codec imports chat_protocol.secure.packets (up a layer)",
+    ]
+
+
+def test_a_cycle_is_caught() -> None:
+    graph = {"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}
+    assert cycles(graph) == [["a", "b", "c"]]
