@@ -284,13 +284,13 @@ HOME_CASES = {
     ),
     "pin-file-a-list": HomeCase(
         lambda h: _file(h / "pins" / "al.json", "[]"),
-        "error: cannot use the home directory: {home}/pins/al.json is not a version 1 chat pin "
-        "file",
+        "error: cannot use the home directory: {home}/pins/al.json is not a version 1 or 2 chat "
+        "pin file",
     ),
     "pin-file-unknown-version": HomeCase(
         lambda h: _file(h / "pins" / "al.json", '{"version": 9}'),
-        "error: cannot use the home directory: {home}/pins/al.json is not a version 1 chat pin "
-        "file",
+        "error: cannot use the home directory: {home}/pins/al.json is not a version 1 or 2 chat "
+        "pin file",
     ),
     "pin-file-writable-by-others": HomeCase(
         lambda h: _file(h / "pins" / "al.json", '{"version": 1}', 0o666),
@@ -393,9 +393,11 @@ def test_a_history_that_cannot_be_written_stops_before_anything_is_sent(
     assert r.stdout.splitlines() == ["signed in as hf; type 'help' for commands", "signed out"]
 
 
-def test_a_taken_name_with_an_unwritable_history_still_exits_3(
+def test_a_refused_name_with_an_unwritable_history_still_exits_3(
     srv: ChatServer, tmp_path: Path, reaper: Reaper
 ) -> None:
+    """Another home's key asks for a name that is signed in (and so bound to the holder's key):
+    the refusal, not the history, is what ends it."""
     holder = subprocess.Popen(
         [program("chat-client"), "-u", "ht", "-sp", str(srv.port), "--home", str(tmp_path / "a")],
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
@@ -409,7 +411,11 @@ def test_a_taken_name_with_an_unwritable_history_still_exits_3(
         "--history", "/dev/full",
     )  # fmt: skip
     assert r.returncode == ExitCode.REFUSED
-    assert r.stderr.splitlines() == ["error: the name 'ht' is already signed in; pick another"]
+    assert r.stderr.splitlines() == [
+        "error: the name 'ht' belongs to another key; pick another name, or sign in with the "
+        "home directory that holds its key (only the server's operator can release a name whose "
+        "key was lost)"
+    ]
 
 
 # --- piped input ------------------------------------------------------------------------------

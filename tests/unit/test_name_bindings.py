@@ -201,3 +201,14 @@ def test_server_on_sqlite_refuses_the_squatter_after_a_restart_until_released(
     squatter.confirm()
     assert restarted.lookup("alice") == squatter.key.public != alice_key.public
     restarted.close()
+
+
+def test_the_names_commands_refuse_an_empty_home_and_an_invalid_name(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(["names", "list", "--home", ""])
+    assert exited.value.code == 2
+    assert "argument --home: an empty path" in capsys.readouterr().err
+    assert main(["names", "release", "a b", "--home", str(tmp_path)]) == 2
+    assert capsys.readouterr().err.startswith("chat-server: error: ")
