@@ -27,7 +27,8 @@ START_TIMEOUT_S = 15.0
 PROBE_TIMEOUT_S = 10.0
 """How long the server may take to answer its first PING once it listens."""
 LISTENING_RE = re.compile(
-    r"chat-server listening on (?P<host>\S+):(?P<port>\d+) \((?P<loop>\w+), (?P<core>[\w-]+) core\)"
+    r"chat-server listening on \[?(?P<host>[^\s\]]+?)\]?:(?P<port>\d+) "
+    r"\((?P<loop>\w+), (?P<core>[\w-]+) core\)"
 )
 
 

@@ -32,11 +32,11 @@ if TYPE_CHECKING:
 TAIL_CHARS = 1500
 """How much of a client's output a failure message quotes."""
 
-# A received message: ``alice (172.18.0.3:40211): hello``, the first from a sender never pinned
-# ``alice (172.18.0.3:40211) (new): hello`` (docs/CLI.md).
+# A received message: ``alice (172.18.0.3:40211): hello``, ``bob ([::1]:5000): hi``, the first
+# from a sender never pinned ``alice (172.18.0.3:40211) (new): hello`` (docs/CLI.md).
 MESSAGE_RE = re.compile(
     r"(?P<sender>[A-Za-z0-9][A-Za-z0-9_.-]*)(?P<unverified>\?)? "
-    r"\((?P<ip>[0-9a-fA-F.:]+):(?P<port>\d+)\)(?P<mark> \[unverified\])?(?P<new> \(new\))?: "
+    r"\(\[?(?P<ip>[0-9a-fA-F.:]+?)\]?:(?P<port>\d+)\)(?P<mark> \[unverified\])?(?P<new> \(new\))?: "
     r"(?P<text>[^\r\n]*)"
 )
 LIST_RE = r"online \((?P<total>\d+)\): (?P<names>[^\r\n]*)\r?\n"

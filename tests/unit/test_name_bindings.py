@@ -11,7 +11,7 @@ import pytest
 from test_server_core import A, B, Harness
 
 from chat_client.exits import ExitCode, exit_code
-from chat_client.words import sign_in_failed_text
+from chat_client.words import sign_in_failed
 from chat_protocol.client.directory import State
 from chat_protocol.const import NAME_USE_RECORD_S, Timings
 from chat_protocol.events import SignInFailed, SignInFailure
@@ -134,8 +134,9 @@ def test_on_the_network_the_squatter_is_told_whose_name_it_is_and_exits_3() -> N
             failure=SignInFailure.REFUSED, server=S, refused=RefuseReason.NAME_BOUND
         )
         assert exit_code(failed) is ExitCode.REFUSED
-        text = sign_in_failed_text(failed, "alice")
-        assert text.startswith("the name 'alice' belongs to another key; ")
+        ending = sign_in_failed(failed, "alice")
+        assert ending.text.startswith("the name 'alice' belongs to another key; ")
+        assert ending.code is ExitCode.REFUSED
     # The owner signs in as before.
     back = net.add_client("alice", ("10.0.0.3", 40001), S, T)
     assert net.run_until(lambda: back.online, 10)
@@ -200,3 +201,14 @@ def test_server_on_sqlite_refuses_the_squatter_after_a_restart_until_released(
     squatter.confirm()
     assert restarted.lookup("alice") == squatter.key.public != alice_key.public
     restarted.close()
+
+
+def test_the_names_commands_refuse_an_empty_home_and_an_invalid_name(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(["names", "list", "--home", ""])
+    assert exited.value.code == 2
+    assert "argument --home: an empty path" in capsys.readouterr().err
+    assert main(["names", "release", "a b", "--home", str(tmp_path)]) == 2
+    assert capsys.readouterr().err.startswith("chat-server: error: ")

@@ -5,21 +5,23 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import os
 import signal
 import sys
 import time
+from collections.abc import Callable
 from typing import Any
 
 from chat_client.commands import HELP, Command, parse_command
-from chat_client.exits import ExitCode, exit_code
+from chat_client.exits import Ending, ExitCode, Failure, failure_of, reason_of, say
 from chat_client.ui import LineInput, Output, install_excepthooks, open_input
 from chat_client.words import (
-    ended_text,
+    ended,
     fail_text,
     refused_text,
-    sign_in_failed_text,
+    sign_in_failed,
     whois_failed_text,
     whois_text,
 )
@@ -46,9 +48,23 @@ from chat_protocol.events import (
 from chat_protocol.secure.identity import format_fingerprint, parse_fingerprint
 from chat_protocol.wire.names import NAME_RULE, is_valid_name
 from chat_shell import aio, cli
-from chat_shell.keystore import KeyStore, KeyStoreError, PinStore, add_home_option, resolve_home
+from chat_shell.keystore import (
+    KeyStore,
+    KeyStoreError,
+    PinStore,
+    add_home_option,
+    addr_text,
+    home_warnings,
+    resolve_home,
+)
 
 log = logging.getLogger("chat-client")
+
+SIGNAL_GRACE_S = 2.0
+"""After SIGTERM, SIGINT or SIGHUP, or a failure that ends it (stdout closed, an internal error),
+the client signs out, waiting this long at most for the answers still due (a second signal quits
+at once)."""
+
 
 def user_name(text: str) -> str:
     if not is_valid_name(text):
@@ -96,6 +112,10 @@ def _fingerprint(text: str) -> bytes:
 
 
 class ClientShell(aio.DatagramShell[ClientEvent]):
+    """The client's shell. Every way it ends goes through :meth:`end` (an event that ended the
+    session, a signal, a history that cannot be written, stdout closed, an unknown error): one
+    line from :mod:`chat_client.exits`, a sign-out where one is possible, and the status."""
+
     core: ClientCore
 
     def __init__(
@@ -113,33 +133,68 @@ class ClientShell(aio.DatagramShell[ClientEvent]):
         self.signed_in: asyncio.Future[None] = self.loop.create_future()
         self.finished: asyncio.Future[ExitCode] = self.loop.create_future()
         self.interrupted = False
+        self.signed_out_code = ExitCode.OK
+        """The status once signed out (a signal may have asked for another)."""
+        self.halted = False
+        """Nothing more leaves (the history could not record what would)."""
+        self.ending = False
+        """:meth:`end` was called: its sign-out is under way."""
+        out.on_reader_gone = lambda: self.loop.call_soon(self.end, say(Failure.READER_GONE))
 
     def mid(self, handle: int) -> str:
         return message_id(self.incarnation, handle)
 
+    def pump(self) -> None:
+        if not self.halted:
+            super().pump()
+
     def on_event(self, event: ClientEvent) -> None:
-        out, h = self.out, self.history
+        try:
+            self._on_event(event)
+        except Exception as exc:  # one event's failure must not stop the others being handled
+            self.fail(exc)
+
+    def record(self, write: Callable[[HistoryWriter], None]) -> bool:
+        """Append to the history, if there is one; False (and the client ends) if it cannot."""
+        h = self.history
+        if h is None:
+            return True
+        try:
+            write(h)
+        except OSError as exc:
+            self.history = None
+            with contextlib.suppress(OSError):
+                h.close()
+            # Sign out only if that sends nothing the history would have had to record.
+            self.end(
+                say(Failure.HISTORY, path=h.path, reason=reason_of(exc)),
+                sign_out=self.core.pending_sends == 0,
+            )
+            return False
+        return True
+
+    def _on_event(self, event: ClientEvent) -> None:
+        out = self.out
         match event:
             case SignedIn():
                 out.info(f"signed in as {event.name}; type 'help' for commands")
-                if h:
-                    h.signed_in()
+                if not self.record(lambda h: h.signed_in()):
+                    return
                 if not self.signed_in.done():
                     self.signed_in.set_result(None)
             case MessageReceived():
                 out.message(event.sender, event.addr, event.text, new=event.new)
-                if h:
-                    mid = message_id(incarnation_of(event.session), event.msg_id)
-                    h.shown(event.sender, mid, event.text)
+                mid = message_id(incarnation_of(event.session), event.msg_id)
+                self.record(lambda h: h.shown(event.sender, mid, event.text))
             case MessageDelivered():
-                if h:
-                    h.delivered(self.mid(event.handle), event.to)
+                self.record(lambda h: h.delivered(self.mid(event.handle), event.to))
             case SendFailed():
                 text = fail_text(event, self.core.timings)
                 out.error(text)
-                if h:
-                    reason = event.reason.name.lower()
-                    h.not_delivered(self.mid(event.handle), event.to, reason, text)
+                reason = event.reason.name.lower()
+                self.record(
+                    lambda h: h.not_delivered(self.mid(event.handle), event.to, reason, text)
+                )
             case UserList():
                 out.info(f"online ({event.total}): {', '.join(event.names)}")
             case ListFailed():
@@ -155,9 +210,8 @@ class ClientShell(aio.DatagramShell[ClientEvent]):
             case KeyPinned():
                 self._persist(lambda p: p.repin(event.name, event.key, verified=event.verified))
             case ServerKeyPinned():
-                host, port = event.server
                 notice = (
-                    f"first contact with the server at {host}:{port}: its key "
+                    f"first contact with the server at {addr_text(event.server)}: its key "
                     f"{format_fingerprint(event.key)} is now pinned"
                 )
                 if out.interactive:  # like ssh's "Permanently added": for a person, not a pipe
@@ -166,16 +220,13 @@ class ClientShell(aio.DatagramShell[ClientEvent]):
                     log.info("%s", notice)
                 self._persist(lambda p: p.repin_server(event.server, event.key))
             case SignInFailed():
-                out.error(sign_in_failed_text(event, self.core.name))
-                self._finish(exit_code(event))
+                self.end(sign_in_failed(event, self.core.name), sign_out=False)
             case ServerGone():
-                out.info(f"{ended_text(event)}; exiting")
-                self._finish(exit_code(event))
+                self.end(ended(event), sign_out=False)
             case SignedOut():
                 out.info("signed out")
-                if h:
-                    h.signed_out()
-                self._finish(ExitCode.OK)
+                self.record(lambda h: h.signed_out())
+                self._finish(self.signed_out_code)
 
     def _persist(self, write: Any) -> None:
         if self.pins is None:
@@ -185,14 +236,53 @@ class ClientShell(aio.DatagramShell[ClientEvent]):
         except (OSError, KeyStoreError) as exc:
             self.out.error(f"cannot save a pinned key: {exc}")
 
-    def interrupt(self) -> None:
-        """SIGTERM/SIGINT: sign out like 'exit'; a second one quits without waiting."""
-        if self.interrupted:
-            self._finish(ExitCode.OK)
+    def interrupt(self, code: ExitCode = ExitCode.OK) -> None:
+        """A signal (SIGTERM, SIGINT, SIGHUP): sign out like 'exit', but end within
+        :data:`SIGNAL_GRACE_S` whatever is still due; a second one quits at once."""
+        if self.interrupted or self.ending:
+            self._finish(code)
             return
         self.interrupted = True
+        self.signed_out_code = code
+        self.loop.call_later(
+            SIGNAL_GRACE_S, lambda: self.end(say(Failure.CUT_SHORT, code), sign_out=False)
+        )
         self.core.close(self.now())
         self.pump()
+
+    def end(self, ending: Ending, *, sign_out: bool = True) -> None:
+        """End the client: ``ending``'s line, then its status, after a sign-out (``sign_out``:
+        within :data:`SIGNAL_GRACE_S`, whatever answers are still due) or at once (nothing more
+        is sent)."""
+        if self.finished.done() or (self.ending and sign_out):
+            return
+        self.ending = True
+        match ending.failure.shown:
+            case "error":
+                self.out.error(ending.text)
+            case "info":
+                self.out.info(ending.text)
+        if not sign_out:
+            self._finish(ending.code)
+            self.halted = True
+            return
+        self.signed_out_code = ending.code
+        self.loop.call_later(SIGNAL_GRACE_S, self._finish, ending.code)
+        try:
+            self.core.close(self.now())
+            self.pump()
+        except Exception as exc:  # (the failure being reported may be the core's own)
+            log.debug("signing out", exc_info=exc)
+            self._finish(ending.code)
+
+    def is_ending(self) -> bool:
+        """:meth:`end` was called (whatever it still waits for)."""
+        return self.ending
+
+    def fail(self, exc: BaseException) -> None:
+        """An exception nothing closer handled: its words (:func:`failure_of`), then :meth:`end`."""
+        log.debug("internal error", exc_info=exc)
+        self.end(failure_of(exc))
 
     def _finish(self, code: ExitCode) -> None:
         if not self.finished.done():
@@ -209,8 +299,8 @@ def execute(cmd: Command, shell: ClientShell) -> None:
                 core.list_users(now)
             case "send":
                 handle = core.send(cmd.user, cmd.text, now)
-                if shell.history:
-                    shell.history.send(shell.mid(handle), cmd.user, cmd.text)
+                if not shell.record(lambda h: h.send(shell.mid(handle), cmd.user, cmd.text)):
+                    return  # not recorded, so not sent (:meth:`ClientShell.end` halted it)
             case "whois":
                 core.whois(cmd.user, now)
             case "trust":
@@ -225,11 +315,13 @@ def execute(cmd: Command, shell: ClientShell) -> None:
 
 async def read_commands(shell: ClientShell, lines: LineInput) -> None:
     """Run commands until the input ends or asks to exit, then sign out (after pending sends)."""
-    while True:
-        line = await lines.readline()
-        if line is None:
-            break
+    while not shell.is_ending():
         try:
+            line = await lines.readline()
+            if line is None:
+                break
+            if shell.is_ending():  # (no command runs once the client is ending)
+                return
             cmd = parse_command(line)
         except UsageError as exc:
             shell.out.error(str(exc))
@@ -239,8 +331,9 @@ async def read_commands(shell: ClientShell, lines: LineInput) -> None:
         execute(cmd, shell)
         if cmd.name == "exit":
             return
-    shell.core.close(shell.now())
-    shell.pump()
+    if not shell.is_ending():
+        shell.core.close(shell.now())
+        shell.pump()
 
 
 async def run(args: argparse.Namespace) -> int:
@@ -249,18 +342,19 @@ async def run(args: argparse.Namespace) -> int:
     try:
         server = aio.resolve(args.server, args.port)
     except (OSError, UnicodeError) as exc:
-        out.error(f"cannot resolve server {args.server!r}: {exc}")
-        return ExitCode.NO_SERVER
+        return out.ending(say(Failure.UNRESOLVED, host=args.server, reason=reason_of(exc)))
     try:
-        store = KeyStore(resolve_home(args.home))
+        home = resolve_home(args.home)
+        for warning in home_warnings(home):
+            out.warning(warning)
+        store = KeyStore(home)
         identity = store.user_key(args.user)
         pins = store.pins(args.user)
         server_key = pins.pinned_server(server)
         pinned = pins.users()
         verified = pins.verified_users()
     except (OSError, KeyStoreError) as exc:
-        out.error(f"cannot use the home directory: {exc}")
-        return ExitCode.USAGE
+        return out.ending(say(Failure.HOME, reason=reason_of_file(exc)))
     loop = asyncio.get_running_loop()
     core = ClientCore(
         name=args.user,
@@ -283,14 +377,19 @@ async def run(args: argparse.Namespace) -> int:
                 wall=time.time,
             )
         except OSError as exc:
-            out.error(f"cannot open the history file: {exc}")
-            return ExitCode.USAGE
+            return out.ending(say(Failure.HISTORY, path=args.history, reason=reason_of(exc)))
     local = "::" if ":" in server[0] else "0.0.0.0"
-    shell = await aio.open_endpoint(
-        lambda: ClientShell(core, out, pins, history), host=local, port=0
-    )
+    try:
+        shell = await aio.open_endpoint(
+            lambda: ClientShell(core, out, pins, history), host=local, port=0
+        )
+    except OSError as exc:
+        return out.ending(say(Failure.SOCKET, reason=reason_of(exc)))
+    install_excepthooks(out, on_error=shell.fail)
     code: int = ExitCode.INTERNAL
     try:
+        for sig, status in SIGNALS.items():
+            loop.add_signal_handler(sig, shell.interrupt, status)
         core.connect(shell.now())
         shell.pump()
         waiting: set[asyncio.Future[Any]] = {shell.signed_in, shell.finished}
@@ -298,10 +397,9 @@ async def run(args: argparse.Namespace) -> int:
         if shell.finished.done():
             code = shell.finished.result()
             return code
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, shell.interrupt)
         async with open_input(out) as lines:
             reader = asyncio.create_task(read_commands(shell, lines))
+            reader.add_done_callback(_report_failure(shell))
             code = await shell.finished
             reader.cancel()
             await asyncio.gather(reader, return_exceptions=True)
@@ -310,10 +408,39 @@ async def run(args: argparse.Namespace) -> int:
             log.info("stats: %s", stats)
         return code
     finally:
+        for sig in SIGNALS:
+            loop.remove_signal_handler(sig)
         shell.close()
-        if history is not None:
-            history.exit(int(code))
-            history.close()
+        if shell.history is not None:
+            with contextlib.suppress(OSError):  # it was told (HISTORY) if writing failed before
+                shell.history.exit(int(code))
+            with contextlib.suppress(OSError):
+                shell.history.close()
+
+
+SIGNALS = {
+    signal.SIGTERM: ExitCode.OK,
+    signal.SIGINT: ExitCode.OK,
+    signal.SIGHUP: ExitCode.HANGUP,
+}
+"""The signals that sign the client out, and the status each ends it with."""
+
+
+def _report_failure(shell: ClientShell) -> Callable[[asyncio.Task[None]], None]:
+    def done(task: asyncio.Task[None]) -> None:
+        if not task.cancelled() and task.exception() is not None:
+            exc = task.exception()
+            assert exc is not None
+            shell.fail(exc)
+
+    return done
+
+
+def reason_of_file(exc: BaseException) -> str:
+    """A key store error as it says itself; an OS error as ``PATH: reason``."""
+    if isinstance(exc, OSError) and exc.filename is not None:
+        return f"{exc.filename}: {reason_of(exc)}"
+    return reason_of(exc)
 
 
 def main(argv: list[str] | None = None) -> int:

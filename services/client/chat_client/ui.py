@@ -11,19 +11,24 @@ output is one. Unexpected exceptions reach the user as one line (:func:`install_
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
 import os
+import re
 import stat
 import sys
 import threading
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from types import TracebackType
 from typing import Any, Protocol, TextIO
 
+from chat_client.exits import Ending, failure_of, is_reader_gone
 from chat_client.render import render_lines, render_message
 from chat_protocol.const import MAX_MESSAGE_BYTES
+from chat_protocol.errors import UsageError
 from chat_protocol.wire.messages import Addr
+from chat_shell.keystore import addr_text
 
 PROMPT = "+> "
 MAX_LINE_BYTES = MAX_MESSAGE_BYTES + 1024
@@ -58,18 +63,55 @@ prefix, which the sender cannot draw: the text starts after the prefix's ``: ``)
 
 
 class Output:
+    """Where the client's lines go: stdout, and stderr for errors when not on a terminal.
+
+    When a write finds nobody reading (a closed pipe, a hung-up terminal), the output is gone:
+    ``on_reader_gone`` is called once, and every later line is dropped.
+    """
+
     def __init__(self, *, interactive: bool) -> None:
         self.interactive = interactive
+        self.reader_gone = False
+        self.on_reader_gone: Callable[[], object] | None = None
 
     def _write(self, line: str, *, err: bool = False) -> None:
+        if self.reader_gone:
+            return
         stream = sys.stderr if err and not self.interactive else sys.stdout
         try:
-            stream.write(line + "\n")
-        except UnicodeEncodeError:
-            # A terminal that is not UTF-8: what it cannot show becomes '?'.
-            encoding = getattr(stream, "encoding", None) or "ascii"
-            stream.write((line + "\n").encode(encoding, "replace").decode(encoding))
-        stream.flush()
+            try:
+                stream.write(line + "\n")
+            except UnicodeEncodeError:
+                # A terminal that is not UTF-8: what it cannot show becomes '?'.
+                encoding = getattr(stream, "encoding", None) or "ascii"
+                stream.write((line + "\n").encode(encoding, "replace").decode(encoding))
+            stream.flush()
+        except OSError as exc:
+            if not is_reader_gone(exc):
+                raise
+            self._gone(stream)
+
+    def _gone(self, stream: TextIO) -> None:
+        """Nobody reads ``stream``: point its descriptor at /dev/null (so that nothing, not even
+        the interpreter's last flush, meets the closed pipe again) and say so once."""
+        self.reader_gone = True
+        with contextlib.suppress(OSError, ValueError):
+            null = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(null, stream.fileno())
+            os.close(null)
+        if self.on_reader_gone is not None:
+            self.on_reader_gone()
+
+    def ending(self, ending: Ending) -> int:
+        """Show the line of a failure that ends the client before it signed in; its status."""
+        if ending.failure.shown == "error":
+            self.error(ending.text)
+        elif ending.failure.shown == "info":
+            self.info(ending.text)
+        return int(ending.code)
+
+    def warning(self, text: str) -> None:
+        self._write(render_lines(f"warning: {text}"), err=True)
 
     def info(self, text: str) -> None:
         self._write(render_lines(text))
@@ -87,14 +129,21 @@ class Output:
         if new:
             mark += NEW_MARK
         width = terminal_width(sys.stdout)
-        shown = "\n".join(render_message(f"{who} ({addr[0]}:{addr[1]}){mark}", text, width))
+        shown = "\n".join(render_message(f"{who} ({addr_text(addr)}){mark}", text, width))
         if width is not None and os.environ.get("TERM") != "dumb":
             shown = NO_AUTOWRAP + shown + AUTOWRAP
         self._write(shown)
 
 
-def install_excepthooks(out: Output, loop: asyncio.AbstractEventLoop | None = None) -> None:
-    """Show an unexpected exception as ``error: internal error (TYPE); see --verbose``.
+def install_excepthooks(
+    out: Output,
+    loop: asyncio.AbstractEventLoop | None = None,
+    *,
+    on_error: Callable[[BaseException], None] | None = None,
+) -> None:
+    """Show an unexpected exception as ``error: internal error (TYPE); see --verbose``; with
+    ``on_error`` (the client's end), an exception the event loop caught is handed to it instead,
+    which says the same and ends the client (signing out).
 
     Covers exceptions that end the program (``sys.excepthook``), end a thread
     (``threading.excepthook``) or are caught by the event loop (``loop`` or the running loop:
@@ -105,7 +154,9 @@ def install_excepthooks(out: Output, loop: asyncio.AbstractEventLoop | None = No
     def report(exc: BaseException) -> None:
         try:
             log.debug("internal error", exc_info=exc)
-            out.error(f"internal error ({type(exc).__name__}); see --verbose")
+            ending = failure_of(exc)
+            if ending.failure.shown == "error":
+                out.error(ending.text)
         except BaseException:  # a hook must not raise: fd 2 is the last resort
             with contextlib.suppress(BaseException):
                 os.write(2, b"error: internal error; see --verbose\n")
@@ -122,7 +173,12 @@ def install_excepthooks(out: Output, loop: asyncio.AbstractEventLoop | None = No
 
     def loop_handler(_loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
         exc = context.get("exception")
-        if isinstance(exc, BaseException):
+        if isinstance(exc, BaseException) and on_error is not None:
+            try:
+                on_error(exc)
+            except BaseException:
+                report(exc)
+        elif isinstance(exc, BaseException):
             report(exc)
         else:
             log.debug("event loop: %s", context.get("message"))
@@ -169,28 +225,194 @@ class PipeInput:
         reader.feed_eof()
 
     async def readline(self) -> str | None:
+        """The next line; UsageError for a line over :data:`MAX_LINE_BYTES`, whose rest (up
+        to its newline) is skipped, not read as a line of its own."""
+        overlong = False
         while True:
             try:
-                raw = await self._reader.readline()
-            except ValueError:
-                sys.stderr.write(f"error: input line over {MAX_LINE_BYTES} bytes, ignored\n")
+                raw = await self._reader.readuntil(b"\n")
+            except asyncio.IncompleteReadError as exc:  # the end of the input
+                raw = exc.partial
+            except asyncio.LimitOverrunError as exc:  # drop what the reader holds of the line
+                await self._reader.readexactly(exc.consumed)
+                overlong = True
                 continue
+            if overlong:
+                raise UsageError(f"input line over {MAX_LINE_BYTES} bytes, ignored")
             if not raw:
                 return None
             return raw.decode("utf-8", errors="replace").rstrip("\r\n")
+
+
+MAX_TYPED_CHARS = 1 << 16
+"""The longest line the terminal prompt takes (characters). prompt_toolkit's line editor redraws
+the whole line after every batch of keys read, so its cost grows with the square of the line; a
+longer line is refused when Enter ends it, with its size. Longer messages (up to
+:data:`~chat_protocol.const.MAX_MESSAGE_BYTES`) are piped in (docs/CLI.md)."""
+READ_CHARS = 1 << 16
+"""How much the terminal input reads at once (prompt_toolkit's default is 1024)."""
+
+
+def too_long_text(chars: int) -> str:
+    return (
+        f"the typed line has {chars} characters, over the prompt's limit of {MAX_TYPED_CHARS}; "
+        "it was not run (pipe longer messages into chat-client)"
+    )
+
+
+PLAIN_RUN = re.compile(r"[^\x00-\x1f\x7f]{16,}")
+"""Characters no key sequence contains but as its last: taken as text without prompt_toolkit's
+parser, which spends ~13 us on each character (13 s for a 1 MiB paste)."""
+
+
+def terminal_input(stdin: TextIO | None = None) -> Any:
+    """prompt_toolkit's terminal input, changed in four ways:
+
+    * a run of plain characters is taken as text, not parsed one character at a time, when the
+      parser is between key sequences;
+    * a run of plain characters read at once becomes one insertion (as a paste is), not one key
+      press each: prompt_toolkit inserts each key into a new copy of the line, so a paste into a
+      terminal that does not mark pastes cost the square of its length;
+    * a line longer than :data:`MAX_TYPED_CHARS` stops growing: what follows is counted, not
+      inserted, until Enter, and the line is then refused (``overflow`` holds its length);
+    * what a terminal would send as a report (a mouse event ``ESC [ 31 m``, a cursor position
+      ``ESC [ 1 ; 2 R``) can only be typed here (no mouse support, no position requests), and is
+      taken as text: prompt_toolkit's own handlers of those raise on typed ones.
+    """
+    from prompt_toolkit.input.vt100 import Vt100Input
+    from prompt_toolkit.input.vt100_parser import Vt100Parser
+    from prompt_toolkit.key_binding import KeyPress
+    from prompt_toolkit.keys import Keys
+
+    as_text = (Keys.Vt100MouseEvent, Keys.CPRResponse, Keys.BracketedPaste)
+    enter = (Keys.ControlM, Keys.ControlJ)
+
+    class Counted:
+        """The parser's coroutine, counting the characters sent to it."""
+
+        def __init__(self, parser: Parser, coroutine: Any) -> None:
+            self.parser, self.coroutine = parser, coroutine
+
+        def send(self, c: Any) -> Any:
+            if isinstance(c, str):
+                self.parser.pending += len(c)
+            return self.coroutine.send(c)
+
+    class Parser(Vt100Parser):
+        """Knows when it holds no part of a key sequence (``pending == 0``)."""
+
+        pending = 0
+
+        def _start_parser(self) -> None:
+            super()._start_parser()
+            self.pending = 0
+            self._input_parser = Counted(self, self._input_parser)  # type: ignore[assignment]
+
+        def _call_handler(self, key: Any, insert_text: str) -> None:
+            self.pending -= len(insert_text)
+            super()._call_handler(key, insert_text)
+
+        def pasting(self) -> bool:
+            return self._in_bracketed_paste
+
+        def feed(self, data: str) -> None:
+            if self.pasting() or len(data) < 16:
+                super().feed(data)
+                return
+            pos = 0
+            for m in PLAIN_RUN.finditer(data):
+                super().feed(data[pos : m.start()])
+                pos = m.start()
+                # The parser takes characters of the run while it holds part of a key sequence
+                # (a sequence may end in plain characters); the rest is text, taken whole.
+                while pos < m.end() and not self.pasting():
+                    super().feed(data[pos])
+                    pos += 1
+                    if self.pending == 0:
+                        break
+                if self.pasting():
+                    break
+                if pos < m.end():
+                    self.feed_key_callback(KeyPress(Keys.BracketedPaste, data[pos : m.end()]))
+                    pos = m.end()
+            super().feed(data[pos:])
+
+    class TypedInput(Vt100Input):
+        def __init__(self) -> None:
+            super().__init__(sys.stdin if stdin is None else stdin)
+            self.vt100_parser = Parser(self._buffer.append)
+            self.overflow: int | None = None
+            """The length of the line being typed, once it is over the limit."""
+            self.ended: collections.deque[int | None] = collections.deque()
+            """For each Enter passed on, in order: None, or the length of the line it refuses."""
+
+        def read_keys(self) -> list[KeyPress]:
+            self.vt100_parser.feed(self.stdin_reader.read(READ_CHARS))
+            return self._shape()
+
+        def flush_keys(self) -> list[KeyPress]:
+            self.vt100_parser.flush()
+            return self._shape()
+
+        def _shape(self) -> list[KeyPress]:
+            from prompt_toolkit.application.current import get_app
+
+            keys = list(self._buffer)
+            self._buffer.clear()
+            shaped: list[KeyPress] = []
+            run: list[str] = []
+            length = len(get_app().current_buffer.text)
+
+            def flush() -> None:
+                if run:
+                    shaped.append(KeyPress(Keys.BracketedPaste, "".join(run)))
+                    run.clear()
+
+            for kp in keys:
+                typed = kp.data if kp.key in as_text or not isinstance(kp.key, Keys) else None
+                if kp.key in enter:
+                    flush()
+                    shaped.append(kp)
+                    self.ended.append(self.overflow)
+                    self.overflow, length = None, 0
+                    continue
+                if self.overflow is not None:
+                    if typed is not None:
+                        self.overflow += len(typed)
+                    continue
+                if typed is None:
+                    flush()
+                    shaped.append(kp)
+                    continue
+                length += len(typed)
+                if length > MAX_TYPED_CHARS:
+                    self.overflow = length
+                    run.clear()
+                    continue
+                run.append(typed)
+            flush()
+            return shaped
+
+    return TypedInput()
 
 
 class TerminalInput:
     def __init__(self) -> None:
         from prompt_toolkit import PromptSession
 
-        self._session: PromptSession[str] = PromptSession()
+        self._input = terminal_input()
+        self._session: PromptSession[str] = PromptSession(input=self._input)
 
     async def readline(self) -> str | None:
+        """The next line; UsageError for a line over :data:`MAX_TYPED_CHARS`."""
         try:
-            return await self._session.prompt_async(PROMPT)
+            line = await self._session.prompt_async(PROMPT)
         except (EOFError, KeyboardInterrupt):
             return None
+        refused = self._input.ended.popleft() if self._input.ended else None
+        if refused is not None:
+            raise UsageError(too_long_text(refused))
+        return line
 
 
 def _no_cursor_position_requests() -> None:

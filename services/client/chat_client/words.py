@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from chat_client.exits import Ending, Failure, say
 from chat_protocol.const import Timings
 from chat_protocol.events import (
     GoneReason,
@@ -18,6 +19,7 @@ from chat_protocol.events import (
 )
 from chat_protocol.outcomes import FailReason
 from chat_protocol.secure.identity import format_fingerprint, safety_number
+from chat_shell.keystore import addr_text
 
 
 def fail_text(ev: SendFailed, timings: Timings) -> str:
@@ -26,26 +28,23 @@ def fail_text(ev: SendFailed, timings: Timings) -> str:
     return ev.reason.describe(ev.to, timings.delivery_timeout_s)
 
 
-def sign_in_failed_text(ev: SignInFailed, name: str) -> str:
-    host, port = ev.server
+def sign_in_failed(ev: SignInFailed, name: str) -> Ending:
+    server = addr_text(ev.server)
     if ev.failure is SignInFailure.REFUSED and ev.refused is not None:
-        return ev.refused.explain(name)
+        return say(Failure.REFUSED, reason=ev.refused.explain(name))
     if ev.failure is SignInFailure.SERVER_KEY_MISMATCH:
-        return (
-            f"the server at {host}:{port} does not have the key given with --server-key; "
-            "not signing in"
-        )
-    return f"no answer from the server at {host}:{port}"
+        return say(Failure.SERVER_KEY, server=server)
+    return say(Failure.NO_SERVER, server=server)
 
 
-def ended_text(ev: ServerGone) -> str:
+def ended(ev: ServerGone) -> Ending:
     match ev.reason:
         case GoneReason.SHUTDOWN:
-            return "the server shut down"
+            return say(Failure.SHUTDOWN)
         case GoneReason.LOST:
-            return f"lost contact with the server (no reply for {ev.silent_s:.0f} s)"
+            return say(Failure.LOST, silent=f"{ev.silent_s:.0f}")
         case GoneReason.SESSION_UNKNOWN:
-            return "the server signed this client out (it heard nothing from it for too long)"
+            return say(Failure.FORGOTTEN)
 
 
 def refused_text(ev: PeerRefused) -> str:

@@ -10,6 +10,7 @@ import os
 import signal
 import sys
 import time
+from enum import IntEnum
 
 from chat_protocol import core_kind
 from chat_protocol.const import MAX_USERS_PER_IP, PROBE_TIMEOUT_S, STATS_INTERVAL_S
@@ -23,10 +24,36 @@ from chat_protocol.server.probe import ProbeAnswered, ProbeCore, ProbeEvent
 from chat_protocol.wire.names import check_name, name_key
 from chat_server.names_db import NamesDbError, SqliteNames
 from chat_shell import aio, cli
-from chat_shell.keystore import KeyStore, KeyStoreError, add_home_option, resolve_home
+from chat_shell.keystore import (
+    KeyStore,
+    KeyStoreError,
+    add_home_option,
+    addr_text,
+    home_path,
+    home_warnings,
+    resolve_home,
+)
 
 log = logging.getLogger("chat-server")
 GC_THRESHOLD_OBJECTS = 50_000
+
+
+class ServerExit(IntEnum):
+    """chat-server's exit statuses (docs/CLI.md's table is checked against :data:`MEANING`)."""
+
+    OK = 0
+    FAILED = 1
+    USAGE = 2
+
+
+MEANING = {
+    ServerExit.OK: "stopped by SIGTERM/SIGINT after notifying every client; `--probe`: answered",
+    ServerExit.FAILED: "cannot listen (port in use, not an address of this host, unresolvable "
+    "`--host`), an internal error; `--probe`: no answer; `names`: the name is not bound, or the "
+    "bindings file cannot be opened",
+    ServerExit.USAGE: "usage error: bad arguments, an unusable home, key or bindings file; "
+    "`names release`: an invalid name",
+}
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -77,6 +104,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         sub.add_argument(
             "--home",
             metavar="DIR",
+            type=home_path,
             default=argparse.SUPPRESS,
             help="the server's home directory (as for serving)",
         )
@@ -114,19 +142,19 @@ async def serve(
     try:
         shell = await aio.open_endpoint(lambda: ServerShell(core), host=host, port=port)
     except OSError as exc:
-        print(
-            f"chat-server: error: cannot listen on {host}:{port}: {exc.strerror or exc}",
-            file=sys.stderr,
-        )
-        return 1
+        where, reason = addr_text((host, port)), exc.strerror or exc
+        print(f"chat-server: error: cannot listen on {where}: {reason}", file=sys.stderr)
+        return ServerExit.FAILED
     assert shell.transport is not None
     bound = shell.transport.get_extra_info("sockname")
     print(
-        f"chat-server listening on {bound[0]}:{bound[1]} ({aio.loop_name()}, {core_kind()}); "
+        f"chat-server listening on {addr_text((bound[0], bound[1]))} "
+        f"({aio.loop_name()}, {core_kind()}); "
         f"key fingerprint {format_fingerprint(identity.public)}",
         file=sys.stderr,
         flush=True,
     )
+    loop.set_exception_handler(_report)
     stats_task = asyncio.create_task(log_stats(core)) if log.isEnabledFor(logging.DEBUG) else None
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -148,6 +176,17 @@ async def serve(
     return 0
 
 
+def _report(_loop: asyncio.AbstractEventLoop, context: dict[str, object]) -> None:
+    """An exception the event loop caught while serving (a callback, a datagram's handling): one
+    log line, the traceback only with -v; the server goes on serving everyone else."""
+    exc = context.get("exception")
+    if isinstance(exc, BaseException):
+        log.debug("internal error", exc_info=exc)
+        log.error("internal error (%s); see -v", type(exc).__name__)
+    else:
+        log.debug("event loop: %s", context.get("message"))
+
+
 async def log_stats(core: ServerCore) -> None:
     """-v: every few seconds, a line of counters (datagrams, drops by cause, users) if changed."""
     last: dict[str, int] = {}
@@ -166,8 +205,8 @@ async def probe(host: str, port: int) -> int:
         core = ProbeCore(server=target, timeout_s=PROBE_TIMEOUT_S, tries=4, random_bytes=os.urandom)
         shell = await aio.open_endpoint(lambda: ProbeShell(core), host=local, port=0)
     except OSError as exc:
-        print(f"chat-server: probe: {exc}", file=sys.stderr)
-        return 1
+        print(f"chat-server: probe: {exc.strerror or exc}", file=sys.stderr)
+        return ServerExit.FAILED
     try:
         core.start(shell.now())
         shell.pump()
@@ -175,10 +214,10 @@ async def probe(host: str, port: int) -> int:
     finally:
         shell.close()
     if isinstance(result, ProbeAnswered):
-        print(f"ok: server at {target[0]}:{target[1]} answers")
-        return 0
-    print(f"chat-server: probe: no answer from {target[0]}:{target[1]}", file=sys.stderr)
-    return 1
+        print(f"ok: server at {addr_text(target)} answers")
+        return ServerExit.OK
+    print(f"chat-server: probe: no answer from {addr_text(target)}", file=sys.stderr)
+    return ServerExit.FAILED
 
 
 def _when(t: float) -> str:
@@ -191,7 +230,7 @@ def names_command(args: argparse.Namespace) -> int:
         store = SqliteNames(resolve_home(args.home))
     except NamesDbError as exc:
         print(f"chat-server: error: {exc}", file=sys.stderr)
-        return 1
+        return ServerExit.FAILED
     try:
         if args.names_command == "list":
             bound = store.all()
@@ -202,34 +241,47 @@ def names_command(args: argparse.Namespace) -> int:
                 )
             if not bound:
                 print("no names are bound")
-            return 0
+            return ServerExit.OK
         try:
             name = name_key(check_name(args.name))
         except UsageError as exc:
             print(f"chat-server: error: {exc}", file=sys.stderr)
-            return 2
+            return ServerExit.USAGE
         released = store.release(name)
         if released is None:
             print(f"chat-server: error: the name {name!r} is not bound", file=sys.stderr)
-            return 1
+            return ServerExit.FAILED
         print(
             f"released {name!r} (it belonged to {format_fingerprint(released.key)}); the next "
             "key to sign it in owns it"
         )
-        return 0
+        return ServerExit.OK
     finally:
         store.close()
 
 
 def main(argv: list[str] | None = None) -> int:
+    """The server's one place where errors become words: a known failure is one line and its
+    status (:class:`ServerExit`); anything else ``internal error (TYPE); see -v``, exit 1."""
     args = parse_args(argv)
-    if args.command == "names":
-        return names_command(args)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(name)s %(message)s",
         stream=sys.stderr,
     )
+    try:
+        return int(_main(args))
+    except KeyboardInterrupt:
+        return ServerExit.OK
+    except Exception as exc:
+        log.debug("internal error", exc_info=exc)
+        print(f"chat-server: error: internal error ({type(exc).__name__}); see -v", file=sys.stderr)
+        return ServerExit.FAILED
+
+
+def _main(args: argparse.Namespace) -> int:
+    if args.command == "names":
+        return names_command(args)
     if args.probe:
         host = "127.0.0.1" if args.host == "0.0.0.0" else args.host
         return aio.run(probe(host, args.port))
@@ -237,13 +289,16 @@ def main(argv: list[str] | None = None) -> int:
     # directory is long-lived. Collect cycles rarely, and never re-scan what start-up made.
     gc.freeze()
     gc.set_threshold(GC_THRESHOLD_OBJECTS, 50, 1000)
-    home = resolve_home(args.home)
     try:
+        home = resolve_home(args.home)
+        for warning in home_warnings(home):
+            print(f"chat-server: warning: {warning}", file=sys.stderr)
         identity = KeyStore(home).server_key()
         names = SqliteNames(home)
     except (OSError, KeyStoreError, NamesDbError) as exc:
-        print(f"chat-server: error: cannot use the home directory: {exc}", file=sys.stderr)
-        return 2
+        reason = f"{exc.filename}: {exc.strerror}" if isinstance(exc, OSError) else str(exc)
+        print(f"chat-server: error: cannot use the home directory: {reason}", file=sys.stderr)
+        return ServerExit.USAGE
     try:
         return aio.run(serve(args.host, args.port, identity, args.max_users_per_ip, names))
     finally:

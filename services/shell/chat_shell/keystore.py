@@ -91,7 +91,7 @@ class PinMismatch(KeyStoreError):
 def resolve_home(arg: str | None = None, env: Mapping[str, str] | None = None) -> Path:
     """The chat's home directory (not created here)."""
     env = os.environ if env is None else env
-    if arg:
+    if arg:  # (an empty --home is refused by its argparse type, :func:`home_path`)
         return Path(arg).expanduser()
     if env.get(HOME_ENV):
         return Path(env[HOME_ENV]).expanduser()
@@ -102,11 +102,32 @@ def resolve_home(arg: str | None = None, env: Mapping[str, str] | None = None) -
     return home / ".local" / "share" / APP_DIR_NAME
 
 
+def home_path(text: str) -> str:
+    """``--home``'s argparse type: an empty path is a usage error, not the default home."""
+    if not text:
+        raise argparse.ArgumentTypeError("an empty path (leave --home out for the default home)")
+    return text
+
+
+def home_warnings(home: Path) -> list[str]:
+    """What is unsafe about an existing home: writable by others, who could swap its keys."""
+    try:
+        mode = home.stat().st_mode
+    except OSError:
+        return []
+    if os.name == "posix" and stat.S_ISDIR(mode) and stat.S_IMODE(mode) & 0o022:
+        return [
+            f"{home} is writable by other users, who could replace your keys; run: chmod 700 {home}"
+        ]
+    return []
+
+
 def add_home_option(parser: argparse.ArgumentParser) -> None:
     """``--home DIR``; resolve it with :func:`resolve_home`."""
     parser.add_argument(
         "--home",
         metavar="DIR",
+        type=home_path,
         default=None,
         help=f"keys and trusted keys (default: ${HOME_ENV}, else $XDG_DATA_HOME/{APP_DIR_NAME}, "
         f"else ~/.local/share/{APP_DIR_NAME})",
@@ -119,6 +140,9 @@ def add_home_option(parser: argparse.ArgumentParser) -> None:
 def _private_dir(path: Path) -> Path:
     """Create ``path`` (mode 0700) if missing; parents get the default mode."""
     if not path.is_dir():
+        for part in (path, *path.parents):
+            if part.exists() and not part.is_dir():
+                raise KeyStoreError(f"{part} is not a directory")
         path.parent.mkdir(parents=True, exist_ok=True)
         with contextlib.suppress(FileExistsError):
             path.mkdir(mode=PRIVATE_DIR_MODE)
@@ -186,21 +210,36 @@ def _create_private_file(path: Path, data: bytes) -> bool:
 
 
 def _read_private_json(
-    path: Path, *, forbidden_mode: int = 0o077, versions: tuple[int, ...] = (FILE_VERSION,)
+    path: Path,
+    *,
+    forbidden_mode: int = 0o077,
+    versions: tuple[int, ...] = (FILE_VERSION,),
+    what: str = "key file",
 ) -> dict[str, Any]:
     """Load a JSON file of ours; refuse it if its mode has any ``forbidden_mode`` bit (keys: no
     access for others at all; pins, which are public: no writing by others)."""
     try:
         info = path.stat()
+        if not stat.S_ISREG(info.st_mode):
+            raise KeyStoreError(f"{path} is not a regular file")
         if os.name == "posix" and stat.S_IMODE(info.st_mode) & forbidden_mode:
             raise KeyStoreError(f"{path} is open to other users; run: chmod 600 {path}")
         data = json.loads(path.read_bytes())
     except (OSError, ValueError) as exc:
-        raise KeyStoreError(f"cannot read {path}: {exc}") from None
+        raise KeyStoreError(f"cannot read {path}: {_why(exc)}") from None
     if not isinstance(data, dict) or data.get("version") not in versions:
         which = " or ".join(map(str, versions))
-        raise KeyStoreError(f"{path} is not a version {which} chat key file")
+        raise KeyStoreError(f"{path} is not a version {which} chat {what}")
     return data
+
+
+def _why(exc: Exception) -> str:
+    """An OS error as the OS words it (``Permission denied``); a JSON error as itself."""
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    if isinstance(exc, UnicodeDecodeError):
+        return "not UTF-8 text"
+    return f"not JSON ({exc})" if isinstance(exc, ValueError) else str(exc)
 
 
 def _b64(raw: bytes) -> str:
@@ -284,13 +323,16 @@ class KeyStore:
             }
             if _create_private_file(path, json.dumps(document, indent=1).encode("ascii")):
                 return pair
-        return self._load(path)
+        return self._load(path, label)
 
     @staticmethod
-    def _load(path: Path) -> KeyPair:
+    def _load(path: Path, label: str) -> KeyPair:
         data = _read_private_json(path)
         if data.get("type") != "x25519":
             raise KeyStoreError(f"{path}: not an X25519 key")
+        owner = data.get("name")
+        if owner is not None and (not isinstance(owner, str) or owner.lower() != label.lower()):
+            raise KeyStoreError(f"{path} holds the key of {str(owner)[:40]!r}, not of {label!r}")
         pair = KeyPair.from_private_bytes(_unb64(data.get("private"), path, "private key"))
         if pair.public != _unb64(data.get("public"), path, "public key"):
             raise KeyStoreError(f"{path}: the public key does not match the private key")
@@ -391,7 +433,9 @@ class PinStore:
     def _read(self) -> dict[str, dict[str, str]]:
         if not self.path.exists():
             return {"users": {}, "servers": {}, "verified": {}}
-        data = _read_private_json(self.path, forbidden_mode=0o022, versions=PIN_FILE_VERSIONS)
+        data = _read_private_json(
+            self.path, forbidden_mode=0o022, versions=PIN_FILE_VERSIONS, what="pin file"
+        )
         users = data.get("users", {})
         verified: dict[str, str] = {}
         if data["version"] >= 2 and isinstance(users, dict):
