@@ -34,7 +34,7 @@ endef
 # "v2.40.3" from a Compose v2, nothing otherwise.
 COMPOSE_V2 := docker compose version --short 2>/dev/null | grep -Eq '^v?2\.'
 
-.PHONY: core help install lab lab-ready images up down logs demo lint unit-test e2e-test bench-smoke \
+.PHONY: core help install lab lab-ready images up down logs demo trace graph lint unit-test e2e-test bench-smoke \
 	integration-test test bench bench-full chaos clean clean-images nat-up nat-down
 
 help: ## list the targets
@@ -125,8 +125,16 @@ nat-down: $(ENV_READY) ## remove every container, network and volume of the NAT 
 logs: ## follow the lab's logs (Ctrl-C to stop)
 	$(COMPOSE) --profile '*' logs -f --tail=100
 
-demo: images ## a scripted conversation between two client containers, printed
+demo: images ## a scripted conversation, then bob killed and the server stopped; timelines in traces/
 	$(PYTHON) -m labkit demo
+
+# make trace: every datagram captured in the three containers' namespaces (as root: nsenter),
+# labelled from the senders' own logs (CHAT_WIRE_LOG); fails if any DATA touched the server.
+trace: images ## alice sends bob one message, every datagram captured: traces/trace.{png,svg,txt}
+	$(PYTHON) -m labkit.trace
+
+graph: $(ENV_READY) ## the running labs' topology from the docker SDK: traces/graph-PROJECT.{png,svg,txt}
+	$(PYTHON) -m labkit.graph
 
 lint: $(ENV_READY) ## ruff and mypy (both run; fails if either failed)
 	@rc=0; \

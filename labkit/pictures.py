@@ -61,11 +61,12 @@ class Datagram:
 
 @dataclass(frozen=True, kw_only=True)
 class Note:
-    """A line ``host`` printed at ``t``."""
+    """A line ``host`` printed (or, ``what="typed"``, a line typed into it) at ``t``."""
 
     t: float
     host: str
     text: str
+    what: str = "printed"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -99,7 +100,7 @@ def text_lines(title: str, hosts: Sequence[Host], events: Sequence[Event]) -> li
             fate = "lost" if e.arrived is None else f"arrived {e.arrived - t0:+.3f}s"
             lines.append(f"{at}  {e.src:<6} -> {e.dst:<7} {e.kind:<20} {e.size:5d} B  {fate}")
         elif isinstance(e, Note):
-            lines.append(f"{at}  {e.host:<6} printed    {e.text}")
+            lines.append(f"{at}  {e.host:<6} {e.what:<10} {e.text}")
         else:
             lines.append(f"{at}  FAULT  {e.host:<10} {e.text}")
     return lines
@@ -171,9 +172,10 @@ def draw(title: str, hosts: Sequence[Host], events: Sequence[Event], *, footer: 
             )  # fmt: skip
         elif isinstance(e, Note):
             ax.text(
-                x.get(e.host, 0.0) + 0.1, y, f"{when} printed: {e.text[:60]}",
+                x.get(e.host, 0.0) + 0.1, y, f"{when} {e.what}: {e.text[:60]}",
                 ha="left", va="center", fontsize=7, style="italic",
-                bbox={"boxstyle": "square", "fc": "#fffde7", "ec": "#fbc02d"}, zorder=4,
+                bbox={"boxstyle": "square", "ec": "#fbc02d",
+                      "fc": "#fffde7" if e.what == "printed" else "#e8eaf6"}, zorder=4,
             )  # fmt: skip
         else:
             ax.axhline(y, color="#b71c1c", lw=1, ls=":", zorder=2)
