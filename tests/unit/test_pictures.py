@@ -5,9 +5,12 @@ the topology's roles from ``docker inspect`` attributes (main lab and NAT lab)."
 
 from __future__ import annotations
 
+import asyncio
 import json
 import random
 from pathlib import Path
+
+import pytest
 
 from chat_protocol.secure.endpoint import (
     HandshakeRequested,
@@ -17,7 +20,8 @@ from chat_protocol.secure.endpoint import (
 from chat_protocol.secure.noise import KeyPair
 from chat_protocol.wire.codec import encode
 from chat_protocol.wire.messages import Lookup
-from chat_shell.wirelog import WireLog, message_kind, packet_kind
+from chat_shell import aio
+from chat_shell.wirelog import WIRE_LOG_ENV, WireLog, message_kind, packet_kind
 from labkit import graph, pictures, trace
 from labkit.pictures import Datagram, Fault, Host, Note
 
@@ -198,3 +202,37 @@ def test_the_topology_names_every_role_of_both_labs() -> None:
         "  on lan-a 10.211.1.10",
         "container c client service=client-a netns-of=p2p-chat-nat-host-a1-1",
     ]
+
+
+class _Quiet:
+    """A core that never has anything to say (what a shell needs to be made)."""
+
+    def receive_datagram(self, data: bytes, addr: tuple[str, int], now: float) -> None: ...
+    def datagrams_to_send(self, now: float) -> list[tuple[bytes, tuple[str, int]]]:
+        return []
+
+    def events(self) -> list[object]:
+        return []
+
+    def next_timer(self) -> float | None:
+        return None
+
+    def handle_timer(self, now: float) -> None: ...
+
+
+def test_a_wire_log_that_cannot_be_opened_is_one_line(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    path = tmp_path / "missing" / "wire.jsonl"
+    monkeypatch.setenv(WIRE_LOG_ENV, str(path))
+
+    async def make() -> aio.DatagramShell[object]:
+        return aio.DatagramShell(_Quiet())
+
+    assert asyncio.run(make()).wire_log is None
+    assert capsys.readouterr().err == (
+        f"CHAT_WIRE_LOG: cannot open {path}: No such file or directory; not logging\n"
+    )
+    monkeypatch.delenv(WIRE_LOG_ENV)
+    assert asyncio.run(make()).wire_log is None  # unset: no log, nothing said
+    assert capsys.readouterr().err == ""
