@@ -6,8 +6,9 @@ on each network it is on, and the containers that live in another one's network 
 
 It draws every Compose project of the lab that is running: the main lab (compose.yaml,
 ``p2p-chat`` or another project name given with ``-p``) and the NAT lab (compose.nat.yaml,
-``p2p-chat-nat``). Output: ``traces/graph-PROJECT.png``, ``.svg`` and ``.txt``; the text form,
-which the tests read::
+``p2p-chat-nat``); and every Swarm stack with a task running on this engine (``--stack``
+names them), each task with the node it runs on. Output: ``traces/graph-PROJECT.png``,
+``.svg`` and ``.txt``; the text form, which the tests read::
 
     # make graph: compose project p2p-chat
     network p2p-chat_chatnet 172.18.0.0/16
@@ -54,6 +55,8 @@ class Node:
     """Network name -> IPv4 address."""
     netns_of: str | None = None
     """The container whose network namespace this one shares (``network_mode: container:``)."""
+    node: str | None = None
+    """The Swarm node it runs on (a stack's task), else None."""
 
 
 @dataclass(frozen=True)
@@ -65,7 +68,8 @@ class Topology:
 
 
 def role_of(service: str, image: str) -> str:
-    """What a container is in the lab, from its Compose service and its image."""
+    """What a container is in the lab, from its Compose (or Swarm) service and its image."""
+    service = service.rsplit("_", 1)[-1]  # a stack's service is STACK_SERVICE
     if service.startswith("router"):
         return "router"
     if service.startswith("stun"):
@@ -79,10 +83,17 @@ def role_of(service: str, image: str) -> str:
     return "host"
 
 
-def node_of(attrs: Mapping[str, Any], names_by_id: Mapping[str, str]) -> Node:
-    """A container's :class:`Node`, from its ``docker inspect`` attributes."""
+def node_of(
+    attrs: Mapping[str, Any],
+    names_by_id: Mapping[str, str],
+    hosts_by_node: Mapping[str, str] | None = None,
+) -> Node:
+    """A container's :class:`Node`, from its ``docker inspect`` attributes (``hosts_by_node``:
+    Swarm node id -> host name, for a stack's tasks)."""
     labels = attrs["Config"].get("Labels") or {}
-    service = labels.get("com.docker.compose.service", "")
+    swarm_service = labels.get("com.docker.swarm.service.name")
+    service = swarm_service or labels.get("com.docker.compose.service", "")
+    node_id = labels.get("com.docker.swarm.node.id") if swarm_service else None
     image = str(attrs["Config"].get("Image", ""))
     networks = attrs["NetworkSettings"].get("Networks") or {}
     mode = str(attrs["HostConfig"].get("NetworkMode", ""))
@@ -96,6 +107,7 @@ def node_of(attrs: Mapping[str, Any], names_by_id: Mapping[str, str]) -> Node:
         service=service,
         addresses={n: str(v.get("IPAddress") or "") for n, v in networks.items()},
         netns_of=netns_of,
+        node=(hosts_by_node or {}).get(node_id, node_id) if node_id else None,
     )
 
 
@@ -122,11 +134,39 @@ def read(client: docker.DockerClient, project: str) -> Topology:
     return Topology(project=project, networks=dict(sorted(networks.items())), nodes=nodes)
 
 
+def read_stack(client: docker.DockerClient, stack: str) -> Topology:
+    """The running tasks of Swarm stack ``stack`` (``docker stack deploy``), with the node each
+    runs on, and the networks they are on (the ingress network left out)."""
+    label = {"label": f"com.docker.stack.namespace={stack}"}
+    hosts = {str(n.id): str(n.attrs["Description"]["Hostname"]) for n in client.nodes.list()}
+    nodes = sorted(
+        (node_of(c.attrs, {}, hosts) for c in client.containers.list(filters=label)),
+        key=lambda n: n.name,
+    )
+    networks: dict[str, str] = {}
+    for node in nodes:
+        node.addresses.pop("ingress", None)
+        for name in node.addresses:
+            configs = (client.networks.get(name).attrs.get("IPAM") or {}).get("Config") or [{}]
+            networks[name] = str(configs[0].get("Subnet", "?"))
+    return Topology(project=stack, networks=dict(sorted(networks.items())), nodes=nodes)
+
+
+def stacks(client: docker.DockerClient) -> list[str]:
+    """The Swarm stacks with a task running here (none when this engine is in no swarm)."""
+    found = {
+        c.labels["com.docker.stack.namespace"]
+        for c in client.containers.list(filters={"label": "com.docker.stack.namespace"})
+    }
+    return sorted(found)
+
+
 def text_lines(topo: Topology) -> list[str]:
     lines = [f"# make graph: compose project {topo.project}"]
     lines += [f"network {name} {subnet}" for name, subnet in topo.networks.items()]
     for node in topo.nodes:
         head = f"container {node.name} {node.role} service={node.service}"
+        head += f" node={node.node}" if node.node else ""
         lines.append(head + (f" netns-of={node.netns_of}" if node.netns_of else ""))
         lines += [f"  on {net} {ip}" for net, ip in sorted(node.addresses.items())]
     return lines
@@ -153,8 +193,9 @@ def draw(topo: Topology) -> Figure:
         ax.text(-1.3, y, f"{name}\n{topo.networks[name]}", ha="right", va="center", fontsize=8)
 
     def box(x: float, y: float, node: Node, extra: str = "") -> None:
+        where = f"\non node {node.node}" if node.node else ""
         ax.text(
-            x, y, f"{node.name}\n[{node.role}]{extra}",
+            x, y, f"{node.name}\n[{node.role}]{where}{extra}",
             ha="center", va="center", fontsize=7, zorder=4,
             bbox={"boxstyle": "round", "fc": _ROLE_COLOURS.get(node.role, "#eeeeee")},
         )  # fmt: skip
@@ -195,17 +236,20 @@ def write(topo: Topology, out_dir: Path) -> list[Path]:
     return [txt, png, svg]
 
 
-def graph(projects: Sequence[str], out_dir: Path) -> int:
+def graph(projects: Sequence[str], out_dir: Path, swarm: Sequence[str] | None = None) -> int:
+    """Draw each compose project of ``projects`` and each stack of ``swarm`` (None: every
+    stack running here) that has something running."""
     why = engine.unavailable()
     if why:
         print(f"make graph: {why}", file=sys.stderr)
         return 1
     client = engine.client()
+    topologies = [read(client, project) for project in projects]
+    topologies += [read_stack(client, s) for s in (stacks(client) if swarm is None else swarm)]
     drawn = 0
-    for project in projects:
-        topo = read(client, project)
+    for topo in topologies:
         if not topo.nodes:
-            print(f"make graph: nothing of compose project {project} is running")
+            print(f"make graph: nothing of {topo.project} is running")
             continue
         for path in write(topo, out_dir):
             print(f"wrote {path.relative_to(ROOT) if path.is_relative_to(ROOT) else path}")
@@ -225,9 +269,13 @@ def main(argv: list[str] | None = None) -> int:
         "-p", "--project", action="append",
         help=f"compose project (repeatable; default: {', '.join(LAB_PROJECTS)}, those running)",
     )  # fmt: skip
+    parser.add_argument(
+        "--stack", action="append",
+        help="Swarm stack (repeatable; default: every stack with a task running here)",
+    )  # fmt: skip
     parser.add_argument("-o", "--out", type=Path, default=TRACES, help="directory (%(default)s)")
     args = parser.parse_args(argv)
-    return graph(args.project or LAB_PROJECTS, args.out)
+    return graph(args.project or LAB_PROJECTS, args.out, args.stack)
 
 
 if __name__ == "__main__":

@@ -236,3 +236,18 @@ def test_a_wire_log_that_cannot_be_opened_is_one_line(
     monkeypatch.delenv(WIRE_LOG_ENV)
     assert asyncio.run(make()).wire_log is None  # unset: no log, nothing said
     assert capsys.readouterr().err == ""
+
+
+def test_a_swarm_task_is_drawn_with_its_service_and_node() -> None:
+    attrs = _attrs("chat_server.1.x", "", "p2p-chat-server:latest", {"chat_net": "10.0.9.3"})
+    attrs["Config"]["Labels"] = {
+        "com.docker.compose.service": "server",  # the image's, from Compose's build
+        "com.docker.swarm.service.name": "chat_server",
+        "com.docker.swarm.node.id": "n1",
+    }
+    node = graph.node_of(attrs, {}, {"n1": "vm"})
+    assert (node.role, node.service, node.node) == ("server", "chat_server", "vm")
+    topo = graph.Topology(project="chat", networks={"chat_net": "10.0.9.0/24"}, nodes=[node])
+    assert (
+        graph.text_lines(topo)[2] == "container chat_server.1.x server service=chat_server node=vm"
+    )
