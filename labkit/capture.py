@@ -25,6 +25,8 @@ import struct
 import sys
 import time
 
+ETH_P_ALL = 0x0003
+"""Every protocol: only such a socket sees what the namespace sends, not just what it gets."""
 ETH_P_IP = 0x0800
 DNS_PORT = 53
 SO_TIMESTAMP = 29
@@ -33,7 +35,7 @@ _TIMEVAL = struct.Struct("@ll")
 
 
 def capture(path: str) -> None:
-    sock = socket.socket(socket.AF_PACKET, socket.SOCK_DGRAM, socket.htons(ETH_P_IP))
+    sock = socket.socket(socket.AF_PACKET, socket.SOCK_DGRAM, socket.htons(ETH_P_ALL))
     sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMP, 1)
     sock.settimeout(0.1)
     stop = False
@@ -50,8 +52,8 @@ def capture(path: str) -> None:
                 pkt, ancillary, _, meta = sock.recvmsg(65535, 64)
             except TimeoutError:
                 continue
-            ifname, pkttype = meta[0], meta[2]
-            if ifname == "lo" or len(pkt) < 28 or pkt[9] != socket.IPPROTO_UDP:
+            ifname, proto, pkttype = meta[0], meta[1], meta[2]
+            if ifname == "lo" or proto != ETH_P_IP or len(pkt) < 28 or pkt[9] != socket.IPPROTO_UDP:
                 continue
             ihl = (pkt[0] & 0x0F) * 4
             sport, dport, length = struct.unpack_from("!HHH", pkt, ihl)

@@ -169,6 +169,7 @@ def draw(title: str, hosts: Sequence[Host], events: Sequence[Event], *, footer: 
             ax.text(
                 (x[e.src] + x[e.dst]) / 2, y + 0.08, label,
                 ha="center", va="bottom", fontsize=7, color=colour, zorder=4,
+                bbox={"boxstyle": "square,pad=0.05", "fc": "white", "ec": "none"},
             )  # fmt: skip
         elif isinstance(e, Note):
             ax.text(
@@ -184,10 +185,21 @@ def draw(title: str, hosts: Sequence[Host], events: Sequence[Event], *, footer: 
                 x.get(e.host, 0.0) + 0.25, y + 0.1, f"FAULT {when}: {e.text}",
                 ha="left", va="bottom", fontsize=8, color="#b71c1c", fontweight="bold", zorder=5,
             )  # fmt: skip
+    for h in hosts:
+        if h.role == "server":
+            touched = sum(
+                1 for e in evs if isinstance(e, Datagram) and e.kind == "DATA"
+                and h.name in (e.src, e.dst)
+            )  # fmt: skip
+            ax.text(
+                x[h.name], bottom - 0.1, f"DATA datagrams here: {touched}",
+                ha="center", va="top", fontsize=8, fontweight="bold",
+                color="#2e7d32" if touched == 0 else "#b71c1c",
+            )  # fmt: skip
     ax.set_xlim(-1.5, max(x.values(), default=0.0) + 2.5)
-    ax.set_ylim(bottom - (0.8 if footer else 0.2), 2.0)
+    ax.set_ylim(bottom - (1.2 if footer else 0.8), 2.0)
     ax.axis("off")
     ax.set_title(title, fontsize=11)
     if footer:
-        ax.text(-1.4, bottom - 0.3, footer, ha="left", va="top", fontsize=8)
+        ax.text(-1.4, bottom - 0.7, footer, ha="left", va="top", fontsize=8)
     return fig
