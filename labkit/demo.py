@@ -40,7 +40,7 @@ class Screen:
             complete = new[: new.rfind("\n") + 1]
             for line in complete.splitlines():
                 print(f"    [{self.client.name}'s screen] {line}")
-                if self.timeline is not None:
+                if self.timeline is not None and line.strip():
                     self.timeline.note(self.client.name, line)
             self.shown[stream] += len(complete)
 

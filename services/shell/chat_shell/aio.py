@@ -119,9 +119,9 @@ class DatagramShell(asyncio.DatagramProtocol, Generic[E]):
             self.on_event(ev)
         wire_log = self.wire_log
         for data, addr in core.datagrams_to_send(self.loop.time()):
-            transport.sendto(data, addr)
-            if wire_log is not None:
+            if wire_log is not None:  # before it leaves: its time precedes any answer's
                 wire_log.sent(data, addr)
+            transport.sendto(data, addr)
         if wire_log is not None:
             wire_log.settle()
         self._arm()
