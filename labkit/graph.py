@@ -65,6 +65,8 @@ class Topology:
     networks: dict[str, str]
     """Network name -> subnet."""
     nodes: list[Node]
+    kind: str = "compose project"
+    """``compose project`` or ``swarm stack``."""
 
 
 def role_of(service: str, image: str) -> str:
@@ -149,7 +151,9 @@ def read_stack(client: docker.DockerClient, stack: str) -> Topology:
         for name in node.addresses:
             configs = (client.networks.get(name).attrs.get("IPAM") or {}).get("Config") or [{}]
             networks[name] = str(configs[0].get("Subnet", "?"))
-    return Topology(project=stack, networks=dict(sorted(networks.items())), nodes=nodes)
+    return Topology(
+        project=stack, networks=dict(sorted(networks.items())), nodes=nodes, kind="swarm stack"
+    )
 
 
 def stacks(client: docker.DockerClient) -> list[str]:
@@ -162,7 +166,7 @@ def stacks(client: docker.DockerClient) -> list[str]:
 
 
 def text_lines(topo: Topology) -> list[str]:
-    lines = [f"# make graph: compose project {topo.project}"]
+    lines = [f"# make graph: {topo.kind} {topo.project}"]
     lines += [f"network {name} {subnet}" for name, subnet in topo.networks.items()]
     for node in topo.nodes:
         head = f"container {node.name} {node.role} service={node.service}"
@@ -218,7 +222,7 @@ def draw(topo: Topology) -> Figure:
     ax.set_xlim(-4.5, right + 0.5)
     ax.set_ylim(min(y_net.values(), default=-2.0) - 0.8, 3.0 if guests else 1.2)
     ax.axis("off")
-    ax.set_title(f"make graph: compose project {topo.project} (read from the Docker engine)")
+    ax.set_title(f"make graph: {topo.kind} {topo.project} (read from the Docker engine)")
     return fig
 
 

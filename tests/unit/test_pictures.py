@@ -247,7 +247,10 @@ def test_a_swarm_task_is_drawn_with_its_service_and_node() -> None:
     }
     node = graph.node_of(attrs, {}, {"n1": "vm"})
     assert (node.role, node.service, node.node) == ("server", "chat_server", "vm")
-    topo = graph.Topology(project="chat", networks={"chat_net": "10.0.9.0/24"}, nodes=[node])
+    topo = graph.Topology(
+        project="chat", networks={"chat_net": "10.0.9.0/24"}, nodes=[node], kind="swarm stack"
+    )
+    assert graph.text_lines(topo)[0] == "# make graph: swarm stack chat"
     assert (
         graph.text_lines(topo)[2] == "container chat_server.1.x server service=chat_server node=vm"
     )
