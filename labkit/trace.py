@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import os
 import shutil
 import signal
 import subprocess
@@ -204,6 +205,13 @@ def running(lab: Compose, name: str) -> bool:
 
 
 def trace(project: str, out_dir: Path, wait_s: float = 30.0) -> int:
+    if os.geteuid() != 0:
+        print(
+            "trace: capturing needs root (nsenter into each container's network namespace); "
+            "run make trace as root",
+            file=sys.stderr,
+        )
+        return 1
     lab = Compose(project, env={SERVER_ENV: WIRE_LOG})
     work = ROOT / ".lab" / "trace"
     shutil.rmtree(work, ignore_errors=True)
