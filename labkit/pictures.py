@@ -9,7 +9,7 @@ labelled with its kind, size and time, the lines each client printed, and the fa
     # host server server 172.18.0.2
     # host alice client 172.18.0.3
       +0.000s  alice  -> server  HANDSHAKE_INIT          256 B  arrived +0.001s
-      +0.420s  alice  -> bob     DATA                     91 B  lost
+      +0.420s  alice  -> bob     DATA                     91 B  lost  (bytes 0-24 of 24)
       +1.000s  alice  printed    alice (172.18.0.3:40211): hi
       +2.000s  FAULT  server     server stopped (docker stop)
 
@@ -57,6 +57,8 @@ class Datagram:
     dst: str
     kind: str
     size: int
+    detail: str = ""
+    """More of what its sender logged (a DATA chunk: which bytes of the message)."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -98,7 +100,10 @@ def text_lines(title: str, hosts: Sequence[Host], events: Sequence[Event]) -> li
         at = f"{_time(e) - t0:+8.3f}s"
         if isinstance(e, Datagram):
             fate = "lost" if e.arrived is None else f"arrived {e.arrived - t0:+.3f}s"
-            lines.append(f"{at}  {e.src:<6} -> {e.dst:<7} {e.kind:<20} {e.size:5d} B  {fate}")
+            detail = f"  ({e.detail})" if e.detail else ""
+            lines.append(
+                f"{at}  {e.src:<6} -> {e.dst:<7} {e.kind:<20} {e.size:5d} B  {fate}{detail}"
+            )
         elif isinstance(e, Note):
             lines.append(f"{at}  {e.host:<6} {e.what:<10} {e.text}")
         else:
@@ -166,6 +171,7 @@ def draw(title: str, hosts: Sequence[Host], events: Sequence[Event], *, footer: 
                 zorder=3,
             )  # fmt: skip
             label = f"{e.kind} {e.size} B {when}" + ("" if e.arrived is not None else " lost")
+            label += f" ({e.detail})" if e.detail else ""
             ax.text(
                 (x[e.src] + x[e.dst]) / 2, y + 0.08, label,
                 ha="center", va="bottom", fontsize=7, color=colour, zorder=4,

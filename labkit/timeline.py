@@ -54,9 +54,13 @@ def from_logs(hosts: Sequence[Host], logs: dict[str, list[dict[str, object]]]) -
                     arrived = float(str(got["t"]))
                     break
             kind = str(line["kind"])
+            detail = str(line.get("detail", ""))
             out.append(
-                Datagram(sent=t, arrived=arrived, src=h.name, dst=receiver, kind=kind, size=size)
-            )
+                Datagram(
+                    sent=t, arrived=arrived, src=h.name, dst=receiver, kind=kind, size=size,
+                    detail=detail,
+                )
+            )  # fmt: skip
     return out
 
 

@@ -148,12 +148,14 @@ def match(
                 gap = abs(float(str(line["t"])) - t)
                 if gap <= MATCH_WINDOW_S and (best is None or gap < best[0]):
                     best = (gap, i)
+            detail = ""
             if best is None:
-                kind = f"unlabelled type 0x{int(str(rec['type'] or 0)):02x}"
+                kind = f"unlabelled-0x{int(str(rec['type'] or 0)):02x}"  # one word: a column
                 unlabelled.append(f"{h.name} -> {rec['dst']} {size} B at {t:.3f}")
             else:
                 used_log.add((h.name, best[1]))
                 kind = str(logs[h.name][best[1]]["kind"])
+                detail = str(logs[h.name][best[1]].get("detail", ""))
             receiver = by_ip.get(dst_ip, dst_ip)
             arrived = None
             for j, got in enumerate(captures.get(receiver, [])):
@@ -165,8 +167,11 @@ def match(
                     arrived = float(str(got["t"]))
                     break
             out.append(
-                Datagram(sent=t, arrived=arrived, src=h.name, dst=receiver, kind=kind, size=size)
-            )
+                Datagram(
+                    sent=t, arrived=arrived, src=h.name, dst=receiver, kind=kind, size=size,
+                    detail=detail,
+                )
+            )  # fmt: skip
     out.sort(key=lambda d: d.sent)
     return Matched(out, unlabelled)
 

@@ -46,7 +46,7 @@ def test_the_fault_timeline_shows_where_each_fault_struck(
     assert shown < killed < typed < failed < stopped < told < ended, text
     # Between the kill and alice's failure line: her DATA to bob, never arriving.
     after_kill = rows[killed:failed]
-    resent = [r for r in after_kill if re.match(r"alice\s+->\s+bob\s+DATA\s.*\blost$", r)]
+    resent = [r for r in after_kill if re.match(r"alice\s+->\s+bob\s+DATA\s.*\blost\b", r)]
     assert resent, text
     assert not [r for r in rows if re.search(r"\bserver\b.*\bDATA\b", r)], text
     for suffix in (".png", ".svg"):

@@ -19,7 +19,7 @@ from chat_protocol.secure.endpoint import (
 )
 from chat_protocol.secure.noise import KeyPair
 from chat_protocol.wire.codec import encode
-from chat_protocol.wire.messages import Lookup
+from chat_protocol.wire.messages import Data, Lookup
 from chat_shell import aio
 from chat_shell.wirelog import WIRE_LOG_ENV, WireLog, message_kind, packet_kind
 from labkit import graph, pictures, trace
@@ -44,8 +44,13 @@ def test_the_wire_log_names_what_each_sealed_datagram_carries(tmp_path: Path) ->
     assert isinstance(established, SessionEstablished)
     lookup = established.session.encrypt(encode(Lookup(token=bytes(8), req_id=1, name="bob")), 1)
     keepalive = established.session.encrypt(b"", 1.0)
+    chunk = Data(
+        session=1, stream=1, base=0, seq=0, msg_id=1, offset=0, total=9, sender="a", payload=b"hi"
+    )
+    data = established.session.encrypt(encode(chunk), 1.0)
     log.sent(lookup, B)
     log.sent(keepalive, B)
+    log.sent(data, B)
     log.settle()
     log.close()
     lines = [json.loads(x) for x in (tmp_path / "wire.jsonl").read_text().splitlines()]
@@ -54,7 +59,9 @@ def test_the_wire_log_names_what_each_sealed_datagram_carries(tmp_path: Path) ->
         ("in", "HANDSHAKE_RESPONSE"),
         ("out", "LOOKUP"),
         ("out", "KEEPALIVE"),
+        ("out", "DATA"),
     ]
+    assert lines[4]["detail"] == "bytes 0-2 of 9" and "detail" not in lines[2]
     assert lines[2]["peer"] == "198.51.100.2:5000" and lines[2]["size"] == len(lookup)
     # Without the log the endpoint's hook stays unset, and sessions seal as before.
     assert SecureEndpoint(static=KeyPair.generate(rnd), random_bytes=rnd).tap is None
@@ -134,7 +141,7 @@ def test_a_log_line_too_far_in_time_labels_nothing() -> None:
     captures, logs = _exchange("bob")
     logs["alice"][1]["t"] = 1.2 + trace.MATCH_WINDOW_S + 0.1
     matched = trace.match(HOSTS, captures, logs)
-    assert matched.datagrams[1].kind.startswith("unlabelled")
+    assert matched.datagrams[1].kind == "unlabelled-0x84"
     assert "no DATA datagram went between the clients" in trace.verdict(HOSTS, matched)
 
 

@@ -11,6 +11,8 @@ packet's type (``HANDSHAKE_INIT``, ``HANDSHAKE_RESPONSE``, ``COOKIE_REPLY``, ``K
 ``DATA``, ``ACK``, ... from :class:`~chat_protocol.wire.messages.Kind`; ``KEEPALIVE`` for an
 empty one), which the core reports through :attr:`SecureEndpoint.tap` as it seals it. For a
 datagram received only the packet type is known here (nothing is decrypted for the log).
+A DATA datagram's line also has ``detail``: the bytes of its message it carries
+(``"bytes 0-1180 of 60000"``).
 
 Unset (the default), nothing is logged and the core's hook stays None.
 """
@@ -22,10 +24,11 @@ import time
 from pathlib import Path
 from typing import IO
 
+from chat_protocol.errors import MalformedDatagram
 from chat_protocol.secure.endpoint import SecureEndpoint
 from chat_protocol.secure.packets import PacketType
-from chat_protocol.wire.codec import HEADER
-from chat_protocol.wire.messages import Addr, Kind
+from chat_protocol.wire.codec import HEADER, decode
+from chat_protocol.wire.messages import Addr, Data, Kind
 
 WIRE_LOG_ENV = "CHAT_WIRE_LOG"
 
@@ -55,32 +58,49 @@ def message_kind(plaintext: bytes) -> str:
         return f"UNKNOWN_0x{kind:02x}"
 
 
+def chunk_of(plaintext: bytes) -> str:
+    """For a DATA message, which bytes of its message it carries (``bytes 0-1180 of 60000``);
+    "" for anything else."""
+    if message_kind(plaintext) != "DATA":
+        return ""
+    try:
+        msg = decode(plaintext)
+    except MalformedDatagram:
+        return ""
+    if not isinstance(msg, Data):
+        return ""
+    return f"bytes {msg.offset}-{msg.offset + len(msg.payload)} of {msg.total}"
+
+
 class WireLog:
     """Appends one JSON line per datagram to ``path``; learns the kinds of the TRANSPORT
     datagrams from ``endpoint``'s tap (kept until the datagram is logged as sent)."""
 
     def __init__(self, path: Path, endpoint: SecureEndpoint | None) -> None:
         self._file: IO[str] = path.open("a", encoding="utf-8", buffering=1)
-        self._sealed: dict[bytes, str] = {}
+        self._sealed: dict[bytes, tuple[str, str]] = {}
         if endpoint is not None:
             endpoint.tap = self._seal
 
     def _seal(self, datagram: bytes, plaintext: bytes) -> None:
-        self._sealed[datagram] = message_kind(plaintext)
+        self._sealed[datagram] = (message_kind(plaintext), chunk_of(plaintext))
 
-    def _write(self, direction: str, addr: Addr, size: int, kind: str) -> None:
-        record = {
+    def _write(self, direction: str, addr: Addr, size: int, kind: str, detail: str = "") -> None:
+        record: dict[str, object] = {
             "t": round(time.time(), 6),
             "dir": direction,
             "peer": f"{addr[0]}:{addr[1]}",
             "size": size,
             "kind": kind,
         }
+        if detail:
+            record["detail"] = detail
         self._file.write(json.dumps(record) + "\n")
 
     def sent(self, datagram: bytes, addr: Addr) -> None:
-        kind = self._sealed.pop(datagram, None) or packet_kind(datagram)
-        self._write("out", addr, len(datagram), kind)
+        sealed = self._sealed.pop(datagram, None)
+        kind, detail = sealed if sealed is not None else (packet_kind(datagram), "")
+        self._write("out", addr, len(datagram), kind, detail)
 
     def received(self, datagram: bytes, addr: Addr) -> None:
         self._write("in", addr, len(datagram), packet_kind(datagram))
