@@ -14,7 +14,6 @@ works on a stopped container too).
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from collections.abc import Sequence
@@ -23,7 +22,7 @@ from pathlib import Path
 from labkit import pictures
 from labkit.compose import Compose
 from labkit.pictures import Datagram, Event, Fault, Host, Note
-from labkit.trace import WIRE_LOG, read_file
+from labkit.trace import WIRE_LOG, json_lines, read_file
 
 ARRIVAL_SLACK_S = 0.05
 """A receiver's line may carry a time this much before its sender's (two clocks read)."""
@@ -64,10 +63,6 @@ def from_logs(hosts: Sequence[Host], logs: dict[str, list[dict[str, object]]]) -
     return out
 
 
-def _lines(text: str) -> list[dict[str, object]]:
-    return [json.loads(x) for x in text.splitlines() if x.strip()]
-
-
 class Timeline:
     """What one scripted run recorded: hosts, printed lines, faults, and the wire logs."""
 
@@ -99,9 +94,9 @@ class Timeline:
         for h in self.hosts:
             path = self.wire_dir / f"{h.name}.jsonl"
             if h.role == "server":
-                logs[h.name] = _lines(read_file(self.lab, h.name, WIRE_LOG))
+                logs[h.name] = json_lines(read_file(self.lab, h.name, WIRE_LOG))
             elif path.exists():
-                logs[h.name] = _lines(path.read_text(encoding="utf-8"))
+                logs[h.name] = json_lines(path.read_text(encoding="utf-8"))
         return [*from_logs(self.hosts, logs), *self.notes, *self.faults]
 
     def write(self, stem: Path, title: str) -> list[Path]:

@@ -88,8 +88,7 @@ class Capture:
             raise LabError(f"the capture in {ref}'s namespace did not start: {line!r} {err}")
 
     def records(self) -> list[dict[str, object]]:
-        text = self.path.read_text(encoding="utf-8") if self.path.exists() else ""
-        return [json.loads(line) for line in text.splitlines() if line.strip()]
+        return json_lines(self.path.read_text(encoding="utf-8") if self.path.exists() else "")
 
     def stop(self) -> None:
         if self.proc.poll() is None:
@@ -110,8 +109,11 @@ def read_file(lab: Compose, ref: str, path: str) -> str:
         return member.read().decode("utf-8", "replace") if member else ""
 
 
-def wire_log(text: str) -> list[dict[str, object]]:
-    return [json.loads(line) for line in text.splitlines() if line.strip()]
+def json_lines(text: str) -> list[dict[str, object]]:
+    """The complete lines of a JSON-lines file that may be being written (a last line without
+    its newline is left for the next read)."""
+    complete = text[: text.rfind("\n") + 1]
+    return [json.loads(line) for line in complete.splitlines() if line.strip()]
 
 
 @dataclass
@@ -248,7 +250,7 @@ def trace(project: str, out_dir: Path, wait_s: float = 30.0) -> int:
         ]
 
         def current() -> Matched:
-            logs = {n: wire_log(read_file(lab, n, WIRE_LOG)) for n in captures}
+            logs = {n: json_lines(read_file(lab, n, WIRE_LOG)) for n in captures}
             return match(hosts, {n: c.records() for n, c in captures.items()}, logs)
 
         def acked(m: Matched) -> bool:

@@ -261,3 +261,8 @@ def test_a_swarm_task_is_drawn_with_its_service_and_node() -> None:
     assert (
         graph.text_lines(topo)[2] == "container chat_server.1.x server service=chat_server node=vm"
     )
+
+
+def test_a_line_being_written_is_left_for_the_next_read() -> None:
+    assert trace.json_lines('{"a": 1}\n{"b": 2}\n{"c": ') == [{"a": 1}, {"b": 2}]
+    assert trace.json_lines("") == []
