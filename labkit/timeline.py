@@ -76,8 +76,13 @@ class Timeline:
         self.faults: list[Fault] = []
 
     def client_options(self, name: str) -> list[str]:
-        """``docker compose run`` options that make client ``name`` keep a wire log here."""
-        return ["-e", f"CHAT_WIRE_LOG=/wire/{name}.jsonl", "-v", f"{self.wire_dir}:/wire"]
+        """``docker compose run`` options that make client ``name`` keep a wire log here, and
+        give it the server's address rather than its name (no start that fails when Docker's
+        resolver is slow on a loaded machine)."""
+        return [
+            "-e", f"CHAT_WIRE_LOG=/wire/{name}.jsonl", "-v", f"{self.wire_dir}:/wire",
+            "-e", f"CHAT_SERVER={self.lab.container_ip('server')}",
+        ]  # fmt: skip
 
     def add_host(self, name: str, role: str) -> None:
         """``name`` (a service or a client's user name), with its address, while it runs."""

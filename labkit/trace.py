@@ -194,10 +194,12 @@ def verdict(hosts: Sequence[Host], matched: Matched, server: str = "server") -> 
 
 def start_gated(lab: Compose, name: str, workdir: Path) -> PipedClient:
     """``docker compose run`` of a client whose ``chat-client`` waits for :data:`GO_FILE`."""
+    # The server's address, not its name: no DNS on the wire, and no start that fails when
+    # Docker's resolver is slow on a loaded machine.
     argv = lab.argv(
         "run", "--rm", "--name", lab.client_container_name(name), "-T",
-        "-e", f"CHAT_WIRE_LOG={WIRE_LOG}", "--entrypoint", "sh",
-        "client", "-c", GATE, "gate", "-u", name,
+        "-e", f"CHAT_WIRE_LOG={WIRE_LOG}", "-e", f"CHAT_SERVER={lab.container_ip('server')}",
+        "--entrypoint", "sh", "client", "-c", GATE, "gate", "-u", name,
     )  # fmt: skip
     return PipedClient.spawn(
         lab.reaper, name, argv, workdir, env=lab.env, cwd=ROOT, timeout=20, start_timeout=60
