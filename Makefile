@@ -42,7 +42,7 @@ IN_CI := $(shell cd '$(CURDIR)' && python3 -c 'from labkit.util import in_ci; pr
 ENGINE_UP := scripts/lab-check.sh engine >/dev/null
 COMPOSE_V2 := scripts/lab-check.sh compose >/dev/null
 
-.PHONY: core help install lab lab-ready images up down logs demo lint unit-test e2e-test bench-smoke \
+.PHONY: core help install lab lab-ready images up down logs demo trace graph lint unit-test e2e-test bench-smoke \
 	integration-test test bench bench-full chaos clean clean-images nat-up nat-down
 
 help: ## list the targets
@@ -133,8 +133,16 @@ nat-down: $(ENV_READY) ## remove every container, network and volume of the NAT 
 logs: ## follow the lab's logs (Ctrl-C to stop)
 	$(COMPOSE) --profile '*' logs -f --tail=100
 
-demo: images ## a scripted conversation between two client containers, printed
+demo: images ## a scripted conversation, then bob killed and the server stopped; timelines in traces/
 	$(PYTHON) -m labkit demo
+
+# make trace: every datagram captured in the three containers' namespaces (as root: nsenter),
+# labelled from the senders' own logs (CHAT_WIRE_LOG); fails if any DATA touched the server.
+trace: images ## alice sends bob one message, every datagram captured: traces/trace.{png,svg,txt}
+	$(PYTHON) -m labkit.trace
+
+graph: $(ENV_READY) ## the running labs' topology from the docker SDK: traces/graph-PROJECT.{png,svg,txt}
+	$(PYTHON) -m labkit.graph
 
 lint: $(ENV_READY) ## ruff and mypy (both run; fails if either failed)
 	@rc=0; \

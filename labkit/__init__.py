@@ -27,4 +27,10 @@ the demo and ``make up``.
   until the server is healthy (the one copy of that check), clients as ``docker compose run``,
   its containers through the SDK, and teardown.
 - ``python -m labkit up|demo``: what ``make up`` and ``make demo`` run.
+- The pictures (``traces/``): :mod:`labkit.capture` (every UDP datagram in a network namespace,
+  AF_PACKET), :mod:`labkit.trace` (``make trace``: captures labelled from the senders' wire
+  logs, and the verdict on DATA through the server), :mod:`labkit.timeline` (``make demo``'s
+  timelines, from the wire logs, printed lines and faults), :mod:`labkit.pictures` (sequence
+  diagrams: PNG, SVG, text) and :mod:`labkit.graph` (``make graph``: the topology, from the
+  docker SDK).
 """

@@ -1,5 +1,6 @@
 """``python -m labkit up`` (``make up``): start the lab's server and wait until it is healthy.
-``python -m labkit demo`` (``make demo``): a scripted conversation between two clients.
+``python -m labkit demo`` (``make demo``): a scripted conversation between two clients, then a
+fault scenario; each ends by drawing its timeline in traces/.
 Both need the images (``make images``)."""
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ import os
 import sys
 
 from labkit.compose import UP_TIMEOUT_S, Compose
-from labkit.demo import demo
+from labkit.demo import demo, fault_demo
 from labkit.util import LabError
 
 
@@ -25,7 +26,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     if args.command == "demo":
-        return demo(args.project, args.wait)
+        return demo(args.project, args.wait) or fault_demo(args.project, args.wait)
     lab = Compose(args.project)
     print(f"Starting the server: docker compose -p {lab.name} up -d --wait server")
     try:

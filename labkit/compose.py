@@ -133,10 +133,17 @@ class Compose:
         return f"{self.name}-client-{user}"
 
     def client_argv(
-        self, name: str, *, tty: bool, container: str | None = None, args: Sequence[str] = ()
+        self,
+        name: str,
+        *,
+        tty: bool,
+        container: str | None = None,
+        args: Sequence[str] = (),
+        options: Sequence[str] = (),
     ) -> list[str]:
-        """``docker compose run --rm --name CONTAINER [-T] client -u NAME ARGS``."""
-        run = ["run", "--rm", "--name", container or self.client_container_name(name)]
+        """``docker compose run --rm --name CONTAINER [-T] OPTIONS client -u NAME ARGS``
+        (``options``: more of ``run``'s, e.g. ``-e VAR=VALUE``, ``-v DIR:DIR``)."""
+        run = ["run", "--rm", "--name", container or self.client_container_name(name), *options]
         if tty:
             for setting in CLIENT_TTY_ENV:
                 run += ["-e", setting]
@@ -164,13 +171,15 @@ class Compose:
             client.wait_signed_in()
         return clients
 
-    def piped_client(self, name: str, workdir: Path, args: Sequence[str] = ()) -> PipedClient:
+    def piped_client(
+        self, name: str, workdir: Path, args: Sequence[str] = (), options: Sequence[str] = ()
+    ) -> PipedClient:
         """``run --rm -T client -u NAME``: stdin a pipe, stdout/stderr in files under
-        ``workdir`` (not yet signed in)."""
+        ``workdir`` (not yet signed in); ``options`` as in :meth:`client_argv`."""
         return PipedClient.spawn(
             self.reaper,
             name,
-            self.client_argv(name, tty=False, args=args),
+            self.client_argv(name, tty=False, args=args, options=options),
             workdir,
             env=self.env,
             cwd=ROOT,

@@ -10,10 +10,14 @@ import asyncio
 import contextlib
 import os
 import socket
+import sys
 from collections.abc import Callable, Coroutine, Sequence
+from pathlib import Path
 from typing import Any, Generic, Protocol, TypeVar, cast
 
+from chat_protocol.secure.endpoint import SecureEndpoint
 from chat_protocol.wire.messages import Addr
+from chat_shell.wirelog import WIRE_LOG_ENV, WireLog
 
 SOCKET_BUFFER_BYTES = 1 << 20
 T = TypeVar("T")
@@ -60,7 +64,8 @@ class DatagramShell(asyncio.DatagramProtocol, Generic[E]):
 
     Subclasses implement :meth:`on_event`. Events are acted on *before* the datagrams leave, so
     an acknowledgement of a shown message is sent only after it was shown. Time is the loop's
-    monotonic clock, passed to the core as ``now``.
+    monotonic clock, passed to the core as ``now``. ``CHAT_WIRE_LOG=PATH`` logs every datagram
+    (:mod:`chat_shell.wirelog`).
     """
 
     def __init__(self, core: Core[E]) -> None:
@@ -69,6 +74,16 @@ class DatagramShell(asyncio.DatagramProtocol, Generic[E]):
         self.transport: asyncio.DatagramTransport | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
+        log_path = os.environ.get(WIRE_LOG_ENV)
+        secure = getattr(core, "secure", None)
+        endpoint = secure if isinstance(secure, SecureEndpoint) else None
+        self.wire_log: WireLog | None = None
+        if log_path:
+            try:
+                self.wire_log = WireLog(Path(log_path), endpoint)
+            except OSError as exc:
+                why = f"{WIRE_LOG_ENV}: cannot open {log_path}: {exc.strerror}; not logging"
+                print(why, file=sys.stderr)
 
     def now(self) -> float:
         return self.loop.time()
@@ -81,6 +96,8 @@ class DatagramShell(asyncio.DatagramProtocol, Generic[E]):
     def datagram_received(self, data: bytes, addr: tuple[Any, ...]) -> None:
         # IPv6 addresses arrive as 4-tuples; the cores use (host, port) everywhere.
         peer = addr if len(addr) == 2 else (addr[0], addr[1])
+        if self.wire_log is not None:
+            self.wire_log.received(data, peer)
         self.core.receive_datagram(data, peer, self.loop.time())
         self.pump()
 
@@ -100,8 +117,13 @@ class DatagramShell(asyncio.DatagramProtocol, Generic[E]):
         core = self.core
         for ev in core.events():
             self.on_event(ev)
+        wire_log = self.wire_log
         for data, addr in core.datagrams_to_send(self.loop.time()):
+            if wire_log is not None:  # before it leaves: its time precedes any answer's
+                wire_log.sent(data, addr)
             transport.sendto(data, addr)
+        if wire_log is not None:
+            wire_log.settle()
         self._arm()
 
     def _arm(self) -> None:
@@ -126,6 +148,8 @@ class DatagramShell(asyncio.DatagramProtocol, Generic[E]):
             self._timer.cancel()
         if self.transport is not None:
             self.transport.close()
+        if self.wire_log is not None:
+            self.wire_log.close()
 
 
 async def open_endpoint(factory: Callable[[], S], *, host: str, port: int) -> S:

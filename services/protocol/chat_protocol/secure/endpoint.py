@@ -49,7 +49,12 @@ from chat_protocol.secure.packets import (
     split_transport,
 )
 from chat_protocol.secure.peers import Peer, PeerTable
-from chat_protocol.secure.session import DEFAULT_SESSION_LIMITS, SecureSession, SessionLimits
+from chat_protocol.secure.session import (
+    DEFAULT_SESSION_LIMITS,
+    SealTap,
+    SecureSession,
+    SessionLimits,
+)
 from chat_protocol.wire.messages import Addr
 
 
@@ -173,6 +178,7 @@ class SecureEndpoint:
         "prologue",
         "responder",
         "static",
+        "tap",
     )
 
     def __init__(
@@ -217,6 +223,9 @@ class SecureEndpoint:
         self._by_index: dict[int, SecureSession | Initiator] = {}
         self._unconfirmed: OrderedDict[int, SecureSession] = OrderedDict()
         self._key_requests: dict[Addr, bytes] = {}
+        self.tap: SealTap | None = None
+        """A debug hook given to every session installed from now on (:attr:`SecureSession.tap`:
+        each TRANSPORT datagram sealed, with its plaintext); None (the default) costs nothing."""
 
     # --- sending ---------------------------------------------------------------------------------
 
@@ -454,6 +463,7 @@ class SecureEndpoint:
             self._drop_index(peer.previous)
         peer.previous = peer.current
         peer.current = session
+        session.tap = self.tap
 
     def _drop(self, session: SecureSession) -> None:
         self._drop_index(session)

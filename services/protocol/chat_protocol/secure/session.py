@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final
 
@@ -58,6 +59,9 @@ class SessionLimits:
 
 
 DEFAULT_SESSION_LIMITS = SessionLimits()
+
+SealTap = Callable[[bytes, bytes], None]
+"""A debug hook: (TRANSPORT datagram, the plaintext it carries), for each one sealed."""
 
 
 @dataclass(kw_only=True, slots=True)
@@ -119,6 +123,7 @@ class SecureSession:
         "remote_addr",
         "remote_index",
         "remote_static",
+        "tap",
     )
 
     def __init__(
@@ -167,6 +172,9 @@ class SecureSession:
         self.confirmed = is_initiator
         self.created_at = now
         self.limits = limits
+        self.tap: SealTap | None = None
+        """Called with (datagram, plaintext) for each datagram :meth:`encrypt` makes: a debug
+        hook (the shells' ``CHAT_WIRE_LOG``), set by :class:`SecureEndpoint` from its own."""
 
     @property
     def counters(self) -> SessionCounters:
@@ -216,7 +224,10 @@ class SecureSession:
             raise SessionExpired("session expired: start a new handshake")
         self._send_counter = counter + 1
         head = TRANSPORT_HEAD.pack(PacketType.TRANSPORT, self.remote_index, counter)
-        return head + encrypt_at(self._aead(sending=True), counter, b"", plaintext)
+        datagram = head + encrypt_at(self._aead(sending=True), counter, b"", plaintext)
+        if self.tap is not None:
+            self.tap(datagram, plaintext)
+        return datagram
 
     def _aead(self, *, sending: bool) -> ChaCha20Poly1305:
         """The context to send (or receive) with: the session's own, or, in a lean session,
