@@ -46,6 +46,7 @@ from chat_protocol.events import (
 from chat_protocol.secure.identity import format_fingerprint, parse_fingerprint
 from chat_protocol.wire.names import NAME_RULE, is_valid_name
 from chat_shell import aio, cli
+from chat_shell.floors import FileFloors, floors_path
 from chat_shell.keystore import KeyStore, KeyStoreError, PinStore, add_home_option, resolve_home
 
 log = logging.getLogger("chat-client")
@@ -258,6 +259,7 @@ async def run(args: argparse.Namespace) -> int:
         server_key = pins.pinned_server(server)
         pinned = pins.users()
         verified = pins.verified_users()
+        floors = FileFloors(floors_path(store.home, args.user))
     except (OSError, KeyStoreError) as exc:
         out.error(f"cannot use the home directory: {exc}")
         return ExitCode.USAGE
@@ -271,6 +273,7 @@ async def run(args: argparse.Namespace) -> int:
         pins=pinned,
         verified_pins=verified,
         clock_offset_s=time.time() - loop.time(),
+        floors=floors,
     )
     history = None
     if args.history:
