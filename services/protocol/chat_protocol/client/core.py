@@ -9,7 +9,9 @@
 * :class:`~chat_protocol.transfer.requests.Requests` (inside it) - retransmission and timeout of
   requests;
 * :class:`~chat_protocol.client.peerlinks.PeerLinks` - handshakes with peers, what waits for them,
-  the name each peer claimed, and peer restarts;
+  the name each peer claimed, and peer restarts; a
+  :class:`~chat_protocol.secure.handshake_gate.HandshakeGate` before it asks cookies of peers
+  under a flood of initiations;
 * :class:`~chat_protocol.client.sending.SendPipeline` - typed order, lookups, pins, transfer out;
 * :class:`~chat_protocol.client.receiving.ReceivePath` - reassembly, the sender check, showing;
 * :class:`~chat_protocol.client.pins.Pins` - the keys remembered for each name (trust on first use).
@@ -81,6 +83,7 @@ from chat_protocol.wire.names import check_name
 __all__ = ["ClientCore", "ClientStats", "State"]
 
 _INIT_BYTE = bytes((PacketType.HANDSHAKE_INIT,))
+
 
 @dataclass(slots=True)
 class ClientStats(Counters):

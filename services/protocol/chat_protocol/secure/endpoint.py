@@ -370,8 +370,7 @@ class SecureEndpoint:
         newest = session._newest != was_newest and peer is not None and latest(peer, session)
         received = TransportReceived(session=session, plaintext=plaintext, newest=newest)
         if not newest:  # guard: newest-address-follow
-            session.remote_addr = was_at  # older than what the peer sends now: nothing moves
-            return received
+            return received  # older than what the peer sends now: no address moves
         if peer is not None and session.remote_addr != was_at:
             # The peer's newest datagram came from a new address: every session with it
             # follows (both sides may have initiated one; a NAT rebinding moves them all).
