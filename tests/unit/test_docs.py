@@ -120,6 +120,11 @@ README_LIMITS = {
     "a partial message with no new chunk is dropped after": _s(const.PARTIAL_TIMEOUT_S),
     "names one source IP may hold on a server": f"{const.MAX_USERS_PER_IP} ",
     "handshakes one source IP may start per second": f"{const.MAX_HANDSHAKES_PER_IP_PER_S:g} ",
+    "handshakes a client answers from peers per second": (
+        f"{const.PEER_HANDSHAKES_PER_S_UNDER_LOAD:g} in all and "
+        f"{const.PEER_HANDSHAKES_PER_IP_PER_S:g} per source IP (beyond: a cookie round trip "
+        f"first); {const.MAX_HALF_OPEN_PEER_SESSIONS} half-open at most"
+    ),
     "dead client removed after": (
         f"{_s(DEFAULT_TIMINGS.client_timeout_s)}; at most "
         f"{_s(DEFAULT_TIMINGS.client_timeout_s * STRETCH)}"

@@ -1,4 +1,4 @@
-"""The server's token buckets (server/ratelimit.py): a burst of ``rate``, refilled at ``rate`` a
+"""The token buckets (secure/ratelimit.py): a burst of ``rate``, refilled at ``rate`` a
 second, per key; a bounded table of the keys of the last ``BUCKET_REFILL_S``."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from chat_protocol.const import BUCKET_REFILL_S
-from chat_protocol.server.ratelimit import TOTAL, RateLimiter
+from chat_protocol.secure.ratelimit import TOTAL, RateLimiter
 
 
 def test_a_burst_of_rate_then_nothing_until_refilled() -> None:

@@ -325,6 +325,7 @@ def test_the_datagram_layout() -> None:
     assert int.from_bytes(datagram[5:13], "big") == 1  # the keepalive used counter 0
 
 
+@pytest.mark.guard("replay-window")
 @given(order=st.permutations(list(range(40))), seed=st.integers(0, 1000))
 @settings(max_examples=examples(20), deadline=None)
 def test_reordered_datagrams_all_decrypt_once(order: list[int], seed: int) -> None:
@@ -534,6 +535,7 @@ def test_cookie_jar_rotation_draws_new_secrets() -> None:
         CookieJar(random_bytes=rnd, lifetime_s=0)
 
 
+@pytest.mark.guard("cookie-check")
 def test_under_load_an_initiation_without_cookie_gets_a_small_reply_and_leaves_no_state() -> None:
     a, b = endpoints(19)
     init = a.connect(b.static.public, b"", 0.0, timestamp=1)
@@ -616,6 +618,7 @@ def test_an_initiation_is_not_kept_unless_accepted() -> None:
     assert b.peers() == 0 and b.sessions() == 0
 
 
+@pytest.mark.guard("init-timestamp")
 def test_replayed_initiations_are_refused_by_timestamp() -> None:
     a, b = endpoints(27)
     init = a.connect(b.static.public, b"", 0.0, timestamp=100)
@@ -632,6 +635,7 @@ def test_replayed_initiations_are_refused_by_timestamp() -> None:
     assert isinstance(b.receive(newer, A, 1.0), HandshakeRequested)
 
 
+@pytest.mark.guard("accept-timestamp")
 def test_accepting_a_stale_incoming_handshake_is_a_replay() -> None:
     a, b = endpoints(28)
     first = b.receive(a.connect(b.static.public, b"", 0.0, timestamp=1), A, 0.0)
@@ -769,6 +773,7 @@ def test_simultaneous_initiation_gives_both_sides_working_sessions() -> None:
         assert isinstance(got, TransportReceived) and got.plaintext == b"hi"
 
 
+@pytest.mark.guard("half-open-bound")
 def test_unconfirmed_sessions_are_bounded() -> None:
     rnd = seeded(36)
     b = SecureEndpoint(static=KeyPair.generate(rnd), random_bytes=rnd, max_unconfirmed=2)

@@ -48,6 +48,7 @@ from chat_protocol.events import (
 from chat_protocol.secure.identity import format_fingerprint, parse_fingerprint
 from chat_protocol.wire.names import NAME_RULE, is_valid_name
 from chat_shell import aio, cli
+from chat_shell.floors import FileFloors, floors_path
 from chat_shell.keystore import (
     KeyStore,
     KeyStoreError,
@@ -353,6 +354,7 @@ async def run(args: argparse.Namespace) -> int:
         server_key = pins.pinned_server(server)
         pinned = pins.users()
         verified = pins.verified_users()
+        floors = FileFloors(floors_path(store.home, args.user))
     except (OSError, KeyStoreError) as exc:
         return out.ending(say(Failure.HOME, reason=reason_of_file(exc)))
     loop = asyncio.get_running_loop()
@@ -365,6 +367,7 @@ async def run(args: argparse.Namespace) -> int:
         pins=pinned,
         verified_pins=verified,
         clock_offset_s=time.time() - loop.time(),
+        floors=floors,
     )
     history = None
     if args.history:

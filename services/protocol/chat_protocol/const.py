@@ -217,3 +217,27 @@ PINGS_PER_IP_PER_S = 20.0
 PONGS_PER_S = 2000.0
 """PONGs a server sends per second at most, whatever the sources: a flood of PINGs costs it a
 parse each, not a reply each."""
+
+# --- handshakes at peers (issue 19): floors, buckets, half-open sessions -------------------------
+
+HANDSHAKE_CLOCK_SKEW_S = 30.0
+"""How far a peer's clock may lag ours: an initiation from a key is refused if its timestamp is
+not above that key's floor, which our own initiations to the key raise to their timestamp less
+this (so a recorded initiation older than a session we started is refused, while a peer whose
+clock is a little behind ours can still answer a handshake of ours with one of its own)."""
+MAX_HANDSHAKE_FLOORS = 1024
+"""Peer keys whose anti-replay floor a client keeps (in its home); the oldest floors go first."""
+PEER_HANDSHAKES_PER_S_UNDER_LOAD = 20.0
+"""Above this many initiations per second from peers, a client answers cookie replies first
+(as the server does above ``HANDSHAKES_PER_S_UNDER_LOAD``): a flood costs it a MAC each."""
+PEER_HANDSHAKES_PER_IP_PER_S = 5.0
+"""Initiations one source IP may make to a client per second (a token bucket, burst of the same
+size); beyond it that source must prove its address with a cookie first."""
+PEER_PROVEN_HANDSHAKES_PER_IP_PER_S = 5.0
+"""Initiations with a valid cookie (a proven address) one source IP gets processed by a client
+per second while the client is under load or that IP is over its bucket; more are dropped."""
+MAX_PEER_TRACKED_IPS = 4096
+"""Source IPs whose handshake rate a client tracks (least recently seen dropped)."""
+MAX_HALF_OPEN_PEER_SESSIONS = 64
+"""Sessions a client answered whose initiator has not confirmed them yet (half-open); the
+oldest is dropped beyond this."""

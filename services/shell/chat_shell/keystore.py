@@ -13,6 +13,7 @@ Its layout::
                                       {"version": 2,
                                        "users": {"bob": {"key": "<base64>", "verified": true}},
                                        "servers": {"192.0.2.7:5000": "<base64>"}}
+      floors/<name>.json        0600  each peer key's anti-replay floor (chat_shell.floors)
 
 A user's pin is ``verified`` when the user pinned it with ``trust`` (after comparing the safety
 number or the fingerprint), and not when it was pinned on first use. Version 1 pin files

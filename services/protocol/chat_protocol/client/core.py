@@ -9,7 +9,9 @@
 * :class:`~chat_protocol.transfer.requests.Requests` (inside it) - retransmission and timeout of
   requests;
 * :class:`~chat_protocol.client.peerlinks.PeerLinks` - handshakes with peers, what waits for them,
-  the name each peer claimed, and peer restarts;
+  the name each peer claimed, and peer restarts; a
+  :class:`~chat_protocol.secure.handshake_gate.HandshakeGate` before it asks cookies of peers
+  under a flood of initiations;
 * :class:`~chat_protocol.client.sending.SendPipeline` - typed order, lookups, pins, transfer out;
 * :class:`~chat_protocol.client.receiving.ReceivePath` - reassembly, the sender check, showing;
 * :class:`~chat_protocol.client.pins.Pins` - the keys remembered for each name (trust on first use).
@@ -41,6 +43,7 @@ from chat_protocol.client.sending import SendPipeline
 from chat_protocol.const import (
     DEFAULT_TIMINGS,
     ENDPOINT_SWEEP_S,
+    MAX_HALF_OPEN_PEER_SESSIONS,
     MAX_MESSAGE_BYTES,
     Timings,
 )
@@ -67,14 +70,20 @@ from chat_protocol.secure.endpoint import (
     TransportReceived,
 )
 from chat_protocol.secure.handshake import IncomingHandshake
+from chat_protocol.secure.handshake_floor import FloorStore, MemoryFloors
+from chat_protocol.secure.handshake_gate import HandshakeGate
 from chat_protocol.secure.identity import fingerprint_matches
 from chat_protocol.secure.noise import KeyPair
+from chat_protocol.secure.packets import PacketType
 from chat_protocol.secure.session import SecureSession
 from chat_protocol.wire.codec import decode, encode
 from chat_protocol.wire.messages import Ack, Addr, Data, Hello, Message
 from chat_protocol.wire.names import check_name
 
 __all__ = ["ClientCore", "ClientStats", "State"]
+
+_INIT_BYTE = bytes((PacketType.HANDSHAKE_INIT,))
+
 
 @dataclass(slots=True)
 class ClientStats(Counters):
@@ -90,6 +99,10 @@ class ClientStats(Counters):
     forged: int = 0
     misanswered: int = 0
     """Lookup answers dropped: they named another user than the name asked."""
+    cookies: int = 0
+    """Cookie replies sent to peers' initiations (under load, or a source over its rate)."""
+    rate_limited: int = 0
+    """Peers' initiations dropped with a valid cookie but over their source's proven rate."""
 
 
 class ClientCore:
@@ -106,11 +119,14 @@ class ClientCore:
         clock_offset_s: float = 0.0,
         timings: Timings = DEFAULT_TIMINGS,
         random_bytes: Callable[[int], bytes] = os.urandom,
+        floors: FloorStore | None = None,
     ) -> None:
         """``server_key``: the key pinned for ``server`` (else learned on first contact, or
         checked against ``server_fingerprint``, from ``--server-key``). ``clock_offset_s`` maps
         ``now`` to wall-clock seconds, for the handshake timestamps that defeat replays.
-        ``pins``: user name -> pinned key; ``verified_pins``: those of them pinned by ``trust``."""
+        ``pins``: user name -> pinned key; ``verified_pins``: those of them pinned by ``trust``.
+        ``floors``: where the peers' anti-replay floors persist (the shell's file in the home;
+        default: in memory, for this run only)."""
         self.name = check_name(name)
         self.server = server
         self.identity = identity
@@ -122,8 +138,17 @@ class ClientCore:
         self._events: list[ClientEvent] = []
         emit = self._events.append
         self.pins = Pins(pins or {}, emit, verified_pins)
-        self.secure = SecureEndpoint(static=identity, random_bytes=random_bytes)
+        self.secure = SecureEndpoint(
+            static=identity,
+            random_bytes=random_bytes,
+            floors=floors if floors is not None else MemoryFloors(),
+            max_unconfirmed=MAX_HALF_OPEN_PEER_SESSIONS,
+        )
         self.secure.keep = self._keeps
+        self._gate = HandshakeGate()
+        """Cookies first under a flood of initiations (issue 19, point 5)."""
+        self._cookies = 0
+        self._rate_limited = 0
         self.directory = DirectorySession(
             name=self.name, server=server, timings=timings, random_bytes=random_bytes, emit=emit
         )
@@ -173,6 +198,8 @@ class ClientCore:
             replayed=c.replayed + c.stale,
             forged=c.forged + c.bad_mac + c.handshakes_failed,
             misanswered=self.directory.misanswered,
+            cookies=self._cookies,
+            rate_limited=self._rate_limited,
         )
 
     def _keeps(self, key: bytes) -> bool:
@@ -230,20 +257,24 @@ class ClientCore:
     def receive_datagram(self, data: bytes, addr: Addr, now: float) -> None:
         if self.directory.gone:
             return
+        loaded = data[:1] == _INIT_BYTE and self._gate.under_load(addr, now)
         try:
-            got = self.secure.receive(data, addr, now)
+            got = self.secure.receive(data, addr, now, under_load=loaded)
         except MalformedDatagram:
             self._malformed += 1
             return
         match got:
             case TransportReceived(session=session, plaintext=plaintext):
-                self.links.heard_from(session.remote_static)
+                self.links.heard_from(session, now)
                 if plaintext:
                     self._on_plaintext(plaintext, session.remote_static, session.remote_addr, now)
             case SessionEstablished(session=session, payload=payload):
                 self._established(session, payload, now)
             case HandshakeRequested(incoming=incoming):
-                self._incoming(incoming, now)
+                if loaded and not self._gate.proven(addr, now):
+                    self._rate_limited += 1  # a proven address over its rate: no more work
+                else:
+                    self._incoming(incoming, now)
             case KeyReceived(key=key, addr=src):
                 self._server_key_learned(key, src, now)
             case RetryWithCookie(remote_static=key):
@@ -255,8 +286,12 @@ class ClientCore:
                 if signing_in and key == self.server_key and now >= self._cookie_retry_after:
                     self._cookie_retry_after = now + self.directory.timings.request_retry_s
                     self.directory.resend()
-            case SendReply():
-                self._unexpected += 1  # a client answers no key requests or cookies
+            case SendReply(datagram=reply, addr=to):
+                if loaded:  # a cookie reply: smaller than the initiation it answers
+                    self._cookies += 1
+                    self.links.reply(reply, to)
+                else:
+                    self._unexpected += 1  # a client answers no key requests
         self._settle(now)
 
     def datagrams_to_send(self, now: float) -> list[tuple[bytes, Addr]]:

@@ -23,6 +23,7 @@ from chat_protocol.errors import MalformedDatagram
 from chat_protocol.secure.endpoint import SecureEndpoint
 from chat_protocol.secure.errors import LocalSecureError
 from chat_protocol.secure.handshake import IncomingHandshake
+from chat_protocol.secure.packets import HandshakeResponse, parse_packet
 from chat_protocol.secure.session import SecureSession
 from chat_protocol.wire.codec import decode
 from chat_protocol.wire.messages import Addr, Hello
@@ -59,6 +60,10 @@ class PeerLinks:
         self._on_restart = on_restart
         self._runs: OrderedDict[bytes, int] = OrderedDict()
         """Peer key -> the run id its last handshake carried."""
+        self._unconfirmed_runs: OrderedDict[bytes, tuple[int, int]] = OrderedDict()
+        """Peer key -> (our index of the session we answered its initiation with, the run id
+        that initiation named): the run is noted only when the initiator confirms that session
+        (a replayed initiation never can, so it fails nothing)."""
         self._unanswered: dict[bytes, float] = {}
         """Peer key -> when we first sent it something that it has not answered since (any
         authenticated datagram from it clears it)."""
@@ -74,9 +79,22 @@ class PeerLinks:
         out, self._out = self._out, []
         return out
 
-    def heard_from(self, key: bytes) -> None:
-        """An authenticated datagram from ``key``: it answers."""
+    def reply(self, datagram: bytes, addr: Addr) -> None:
+        """Queue ``datagram`` (a cookie reply the secure endpoint made) for ``addr``."""
+        self._out.append((datagram, addr))
+
+    def heard_from(self, session: SecureSession, now: float) -> None:
+        """An authenticated datagram on ``session``: its peer answers; and if it confirmed the
+        session we answered the peer's initiation with last, note the run that initiation named
+        (a restart of the peer fails what we sent its old run)."""
+        key = session.remote_static
         self._unanswered.pop(key, None)
+        if session.is_initiator or not self._unconfirmed_runs:
+            return
+        pending = self._unconfirmed_runs.get(key)
+        if pending is not None and pending[0] == session.local_index:
+            del self._unconfirmed_runs[key]
+            self._note_run(key, pending[1], now)
 
     def claimed(self, key: bytes) -> str | None:
         """The name ``key``'s handshake (or the directory, for a peer we looked up) gave it."""
@@ -112,7 +130,9 @@ class PeerLinks:
             out.append((session.encrypt(payload, now), session.remote_addr))
             since = self._unanswered.setdefault(key, now)
             silent = now - since > PEER_SILENT_REHANDSHAKE_S
-            if addr is not None and (silent or (session.needs_rekey(now) and session.is_initiator)):
+            # Either side rekeys a session it sends on (the responder later: needs_rekey), so
+            # a new one is up before the old stops working, whoever talks.
+            if addr is not None and (silent or session.needs_rekey(now)):
                 self.handshake(key, session.remote_addr, now, out, payload=self.intro)
             return
         if addr is None:
@@ -135,7 +155,8 @@ class PeerLinks:
 
     def incoming(self, incoming: IncomingHandshake, now: float) -> None:
         """A peer's initiation (the caller checked it may be answered at all): answer it if it
-        carries a HELLO, and remember the name it claims and its run."""
+        carries a HELLO, and remember the name it claims, and its run once the peer confirms the
+        session (:meth:`heard_from`)."""
         try:
             intro = decode(incoming.payload)
         except MalformedDatagram:
@@ -150,7 +171,9 @@ class PeerLinks:
             self.malformed += 1
             return
         self.claim(incoming.remote_static, intro.name)
-        self._note_run(incoming.remote_static, intro.req_id, now)
+        answered = parse_packet(response)
+        assert isinstance(answered, HandshakeResponse)
+        _remember(self._unconfirmed_runs, incoming.remote_static, (answered.sender, intro.req_id))
         self._out.append((response, incoming.addr))
 
     def _note_run(self, key: bytes, run: int, now: float) -> None:

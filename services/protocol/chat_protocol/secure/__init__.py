@@ -19,6 +19,9 @@ in this list:
   keys, and its limits;
 * ``handshake`` - the two roles of one handshake, ``Initiator`` and ``Responder``;
 * ``peers``     - the table of peers by static key, least recently active first;
+* ``ratelimit`` - token buckets by source IP (the server's limits, and the handshake gate's);
+* ``handshake_floor`` - each peer key's anti-replay floor, in a store the caller provides;
+* ``handshake_gate`` - when a client makes an initiator prove its address (cookies) first;
 * ``endpoint``  - :class:`~chat_protocol.secure.endpoint.SecureEndpoint`, which owns all of the
   above for one UDP socket, and the events it returns.
 
@@ -44,5 +47,5 @@ it receives, nothing sent to it is larger than what it sent):
 
 Sessions are found by the receiver index, never by source address, so a peer whose NAT rebinds
 keeps its session; :attr:`SecureSession.remote_addr` follows the source of the newest
-authenticated datagram.
+authenticated datagram on the peer's latest session (:func:`~chat_protocol.secure.endpoint.latest`).
 """

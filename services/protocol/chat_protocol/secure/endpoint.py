@@ -33,6 +33,7 @@ from chat_protocol.secure.errors import (
     UnknownReceiver,
 )
 from chat_protocol.secure.handshake import CookieChallenge, IncomingHandshake, Initiator, Responder
+from chat_protocol.secure.handshake_floor import FloorStore, below_floor, sent_floor
 from chat_protocol.secure.noise import ContextCache, KeyPair, RandomBytes
 from chat_protocol.secure.packets import (
     KEY_NONCE_BYTES,
@@ -93,9 +94,9 @@ class SessionEstablished:
 class TransportReceived:
     """An authenticated datagram (``plaintext`` b"" is a keepalive) on ``session``.
 
-    ``newest``: its counter is the highest yet on ``session``, and ``session`` is the one we
-    send on (the peer's current): only such a datagram may move the peer's address. One held
-    back on an older session and re-sent from elsewhere is authentic but not ``newest``.
+    ``newest``: its counter is the highest yet on ``session``, and ``session`` is the peer's
+    latest (:func:`latest`): only such a datagram may move the peer's address. One held back on
+    an older session and re-sent from elsewhere after a rekey is authentic but not ``newest``.
 
     (A plain class, not a dataclass: one is made per datagram, and the compiled core builds
     it natively, where a dataclass's generated ``__init__`` runs as Python.)"""
@@ -107,6 +108,21 @@ class TransportReceived:
         self.session: Final = session
         self.plaintext: Final = plaintext
         self.newest: Final = newest
+
+
+def latest(peer: Peer, session: SecureSession) -> bool:
+    """True if ``session`` of ``peer`` is one that the peer's newest datagrams come on, so that a
+    datagram newest on it is newer than anything the peer sent before (WireGuard's "latest
+    authenticated packet") and may move the peer's address: the session we send on (current),
+    or the previous one if no session created after it has replaced it. The second case is two
+    handshakes at once: each side then sends on the session the other installed first, which
+    was created (its response received) after the one installed last (its initiation
+    accepted). A previous session that a later handshake replaced (a rekey) is older than what
+    the peer sends now: a datagram held back on it and re-sent from elsewhere moves nothing."""
+    current = peer.current
+    if current is session:
+        return True
+    return peer.previous is session and (current is None or current.created_at < session.created_at)
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -171,6 +187,7 @@ class SecureEndpoint:
         "_unconfirmed",
         "contexts",
         "counters",
+        "floors",
         "keep",
         "limits",
         "max_peers",
@@ -192,8 +209,13 @@ class SecureEndpoint:
         max_peers: int = MAX_SECURE_PEERS,
         max_unconfirmed: int = MAX_UNCONFIRMED_SESSIONS,
         lean_sessions: bool = False,
+        floors: FloorStore | None = None,
     ) -> None:
         self.static = static
+        self.floors = floors
+        """Each peer key's anti-replay floor, kept across runs (see
+        :mod:`chat_protocol.secure.handshake_floor`): raised by the initiations we accept and
+        send; None keeps only :attr:`Peer.timestamp`, in memory."""
         self._random_bytes = random_bytes
         self.prologue = prologue
         self.limits = limits
@@ -257,7 +279,10 @@ class SecureEndpoint:
             )
             peer.initiator = initiator
             self._by_index[initiator.local_index] = initiator
-        return initiator.initiation(payload, now, timestamp=timestamp, pad_to=pad_to)
+        datagram = initiator.initiation(payload, now, timestamp=timestamp, pad_to=pad_to)
+        if self.floors is not None:
+            self.floors.raise_to(remote_static, sent_floor(timestamp))
+        return datagram
 
     def request_key(self, addr: Addr) -> bytes:
         """A KEY_REQUEST for the static key of the responder at ``addr`` (trust on first use:
@@ -351,10 +376,10 @@ class SecureEndpoint:
             peer.next = None
             self._unconfirmed.pop(session.local_index, None)
             self._install(peer, session)
-        newest = session._newest != was_newest and peer is not None and peer.current is session
+        newest = session._newest != was_newest and peer is not None and latest(peer, session)
         received = TransportReceived(session=session, plaintext=plaintext, newest=newest)
         if not newest:  # guard: newest-address-follow
-            return received  # older than what the current session carried: no address moves
+            return received  # older than what the peer sends now: no address moves
         if peer is not None and session.remote_addr != was_at:
             # The peer's newest datagram came from a new address: every session with it
             # follows (both sides may have initiated one; a NAT rebinding moves them all).
@@ -370,9 +395,13 @@ class SecureEndpoint:
             self.counters.cookie_replies += 1
             return SendReply(datagram=outcome.datagram, addr=outcome.addr)
         peer = self._peers.get(outcome.remote_static)
-        if peer is not None and outcome.timestamp <= peer.timestamp:
+        if peer is not None and outcome.timestamp <= peer.timestamp:  # guard: init-timestamp
             self.counters.replayed_initiations += 1
             raise ReplayedDatagram("initiation replayed (timestamp not newer)")
+        stale = below_floor(self.floors, outcome.remote_static, outcome.timestamp)
+        if stale:  # guard: handshake-floor
+            self.counters.replayed_initiations += 1
+            raise ReplayedDatagram("initiation not newer than this key's floor")
         return HandshakeRequested(incoming=outcome)
 
     def accept(self, incoming: IncomingHandshake, payload: bytes, now: float) -> bytes:
@@ -384,7 +413,7 @@ class SecureEndpoint:
         """
         peer = self._peer(incoming.remote_static, create=True)
         assert peer is not None
-        if incoming.timestamp <= peer.timestamp:
+        if incoming.timestamp <= peer.timestamp:  # guard: accept-timestamp
             self.counters.replayed_initiations += 1
             raise ReplayedDatagram("a newer initiation from this key was accepted meanwhile")
         local_index = self._new_index()
@@ -392,12 +421,14 @@ class SecureEndpoint:
             payload, local_index=local_index, now=now, contexts=self.contexts
         )
         peer.timestamp = incoming.timestamp
+        if self.floors is not None:
+            self.floors.raise_to(incoming.remote_static, incoming.timestamp)
         if peer.next is not None:
             self._drop(peer.next)
         peer.next = session
         self._by_index[local_index] = session
         self._unconfirmed[local_index] = session
-        while len(self._unconfirmed) > self.max_unconfirmed:
+        if len(self._unconfirmed) > self.max_unconfirmed:  # guard: half-open-bound
             _, oldest = self._unconfirmed.popitem(last=False)
             self.counters.evicted_unconfirmed += 1
             self._drop(oldest)

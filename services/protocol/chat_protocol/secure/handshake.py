@@ -339,10 +339,11 @@ class Responder:
             raise BadMac("bad mac1 on handshake initiation")
         # No cookie attached (mac2 all zero, as in every first initiation and every flood of
         # them): nothing to check, the answer is a cookie.
-        if under_load and (
+        no_cookie = under_load and (
             packet.mac2 == ZERO_MAC
             or not self.cookies.mac2_valid(addr, now, raw[:-MAC_BYTES], packet.mac2)
-        ):
+        )
+        if no_cookie:  # guard: cookie-check
             nonce = self._random_bytes(COOKIE_NONCE_BYTES)
             sealed = cookie_aead(self._cookie_key, nonce).encrypt(
                 ZERO_NONCE, self.cookies.cookie(addr, now), packet.mac1

@@ -21,7 +21,7 @@ def window_check(newest: int, bits: int, size: int, counter: int) -> None:
     back = newest - counter
     if back >= size:
         raise StaleDatagram("counter older than the replay window")
-    if (bits >> back) & 1:
+    if (bits >> back) & 1:  # guard: replay-window
         raise ReplayedDatagram("counter already received")
 
 

@@ -65,8 +65,8 @@ from chat_protocol.secure.errors import LocalSecureError, SessionExpired
 from chat_protocol.secure.handshake import IncomingHandshake
 from chat_protocol.secure.noise import KeyPair
 from chat_protocol.secure.packets import PacketType
+from chat_protocol.secure.ratelimit import TOTAL, RateLimiter
 from chat_protocol.server.bindings import MemoryNames, NameBindings, NameStoreError
-from chat_protocol.server.ratelimit import TOTAL, RateLimiter
 from chat_protocol.wire.codec import decode, encode
 from chat_protocol.wire.messages import (
     Addr,

@@ -1,4 +1,5 @@
-"""Token buckets by source, for the directory server (WireGuard's ``ratelimiter/``).
+"""Token buckets by source (WireGuard's ``ratelimiter/``): the directory server's handshake and
+ping limits, and a client's handshake gate (:mod:`~chat_protocol.secure.handshake_gate`).
 
 A :class:`RateLimiter` grants each key (a source IP) ``rate`` tokens a second, with a burst of the
 same size; :meth:`RateLimiter.allow` takes one. A bucket untouched for ``BUCKET_REFILL_S`` is full
