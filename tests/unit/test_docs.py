@@ -186,3 +186,27 @@ def test_the_errors_module_names_only_events_and_errors_that_exist() -> None:
     assert names, "the errors module's docstring names no event or error"
     unknown = {n for n in names if not hasattr(events, n) and not hasattr(errors, n)}
     assert not unknown, f"errors.py's docstring names what does not exist: {unknown}"
+
+
+TEST_REF = re.compile(r"`(tests/[\w/]+\.py)::(\w+)`")
+
+
+@pytest.mark.parametrize(
+    "doc", ["README.md", "docs/SECURITY.md", "docs/PROTOCOL.md", "docs/CLI.md"]
+)
+def test_every_test_a_doc_names_exists(doc: str) -> None:
+    for path, name in TEST_REF.findall((ROOT / doc).read_text()):
+        source = ROOT / path
+        assert source.is_file(), f"{doc} names {path}, which does not exist"
+        assert re.search(rf"^(async )?def {name}\(", source.read_text(), re.M), (
+            f"{doc} names {path}::{name}, which does not exist"
+        )
+
+
+def test_the_threat_model_points_every_attacker_at_tests() -> None:
+    rows = body_rows(section(ROOT / "docs/SECURITY.md", "## Threat model"))
+    attackers = {re.sub(r"\*\*(.*?)\*\*.*", r"\1", cells[0]) for cells in rows}
+    assert {"Passive observer", "Active network", "Signed-in user"} <= attackers
+    assert "Malicious directory server" in attackers
+    for cells in rows:
+        assert "tests/" in cells[3], f"no test for {cells[0]}"
