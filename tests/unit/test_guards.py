@@ -5,6 +5,7 @@ runs the tests that must then fail."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -44,3 +45,12 @@ def test_a_guard_on_a_line_that_is_not_an_if_is_refused(tmp_path: Path) -> None:
     )
     with pytest.raises(GuardError, match="not an if/elif"):
         guard.mutant()
+
+
+def test_the_readme_states_the_mutation_score_over_every_guard() -> None:
+    """README's score counts every guard in the code (``make mutate`` proves each killed)."""
+    from labkit.util import ROOT
+
+    m = re.search(r"(\d+) of (\d+) mutants killed", (ROOT / "README.md").read_text())
+    assert m, "README.md states no mutation score"
+    assert int(m[1]) == int(m[2]) == len(find_guards())
