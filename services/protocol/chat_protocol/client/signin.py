@@ -195,6 +195,10 @@ class ServerSignIn:
         return self.directory.state
 
     @property
+    def online(self) -> bool:
+        return self.directory.online
+
+    @property
     def token(self) -> bytes:
         return self.directory.token
 
