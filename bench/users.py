@@ -311,7 +311,7 @@ def load(
             signins.add(k, f"u{tag}-{first + k}.{again[k]}", again=True)
         # Sign-ins with the time the heartbeats leave (a handshake costs this process about as
         # much as 30 heartbeats; signed-in users must not time out while others sign in).
-        if not hb.late(now, HEARTBEAT_SLACK_S):
+        if signins.waiting and not hb.late(now, HEARTBEAT_SLACK_S):
             send(signins.step(now))
         if signed_in_at is None and now - t_start > timeout_s:
             raise TimeoutError(f"only {signed_once} of {count} users signed in")
