@@ -295,11 +295,15 @@ def load(
         for k in range(count):
             signins.add(k, f"u{tag}-{first + k}")
 
+    send_full = 0
+
     def send(out: list[tuple[bytes, int]]) -> None:
+        nonlocal send_full
         for payload, k in out:
-            # (a full socket buffer drops it: the retry sends it again)
-            with contextlib.suppress(BlockingIOError):
+            try:
                 sock.sendmsg([payload], anc[k], 0, server)
+            except BlockingIOError:
+                send_full += 1  # a full socket buffer dropped it: the retry sends it again
 
     while True:
         now = time.monotonic()
@@ -379,6 +383,7 @@ def load(
         "heartbeat_acks": hb.acks,
         "heartbeats_resent": hb.resent,
         "other_replies": hb.other + c.other,
+        "sends_dropped": send_full,
         "load_cpu_s": _self_cpu(),
         "elapsed_s": time.monotonic() - t_start,
     }
