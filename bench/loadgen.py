@@ -2,10 +2,11 @@
 
 Runs as its own process (``python -m bench.loadgen``), apart from the server it loads. Each
 simulated client has its own UDP socket (on a loopback address of its own: the server limits
-sign-ins and handshakes per source address), key pair and secure session (bench.signin): it learns
-the server's key with a KEY_REQUEST, signs in with a Noise IK handshake whose initiation carries
-the HELLO, confirms the session with an empty TRANSPORT datagram, then keeps ``--window``
-encrypted LOOKUPs outstanding, sending one more for every reply. Replies are counted over
+sign-ins and handshakes per source address), key pair and secure session. The server's key comes
+from a KEY_REQUEST; every client signs in through the core's own sign-in (bench.signin: a Noise
+IK handshake whose initiation carries the HELLO, then the HEARTBEAT that registers it), then keeps
+``--window`` encrypted LOOKUPs outstanding, sending one more for every reply
+(:class:`LookupLoad`, a stepper driven by a loop on the sockets). Replies are counted over
 ``--duration`` seconds after ``--warmup``; a client that heard nothing for 100 ms (a datagram lost
 in a full socket buffer) has its window refilled. At the end every client signs out (BYE).
 
@@ -35,8 +36,9 @@ import select
 import socket
 import sys
 import time
+from collections.abc import Callable
 
-from bench.signin import Handshake, SignedIn, local_pair, receiver_index, server_key
+from bench.signin import SignedIn, SignIns, local_pair, server_key
 from chat_protocol.errors import MalformedDatagram
 from chat_protocol.wire.codec import decode, encode
 from chat_protocol.wire.messages import Bye, ByeAck, Lookup, LookupReply
@@ -71,50 +73,150 @@ def sign_in(
     target: tuple[str, int],
     key: bytes,
     timeout_s: float = 20.0,
-) -> tuple[list[SignedIn], list[Handshake]]:
-    """Sign every socket's user in (a handshake each, started again every 0.5 s without an
-    answer), and confirm each session with its keepalive. Client ``i`` has index ``i + 1``."""
-    handshakes = [Handshake(name=n, server_key=key, index=i + 1) for i, n in enumerate(names)]
+) -> list[SignedIn]:
+    """Sign every socket's user in: the :class:`~bench.signin.SignIns` phase (the core's sign-in,
+    256 in flight), driven over the sockets (client ``i``'s datagrams from socket ``i``)."""
+    phase = SignIns(
+        server=target,
+        key=key,
+        window=256,
+        per_step=256,
+        clock_offset_s=time.time() - time.monotonic(),
+    )
+    for i, n in enumerate(names):
+        phase.add(i, n)
     users: list[SignedIn | None] = [None] * len(socks)
     fd2i = {s.fileno(): i for i, s in enumerate(socks)}
     ep = select.epoll()
     for s in socks:
         ep.register(s.fileno(), select.EPOLLIN)
     deadline = time.monotonic() + timeout_s
-    missing = set(range(len(socks)))
+    missing = len(socks)
+
+    def send(out: list[tuple[bytes, int]]) -> None:
+        for datagram, i in out:
+            with contextlib.suppress(BlockingIOError):  # (its retry sends it again)
+                socks[i].send(datagram)
+
     try:
         while missing:
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"{len(missing)} of {len(socks)} clients not signed in")
-            for i in list(missing)[:256]:
-                with contextlib.suppress(BlockingIOError):
-                    socks[i].send(handshakes[i].initiation(time.monotonic()))
-            resend_at = time.monotonic() + 0.5
-            while missing and time.monotonic() < resend_at:
-                for fd, _ in ep.poll(0.05):
-                    i = fd2i[fd]
-                    while True:
-                        try:
-                            data = socks[i].recv(2048)
-                        except BlockingIOError:
-                            break
-                        if i not in missing or receiver_index(data) != i + 1:
-                            continue
-                        now = time.monotonic()
-                        try:
-                            got = handshakes[i].receive(data, target, now)
-                        except MalformedDatagram:
-                            continue  # an answer to an attempt we have since replaced
-                        with contextlib.suppress(BlockingIOError):
-                            if isinstance(got, SignedIn):
-                                users[i] = got
-                                missing.discard(i)
-                                socks[i].send(got.keepalive(now))
-                            else:
-                                socks[i].send(got)  # the server is under load: cookie, again
+            now = time.monotonic()
+            if now > deadline:
+                raise TimeoutError(f"{missing} of {len(socks)} clients not signed in")
+            send(phase.step(now))
+            t = phase.next_timer()
+            wait = 0.05 if t is None else min(0.05, max(0.0, t - now))
+            for fd, _ in ep.poll(wait):
+                i = fd2i[fd]
+                while True:
+                    try:
+                        data = socks[i].recv(2048)
+                    except BlockingIOError:
+                        break
+                    send(phase.receive(data, target, time.monotonic()))
+            for i, user in phase.signed_in():
+                users[i] = user
+                missing -= 1
     finally:
         ep.close()
-    return [u for u in users if u is not None], handshakes
+    return [u for u in users if u is not None]
+
+
+class LookupLoad:
+    """The measured phase as a stepper: every client keeps ``window`` LOOKUPs outstanding, one
+    more sent for every reply, from a pool encrypted beforehand (``pools[i]``, in counter order;
+    ``cyclic``: cycled, against the echo server, which checks no counters; else, once used up,
+    ``more(i, now)`` encrypts another, counted in :attr:`encrypted_live`). A client that heard
+    nothing for ``stall_s`` has its window refilled (a datagram lost in a full socket buffer).
+
+    :meth:`step` gives ``(datagram, i)`` pairs to send from client ``i``; the driver reports those
+    it could not send (:meth:`unsent`) and the replies each client got (:meth:`received`,
+    counted, not decrypted). No sockets and no clock inside."""
+
+    __slots__ = (
+        "_dirty",
+        "_heard",
+        "_inflight",
+        "_more",
+        "_next_stall",
+        "_pos",
+        "cyclic",
+        "encrypted_live",
+        "pools",
+        "replies",
+        "stall_s",
+        "stalls",
+        "window",
+    )
+
+    def __init__(
+        self,
+        pools: list[list[bytes]],
+        *,
+        window: int,
+        cyclic: bool,
+        more: Callable[[int, float], bytes],
+        stall_s: float = STALL_S,
+    ) -> None:
+        self.pools = pools
+        self.window = window
+        self.cyclic = cyclic
+        self._more = more
+        self.stall_s = stall_s
+        n = len(pools)
+        self._inflight = [0] * n
+        self._pos = [1] * n  # (each pool's first datagram checked the answers beforehand)
+        self._heard = [False] * n
+        self._dirty: list[int] = list(range(n))  # clients whose window to refill at the next step
+        self._next_stall: float | None = None
+        self.replies = 0
+        self.stalls = 0
+        self.encrypted_live = 0
+
+    def next_timer(self) -> float | None:
+        return 0.0 if self._dirty else self._next_stall
+
+    def received(self, i: int, n: int) -> None:
+        """Client ``i`` got ``n`` replies."""
+        self.replies += n
+        self._heard[i] = True
+        left = self._inflight[i] - n
+        self._inflight[i] = left if left > 0 else 0
+        self._dirty.append(i)
+
+    def unsent(self, i: int, n: int) -> None:
+        """The last ``n`` datagrams :meth:`step` gave for client ``i`` were not sent."""
+        self._inflight[i] -= n
+        self._pos[i] -= n
+
+    def step(self, now: float) -> list[tuple[bytes, int]]:
+        if self._next_stall is None:
+            self._next_stall = now + self.stall_s
+        elif now >= self._next_stall:
+            self._next_stall = now + self.stall_s
+            for i, heard in enumerate(self._heard):
+                if not heard:
+                    self.stalls += 1
+                    self._inflight[i] = 0
+                    self._dirty.append(i)
+                self._heard[i] = False
+        out: list[tuple[bytes, int]] = []
+        dirty, self._dirty = self._dirty, []
+        for i in dirty:
+            pool, n, k = self.pools[i], self._inflight[i], self._pos[i]
+            while n < self.window:
+                if k >= len(pool):
+                    if self.cyclic:
+                        k = 0
+                    else:
+                        pool.append(self._more(i, now))
+                        self.encrypted_live += 1
+                out.append((pool[k], i))
+                k += 1
+                n += 1
+            self._inflight[i] = n
+            self._pos[i] = k
+        return out
 
 
 def client_host(server_host: str, i: int) -> str:
@@ -187,7 +289,7 @@ def run(
         t0 = time.monotonic()
         if mode == "lookup":
             key = server_key(target, bind_host=target[0])
-            users, handshakes = sign_in(socks, names, target, key)
+            users = sign_in(socks, names, target, key)
             tokens = [u.token for u in users]
             sessions = [u.session for u in users]
             cyclic = False
@@ -195,7 +297,6 @@ def run(
             # No sign-in: LOOKUPs of the same size, encrypted on a session made here.
             tokens = [os.urandom(8) for _ in socks]
             sessions = [local_pair(time.monotonic())[0]] * clients
-            handshakes = []
             users = []
             cyclic = True
         sign_in_s = time.monotonic() - t0
@@ -215,7 +316,6 @@ def run(
             [sessions[i].encrypt(plain[i], now) for _ in range(per_client)] for i in range(clients)
         ]
         prepare_s = time.monotonic() - t0
-        pos = [1] * clients
         # Check once that the answers are what we think they are.
         for i, s in enumerate(socks):
             s.send(pools[i][0])
@@ -226,7 +326,7 @@ def run(
             s.setblocking(False)
             if mode == "lookup":
                 reply = decode(sessions[i].decrypt(data, target, time.monotonic()))
-                want = handshakes[(i + 1) % clients].public
+                want = users[(i + 1) % clients].public
                 if not (
                     isinstance(reply, LookupReply) and reply.addr is not None and reply.key == want
                 ):
@@ -238,41 +338,34 @@ def run(
         ep = select.epoll()
         for s in socks:
             ep.register(s.fileno(), select.EPOLLIN)
-        inflight = [0] * clients
-        heard = [False] * clients
+        load = LookupLoad(
+            pools,
+            window=window,
+            cyclic=cyclic,
+            more=lambda i, now: sessions[i].encrypt(plain[i], now),
+        )
         send_errors = 0
 
-        encrypted_live = 0
-
-        def refill(i: int) -> None:
-            nonlocal send_errors, encrypted_live
-            s, pool, n, k = socks[i], pools[i], inflight[i], pos[i]
-            while n < window:
-                if k >= len(pool):
-                    if cyclic:
-                        k = 0
-                    else:  # the pool ran out: encrypt here (counted)
-                        pool.append(sessions[i].encrypt(plain[i], time.monotonic()))
-                        encrypted_live += 1
+        def send(out: list[tuple[bytes, int]]) -> None:
+            nonlocal send_errors
+            failed: dict[int, int] = {}
+            for datagram, i in out:
+                if i in failed:  # (the rest of that client's window waits for its next turn)
+                    failed[i] += 1
+                    continue
                 try:
-                    s.send(pool[k])
+                    socks[i].send(datagram)
                 except (BlockingIOError, ConnectionRefusedError):
                     send_errors += 1
-                    break
-                k += 1
-                n += 1
-            inflight[i] = n
-            pos[i] = k
+                    failed[i] = 1
+            for i, n in failed.items():
+                load.unsent(i, n)
 
-        for i in range(clients):
-            refill(i)
-        count = 0
         now = time.monotonic()
+        send(load.step(now))
         measure_at = now + warmup_s
         end_at = measure_at + duration_s
-        next_stall_check = now + STALL_S
         start_count = start_cpu = start_self = start_t = None
-        stalls = 0
         while now < end_at:
             for fd, _ in ep.poll(0.02):
                 i = fd2i[fd]
@@ -286,32 +379,21 @@ def run(
                     except ConnectionRefusedError:
                         raise RuntimeError("the server went away") from None
                     got += 1
-                count += got
-                heard[i] = True
-                n = inflight[i] - got
-                inflight[i] = n if n > 0 else 0
-                refill(i)
+                load.received(i, got)
             now = time.monotonic()
+            send(load.step(now))
             if start_t is None and now >= measure_at:
                 start_t, start_count, start_cpu, start_self = (
                     now,
-                    count,
+                    load.replies,
                     _cpu(server_pid),
                     _self_cpu(),
                 )
-            if now >= next_stall_check:
-                next_stall_check = now + STALL_S
-                for i in range(clients):
-                    if not heard[i]:
-                        stalls += 1
-                        inflight[i] = 0
-                        refill(i)
-                    heard[i] = False
         assert start_t is not None and start_count is not None and start_self is not None
         elapsed = now - start_t
         end_cpu = _cpu(server_pid)
         end_self = _self_cpu()
-        replies = count - start_count
+        replies = load.replies - start_count
         ep.close()
         signed_out = sign_out(socks, users, target) if mode == "lookup" else 0
         return {
@@ -327,12 +409,12 @@ def run(
                 else None
             ),
             "loadgen_cpu_frac": (end_self - start_self) / elapsed,
-            "stalls": stalls,
+            "stalls": load.stalls,
             "send_errors": send_errors,
             "sign_in_s": sign_in_s,
             "prepare_s": prepare_s,
             "pool_per_client": per_client,
-            "encrypted_live": encrypted_live,
+            "encrypted_live": load.encrypted_live,
             "signed_out": signed_out,
         }
     finally:

@@ -1,21 +1,24 @@
-"""Simulated users of the secure protocol, for the load generators (no ClientCore, no event loop).
+"""Simulated users of the secure protocol, signed in by the core's own sign-in (no event loop).
 
-The load processes (bench.loadgen, bench.users, bench.liveness's observer) sign in as many users
-as a real client would, but with the least state per user: a key pair and an
-:class:`~chat_protocol.secure.handshake.Initiator` while the handshake is in flight, then only the
-:class:`~chat_protocol.secure.session.SecureSession` it produced. The flow is ClientCore's:
+The load processes (bench.loadgen, bench.users, bench.liveness's observer) sign in many users,
+each through :class:`chat_protocol.client.signin.ServerSignIn`: the client's own sign-in (its
+:class:`~chat_protocol.client.directory.DirectorySession` and
+:class:`~chat_protocol.client.signin.ServerLink`, which ClientCore routes through too), so the
+datagrams are a real client's: HANDSHAKE_INIT carrying the HELLO (each retry a new one; a
+COOKIE_REPLY answered at once), the WELCOME in the response, then a HEARTBEAT on the new session
+whose answer says the server registered the user. Once a user is online only its
+:class:`SignedIn` is kept (its session and token, a few hundred bytes and the session's AEAD
+contexts); the sign-in object (about 2 KB) is dropped.
 
-1. the server's static key, from a KEY_REQUEST (:func:`server_key`; a real client pins it);
-2. HANDSHAKE_INIT carrying ``encode(Hello(req_id, name))`` (:meth:`Handshake.initiation`); a
-   COOKIE_REPLY (the server is under load) is answered with a new initiation carrying the cookie;
-3. HANDSHAKE_RESPONSE carrying ``encode(Welcome(...))`` -> :class:`SignedIn`;
-4. an empty TRANSPORT datagram at once (:meth:`SignedIn.keepalive`): the server registers the
-   user only then;
-5. requests as ``session.encrypt(encode(msg), now)``.
+:class:`SignIns` is that phase for many users at once, as a sans-I/O stepper: :meth:`SignIns.step`
+gives the datagrams to send now (each from one user's address, to the server),
+:meth:`SignIns.receive` takes an answer, :meth:`SignIns.next_timer` says when to step again. No
+sockets and no clock inside; :func:`sign_in` and the load processes drive it.
 
-Every user's Initiator index is chosen by the caller and unique within its process, so a reply's
-receiver index (bytes 1-4 of every RESPONSE, COOKIE_REPLY and TRANSPORT) names the user it is for
-before anything is decrypted: :func:`receiver_index`.
+Every user's handshake index (chosen by its secure endpoint, unique among this process's users:
+:class:`SignIns` draws again on a collision) is in bytes 1-4 of every COOKIE_REPLY and TRANSPORT
+and bytes 5-8 of every RESPONSE, so an answer names its user before anything is decrypted:
+:func:`receiver_index`.
 
 :func:`local_pair` gives a session pair made in memory, for the echo baselines: the load side then
 encrypts and decrypts exactly as against the chat-server, while the echo server does no crypto.
@@ -23,29 +26,31 @@ encrypts and decrypts exactly as against the chat-server, while the echo server 
 
 from __future__ import annotations
 
+import heapq
 import os
 import socket
 import struct
 import time
+from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import TypeVar
 
+from chat_protocol.client.directory import State
+from chat_protocol.client.signin import ServerSignIn
+from chat_protocol.const import DEFAULT_TIMINGS, Timings
 from chat_protocol.errors import MalformedDatagram
-from chat_protocol.secure.endpoint import HandshakeRequested, SecureEndpoint, SessionEstablished
-from chat_protocol.secure.handshake import Initiator
-from chat_protocol.secure.noise import KeyPair, RandomBytes
-from chat_protocol.secure.packets import (
-    CookieReply,
-    HandshakeResponse,
-    KeyReply,
-    PacketType,
-    build_key_request,
-    parse_packet,
+from chat_protocol.events import SignInFailed
+from chat_protocol.secure.endpoint import (
+    HandshakeRequested,
+    KeyReceived,
+    SecureEndpoint,
+    SessionEstablished,
 )
+from chat_protocol.secure.noise import KeyPair, RandomBytes
+from chat_protocol.secure.packets import PacketType
 from chat_protocol.secure.session import SecureSession
-from chat_protocol.wire.codec import decode, encode
-from chat_protocol.wire.messages import Addr, Hello, Refused, Welcome
+from chat_protocol.wire.messages import Addr
 
 T = TypeVar("T")
 
@@ -53,6 +58,11 @@ RESPONSE = PacketType.HANDSHAKE_RESPONSE.value
 COOKIE = PacketType.COOKIE_REPLY.value
 TRANSPORT = PacketType.TRANSPORT.value
 _RECEIVER = struct.Struct("!I")
+
+SIGN_IN_TIMINGS = replace(DEFAULT_TIMINGS, request_retry_s=1.0, request_timeout_s=10.0)
+"""The client's timers, but a sign-in handshake unanswered for 1 s (not 0.4 s) is started over
+(a load process keeps many in flight; the server answers a few thousand a second, and each retry
+costs it the same again), and one is given up (then started anew) after 10 s."""
 
 
 def receiver_index(datagram: bytes) -> int:
@@ -106,18 +116,17 @@ def ask(
 
 
 def server_key(server: Addr, *, timeout_s: float = 5.0, bind_host: str | None = None) -> bytes:
-    """The server's static key from a KEY_REQUEST (retried every 0.25 s until ``timeout_s``).
-
-    Unauthenticated, as on any first contact: the benchmark trusts its own server."""
+    """The server's static key from a KEY_REQUEST (the secure endpoint's own, retried every
+    0.25 s until ``timeout_s``). Unauthenticated, as on any first contact: the benchmark trusts
+    its own server, and its users then sign in with the key pinned."""
+    endpoint = SecureEndpoint(static=KeyPair.generate(os.urandom), random_bytes=os.urandom)
 
     def request() -> tuple[bytes, Callable[[bytes], bytes | None]]:
-        nonce = os.urandom(8)
-
         def match(data: bytes) -> bytes | None:
-            packet = parse_packet(data)
-            return packet.key if isinstance(packet, KeyReply) and packet.nonce == nonce else None
+            got = endpoint.receive(data, server, time.monotonic())
+            return got.key if isinstance(got, KeyReceived) else None
 
-        return build_key_request(nonce), match
+        return endpoint.request_key(server), match
 
     key = ask(server, request, timeout_s=timeout_s, retry_s=0.25, bind_host=bind_host)
     if key is not None:
@@ -127,103 +136,247 @@ def server_key(server: Addr, *, timeout_s: float = 5.0, bind_host: str | None = 
 
 @dataclass(slots=True)
 class SignedIn:
-    """A signed-in user: its session with the server and what the WELCOME said."""
+    """A signed-in user: its session with the server, what the server said, its public key."""
 
     session: SecureSession
     token: bytes
     heartbeat_s: float
-
-    def keepalive(self, now: float) -> bytes:
-        """The empty TRANSPORT datagram that confirms the session (the server registers the
-        user on it)."""
-        return self.session.encrypt(b"", now)
+    public: bytes
+    """The user's static public key (what the directory hands out for its name)."""
+    index: int
+    """Its handshake index: the receiver index of every datagram of its session."""
 
 
 class SignInRefused(RuntimeError):
     pass
 
 
-class Handshake:
-    """One user's sign-in in flight: a fresh key pair, an Initiator towards the server's key,
-    and the HELLO its initiations carry."""
-
-    __slots__ = ("hello", "initiator", "name", "public", "tries")
-
-    def __init__(
-        self,
-        *,
-        name: str,
-        server_key: bytes,
-        index: int,
-        req_id: int = 1,
-        random_bytes: RandomBytes = os.urandom,
-    ) -> None:
-        self.name = name
-        static = KeyPair.generate(random_bytes)
-        self.public = static.public
-        """The user's static public key (what the directory hands out for ``name``)."""
-        self.initiator = Initiator(
-            static=static,
-            remote_static=server_key,
-            local_index=index,
-            random_bytes=random_bytes,
-        )
-        self.hello = encode(Hello(req_id=req_id, name=name))
-        self.tries = 0
-
-    def initiation(self, now: float) -> bytes:
-        """A new HANDSHAKE_INIT (fresh ephemeral key; with the cookie if one came)."""
-        self.tries += 1
-        return self.initiator.initiation(self.hello, now, timestamp=time.time_ns())
-
-    def receive(self, datagram: bytes, addr: Addr, now: float) -> bytes | SignedIn:
-        """A COOKIE_REPLY gives the initiation to send now; a HANDSHAKE_RESPONSE the
-        :class:`SignedIn` user. Raises :class:`MalformedDatagram` (a stale response to an
-        earlier attempt, say: drop it) or :class:`SignInRefused`."""
-        packet = parse_packet(datagram)
-        if isinstance(packet, CookieReply):
-            self.initiator.handle_cookie_reply(packet, now)
-            return self.initiation(now)
-        if not isinstance(packet, HandshakeResponse):
-            raise MalformedDatagram("not a handshake answer")
-        session, payload = self.initiator.handle_response(packet, addr, now)
-        msg = decode(payload)
-        if isinstance(msg, Welcome):
-            return SignedIn(session=session, token=msg.token, heartbeat_s=msg.heartbeat_ms / 1000)
-        if isinstance(msg, Refused):
-            raise SignInRefused(f"sign-in of {self.name} refused: {msg.reason.name}")
-        raise SignInRefused(f"sign-in of {self.name} answered with {msg!r}")
+@dataclass(slots=True)
+class SignInCounters:
+    initiations: int = 0
+    """Sign-ins started (each its first initiation)."""
+    timers: int = 0
+    """Timers handled (a retry: a new initiation, or the registering HEARTBEAT again)."""
+    resent: int = 0
+    """Initiations started over (unanswered for the retry interval)."""
+    cookies: int = 0
+    """COOKIE_REPLYs received (the server under load: the initiation again, with the cookie)."""
+    restarted: int = 0
+    """Sign-ins given up after SIGN_IN_TIMINGS.request_timeout_s and started anew."""
+    refused: int = 0
+    stale: int = 0
+    """Answers dropped by the secure layer (to an attempt since started over, say)."""
+    other: int = 0
+    """Datagrams for no user signing in."""
+    collisions: int = 0
+    """Handshake indices drawn again (taken by another user of this process)."""
 
 
-def sign_in(
-    sock: socket.socket, name: str, key: bytes, *, index: int = 1, timeout_s: float = 5.0
-) -> SignedIn:
-    """Sign ``name`` in over ``sock`` (connected to the server, blocking), keepalive sent."""
-    hs = Handshake(name=name, server_key=key, index=index)
-    server = sock.getpeername()
-    server = (server[0], server[1])
+@dataclass(slots=True)
+class _User:
+    name: str
+    attempt: int = 0
+    core: ServerSignIn | None = None
+    index: int = -1
+
+
+@dataclass(slots=True)
+class SignIns:
+    """The sign-in phase of many users, as a stepper (see the module's doc).
+
+    :meth:`add` queues user ``k`` (any hashable number the driver uses for its address) under
+    ``name``. Each :meth:`step` starts at most ``per_step`` sign-ins, keeps at most ``window``
+    in flight, handles the due timers of those in flight, and returns ``(datagram, k)`` pairs:
+    send ``datagram`` from user ``k``'s address to the server. :meth:`receive` takes a datagram
+    from the server. Users who are done come out of :meth:`signed_in`. A user refused before it
+    ever signed in raises :class:`SignInRefused` (a benchmark with a bug, not a load to go on
+    with); one refused after (signing in again, its old session not yet expired there) and one
+    whose sign-in timed out starts over, under ``name.N``, with a new key.
+    """
+
+    server: Addr
+    key: bytes
+    window: int = 128
+    per_step: int = 8
+    timings: Timings = SIGN_IN_TIMINGS
+    random_bytes: RandomBytes = os.urandom
+    clock_offset_s: float = 0.0
+    """Maps ``now`` to wall-clock seconds, for the handshake timestamps (as ClientCore's)."""
+    taken: dict[int, int] = field(default_factory=dict)
+    """Handshake index -> user, of every user this process holds (in flight or signed in):
+    shared with the driver, which removes a user's entry when it drops the user."""
+    counters: SignInCounters = field(default_factory=SignInCounters)
+    _queue: deque[int] = field(default_factory=deque)
+    _users: dict[int, _User] = field(default_factory=dict)
+    _flight: dict[int, _User] = field(default_factory=dict)
+    _timers: list[tuple[float, int]] = field(default_factory=list)
+    _done: list[tuple[int, SignedIn]] = field(default_factory=list)
+    _again: set[int] = field(default_factory=set)
+
+    def add(self, k: int, name: str, *, again: bool = False) -> None:
+        """Queue user ``k`` to sign in as ``name`` (``again``: it was signed in before)."""
+        self._users[k] = _User(name=name)
+        if again:
+            self._again.add(k)
+        self._queue.append(k)
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._flight)
+
+    @property
+    def waiting(self) -> int:
+        """Users queued or in flight."""
+        return len(self._queue) + len(self._flight)
+
+    def signed_in(self) -> list[tuple[int, SignedIn]]:
+        out, self._done = self._done, []
+        return out
+
+    def next_timer(self) -> float | None:
+        if self._queue and len(self._flight) < self.window:
+            return 0.0
+        return self._timers[0][0] if self._timers else None
+
+    def step(self, now: float) -> list[tuple[bytes, int]]:
+        out: list[tuple[bytes, int]] = []
+        budget = self.per_step
+        while self._timers and self._timers[0][0] <= now and budget:
+            t, k = heapq.heappop(self._timers)
+            user = self._flight.get(k)
+            if user is None or user.core is None or user.core.next_timer() != t:
+                continue  # done, or superseded
+            self.counters.timers += 1
+            budget -= 1
+            if user.core.state is State.SIGNING_IN:
+                self.counters.resent += 1
+            user.core.handle_timer(now)
+            self._drain(k, user, now, out)
+        while self._queue and len(self._flight) < self.window and budget:
+            k = self._queue.popleft()
+            budget -= 1
+            self._start(k, self._users[k], now, out)
+        return out
+
+    def receive(self, datagram: bytes, addr: Addr, now: float) -> list[tuple[bytes, int]]:
+        """A datagram from the server; what to send at once in answer (a new initiation after a
+        COOKIE_REPLY, the HEARTBEAT that registers a welcomed user)."""
+        out: list[tuple[bytes, int]] = []
+        k = self.taken.get(receiver_index(datagram))
+        user = None if k is None else self._flight.get(k)
+        if k is None or user is None or user.core is None:
+            self.counters.other += 1
+            return out
+        core = user.core
+        if datagram[0] == COOKIE:
+            self.counters.cookies += 1
+        before = core.link.malformed
+        core.receive_datagram(datagram, addr, now)
+        self.counters.stale += core.link.malformed - before
+        self._drain(k, user, now, out)
+        return out
+
+    def _start(self, k: int, user: _User, now: float, out: list[tuple[bytes, int]]) -> None:
+        while True:
+            core = ServerSignIn(
+                name=user.name + (f".{user.attempt}" if user.attempt else ""),
+                server=self.server,
+                identity=KeyPair.generate(self.random_bytes),
+                server_key=self.key,
+                clock_offset_s=self.clock_offset_s,
+                timings=self.timings,
+                random_bytes=self.random_bytes,
+            )
+            core.connect(now)
+            first = core.datagrams_to_send(now)
+            index = core.handshake_index()
+            assert index is not None  # (the key is pinned: the first datagram is an initiation)
+            if index not in self.taken:
+                break
+            self.counters.collisions += 1
+        self.counters.initiations += 1
+        user.core, user.index = core, index
+        self.taken[index] = k
+        self._flight[k] = user
+        out.extend((d, k) for d, _ in first)
+        self._arm(k, core)
+
+    def _arm(self, k: int, core: ServerSignIn) -> None:
+        t = core.next_timer()
+        if t is not None:
+            heapq.heappush(self._timers, (t, k))
+
+    def _drain(self, k: int, user: _User, now: float, out: list[tuple[bytes, int]]) -> None:
+        core = user.core
+        assert core is not None
+        out.extend((d, k) for d, _ in core.datagrams_to_send(now))
+        state = core.state
+        if state is State.ONLINE:
+            session = core.session(now)
+            assert session is not None
+            self._done.append(
+                (
+                    k,
+                    SignedIn(
+                        session=session,
+                        token=core.token,
+                        heartbeat_s=core.directory.heartbeat_s,
+                        public=core.secure.static.public,
+                        index=user.index,
+                    ),
+                )
+            )
+            del self._flight[k], self._users[k]
+            self._again.discard(k)
+        elif state is State.GONE:
+            del self._flight[k]
+            self.taken.pop(user.index, None)
+            ended = core.directory.ended
+            refused = isinstance(ended, SignInFailed) and ended.refused is not None
+            if refused and k not in self._again:
+                self.counters.refused += 1
+                raise SignInRefused(f"sign-in of {user.name} refused: {ended}")
+            if refused:
+                self.counters.refused += 1
+            else:
+                self.counters.restarted += 1
+            user.attempt += 1
+            user.core = None
+            self._queue.append(k)
+        else:
+            self._arm(k, core)
+
+
+def sign_in(sock: socket.socket, name: str, key: bytes, *, timeout_s: float = 5.0) -> SignedIn:
+    """Sign ``name`` in over ``sock`` (connected to the server, blocking): :class:`SignIns` for
+    one user, driven by a loop on the socket."""
+    peer = sock.getpeername()
+    server: Addr = (peer[0], peer[1])
+    phase = SignIns(
+        server=server, key=key, window=1, clock_offset_s=time.time() - time.monotonic()
+    )
+    phase.add(0, name)
     deadline = time.monotonic() + timeout_s
     old = sock.gettimeout()
-    sock.settimeout(0.3)
     try:
-        out = hs.initiation(time.monotonic())
         while time.monotonic() < deadline:
-            sock.send(out)
+            now = time.monotonic()
+            for datagram, _ in phase.step(now):
+                sock.send(datagram)
+            done = phase.signed_in()
+            if done:
+                return done[0][1]
+            t = phase.next_timer()
+            sock.settimeout(max(0.001, min(deadline, t if t is not None else deadline) - now))
             try:
                 data = sock.recv(2048)
             except TimeoutError:
-                out = hs.initiation(time.monotonic())
                 continue
-            if receiver_index(data) != index:
-                continue
-            try:
-                got = hs.receive(data, server, time.monotonic())
-            except MalformedDatagram:
-                continue
-            if isinstance(got, SignedIn):
-                sock.send(got.keepalive(time.monotonic()))
-                return got
-            out = got
+            for datagram, _ in phase.receive(data, server, time.monotonic()):
+                sock.send(datagram)
+            done = phase.signed_in()
+            if done:
+                return done[0][1]
     finally:
         sock.settimeout(old)
     raise TimeoutError(f"{name} could not sign in within {timeout_s} s")

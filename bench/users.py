@@ -7,18 +7,21 @@ user needs an address of its own. All of 127.0.0.0/8 is loopback: the load proce
 ``sendmsg``; the server's answers to 127.x.y.z:PORT arrive on that same socket. One descriptor
 instead of 100 000. Only datagrams from the server are looked at.
 
-It signs every user in as a real client does, with a Noise IK handshake (bench.signin): a key
-pair of its own, an initiation carrying the HELLO (``--window`` in flight, started over after
-1 s; a COOKIE_REPLY, when the server is under load, answered at once with the cookie), the
-WELCOME in the response, and an empty TRANSPORT datagram that makes the server register the user.
-A handshake costs this side about 0.45 ms of CPU and the server about 0.33 ms: the sign-ins come
-first, and nothing is measured until they are done. Then it heartbeats every user as ClientCore
-does, each HEARTBEAT encrypted on the user's session and each answer decrypted: the next one is
-due one interval after the last answered one, the interval being the latest the server told that
-user in WELCOME / HEARTBEAT_ACK (the server stretches it as users grow). It prints
-``signed-in ...`` once all are in, keeps going until its stdin closes, then prints its counters as
-JSON. ``--first`` / ``--users`` give a load process its share of the users (a user's number sets
-its address, its name and its handshake index, by which answers are told apart).
+It signs every user in through the core's own sign-in (bench.signin.SignIns, over
+chat_protocol.client.signin.ServerSignIn): a key pair of its own, an initiation carrying the
+HELLO (``--window`` in flight, started over after 1 s; a COOKIE_REPLY, when the server is under
+load, answered at once with the cookie), the WELCOME in the response, and the HEARTBEAT on the new
+session that makes the server register the user, answered. A handshake costs this side about
+0.45 ms of CPU and the server about 0.33 ms: the sign-ins come first, and nothing is measured
+until they are done. Then it heartbeats every user (:class:`Heartbeats`) as ClientCore does,
+each HEARTBEAT encrypted on the user's session and each answer decrypted: the next one is due one
+interval after the last answered one, the interval being the latest the server told that user in
+WELCOME / HEARTBEAT_ACK (the server stretches it as users grow). Both phases are sans-I/O
+steppers (``step(now)``, ``receive``, ``next_timer``); :func:`load` is the loop that moves their
+datagrams through one socket. It prints ``signed-in ...`` once all are in, keeps going until its
+stdin closes, then prints its counters as JSON. ``--first`` / ``--users`` give a load process its
+share of the users (a user's number sets its address and its name; its handshake index, the
+receiver index of every answer, tells the answers apart).
 
 :func:`measure` is the benchmark side (``--measure``): it starts the real chat-server, runs the
 load processes (one per 25 000 users, as many as there are CPUs besides the server's), and reads
@@ -46,15 +49,14 @@ import statistics
 import struct
 import sys
 import time
-from collections import deque
 from collections.abc import Callable
 from typing import Any
 
 from bench import procs
 from bench.signin import (
+    SIGN_IN_TIMINGS,
     TRANSPORT,
-    Handshake,
-    SignInRefused,
+    SignIns,
     ask,
     local_pair,
     receiver_index,
@@ -64,12 +66,11 @@ from chat_protocol.const import DEFAULT_TIMINGS
 from chat_protocol.errors import MalformedDatagram
 from chat_protocol.secure.session import SecureSession
 from chat_protocol.wire.codec import decode, encode
-from chat_protocol.wire.messages import Heartbeat, HeartbeatAck, Ping, Pong
+from chat_protocol.wire.messages import Addr, Heartbeat, HeartbeatAck, Ping, Pong
 
 IP_PKTINFO = getattr(socket, "IP_PKTINFO", 8)
-SIGN_IN_RETRY_S = 1.0
-"""A sign-in handshake unanswered this long starts over (the server answers a few thousand a
-second, and each retry costs it the same again)."""
+SIGN_IN_RETRY_S = SIGN_IN_TIMINGS.request_retry_s
+"""A sign-in handshake unanswered this long starts over (bench.signin.SIGN_IN_TIMINGS)."""
 HEARTBEAT_RETRY_S = DEFAULT_TIMINGS.request_retry_s
 """ClientCore resends an unanswered heartbeat this often."""
 MAX_BURST = 128
@@ -95,6 +96,132 @@ def pktinfo(ip: bytes) -> list[tuple[int, int, bytes]]:
     return [(socket.IPPROTO_IP, IP_PKTINFO, struct.pack("=I4s4s", 0, ip, b"\0\0\0\0"))]
 
 
+class Heartbeats:
+    """The heartbeat load as a stepper: every signed-in user heartbeats as ClientCore does (the
+    next HEARTBEAT one interval after the last answered one, the interval the server's latest
+    answer said; an unanswered one sent again every ``HEARTBEAT_RETRY_S``), each encrypted on
+    the user's session and each answer decrypted.
+
+    :meth:`add` a signed-in user; :meth:`step` gives ``(datagram, k)`` pairs to send now from
+    user ``k``'s address (at most ``MAX_BURST``); :meth:`receive` takes a TRANSPORT datagram for
+    user ``k``; :meth:`lost` gives the users whose heartbeats went unanswered for the server's
+    whole timeout (the server dropped them). While :attr:`signing_in` (others still sign in), an
+    unanswered heartbeat waits a whole interval and an answered one the next
+    ``SIGN_IN_HEARTBEATS`` intervals. ``echo``: against the echo server, every answer is the echo
+    of a HEARTBEAT on that one session, told apart by its token. No sockets and no clock inside.
+    """
+
+    def __init__(self, count: int, *, echo: SecureSession | None = None) -> None:
+        self.sessions: list[SecureSession | None] = [None] * count
+        self.heartbeats: list[bytes] = [b""] * count  # each user's HEARTBEAT, encoded
+        self.interval = [1.5] * count
+        self.next_hb = [0.0] * count  # when user k's next heartbeat (or resend) is due
+        self.sent_at = [0.0] * count  # when user k's current heartbeat was first sent
+        self.awaiting = [False] * count  # user k's heartbeat is unanswered (resend it)
+        self.due: list[tuple[float, int]] = []  # (when, user): the next heartbeat of each user
+        self.signing_in = True
+        self.echo = echo
+        self.by_token: dict[bytes, int] = {}
+        self.interval_s = 1.5  # the latest interval any answer said
+        self.sent = self.acks = self.resent = self.other = 0
+        self._lost: list[int] = []
+        self._factor = DEFAULT_TIMINGS.client_timeout_s / DEFAULT_TIMINGS.heartbeat_interval_s
+
+    def add(
+        self, k: int, session: SecureSession, token: bytes, interval_s: float, first_at: float
+    ) -> None:
+        """User ``k`` signed in: its first heartbeat at ``first_at``."""
+        self.sessions[k] = session
+        self.heartbeats[k] = encode(Heartbeat(token=token))
+        self.interval[k] = self.interval_s = interval_s
+        self.awaiting[k] = False
+        self.next_hb[k] = first_at
+        heapq.heappush(self.due, (first_at, k))
+        if self.echo is not None:
+            self.by_token[token] = k
+
+    def holds(self, k: int) -> bool:
+        return self.sessions[k] is not None
+
+    def next_timer(self) -> float | None:
+        return self.due[0][0] if self.due else None
+
+    def late(self, now: float, slack_s: float) -> bool:
+        """A heartbeat is more than ``slack_s`` late."""
+        return bool(self.due) and self.due[0][0] <= now - slack_s
+
+    def lost(self) -> list[int]:
+        out, self._lost = self._lost, []
+        return out
+
+    def step(self, now: float) -> list[tuple[bytes, int]]:
+        out: list[tuple[bytes, int]] = []
+        due = self.due
+        while due and due[0][0] <= now and len(out) < MAX_BURST:
+            t, k = heapq.heappop(due)
+            session = self.sessions[k]
+            if t != self.next_hb[k] or session is None:
+                continue  # superseded by an answer, or signing in again
+            if self.awaiting[k]:
+                if now - self.sent_at[k] > self.interval[k] * self._factor + 1.0:
+                    # Dropped by the server: the driver signs it in again, as a new user.
+                    self.sessions[k] = None
+                    self.awaiting[k] = False
+                    self._lost.append(k)
+                    continue
+                self.resent += 1
+            else:
+                self.sent_at[k] = now
+                self.awaiting[k] = True
+            out.append((session.encrypt(self.heartbeats[k], now), k))
+            self.sent += 1
+            # While others still sign in, an unanswered heartbeat waits a whole interval (the
+            # handshakes keep the server busy, and resending every 0.4 s would pile up behind
+            # them); from then on it is resent as ClientCore does.
+            retry_s = self.interval[k] if self.signing_in else HEARTBEAT_RETRY_S
+            self.next_hb[k] = now + retry_s
+            heapq.heappush(due, (self.next_hb[k], k))
+        return out
+
+    def receive(self, k: int, datagram: bytes, addr: Addr, now: float) -> None:
+        """A TRANSPORT datagram for user ``k`` (one :meth:`holds`)."""
+        session = self.sessions[k]
+        assert session is not None
+        try:
+            msg = decode(session.decrypt(datagram, addr, now))
+        except MalformedDatagram:
+            self.other += 1
+            return
+        if not isinstance(msg, HeartbeatAck):
+            self.other += 1
+            return
+        self.acks += 1
+        self.interval_s = self.interval[k] = msg.heartbeat_ms / 1000
+        if self.awaiting[k]:
+            self.awaiting[k] = False
+            # (while others sign in, every other interval: see SIGN_IN_HEARTBEATS)
+            stretch = SIGN_IN_HEARTBEATS if self.signing_in else 1.0
+            self.next_hb[k] = self.sent_at[k] + self.interval_s * stretch
+            heapq.heappush(self.due, (self.next_hb[k], k))
+
+    def receive_echo(self, datagram: bytes, addr: Addr, now: float, interval_s: float) -> None:
+        """The echo of one of our heartbeats (the baseline): its token says whose."""
+        assert self.echo is not None
+        try:
+            msg = decode(self.echo.decrypt(datagram, addr, now))
+        except MalformedDatagram:
+            self.other += 1
+            return
+        j = self.by_token.get(msg.token) if isinstance(msg, Heartbeat) else None
+        if j is None:
+            self.other += 1
+            return
+        self.acks += 1
+        self.awaiting[j] = False
+        self.next_hb[j] = self.sent_at[j] + interval_s
+        heapq.heappush(self.due, (self.next_hb[j], j))
+
+
 def load(
     server: tuple[str, int],
     first: int,
@@ -106,11 +233,13 @@ def load(
 ) -> dict[str, Any]:
     """Sign users ``first`` .. ``first + count - 1`` in, heartbeat them until stdin closes.
 
-    User ``g`` sends from ``user_ip(g)``, is named ``u<tag>-<g>`` and has handshake index
-    ``g + 1``, so the answers to every user of every load process are told apart by their
-    receiver index before anything is decrypted. With ``echo_interval_s`` (the baseline, against
-    the echo server) nobody signs in: every user sends a HEARTBEAT, encrypted on one session made
-    in memory (the same size and the same crypto here as against the chat-server), once per
+    User ``g`` sends from ``user_ip(g)`` and is named ``u<tag>-<g>``; the answers to each user
+    are told apart by their receiver index (its handshake index) before anything is decrypted.
+    Two steppers do the work: :class:`~bench.signin.SignIns` (the core's sign-in) and
+    :class:`Heartbeats`; this loop only moves their datagrams through the socket, and gives the
+    sign-ins the time the heartbeats leave. With ``echo_interval_s`` (the baseline, against the
+    echo server) nobody signs in: every user sends a HEARTBEAT, encrypted on one session made in
+    memory (the same size and the same crypto here as against the chat-server), once per
     ``echo_interval_s``, spread evenly, and the echo (decrypted here) counts as the answer.
 
     A user whose heartbeats go unanswered for the server's whole timeout has been dropped by the
@@ -131,112 +260,63 @@ def load(
     stdin_poll.register(sys.stdin.fileno(), select.POLLIN | select.POLLHUP)
     tag = os.urandom(2).hex()
     anc = [pktinfo(user_ip(first + k)) for k in range(count)]
-    sessions: list[SecureSession | None] = [None] * count
-    heartbeats: list[bytes] = [b""] * count  # each user's HEARTBEAT, encoded (not encrypted)
     ever = [False] * count  # user k signed in at least once
     again = [0] * count  # times user k was dropped and signed in anew
+    index = [-1] * count  # user k's handshake index (the receiver index of its answers)
     signed_once = 0
-    handshakes: dict[int, Handshake] = {}  # sign-ins in flight
-    pending: deque[tuple[float, int]] = deque()  # (sent at, user) of those, in send order
-    queue: deque[int] = deque(range(count) if echo_interval_s is None else ())  # to sign in
-    initiations = initiations_resent = cookies = stale = lost = 0
-    interval_s = 1.5
-    hb_sent = hb_acks = other = 0
-    due: list[tuple[float, int]] = []  # (when, user): the next heartbeat of each user
-    user_interval = [1.5] * count
-    next_hb = [0.0] * count  # when user k's next heartbeat (or resend) is due
-    hb_sent_at = [0.0] * count  # when user k's current heartbeat was first sent
-    awaiting = [False] * count  # user k's heartbeat is unanswered (resend it)
-    hb_resent = 0
+    lost = 0
     rng = random.Random(first)
-    by_token: dict[bytes, int] = {}
     t_start = time.monotonic()
-    echo_rx: SecureSession | None = None
     signed_in_at: float | None = None
     sign_in_cpu_s = 0.0
     last_stdin_check = 0.0
-    echo_s = echo_interval_s or 0.0
     if echo_interval_s is None:
+        if key is None:
+            raise ValueError("the server's key is needed to sign in")
         procs.pin_self_any(procs.LOAD_CPUS)
+        hb = Heartbeats(count)
     else:
         echo_tx, echo_rx = local_pair(t_start)
+        hb = Heartbeats(count, echo=echo_rx)
         for k in range(count):
-            token = os.urandom(8)
-            by_token[token] = k
-            sessions[k] = echo_tx
-            heartbeats[k] = encode(Heartbeat(token=token))
+            t = t_start + echo_interval_s * k / count
+            hb.add(k, echo_tx, os.urandom(8), echo_interval_s, t)
             ever[k] = True
-            user_interval[k] = interval_s = echo_interval_s
-            next_hb[k] = t_start + echo_interval_s * k / count
-            due.append((next_hb[k], k))  # sorted: already a heap
+        hb.signing_in = False
         signed_once = count
-    if echo_interval_s is None and key is None:
-        raise ValueError("the server's key is needed to sign in")
-    factor = DEFAULT_TIMINGS.client_timeout_s / DEFAULT_TIMINGS.heartbeat_interval_s
+    signins = SignIns(
+        server=server,
+        key=key or b"",
+        window=window,
+        per_step=NEW_HANDSHAKES_PER_TURN,
+        clock_offset_s=time.time() - t_start,
+    )
+    if echo_interval_s is None:
+        for k in range(count):
+            signins.add(k, f"u{tag}-{first + k}")
 
-    def send(payload: bytes, k: int) -> bool:
-        try:
-            sock.sendmsg([payload], anc[k], 0, server)
-            return True
-        except BlockingIOError:
-            return False
+    send_full = 0
+
+    def send(out: list[tuple[bytes, int]]) -> None:
+        nonlocal send_full
+        for payload, k in out:
+            try:
+                sock.sendmsg([payload], anc[k], 0, server)
+            except BlockingIOError:
+                send_full += 1  # a full socket buffer dropped it: the retry sends it again
 
     while True:
         now = time.monotonic()
-        # -- heartbeats, as ClientCore sends them: the next one is due one interval after the
-        #    last answered one (the interval the server's latest answer said); an unanswered one
-        #    is sent again every HEARTBEAT_RETRY_S.
-        burst = MAX_BURST  # small bursts, so the server's socket buffer never overflows
-        while due and due[0][0] <= now and burst:
-            t, k = heapq.heappop(due)
-            session = sessions[k]
-            if t != next_hb[k] or session is None:
-                continue  # superseded by an answer, or signing in again
-            if awaiting[k]:
-                if now - hb_sent_at[k] > user_interval[k] * factor + 1.0:
-                    # Dropped by the server: sign in again, as a new user.
-                    lost += 1
-                    again[k] += 1
-                    sessions[k] = None
-                    awaiting[k] = False
-                    queue.append(k)
-                    continue
-                hb_resent += 1
-            else:
-                hb_sent_at[k] = now
-                awaiting[k] = True
-            send(session.encrypt(heartbeats[k], now), k)
-            hb_sent += 1
-            burst -= 1
-            # While others still sign in, an unanswered heartbeat waits a whole interval (the
-            # handshakes keep the server busy, and resending every 0.4 s would pile up behind
-            # them); from then on it is resent as ClientCore does.
-            retry_s = HEARTBEAT_RETRY_S if signed_in_at is not None else user_interval[k]
-            next_hb[k] = now + retry_s
-            heapq.heappush(due, (next_hb[k], k))
-        # -- sign-in, with the time the heartbeats leave (a handshake costs this process about
-        #    as much as 30 heartbeats; signed-in users must not time out while others sign in):
-        #    keep `window` handshakes in flight, a few more each turn; start slow ones over.
-        if not (due and due[0][0] <= now - HEARTBEAT_SLACK_S):
-            budget = NEW_HANDSHAKES_PER_TURN
-            while pending and now - pending[0][0] > SIGN_IN_RETRY_S and budget:
-                _, k = pending.popleft()
-                hs = handshakes.get(k)
-                if hs is not None:
-                    budget -= 1
-                    if send(hs.initiation(now), k):
-                        initiations_resent += 1
-                    pending.append((now, k))
-            while queue and len(handshakes) < window and budget:
-                k = queue.popleft()
-                assert key is not None
-                g = first + k
-                name = f"u{tag}-{g}" + (f".{again[k]}" if again[k] else "")
-                hs = handshakes[k] = Handshake(name=name, server_key=key, index=g + 1)
-                send(hs.initiation(now), k)  # if the socket buffer is full, the retry sends it
-                pending.append((now, k))
-                initiations += 1
-                budget -= 1
+        send(hb.step(now))
+        for k in hb.lost():
+            lost += 1
+            again[k] += 1
+            signins.taken.pop(index[k], None)
+            signins.add(k, f"u{tag}-{first + k}.{again[k]}", again=True)
+        # Sign-ins with the time the heartbeats leave (a handshake costs this process about as
+        # much as 30 heartbeats; signed-in users must not time out while others sign in).
+        if signins.waiting and not hb.late(now, HEARTBEAT_SLACK_S):
+            send(signins.step(now))
         if signed_in_at is None and now - t_start > timeout_s:
             raise TimeoutError(f"only {signed_once} of {count} users signed in")
         # -- answers
@@ -248,82 +328,28 @@ def load(
                 break
             if (src[0], src[1]) != server:
                 continue
-            if echo_rx is not None:
-                # The echo of one of our heartbeats: its token says whose.
-                try:
-                    msg = decode(echo_rx.decrypt(data, server, now))
-                except MalformedDatagram:
-                    other += 1
-                    continue
-                j = by_token.get(msg.token) if isinstance(msg, Heartbeat) else None
-                if j is None:
-                    other += 1
-                    continue
-                hb_acks += 1
-                awaiting[j] = False
-                next_hb[j] = hb_sent_at[j] + echo_s
-                heapq.heappush(due, (next_hb[j], j))
+            if echo_interval_s is not None:
+                hb.receive_echo(data, server, now, echo_interval_s)
                 continue
-            k = receiver_index(data) - 1 - first
-            if not 0 <= k < count:
-                other += 1
-                continue
-            if data[0] == TRANSPORT:
-                session = sessions[k]
-                if session is None:
-                    other += 1
-                    continue
-                try:
-                    msg = decode(session.decrypt(data, server, now))
-                except MalformedDatagram:
-                    other += 1
-                    continue
-                if not isinstance(msg, HeartbeatAck):
-                    other += 1
-                    continue
-                hb_acks += 1
-                interval_s = user_interval[k] = msg.heartbeat_ms / 1000
-                if awaiting[k]:
-                    awaiting[k] = False
-                    # (while others sign in, every other interval: see SIGN_IN_HEARTBEATS)
-                    stretch = 1.0 if signed_in_at is not None else SIGN_IN_HEARTBEATS
-                    next_hb[k] = hb_sent_at[k] + interval_s * stretch
-                    heapq.heappush(due, (next_hb[k], k))
-                continue
-            hs = handshakes.get(k)
-            if hs is None:
-                other += 1  # a late answer to a sign-in already done
-                continue
-            try:
-                got = hs.receive(data, server, now)
-            except MalformedDatagram:
-                stale += 1  # an answer to an attempt since started over
-                continue
-            except SignInRefused:
-                if not ever[k]:
-                    raise
-                del handshakes[k]  # signing in again before the server dropped the old one
-                queue.append(k)
-                continue
-            if isinstance(got, bytes):
-                cookies += 1  # the server is under load: the initiation again, with the cookie
-                send(got, k)
-                continue
-            del handshakes[k]
-            sessions[k] = got.session
-            heartbeats[k] = encode(Heartbeat(token=got.token))
-            send(got.keepalive(now), k)
+            k = signins.taken.get(receiver_index(data), -1)
+            if k >= 0 and data[0] == TRANSPORT and hb.holds(k):
+                hb.receive(k, data, server, now)
+            else:
+                send(signins.receive(data, server, now))
+        for k, user in signins.signed_in():
+            index[k] = user.index
             if not ever[k]:
                 ever[k] = True
                 signed_once += 1
-            interval_s = user_interval[k] = got.heartbeat_s
             # The first heartbeat at a random point of the interval: as if the users had
             # signed in over a while, not all within a few seconds, so that the heartbeats reach
-            # the server at an even rate from the start.
-            next_hb[k] = now + interval_s * rng.uniform(0.05, 1.0)
-            heapq.heappush(due, (next_hb[k], k))
+            # the server at an even rate from the start. (Its registering HEARTBEAT, answered,
+            # was the core's.)
+            first_at = now + user.heartbeat_s * rng.uniform(0.05, 1.0)
+            hb.add(k, user.session, user.token, user.heartbeat_s, first_at)
         if signed_in_at is None and signed_once == count:
             signed_in_at = time.monotonic()
+            hb.signing_in = False
             sign_in_cpu_s = _self_cpu()
             # From here on the load shares one CPU with the other load processes (during the
             # sign-ins, which cost far more here than on the server, it may use every CPU but
@@ -331,7 +357,7 @@ def load(
             procs.pin_self(procs.NEAR)
             print(
                 f"signed-in {count} in {signed_in_at - t_start:.2f} s; "
-                f"heartbeat interval {interval_s:.3f} s",
+                f"heartbeat interval {hb.interval_s:.3f} s",
                 flush=True,
             )
         if signed_in_at is not None and now - last_stdin_check > 0.1:
@@ -339,22 +365,25 @@ def load(
             if stdin_poll.poll(0) and not sys.stdin.readline():
                 break
     sock.close()
+    c = signins.counters
     return {
         "users": count,
         "first": first,
         "sign_in_s": (signed_in_at or now) - t_start,
         "sign_in_cpu_s": sign_in_cpu_s,
-        "initiations": initiations,
-        "initiations_resent": initiations_resent,
-        "cookie_replies": cookies,
-        "stale_answers": stale,
+        "initiations": c.initiations,
+        "initiations_resent": c.resent,
+        "cookie_replies": c.cookies,
+        "sign_in_restarts": c.restarted,
+        "stale_answers": c.stale,
         "users_lost": lost,
-        "held_at_end": sum(1 for k in range(count) if sessions[k] is not None),
-        "heartbeat_interval_s": interval_s,
-        "heartbeats_sent": hb_sent,
-        "heartbeat_acks": hb_acks,
-        "heartbeats_resent": hb_resent,
-        "other_replies": other,
+        "held_at_end": sum(1 for k in range(count) if hb.holds(k)),
+        "heartbeat_interval_s": hb.interval_s,
+        "heartbeats_sent": hb.sent,
+        "heartbeat_acks": hb.acks,
+        "heartbeats_resent": hb.resent,
+        "other_replies": hb.other + c.other,
+        "sends_dropped": send_full,
         "load_cpu_s": _self_cpu(),
         "elapsed_s": time.monotonic() - t_start,
     }

@@ -40,6 +40,7 @@ from chat_protocol.client.peerlinks import PeerLinks
 from chat_protocol.client.pins import Pins
 from chat_protocol.client.receiving import ReceivePath
 from chat_protocol.client.sending import SendPipeline
+from chat_protocol.client.signin import ServerLink
 from chat_protocol.const import (
     DEFAULT_TIMINGS,
     ENDPOINT_SWEEP_S,
@@ -53,7 +54,6 @@ from chat_protocol.events import (
     ClientEvent,
     GoneReason,
     ServerGone,
-    ServerKeyPinned,
     SignedOut,
     WhoisFailed,
     WhoisFailure,
@@ -72,7 +72,6 @@ from chat_protocol.secure.endpoint import (
 from chat_protocol.secure.handshake import IncomingHandshake
 from chat_protocol.secure.handshake_floor import FloorStore, MemoryFloors
 from chat_protocol.secure.handshake_gate import HandshakeGate
-from chat_protocol.secure.identity import fingerprint_matches
 from chat_protocol.secure.noise import KeyPair
 from chat_protocol.secure.packets import PacketType
 from chat_protocol.secure.session import SecureSession
@@ -130,8 +129,6 @@ class ClientCore:
         self.name = check_name(name)
         self.server = server
         self.identity = identity
-        self.server_key = server_key
-        self.server_fingerprint = server_fingerprint
         self.clock_offset_s = clock_offset_s
         self.timings = timings
         self.session = int.from_bytes(random_bytes(4), "big")
@@ -152,6 +149,16 @@ class ClientCore:
         self.directory = DirectorySession(
             name=self.name, server=server, timings=timings, random_bytes=random_bytes, emit=emit
         )
+        self.link = ServerLink(
+            secure=self.secure,
+            directory=self.directory,
+            server_key=server_key,
+            server_fingerprint=server_fingerprint,
+            clock_offset_s=clock_offset_s,
+            emit=emit,
+        )
+        """Signing in over the secure layer (the server's key, the HELLO's initiations, cookies,
+        the WELCOME): the one implementation, which the load tools use too."""
         self.sending = SendPipeline(
             name=self.name, session=self.session, timings=timings, pins=self.pins, emit=emit
         )
@@ -165,12 +172,20 @@ class ClientCore:
         """Handshakes with peers, carrying our name and our run's id (the session), so a peer
         can tell a rekey of ours from a restart."""
         self._next_sweep = 0.0
-        self._cookie_retry_after = 0.0
         self._malformed = 0
         self._unexpected = 0
         self._finished = False
 
     # -- state --
+
+    @property
+    def server_key(self) -> bytes | None:
+        """The server's static key: pinned, or learned on first contact (None until then)."""
+        return self.link.server_key
+
+    @property
+    def server_fingerprint(self) -> bytes | None:
+        return self.link.server_fingerprint
 
     @property
     def state(self) -> State:
@@ -188,8 +203,8 @@ class ClientCore:
     def stats(self) -> ClientStats:
         r, c = self.receiving.stats, self.secure.counters
         return ClientStats(
-            malformed=self._malformed + self.links.malformed,
-            unexpected=self._unexpected,
+            malformed=self._malformed + self.links.malformed + self.link.malformed,
+            unexpected=self._unexpected + self.link.unexpected,
             rejected_chunks=r.rejected_chunks,
             duplicate_chunks=r.duplicate_chunks,
             retransmissions=self.sending.retransmissions,
@@ -276,16 +291,9 @@ class ClientCore:
                 else:
                     self._incoming(incoming, now)
             case KeyReceived(key=key, addr=src):
-                self._server_key_learned(key, src, now)
+                self.link.key_learned(key, src, now)
             case RetryWithCookie(remote_static=key):
-                # The server is under load and sent a cookie: sign in again at once (the new
-                # initiation carries it), not a retry interval later; at most once per interval,
-                # so cookie replies (anyone who saw our initiation can forge one) cannot make us
-                # send more than one initiation per retry interval extra.
-                signing_in = self.directory.state is State.SIGNING_IN
-                if signing_in and key == self.server_key and now >= self._cookie_retry_after:
-                    self._cookie_retry_after = now + self.directory.timings.request_retry_s
-                    self.directory.resend()
+                self.link.cookie(key, now)
             case SendReply(datagram=reply, addr=to):
                 if loaded:  # a cookie reply: smaller than the initiation it answers
                     self._cookies += 1
@@ -297,7 +305,7 @@ class ClientCore:
     def datagrams_to_send(self, now: float) -> list[tuple[bytes, Addr]]:
         out = self.links.datagrams()
         for payload, _ in self.directory.datagrams():
-            self._to_server(payload, now, out)
+            self.link.to_server(payload, now, out)
         # Acknowledgements of shown messages go out even after the session ended.
         for payload, key in self.receiving.datagrams():
             self.links.to_peer(payload, key, None, now, out)
@@ -336,20 +344,6 @@ class ClientCore:
 
     # -- the secure layer -------------------------------------------------------------------
 
-    def _to_server(self, payload: bytes, now: float, out: list[tuple[bytes, Addr]]) -> None:
-        key = self.server_key
-        if key is None:
-            out.append((self.secure.request_key(self.server), self.server))
-            return
-        session = self.secure.session(key, now)
-        if session is not None:
-            out.append((session.encrypt(payload, now), session.remote_addr))
-        elif self.directory.state is State.SIGNING_IN:
-            # Sign-in: the HELLO rides in the handshake; each retry is a new initiation.
-            init = self.secure.connect(key, payload, now, timestamp=self.links.timestamp(now))
-            out.append((init, self.server))
-        # Anything else before the session exists is dropped; its request is retried.
-
     def _rekey_server(self, now: float) -> None:
         key = self.server_key
         if key is None or not self.online:
@@ -364,34 +358,14 @@ class ClientCore:
         session = self.secure.session(key, now)
         if session is None:
             return
-        if key == self.server_key:
-            if payload and self.directory.state is State.SIGNING_IN:
-                self._on_plaintext(payload, key, session.remote_addr, now)
-            if self.directory.state is State.REGISTERING:
-                return  # welcomed: the directory's HEARTBEAT, queued, confirms the session
-            if not self.online:
-                return  # refused: confirming the session would only displace nothing useful
-        self.links.established(key, session, payload, now)
+        if self.link.established(key, payload, now):  # (the server's WELCOME is taken there)
+            self.links.established(key, session, payload, now)
 
     def _incoming(self, incoming: IncomingHandshake, now: float) -> None:
         if not self.online or incoming.remote_static == self.server_key:
             self._unexpected += 1
             return
         self.links.incoming(incoming, now)
-
-    def _server_key_learned(self, key: bytes, src: Addr, now: float) -> None:
-        if src != self.server or self.server_key is not None:
-            self._unexpected += 1
-            return
-        if self.server_fingerprint is not None and not fingerprint_matches(
-            key, self.server_fingerprint
-        ):
-            self.directory.refuse_server_key()
-            return
-        self.server_key = key
-        if self.server_fingerprint is None:
-            self._events.append(ServerKeyPinned(server=self.server, key=key))
-        self.directory.resend()
 
     # -- inside the sessions ----------------------------------------------------------------
 
@@ -418,9 +392,7 @@ class ClientCore:
             self._unexpected += 1
 
     def _from_server(self, msg: Message, now: float) -> None:
-        self._route(self.directory.on_message(msg, now), now)
-        if self.directory.last_unexpected:
-            self._unexpected += 1
+        self._route(self.link.from_server(msg, now), now)
 
     # -- routing ----------------------------------------------------------------------------
 

@@ -289,6 +289,11 @@ class DirectorySession:
         factor = self.timings.server_timeout_s / self.timings.heartbeat_interval_s
         return max(self.timings.server_timeout_s, self._heartbeat_s * factor)
 
+    @property
+    def heartbeat_s(self) -> float:
+        """The heartbeat interval: the latest the server advertised (WELCOME, HEARTBEAT_ACK)."""
+        return self._heartbeat_s
+
     def _set_heartbeat(self, ms: int) -> None:
         """Adopt the interval the server advertises (never below a floor, whatever it says)."""
         self._heartbeat_s = max(ms / 1000, MIN_HEARTBEAT_INTERVAL_S)
