@@ -28,6 +28,8 @@ REQUIRED = [
     "bulk_1mib_ms",
     "bulk_1mib_loss10_ms",
     "enet_bulk_1mib_ms",
+    # Issue 24: the loss curve, ours and ENet's.
+    *[f"{who}bulk_1mib_loss{pct}_ms" for who in ("", "enet_") for pct in (1, 5, 10, 20)],
     "users_100k_rss_mb",
     "client_crash_detect_s",
     "server_crash_detect_s",
@@ -78,7 +80,7 @@ MAY_BE_UNAVAILABLE = {
     "enet_bulk_1mib_ms",
     "bulk_vs_enet",
     # Not root, or no ip/iptables: no network namespace to drop datagrams in.
-    "bulk_1mib_loss10_ms",
+    *[f"{who}bulk_1mib_loss{pct}_ms" for who in ("", "enet_") for pct in (1, 5, 10, 20)],
 }
 
 
