@@ -7,8 +7,9 @@ process), signs in a sending peer here, and measures from ``ClientCore.send()`` 
 
 A send includes the directory LOOKUP of the receiver (the client asks the server where the
 receiver is now, unless an answer younger than the directory's liveness bound is cached and the
-receiver's session is live: then the send skips it, issue 24) and then DATA -> ACK between the peers; the second part alone is reported too,
-from the first DATA leaving to the last ACK arriving. The receiver's check of the sender's name
+receiver's session is live: then the send skips it, issue 24) and then DATA -> ACK between the
+peers; the second part alone is reported too, from the first DATA leaving to the last ACK
+arriving. The receiver's check of the sender's name
 (a LOOKUP of its own, cached 60 s) happens on the first message only; warm-up messages take it.
 
 Prints one JSON object.
