@@ -185,6 +185,28 @@ def table(s: dict[str, Any]) -> str:
             _ratio(s.get("bulk_loss10_vs_enet")),
             *_goal(g, "bulk_loss10_le_1.5x_enet"),
         ),
+        *[
+            _row(
+                "24",
+                f"1 MiB message, {pct} % loss",
+                _num(s.get(f"bulk_1mib_loss{pct}_ms"), "ms", 1),
+                f"ENet {_num(s.get(f'enet_bulk_1mib_loss{pct}_ms'), 'ms', 1)}",
+                _ratio(s.get(f"bulk_loss{pct}_vs_enet")),
+            )
+            for pct in (1, 5, 20)
+        ],
+        _row(
+            "24",
+            "8 MiB through a 20 Mbit/s tbf bottleneck: goodput / link rate",
+            _num(s.get("bottleneck_goodput_ratio"), "", 2),
+            f"retransmitted {_num(s.get('bottleneck_retransmit_share'), '', 3)}",
+        ),
+        _row(
+            "24",
+            "… two senders: Jain's fairness / a TCP flow beside one: its share",
+            _num(s.get("bottleneck_jain"), "", 2),
+            f"TCP {_num(s.get('bottleneck_tcp_share'), '', 2)}",
+        ),
         _row(
             "4",
             f"100k users: server RSS{f' (projected from {users_txt})' if projected else ''}",

@@ -56,7 +56,7 @@ from pathlib import Path
 from typing import Any
 
 import chat_protocol
-from bench import against, baselines, goals, liveness, procs, report, users
+from bench import against, baselines, bottleneck, goals, liveness, procs, report, users
 from chat_protocol.const import DEFAULT_TIMINGS, MAX_HEARTBEAT_INTERVAL_S
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -85,6 +85,8 @@ class Plan:
     bulk_reps: int
     bulk_bytes: int
     loss_bulk_reps: int
+    bottleneck_reps: int
+    bottleneck_bytes: int
     users: int
     users_window_s: float
     victims: int
@@ -103,6 +105,8 @@ PLANS = {
         bulk_reps=3,
         bulk_bytes=MIB,
         loss_bulk_reps=3,
+        bottleneck_reps=2,
+        bottleneck_bytes=8 * MIB,
         # Every sign-in is a handshake (about 0.8 ms of CPU, the two sides together): 30 000
         # take about 40 s here. They already heartbeat at the server's cap (20 000 /s, every
         # 1.5 s); the memory figure is projected to 100 000 from the bytes per user. --full
@@ -123,6 +127,8 @@ PLANS = {
         bulk_reps=5,
         bulk_bytes=MIB,
         loss_bulk_reps=5,
+        bottleneck_reps=3,
+        bottleneck_bytes=8 * MIB,
         users=min(FULL_USERS, SERVER_CAPACITY),
         users_window_s=30.0,
         victims=8,
@@ -140,6 +146,8 @@ PLANS = {
         bulk_reps=1,
         bulk_bytes=64 * 1024,
         loss_bulk_reps=1,
+        bottleneck_reps=1,
+        bottleneck_bytes=256 * 1024,
         users=300,
         users_window_s=0.6,
         victims=1,
@@ -533,6 +541,56 @@ class Bench:
             )
             self.details[f"enet_bulk_loss{pct}_ms"] = e["bulk_ms"]
 
+    def bottleneck(self) -> None:
+        """Issue 24's congestion figures through a tbf bottleneck (bench.bottleneck)."""
+        p = self.plan
+        keys = [
+            "bottleneck_goodput_ratio",
+            "bottleneck_retransmit_share",
+            "bottleneck_jain",
+            "bottleneck_tcp_share",
+        ]
+        why = procs.netns_unavailable()
+        if why:
+            self.missing(keys, why)
+            return
+        r = procs.run_json(
+            [
+                *(procs.PY, "-m", "bench.bottleneck"),
+                *("--reps", str(p.bottleneck_reps), "--bytes", str(p.bottleneck_bytes)),
+            ],
+            timeout_s=120 + 240 * p.bottleneck_reps,
+        )
+        link = f"{bottleneck.RATE_MBIT} Mbit/s, tbf queue {bottleneck.QUEUE_MS} ms, both ways"
+        size = f"{p.bottleneck_bytes / MIB:g} MiB"
+        self.put(
+            keys[0],
+            None,
+            f"one {size} message alone through {link}: its bits / (send() -> delivered) / the "
+            f"link rate; median of {len(r['goodput_ratio'])}",
+            samples=r["goodput_ratio"],
+        )
+        self.put(
+            keys[1],
+            None,
+            "of that message: DATA retransmitted / DATA sent",
+            samples=r["retransmit_share"],
+        )
+        self.put(
+            keys[2],
+            None,
+            f"two senders, one {size} message each, started at once: Jain's index of their "
+            "goodputs",
+            samples=r["jain"],
+        )
+        self.put(
+            keys[3],
+            None,
+            f"a TCP transfer through the same link while one {size} message goes: TCP bits "
+            "received in that time / what the link carries in it",
+            samples=r["tcp_share"],
+        )
+
     # -- what the cores alone cost --
 
     def cores(self) -> None:
@@ -795,6 +853,7 @@ class Bench:
                 self.messages,
             ),
             ("loss", ["bulk_1mib_loss10_ms"], self.loss),
+            ("bottleneck", ["bottleneck_goodput_ratio", "bottleneck_jain"], self.bottleneck),
             ("users", ["users_100k_rss_mb", "users_100k_hb_cpu_pct"], self.users),
             (
                 "cores",
@@ -891,7 +950,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--out", type=Path, default=RESULTS, help="where to write (default: %(default)s)"
     )
-    p.add_argument("--only", help="comma-separated: lookup,rtt,loss,users,cores,liveness,history")
+    p.add_argument(
+        "--only", help="comma-separated: lookup,rtt,loss,bottleneck,users,cores,liveness,history"
+    )
     args = p.parse_args(argv)
     # SIGTERM unwinds like Ctrl-C, so every `finally` stops its children and deletes its
     # network namespace.
