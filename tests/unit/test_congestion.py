@@ -14,6 +14,7 @@ from chat_protocol.const import (
     K_GRANULARITY_S,
     MAX_ACK_DELAY_S,
     PACING_BURST_PACKETS,
+    PACING_TIMER_SLACK_S,
 )
 from chat_protocol.transfer.congestion import NewReno, Pacer, RttEstimator
 
@@ -211,3 +212,17 @@ def test_protocol_md_lists_the_constants() -> None:
     assert rows, "no table"
     for name, value in rows.items():
         assert str(getattr(const, name)) == value, name
+
+
+def test_a_fast_pacer_holds_what_it_sends_in_the_timer_slack() -> None:
+    """At a high rate, a timer that fires PACING_TIMER_SLACK_S late must not cap the rate at
+    PACING_BURST_PACKETS per wake-up."""
+    p = Pacer(MSS)
+    p.update_rate(100 * MSS, 0.001)  # 150 MB/s: 300 KB per 2 ms
+    assert p.capacity == int(1.25 * 100 * MSS / 0.001 * PACING_TIMER_SLACK_S)
+    p.on_sent(MSS, 0.0)
+    sent = 0
+    while p.next_send_time(MSS, PACING_TIMER_SLACK_S) == PACING_TIMER_SLACK_S:
+        p.on_sent(MSS, PACING_TIMER_SLACK_S)
+        sent += 1
+    assert sent >= 200

@@ -77,7 +77,10 @@ CC_PERSISTENT_CONGESTION_THRESHOLD = 3
 PACING_GAIN = 1.25
 """Pacing rate = this x congestion_window / smoothed_rtt (RFC 9002 §7.7's N)."""
 PACING_BURST_PACKETS = 10
-"""The pacer's token bucket holds this many full DATA datagrams (a burst after an idle spell)."""
+"""The pacer's token bucket holds this many full DATA datagrams (a burst after an idle spell)..."""
+PACING_TIMER_SLACK_S = 0.002
+"""... or what the pacing rate sends in this long, if more: a timer that fires this late (a
+millisecond poll, a busy event loop) costs no rate."""
 MAX_ACK_PN_RANGES = 8
 """Packet-number ranges in one ACK (the newest ones); fewer when the DATA that asked is small."""
 ACK_PN_RANGE_BYTES = 16

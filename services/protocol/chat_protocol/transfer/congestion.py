@@ -20,6 +20,7 @@ from chat_protocol.const import (
     MAX_ACK_DELAY_S,
     PACING_BURST_PACKETS,
     PACING_GAIN,
+    PACING_TIMER_SLACK_S,
 )
 
 _INF = float("inf")
@@ -157,13 +158,15 @@ class NewReno:
 
 class Pacer:
     """§7.7: a token bucket of bytes, filled at ``PACING_GAIN`` x congestion_window /
-    smoothed_rtt, holding at most ``PACING_BURST_PACKETS`` datagrams. Before the first RTT
+    smoothed_rtt, holding ``PACING_BURST_PACKETS`` datagrams, or what the rate sends in
+    ``PACING_TIMER_SLACK_S`` if that is more. Before the first RTT
     sample nothing is paced (the initial window goes out as one burst, as RFC 9002 allows)."""
 
-    __slots__ = ("capacity", "last", "rate", "tokens")
+    __slots__ = ("burst", "capacity", "last", "rate", "tokens")
 
     def __init__(self, max_datagram_size: int) -> None:
-        self.capacity = PACING_BURST_PACKETS * max_datagram_size
+        self.burst = PACING_BURST_PACKETS * max_datagram_size
+        self.capacity = self.burst
         self.tokens = float(self.capacity)
         self.rate = _INF
         """Bytes per second; ``inf`` while unpaced."""
@@ -171,6 +174,9 @@ class Pacer:
 
     def update_rate(self, congestion_window: int, smoothed_rtt: float) -> None:
         self.rate = PACING_GAIN * congestion_window / max(smoothed_rtt, K_GRANULARITY_S)
+        # The bucket holds at least what the rate sends in PACING_TIMER_SLACK_S: a timer that
+        # fires that much late (a millisecond poll, a busy event loop) costs no rate.
+        self.capacity = max(self.burst, int(self.rate * PACING_TIMER_SLACK_S))
 
     def _refill(self, now: float) -> None:
         if now > self.last:
