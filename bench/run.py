@@ -510,14 +510,16 @@ class Bench:
             if why:
                 self.missing(keys, why)
                 continue
+            enet_why = baselines.enet_unavailable()
             with procs.lossy_netns(level) as ns:
                 # Two warm-up messages: the receiver's LOOKUP of the sender happens on the first.
                 r = self.p2p(ns, pings=0, bulk_reps=p.loss_bulk_reps, warmup=2)
-                e = (
-                    None
-                    if baselines.enet_unavailable()
-                    else self.enet(ns, pings=0, bulk_reps=p.loss_bulk_reps, warmup=2)
-                )
+                e = None
+                if not enet_why:
+                    try:
+                        e = self.enet(ns, pings=0, bulk_reps=p.loss_bulk_reps, warmup=2)
+                    except RuntimeError as exc:  # at high loss ENet may drop its own peer
+                        enet_why = f"the ENet baseline failed: {str(exc).splitlines()[-1]}"
             self.put(
                 keys[0],
                 None,
@@ -530,7 +532,7 @@ class Bench:
             self.details[f"bulk_loss{pct}_ms"] = r["bulk_ms"]
             self.details[f"bulk_loss{pct}_retransmissions"] = r["bulk_retransmissions"]
             if e is None:
-                self.missing(keys[1:], baselines.enet_unavailable() or "")
+                self.missing(keys[1:], enet_why or "")
                 continue
             self.put(keys[1], None, samples=e["bulk_ms"])
             self.put(
