@@ -71,7 +71,8 @@ def test_pto_and_loss_delay() -> None:
 # --- NewReno (§7, Appendix B) -------------------------------------------------------------------
 
 # Events: ("sent", bytes), ("acked", bytes, time_sent), ("acked_app_limited", bytes, time_sent),
-# ("lost", bytes, largest_lost_time_sent, now), ("persistent", bytes, time_sent, now).
+# ("lost", bytes, largest_lost_time_sent, now), ("persistent", bytes, time_sent, now), and
+# the same judged not congestive ("lost_random", "persistent_random").
 # After them: (congestion_window, ssthresh, bytes_in_flight).
 RENO_CASES = {
     "initial window is 10 datagrams (§7.2)": ([], (IW, float("inf"), 0)),
@@ -86,6 +87,14 @@ RENO_CASES = {
     "loss: halve, enter recovery (B.6)": (
         [("sent", 4 * MSS), ("lost", MSS, 1.0, 2.0)],
         (IW // 2, IW / 2, 3 * MSS),
+    ),
+    "a loss judged the link's own (no queue): no reduction": (
+        [("sent", 4 * MSS), ("lost_random", MSS, 1.0, 2.0)],
+        (IW, float("inf"), 3 * MSS),
+    ),
+    "... but persistent congestion still collapses the window": (
+        [("sent", 3 * MSS), ("persistent_random", 2 * MSS, 1.0, 2.0)],
+        (CC_MINIMUM_WINDOW_PACKETS * MSS, IW / 2, MSS),
     ),
     "one reduction per recovery period": (
         [("sent", 4 * MSS), ("lost", MSS, 1.0, 2.0), ("lost", MSS, 1.5, 2.1)],
@@ -134,6 +143,10 @@ def test_newreno(
                 cc.on_packets_lost(n, t, now, persistent=False)
             case ("persistent", int(n), float(t), float(now)):
                 cc.on_packets_lost(n, t, now, persistent=True)
+            case ("lost_random", int(n), float(t), float(now)):
+                cc.on_packets_lost(n, t, now, persistent=False, congestive=False)
+            case ("persistent_random", int(n), float(t), float(now)):
+                cc.on_packets_lost(n, t, now, persistent=True, congestive=False)
             case _:
                 raise AssertionError(f"bad event {ev}")
     cwnd, ssthresh, flight = after

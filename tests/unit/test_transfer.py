@@ -18,6 +18,7 @@ from chat_protocol.const import (
     ACK_PN_RANGE_BYTES,
     ACK_RANGE_BYTES,
     CC_INITIAL_WINDOW_PACKETS,
+    CC_RANDOM_LOSS_QUEUE_S,
     CHUNK_PAYLOAD_BYTES,
     MAX_ACK_RANGES,
     MAX_BUFFERED_BYTES_PER_PEER,
@@ -276,8 +277,30 @@ def test_packet_threshold_declares_loss(acked: tuple[int, int], lost: list[int])
     assert len(resent) >= min(1, len(lost))
     assert all(d.pn >= CC_INITIAL_WINDOW_PACKETS for d in resent)  # new packet numbers
     assert ob.retransmissions == len(resent)
-    if lost:  # one congestion event: the window halves (RFC 9002 B.6)
-        assert ob.cc.ssthresh == (CC_INITIAL_WINDOW_PACKETS + acked[1] - acked[0]) * c / 2
+
+
+@pytest.mark.parametrize(("late_ack_at", "halved"), [(0.011, False), (0.060, True)])
+def test_a_loss_cuts_the_window_only_while_a_queue_builds(
+    late_ack_at: float, halved: bool
+) -> None:
+    """CC_RANDOM_LOSS_QUEUE_S: a loss with no queueing delay (smoothed_rtt - min_rtt) is the
+    link's, and the window stays; with the RTT grown by a queue, NewReno halves it."""
+    ob = outbound()
+    c = CHUNK_PAYLOAD_BYTES
+    ob.enqueue(msg_id=1, to="bob", payload=b"f" * (70 * c), now=0.0)
+    ob.datagrams(0.0)  # packets 0..9
+    ob.on_ack(pn_ack(0, (0, 1)), 0.010)  # min_rtt 10 ms
+    window = ob.cc.congestion_window
+    ob.on_ack(pn_ack(0, (2, 6)), late_ack_at)  # packet 1 lost (packet threshold)
+    assert [idx for _, idx in ob.retransmit] + [
+        d.offset // c for d in ob.datagrams(late_ack_at) if d.offset == c
+    ] in ([1], [1, 1])
+    assert (ob.rtt.queueing_delay() >= CC_RANDOM_LOSS_QUEUE_S) is halved
+    if halved:
+        assert ob.cc.ssthresh == (window + 4 * c) / 2
+    else:
+        assert ob.cc.ssthresh == float("inf")
+        assert ob.cc.congestion_window == window + 4 * c  # still in slow start
 
 
 def test_time_threshold_declares_loss_of_the_packet_before_the_last_acked() -> None:

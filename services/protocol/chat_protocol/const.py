@@ -71,6 +71,10 @@ CC_INITIAL_WINDOW_PACKETS = 10
 CC_MINIMUM_WINDOW_PACKETS = 2
 """The congestion window never shrinks below this many full DATA datagrams."""
 CC_LOSS_REDUCTION_FACTOR = 0.5
+CC_RANDOM_LOSS_QUEUE_S = 0.005
+"""A loss while the path's queueing delay (smoothed_rtt - min_rtt) is below this is taken for
+the link's own loss, not a full queue: the chunk is resent, the window is not cut (our choice
+beside RFC 9002's NewReno; a loss at a queue that is filling still halves it)."""
 CC_PERSISTENT_CONGESTION_THRESHOLD = 3
 """Losses spanning this many probe timeouts, nothing acknowledged between: persistent congestion
 (the window drops to the minimum)."""

@@ -61,6 +61,13 @@ class RttEstimator:
         self.rttvar = 0.75 * self.rttvar + 0.25 * abs(self.smoothed_rtt - adjusted)
         self.smoothed_rtt = 0.875 * self.smoothed_rtt + 0.125 * adjusted
 
+    def queueing_delay(self) -> float:
+        """smoothed_rtt - min_rtt: how long datagrams wait in queues beyond the path's own
+        delay (``inf`` before a sample)."""
+        if self.first_sample_time is None:
+            return _INF
+        return max(0.0, self.smoothed_rtt - self.min_rtt)
+
     def pto(self) -> float:
         """The probe timeout before backoff (§6.2.1)."""
         return self.smoothed_rtt + max(4 * self.rttvar, K_GRANULARITY_S) + MAX_ACK_DELAY_S
@@ -140,12 +147,21 @@ class NewReno:
         self.recovery_allowance = 1
 
     def on_packets_lost(
-        self, lost_bytes: int, largest_lost_sent_time: float, now: float, *, persistent: bool
+        self,
+        lost_bytes: int,
+        largest_lost_sent_time: float,
+        now: float,
+        *,
+        persistent: bool,
+        congestive: bool = True,
     ) -> None:
         """B.8: ``lost_bytes`` leave the flight; one congestion event for the newest lost
-        packet; on persistent congestion the window collapses to the minimum."""
+        packet (unless the caller judged the loss not ``congestive``: see
+        ``CC_RANDOM_LOSS_QUEUE_S``); on persistent congestion the window collapses to the
+        minimum whatever the judgement."""
         self.bytes_in_flight -= lost_bytes
-        self.on_congestion_event(largest_lost_sent_time, now)
+        if congestive or persistent:
+            self.on_congestion_event(largest_lost_sent_time, now)
         if persistent:
             self.congestion_window = self.minimum_window
             self.congestion_recovery_start_time = -_INF

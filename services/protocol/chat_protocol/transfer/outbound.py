@@ -9,6 +9,7 @@ from typing import Final
 
 from chat_protocol.const import (
     CC_PERSISTENT_CONGESTION_THRESHOLD,
+    CC_RANDOM_LOSS_QUEUE_S,
     CHUNK_PAYLOAD_BYTES,
     K_PACKET_THRESHOLD,
     MAX_ACK_DELAY_S,
@@ -487,7 +488,11 @@ class Outbound:
                 msg.lost.add(s.idx)
                 self.retransmit.append((msg, s.idx))
         self.cc.on_packets_lost(
-            lost_bytes, lost[-1][1].time_sent, now, persistent=self._persistent(lost)
+            lost_bytes,
+            lost[-1][1].time_sent,
+            now,
+            persistent=self._persistent(lost),
+            congestive=self.rtt.queueing_delay() >= CC_RANDOM_LOSS_QUEUE_S,
         )
         self.pacer.update_rate(self.cc.congestion_window, self.rtt.smoothed_rtt)
 
