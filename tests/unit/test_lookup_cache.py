@@ -62,3 +62,13 @@ def test_a_cached_answer_is_still_checked_against_the_pin() -> None:
     failed = send_and_wait(net, a, "bob", "two")
     assert isinstance(failed, SendFailed) and failed.reason is FailReason.KEY_CHANGED
     assert a.lookups_saved == 1 and to_server(net) == before
+
+
+def test_forget_answers_makes_the_next_send_ask() -> None:
+    net = FakeNetwork(seed=4)
+    a, _ = setup(net, ("alice", A), ("bob", B))
+    assert isinstance(send_and_wait(net, a, "bob", "one"), MessageDelivered)
+    a.forget_answers()
+    before = to_server(net)
+    assert isinstance(send_and_wait(net, a, "bob", "two"), MessageDelivered)
+    assert to_server(net) > before and a.lookups_saved == 0

@@ -224,6 +224,10 @@ class ClientCore:
             self.directory.lookup(to, SendLookup(handle, to), now)
         return handle
 
+    def forget_answers(self) -> None:
+        """The next send to every name asks the directory again (see ``_answers``)."""
+        self._answers.clear()
+
     def _cached_answer(self, to: str, now: float) -> LookupReply | None:
         """The directory's answer for ``to`` if a send may skip its LOOKUP (see ``_answers``)."""
         got = self._answers.get(name_key(to))
