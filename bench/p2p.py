@@ -5,9 +5,11 @@ process), signs in a sending peer here, and measures from ``ClientCore.send()`` 
 ``MessageDelivered`` (every chunk acknowledged). Run inside a lossy network namespace
 (``ip netns exec``) for the loss figures: the server, both peers and all their traffic are in it.
 
-A send includes the directory LOOKUP of the receiver (the client always asks the server where the
-receiver is now) and then DATA -> ACK between the peers; the second part alone is reported too,
-from the first DATA leaving to the last ACK arriving. The receiver's check of the sender's name
+A send includes the directory LOOKUP of the receiver (the client asks the server where the
+receiver is now, unless an answer younger than the directory's liveness bound is cached and the
+receiver's session is live: then the send skips it, issue 24) and then DATA -> ACK between the
+peers; the second part alone is reported too, from the first DATA leaving to the last ACK
+arriving. The receiver's check of the sender's name
 (a LOOKUP of its own, cached 60 s) happens on the first message only; warm-up messages take it.
 
 Prints one JSON object.
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 
@@ -25,16 +28,21 @@ from bench.peer import SyncPeer
 from chat_protocol.events import MessageDelivered, SendFailed
 
 RECEIVER = "bench-b"
+"""Stem of the receiver's name; each run adds a suffix of its own: the servers of one benchmark
+run share a home, so a name is bound to the first key that signed in with it (issue 19), and
+every run's peers have fresh keys."""
 
 
 def measure(
     *, pings: int, warmup: int, bulk_bytes: int, bulk_reps: int, loop: str, timeout_s: float
 ) -> dict[str, object]:
     procs.pin_self(procs.NEAR)  # the sender here, the server and the receiver on another CPU
+    run_tag = os.urandom(4).hex()
+    receiver, sender = f"{RECEIVER}-{run_tag}", f"bench-a-{run_tag}"
     with (
         procs.chat_server(loop, cpu=procs.FAR) as srv,
         procs.child(
-            [procs.PY, "-m", "bench.peer", "--server", srv.target, "--name", RECEIVER],
+            [procs.PY, "-m", "bench.peer", "--server", srv.target, "--name", receiver],
             loop=loop,
             cpu=procs.FAR,
         ) as b_proc,
@@ -42,14 +50,14 @@ def measure(
         assert b_proc.stdout is not None and b_proc.stdin is not None
         b_lines = procs.LineReader(b_proc.stdout)
         b_lines.wait_for("ready", 15)
-        a = SyncPeer("bench-a", srv.addr, bind_host=srv.host)
+        a = SyncPeer(sender, srv.addr, bind_host=srv.host)
         try:
             a.sign_in(timeout_s=10)
 
             def one(text: str) -> tuple[float, float]:
                 a.first_peer_send_at = None
                 t0 = a.now()
-                handle = a.core.send(RECEIVER, text, t0)
+                handle = a.core.send(receiver, text, t0)
                 a.pump()
                 ev = a.run_until(
                     lambda e: isinstance(e, MessageDelivered | SendFailed) and e.handle == handle,

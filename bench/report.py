@@ -185,6 +185,28 @@ def table(s: dict[str, Any]) -> str:
             _ratio(s.get("bulk_loss10_vs_enet")),
             *_goal(g, "bulk_loss10_le_1.5x_enet"),
         ),
+        *[
+            _row(
+                "24",
+                f"1 MiB message, {pct} % loss",
+                _num(s.get(f"bulk_1mib_loss{pct}_ms"), "ms", 1),
+                f"ENet {_num(s.get(f'enet_bulk_1mib_loss{pct}_ms'), 'ms', 1)}",
+                _ratio(s.get(f"bulk_loss{pct}_vs_enet")),
+            )
+            for pct in (1, 5, 20)
+        ],
+        _row(
+            "24",
+            "8 MiB through a 20 Mbit/s tbf bottleneck: goodput / link rate",
+            _num(s.get("bottleneck_goodput_ratio"), "", 2),
+            f"retransmitted {_num(s.get('bottleneck_retransmit_share'), '', 3)}",
+        ),
+        _row(
+            "24",
+            "… two senders: Jain's fairness / a TCP flow beside one: its share",
+            _num(s.get("bottleneck_jain"), "", 2),
+            f"TCP {_num(s.get('bottleneck_tcp_share'), '', 2)}",
+        ),
         _row(
             "4",
             f"100k users: server RSS{f' (projected from {users_txt})' if projected else ''}",
@@ -363,4 +385,49 @@ def plots(s: dict[str, Any], samples: dict[str, list[float]], out: Path) -> list
         fig.savefig(path, dpi=110)
         plt.close(fig)
         made.append(path)
+    made.extend(_loss_curve(s, out, plt))
     return made
+
+
+def _loss_curve(s: dict[str, Any], out: Path, plt: Any) -> list[Path]:
+    """1 MiB's time against random loss, ours and ENet's (median, min-max): loss_curve.png."""
+    spread = s.get("spread") or {}
+    levels = [0, 1, 5, 10, 20]
+    fig, ax = plt.subplots(figsize=(8, 4.8))
+    drawn = False
+    for who, stem, color in (
+        ("ours", "bulk_1mib", "tab:blue"),
+        ("ENet", "enet_bulk_1mib", "tab:gray"),
+    ):
+        pts = []
+        for pct in levels:
+            key = f"{stem}_ms" if pct == 0 else f"{stem}_loss{pct}_ms"
+            sp = spread.get(key)
+            if s.get(key) is not None and sp:
+                pts.append((pct, sp["median"], sp["min"], sp["max"]))
+        if not pts:
+            continue
+        drawn = True
+        ax.errorbar(
+            [p[0] for p in pts],
+            [p[1] for p in pts],
+            yerr=[[p[1] - p[2] for p in pts], [p[3] - p[1] for p in pts]],
+            fmt="-o",
+            color=color,
+            capsize=3,
+            label=who,
+        )
+    if not drawn:
+        plt.close(fig)
+        return []
+    ax.set_yscale("log")
+    ax.set_xlabel("random loss of every UDP datagram (%)")
+    ax.set_ylabel("1 MiB send -> delivered (ms, log scale)")
+    ax.set_title("One 1 MiB message against loss (median, min-max of repetitions)")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    path = out / "loss_curve.png"
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return [path]

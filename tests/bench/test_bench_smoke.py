@@ -28,6 +28,13 @@ REQUIRED = [
     "bulk_1mib_ms",
     "bulk_1mib_loss10_ms",
     "enet_bulk_1mib_ms",
+    # Issue 24: the loss curve, ours and ENet's.
+    *[f"{who}bulk_1mib_loss{pct}_ms" for who in ("", "enet_") for pct in (1, 5, 10, 20)],
+    # ... and the bottleneck's (tbf on a veth pair).
+    "bottleneck_goodput_ratio",
+    "bottleneck_retransmit_share",
+    "bottleneck_jain",
+    "bottleneck_tcp_share",
     "users_100k_rss_mb",
     "client_crash_detect_s",
     "server_crash_detect_s",
@@ -64,6 +71,9 @@ SPREAD = [
     "raw_udp_rtt_p50_us",
     "p2p_vs_raw",
     "bulk_1mib_ms",
+    "bulk_1mib_loss10_ms",
+    "bottleneck_goodput_ratio",
+    "bottleneck_jain",
     "users_100k_hb_cpu_pct",
     "client_crash_detect_s",
     "server_crash_detect_s",
@@ -78,7 +88,11 @@ MAY_BE_UNAVAILABLE = {
     "enet_bulk_1mib_ms",
     "bulk_vs_enet",
     # Not root, or no ip/iptables: no network namespace to drop datagrams in.
-    "bulk_1mib_loss10_ms",
+    *[f"{who}bulk_1mib_loss{pct}_ms" for who in ("", "enet_") for pct in (1, 5, 10, 20)],
+    "bottleneck_goodput_ratio",
+    "bottleneck_retransmit_share",
+    "bottleneck_jain",
+    "bottleneck_tcp_share",
 }
 
 
@@ -90,7 +104,7 @@ def smoke(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, object], 
         cwd=ROOT,
         capture_output=True,
         text=True,
-        timeout=240,
+        timeout=480,
     )
     assert proc.returncode == 0, proc.stderr[-4000:]
     return json.loads((out / "summary.json").read_text()), out, proc.stdout

@@ -17,10 +17,12 @@ import chat_protocol
 from budget import examples
 from chat_protocol.const import (
     ACK_HEADER_BYTES,
+    ACK_PN_RANGE_BYTES,
     ACK_RANGE_BYTES,
     CHUNK_PAYLOAD_BYTES,
     LOOKUP_BYTES,
     LOOKUP_REPLY_BYTES,
+    MAX_ACK_PN_RANGES,
     MAX_ACK_RANGES,
     MAX_DATAGRAM_BYTES,
     MAX_MESSAGE_BYTES,
@@ -77,6 +79,7 @@ def data_msgs(draw: st.DrawFn) -> Data:
         stream=draw(u32),
         base=draw(st.integers(0, seq)),
         seq=seq,
+        pn=draw(u64),
         msg_id=draw(u64),
         offset=offset,
         total=total,
@@ -90,6 +93,10 @@ ack_range = st.integers(0, U32_MAX - 1).flatmap(
 )
 """A half-open [start, end) range that fits the wire: end is at most 2**32 - 1."""
 ranges = st.lists(ack_range, max_size=MAX_ACK_RANGES).map(tuple)
+pn_range = st.integers(0, U64_MAX - 1).flatmap(
+    lambda start: st.tuples(st.just(start), st.integers(start + 1, U64_MAX))
+)
+pn_ranges = st.lists(pn_range, max_size=MAX_ACK_PN_RANGES).map(tuple)
 
 messages = st.one_of(
     st.builds(Hello, req_id=u32, name=hello_name),
@@ -117,8 +124,26 @@ messages = st.one_of(
     st.builds(Ping, nonce=u32),
     st.builds(Pong, nonce=u32),
     data_msgs(),
-    st.builds(Ack, session=u32, stream=u32, seq=u32, complete=st.just(False), ranges=ranges),
-    st.builds(Ack, session=u32, stream=u32, seq=u32, complete=st.just(True), ranges=st.just(())),
+    st.builds(
+        Ack,
+        session=u32,
+        stream=u32,
+        seq=u32,
+        complete=st.just(False),
+        ranges=ranges,
+        ack_delay_us=u32,
+        pns=pn_ranges,
+    ),
+    st.builds(
+        Ack,
+        session=u32,
+        stream=u32,
+        seq=u32,
+        complete=st.just(True),
+        ranges=st.just(()),
+        ack_delay_us=u32,
+        pns=pn_ranges,
+    ),
 )
 
 EDGE_ACK = Ack(session=U32_MAX, stream=0, seq=U32_MAX, complete=False, ranges=((0, U32_MAX),))
@@ -127,6 +152,7 @@ EDGE_DATA = Data(
     stream=U32_MAX,
     base=U32_MAX,
     seq=U32_MAX,
+    pn=U64_MAX,
     msg_id=U64_MAX,
     offset=MAX_MESSAGE_BYTES - CHUNK_PAYLOAD_BYTES,
     total=MAX_MESSAGE_BYTES,
@@ -185,8 +211,10 @@ def test_truncated_or_corrupted_valid_messages(msg: Message, data: st.DataObject
         (b"PC\x01\x05" + bytes(4) + b"\x03bob\x00", "truncated"),  # a reply not padded
         ((b"PC\x01\x05" + bytes(4) + b"\x03bob").ljust(91, b"\0") + b"\1", "padding not zero"),
         (b"PC\x01\x07" + bytes(8) + b"\x02\x00\x00", "bad flag"),
-        (b"PC\x01\x11" + bytes(12) + b"\x02\x00", "bad ack"),
-        (b"PC\x01\x11" + bytes(12) + b"\x00\x01" + bytes(8), "empty ack range"),
+        (b"PC\x01\x11" + bytes(12) + b"\x02" + bytes(4) + b"\x00\x00", "bad ack"),
+        (b"PC\x01\x11" + bytes(12) + b"\x00" + bytes(4) + b"\x09\x00", "bad ack"),
+        (b"PC\x01\x11" + bytes(17) + b"\x00\x01" + bytes(8), "empty ack range"),
+        (b"PC\x01\x11" + bytes(17) + b"\x01\x00" + bytes(16), "empty ack range"),
         (b"PC\x01\x10" + bytes(MAX_DATAGRAM_BYTES), "oversized"),
     ],
 )
@@ -211,18 +239,36 @@ def test_hello_is_padded_so_replies_never_amplify() -> None:
 def test_sizes_match_const_and_docs() -> None:
     """const.py's sizes (used by transfer.py's amplification bound) and the PROTOCOL.md table."""
     ack = Ack(session=1, stream=1, seq=1, complete=True, ranges=())
-    assert len(encode(ack)) == ACK_HEADER_BYTES == 18
-    two = dataclasses.replace(ack, complete=False, ranges=((0, 1), (2, 3)))
-    assert len(encode(two)) == ACK_HEADER_BYTES + 2 * ACK_RANGE_BYTES
-    most = dataclasses.replace(ack, complete=False, ranges=((0, 1),) * MAX_ACK_RANGES)
-    assert len(encode(most)) == 274
+    assert len(encode(ack)) == ACK_HEADER_BYTES == 23
+    two = dataclasses.replace(ack, complete=False, ranges=((0, 1), (2, 3)), pns=((5, 9),))
+    assert len(encode(two)) == ACK_HEADER_BYTES + ACK_PN_RANGE_BYTES + 2 * ACK_RANGE_BYTES
+    most = dataclasses.replace(
+        ack,
+        complete=False,
+        ranges=((0, 1),) * MAX_ACK_RANGES,
+        pns=((0, 1),) * MAX_ACK_PN_RANGES,
+        ack_delay_us=U32_MAX,
+    )
+    assert len(encode(most)) == 407
+    assert decode(encode(most)) == most
     smallest = Data(
         session=1, stream=1, base=0, seq=0, msg_id=0, offset=0, total=1, sender="a", payload=b"x"
     )
-    assert len(encode(smallest)) == 39
-    assert len(encode(EDGE_DATA)) == 1269
-    # The smallest DATA leaves room for two ranges in its ACK: an ACK never amplifies.
-    assert len(encode(smallest)) >= ACK_HEADER_BYTES + 2 * ACK_RANGE_BYTES
+    assert len(encode(smallest)) == 47
+    assert len(encode(EDGE_DATA)) == 1277
+    # The smallest DATA leaves room for a packet-number range and a byte range in its ACK: an
+    # ACK never amplifies.
+    assert len(encode(smallest)) >= ACK_HEADER_BYTES + ACK_PN_RANGE_BYTES + ACK_RANGE_BYTES
+    # ... and docs/PROTOCOL.md's table says the same sizes.
+    doc = (Path(__file__).parents[2] / "docs" / "PROTOCOL.md").read_text()
+    size = {
+        cells[2]: cells[-2]
+        for line in doc.splitlines()
+        if line.startswith("| 0x")
+        for cells in [[c.strip() for c in line.split("|")]]
+    }
+    assert size["DATA"] == f"{len(encode(smallest))}–{len(encode(EDGE_DATA))}"
+    assert size["ACK"] == f"{len(encode(ack))}–{len(encode(most))}"
 
 
 @pytest.mark.guard("lookup-padding", "lookup-reply-padding")
@@ -262,7 +308,7 @@ def test_protocol_md_gives_the_padded_sizes() -> None:
 
 def test_data_chunk_outside_message_is_rejected() -> None:
     raw = bytearray(encode(dataclasses.replace(EDGE_DATA, offset=0, total=CHUNK_PAYLOAD_BYTES)))
-    raw[28:32] = (1).to_bytes(4, "big")  # offset: after the header, 4 x u32 and the u64 msg_id
+    raw[36:40] = (1).to_bytes(4, "big")  # offset: after the header, 4 x u32, u64 pn and msg_id
     with pytest.raises(MalformedDatagram, match="outside"):
         decode(bytes(raw))
 

@@ -159,6 +159,8 @@ def test_a_user_back_with_a_new_key_is_refused_by_those_who_pinned_the_old_one()
     new_bob = net.add_client("bob", ("10.0.0.4", 40002), S, T, identity=net.key("new bob"))
     nb: Addr = ("10.0.0.4", 40002)
     assert net.run_until(lambda: new_bob.online, 10)
+    # Past the lookup cache's bound (issue 24; within it the send goes to the pinned key).
+    net.run(T.client_timeout_s)
     a.send("bob", "for the bob I know", net.now)
     net.flush()
     assert net.run_until(lambda: events(net, A, SendFailed), 5)
@@ -206,12 +208,28 @@ def test_a_directory_that_swaps_keys_is_refused_by_a_pinned_sender() -> None:
     net, srv = _lying_network(35)
     a, b = signed_in(net, ("alice", A), ("bob", B))
     converse(net, a, b, ["we have met"])  # alice pins bob's real key
+    net.run(T.client_timeout_s + 0.1)  # past the lookup cache's bound (issue 24): ask again
     lie_about_bob(srv, net.key("mallory").public)
     a.send("bob", "the secret plan", net.now)
     net.flush()
     assert net.run_until(lambda: events(net, A, SendFailed), 5)
     assert events(net, A, SendFailed)[0].reason is FailReason.KEY_CHANGED
     assert not any(d == M for _, d, _ in net.trace), "a datagram went to mallory"
+
+
+def test_within_the_lookup_cache_a_lying_directory_is_not_even_asked() -> None:
+    """Issue 24: a send soon after a conversation uses the cached answer (the pinned key, a
+    live session): the lie is never heard, and the message reaches the real bob."""
+    net, srv = _lying_network(37)
+    a, b = signed_in(net, ("alice", A), ("bob", B))
+    converse(net, a, b, ["we have met"])
+    lie_about_bob(srv, net.key("mallory").public)
+    a.send("bob", "the secret plan", net.now)
+    net.flush()
+    assert net.run_until(lambda: len(events(net, A, MessageDelivered)) == 2, 5)
+    assert "the secret plan" in [m.text for m in events(net, B, MessageReceived)]
+    assert not any(d == M for _, d, _ in net.trace), "a datagram went to mallory"
+    assert a.lookups_saved == 1
 
 
 def test_on_first_contact_a_swapped_key_shows_in_the_safety_numbers() -> None:

@@ -15,11 +15,16 @@ from hypothesis import strategies as st
 
 from chat_protocol.const import (
     ACK_HEADER_BYTES,
+    ACK_PN_RANGE_BYTES,
+    ACK_RANGE_BYTES,
+    CC_INITIAL_WINDOW_PACKETS,
+    CC_RANDOM_LOSS_QUEUE_S,
     CHUNK_PAYLOAD_BYTES,
     MAX_ACK_RANGES,
     MAX_BUFFERED_BYTES_PER_PEER,
     MAX_MESSAGE_BYTES,
     MAX_PARTIAL_MESSAGES_PER_PEER,
+    PACING_BURST_PACKETS,
     SEND_WINDOW_CHUNKS,
     Timings,
 )
@@ -84,15 +89,48 @@ def to_sender(ob: Outbound, acks: list[Ack], now: float) -> list[Resolved]:
 # --- sender -------------------------------------------------------------------------------------
 
 
-def test_window_limits_chunks_in_flight() -> None:
+def pn_ack(seq: int, *pns: tuple[int, int], delay_us: int = 0) -> Ack:
+    return Ack(
+        session=1, stream=1, seq=seq, complete=False, ranges=(), ack_delay_us=delay_us, pns=pns
+    )
+
+
+def test_congestion_window_limits_chunks_in_flight_and_grows_in_slow_start() -> None:
     ob = outbound()
     ob.enqueue(msg_id=1, to="bob", payload=b"y" * (1 << 20), now=0.0)
     first = ob.datagrams(0.0)
-    assert len(first) == SEND_WINDOW_CHUNKS
+    assert len(first) == CC_INITIAL_WINDOW_PACKETS
+    assert [d.pn for d in first] == list(range(CC_INITIAL_WINDOW_PACKETS))
     assert all(d.msg_id == 1 for d in first)
     assert ob.datagrams(0.0) == []  # nothing more until acks arrive
-    ob.on_ack(ack(0, (0, 10 * CHUNK_PAYLOAD_BYTES)), 0.01)
-    assert len(ob.datagrams(0.01)) == 10
+    ob.on_ack(pn_ack(0, (0, CC_INITIAL_WINDOW_PACKETS)), 0.01)
+    # Slow start: each acknowledged byte opens the window by one, and the flight is empty ...
+    assert ob.cc.congestion_window == 2 * CC_INITIAL_WINDOW_PACKETS * CHUNK_PAYLOAD_BYTES
+    # ... but the pacer lets a burst of PACING_BURST_PACKETS go now, the rest at its rate.
+    assert len(ob.datagrams(0.01)) == PACING_BURST_PACKETS
+    paced = ob.next_timer()
+    assert paced is not None and 0.01 < paced < 0.02
+    assert ob.handle_timer(paced) == []
+    assert len(ob.datagrams(paced)) >= 1
+
+
+def test_flow_control_caps_the_window() -> None:
+    ob = outbound()
+    ob.enqueue(msg_id=1, to="bob", payload=b"y" * (1 << 20), now=0.0)
+    now, most = 0.0, 0
+    for _ in range(12):  # slow start, no loss: the window outgrows the cap
+        sent = ob.datagrams(now)
+        while ob.pacing_at is not None:  # the rest of the window, at the pacer's times
+            now = ob.pacing_at
+            ob.handle_timer(now)
+            sent += ob.datagrams(now)
+        most = max(most, ob.in_flight)
+        assert ob.in_flight <= SEND_WINDOW_CHUNKS
+        now += 0.01
+        if sent:
+            ob.on_ack(pn_ack(0, (sent[0].pn, sent[-1].pn + 1)), now)
+    assert most == SEND_WINDOW_CHUNKS
+    assert ob.cc.congestion_window > SEND_WINDOW_CHUNKS * CHUNK_PAYLOAD_BYTES
 
 
 def test_enqueue_refuses_sizes_the_wire_cannot_carry() -> None:
@@ -217,20 +255,76 @@ def test_progress_means_new_bytes_or_completion() -> None:
     assert ob.last_progress == 4.0
 
 
-def test_fast_retransmit_of_a_chunk_sent_before_three_acked_ones() -> None:
+@pytest.mark.parametrize(
+    ("acked", "lost"),
+    [
+        ((1, 3), []),  # two later packets acknowledged: not yet
+        ((1, 4), [0]),  # the third (kPacketThreshold): packet 0 is lost
+        ((2, 6), [0, 1]),
+        ((5, 6), [0, 1, 2]),  # packets 3 and 4 are within the threshold of 5
+    ],
+)
+def test_packet_threshold_declares_loss(acked: tuple[int, int], lost: list[int]) -> None:
     ob = outbound()
     c = CHUNK_PAYLOAD_BYTES
     ob.enqueue(msg_id=1, to="bob", payload=b"f" * (70 * c), now=0.0)
-    assert len(ob.datagrams(0.0)) == SEND_WINDOW_CHUNKS  # chunks 0..63 at t=0
-    ob.on_ack(ack(0, (c, 64 * c)), 0.01)  # chunk 0 lost, the others arrived
-    assert len(ob.datagrams(0.01)) == 70 - SEND_WINDOW_CHUNKS  # chunks 64..69 at t=0.01
-    for n in (65, 66):
-        ob.on_ack(ack(0, (c, n * c)), 0.02)
-        assert ob.datagrams(0.02) == []
-    ob.on_ack(ack(0, (c, 67 * c)), 0.02)  # the third chunk sent after chunk 0 and acked
-    [resent] = ob.datagrams(0.02)
-    assert (resent.seq, resent.offset) == (0, 0)
-    assert ob.retransmissions == 1
+    assert len(ob.datagrams(0.0)) == CC_INITIAL_WINDOW_PACKETS
+    ob.on_ack(pn_ack(0, acked), 0.001)  # before the time threshold of any packet
+    resent = [d for d in ob.datagrams(0.001) if d.offset // c < CC_INITIAL_WINDOW_PACKETS]
+    waiting = [idx for _, idx in ob.retransmit]
+    assert [d.offset // c for d in resent] + waiting == lost
+    # Even when the halved window is full, one may leave beyond it (RFC 9002 §7.3.2).
+    assert len(resent) >= min(1, len(lost))
+    assert all(d.pn >= CC_INITIAL_WINDOW_PACKETS for d in resent)  # new packet numbers
+    assert ob.retransmissions == len(resent)
+
+
+@pytest.mark.parametrize(("late_ack_at", "halved"), [(0.011, False), (0.060, True)])
+def test_a_loss_cuts_the_window_only_while_a_queue_builds(
+    late_ack_at: float, halved: bool
+) -> None:
+    """CC_RANDOM_LOSS_QUEUE_S: a loss with no queueing delay (smoothed_rtt - min_rtt) is the
+    link's, and the window stays; with the RTT grown by a queue, NewReno halves it."""
+    ob = outbound()
+    c = CHUNK_PAYLOAD_BYTES
+    ob.enqueue(msg_id=1, to="bob", payload=b"f" * (70 * c), now=0.0)
+    ob.datagrams(0.0)  # packets 0..9
+    ob.on_ack(pn_ack(0, (0, 1)), 0.010)  # min_rtt 10 ms
+    window = ob.cc.congestion_window
+    ob.on_ack(pn_ack(0, (2, 6)), late_ack_at)  # packet 1 lost (packet threshold)
+    assert [idx for _, idx in ob.retransmit] + [
+        d.offset // c for d in ob.datagrams(late_ack_at) if d.offset == c
+    ] in ([1], [1, 1])
+    assert (ob.rtt.queueing_delay() >= CC_RANDOM_LOSS_QUEUE_S) is halved
+    if halved:
+        assert ob.cc.ssthresh == (window + 4 * c) / 2
+    else:
+        assert ob.cc.ssthresh == float("inf")
+        assert ob.cc.congestion_window == window + 4 * c  # still in slow start
+
+
+def test_time_threshold_declares_loss_of_the_packet_before_the_last_acked() -> None:
+    ob = outbound()
+    c = CHUNK_PAYLOAD_BYTES
+    ob.enqueue(msg_id=1, to="bob", payload=b"f" * (3 * c), now=0.0)
+    ob.datagrams(0.0)  # packets 0, 1, 2
+    ob.on_ack(pn_ack(0, (2, 3)), 0.1)  # latest_rtt = 0.1: packets 0 and 1 not yet lost
+    assert ob.datagrams(0.1) == []
+    assert ob.next_timer() == pytest.approx(9 / 8 * 0.1)  # kTimeThreshold x latest_rtt
+    ob.handle_timer(ob.next_timer() or 0.0)
+    resent = ob.datagrams(9 / 8 * 0.1)
+    assert sorted(d.offset // c for d in resent) == [0, 1]
+
+
+def test_rtt_sample_takes_the_ack_delay_off() -> None:
+    ob = outbound()
+    ob.enqueue(msg_id=1, to="bob", payload=b"f" * (3 * CHUNK_PAYLOAD_BYTES), now=0.0)
+    ob.datagrams(0.0)
+    ob.on_ack(pn_ack(0, (0, 1)), 0.02)
+    assert (ob.rtt.latest_rtt, ob.rtt.min_rtt, ob.rtt.smoothed_rtt) == (0.02, 0.02, 0.02)
+    ob.on_ack(pn_ack(0, (0, 2), delay_us=4000), 0.05)
+    assert ob.rtt.latest_rtt == pytest.approx(0.05)
+    assert ob.rtt.smoothed_rtt == pytest.approx(7 / 8 * 0.02 + 1 / 8 * 0.046)
 
 
 # --- receiver -----------------------------------------------------------------------------------
@@ -371,7 +465,9 @@ def test_ack_is_never_larger_than_the_datagram_that_caused_it() -> None:
     ib.on_data(last, len(encode(last)), 0.0)  # duplicate tiny chunk triggers a fresh ack
     [a] = ib.acks()
     assert len(encode(a)) <= len(encode(last))
-    assert a.ranges == ((0, 1200), (2400, 3600), (4800, 6000))  # the lowest that fit in 44 B
+    assert len(encode(last)) < ACK_HEADER_BYTES + 2 * (ACK_PN_RANGE_BYTES + ACK_RANGE_BYTES)
+    assert a.ranges == ((0, 1200),)  # the lowest that fit beside one packet-number range
+    assert a.pns == ((0, 1),)  # every chunk had packet number 0 here
 
 
 def test_ack_work_does_not_grow_with_what_is_held(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -398,7 +494,7 @@ def test_ack_work_does_not_grow_with_what_is_held(monkeypatch: pytest.MonkeyPatc
         [a] = holes.acks()
         assert len(a.ranges) == MAX_ACK_RANGES
     small = chunk(0, 0, total)
-    holes.on_data(small, ACK_HEADER_BYTES + 8 * 3, 0.0)  # a small trigger: fewer ranges
+    holes.on_data(small, ACK_HEADER_BYTES + ACK_PN_RANGE_BYTES + 8 * 3, 0.0)  # fewer ranges
     assert len(holes.acks()[0].ranges) == 3
 
 

@@ -24,8 +24,9 @@ TOKEN_BYTES = 8
 """The session token a WELCOME hands out; every later request carries it."""
 MAX_STRING_BYTES = 255
 """A string on the wire is one length byte, then that many bytes of UTF-8."""
-ACK_HEADER_BYTES = 18
-"""An ACK's bytes before its ranges (header, session, stream, seq, complete, count)."""
+ACK_HEADER_BYTES = 23
+"""An ACK's bytes before its ranges (header, session, stream, seq, complete, ack delay, the two
+counts)."""
 ACK_RANGE_BYTES = 8
 """One (start, end) byte range in an ACK."""
 NAME_MAX_CHARS = 32
@@ -43,17 +44,53 @@ MAX_BUFFERED_BYTES_PER_PEER = 2 * MAX_MESSAGE_BYTES
 """Bytes a receiver holds for one sender: partial messages, and whole ones handed to the client
 but not yet shown to its user. Chunks beyond it are dropped unacknowledged, so the sender slows
 down (retransmits later) instead of being lost."""
-FAST_RETRANSMIT_THRESHOLD = 3
-"""A chunk is resent at once when this many chunks sent after it were acknowledged."""
 MAX_PARTIAL_MESSAGES_PER_PEER = 8
 """Messages from one sender not yet shown to the user (incomplete, waiting for an earlier one, or
 handed to the client but not shown yet) at a time; DATA beyond them is refused."""
 MAX_PEERS_TRACKED = 1024
 """Senders whose receive state a client keeps; the least recently heard is dropped beyond this."""
 SEND_WINDOW_CHUNKS = 64
-"""Unacknowledged DATA datagrams in flight to one peer (flow control: 64 x 1.2 KB = 77 KB, well
-under a default 208 KiB socket receive buffer)."""
+"""Most DATA datagrams in flight to one peer whatever the congestion window (flow control:
+64 x 1.2 KB = 77 KB, well under a default 208 KiB socket receive buffer)."""
 MAX_ACK_RANGES = 32
+
+# --- loss detection and congestion control (RFC 9002's names and values) ---------------------
+# chat_protocol.transfer.congestion and .outbound; docs/PROTOCOL.md lists them.
+K_PACKET_THRESHOLD = 3
+"""A DATA datagram is lost when one sent this many packet numbers after it was acknowledged."""
+K_TIME_THRESHOLD_NUM, K_TIME_THRESHOLD_DEN = 9, 8
+"""... or when one sent after it was acknowledged and 9/8 x max(smoothed_rtt, latest_rtt) has
+passed since it was sent."""
+K_GRANULARITY_S = 0.001
+"""The timer granularity: no loss delay or probe timeout's variance term is shorter."""
+MAX_ACK_DELAY_S = 0.005
+"""The longest a receiver holds an ACK (ours answers each batch of datagrams at once; this
+covers an event loop's turn)."""
+CC_INITIAL_WINDOW_PACKETS = 10
+"""NewReno's first congestion window, in full DATA datagrams (RFC 9002 §7.2: 10)."""
+CC_MINIMUM_WINDOW_PACKETS = 2
+"""The congestion window never shrinks below this many full DATA datagrams."""
+CC_LOSS_REDUCTION_FACTOR = 0.5
+CC_RANDOM_LOSS_QUEUE_S = 0.005
+"""A loss while the path's queueing delay (smoothed_rtt - min_rtt) is below this is taken for
+the link's own loss, not a full queue: the chunk is resent, the window is not cut (our choice
+beside RFC 9002's NewReno; a loss at a queue that is filling still halves it)."""
+CC_PERSISTENT_CONGESTION_THRESHOLD = 3
+"""Losses spanning this many probe timeouts, nothing acknowledged between: persistent congestion
+(the window drops to the minimum)."""
+PACING_GAIN = 1.25
+"""Pacing rate = this x congestion_window / smoothed_rtt (RFC 9002 §7.7's N)."""
+PACING_BURST_PACKETS = 10
+"""The pacer's token bucket holds this many full DATA datagrams (a burst after an idle spell)..."""
+PACING_TIMER_SLACK_S = 0.002
+"""... or what the pacing rate sends in this long, if more: a timer that fires this late (a
+millisecond poll, a busy event loop) costs no rate."""
+MAX_ACK_PN_RANGES = 8
+"""Packet-number ranges in one ACK (the newest ones); fewer when the DATA that asked is small."""
+ACK_PN_RANGE_BYTES = 16
+"""One [start, end) range of packet numbers in an ACK (two u64)."""
+MAX_PN_RANGES_KEPT = 64
+"""Ranges of received packet numbers a receiver remembers per sender stream (the oldest go)."""
 MAX_SESSIONS_PER_PEER = 4
 """Sender sessions (runs of the sender) one key may have receive states for at a receiver; a new
 one beyond it replaces the key's least recently heard. So one key cannot fill the table of
@@ -102,10 +139,10 @@ class Timings:
     bye_timeout_s: float = 1.0
     """On exit, how long a client waits for the server to confirm its sign-out."""
     retransmit_initial_s: float = 0.2
-    """First retransmission timeout of a DATA chunk, before an RTT sample exists."""
-    retransmit_min_s: float = 0.03
+    """The first probe timeout (PTO) of DATA, before an RTT sample exists."""
     retransmit_max_s: float = 1.0
-    """Backoff doubles the timeout per retransmission, up to this cap."""
+    """The PTO doubles per probe timeout without an acknowledgement, up to this cap (or one
+    PTO, if that is longer); so does the completion probe's interval."""
     delivery_timeout_s: float = 10.0
     """A message whose peer acknowledged nothing for this long is reported as not delivered."""
     verify_cache_s: float = 60.0

@@ -25,6 +25,7 @@ Message text never goes through the server. Only a health probe is ever plaintex
 from __future__ import annotations
 
 import os
+from collections import OrderedDict
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 
@@ -46,6 +47,7 @@ from chat_protocol.const import (
     ENDPOINT_SWEEP_S,
     MAX_HALF_OPEN_PEER_SESSIONS,
     MAX_MESSAGE_BYTES,
+    MAX_PEERS_TRACKED,
     Timings,
 )
 from chat_protocol.counters import Counters
@@ -76,8 +78,8 @@ from chat_protocol.secure.noise import KeyPair
 from chat_protocol.secure.packets import PacketType
 from chat_protocol.secure.session import SecureSession
 from chat_protocol.wire.codec import decode, encode
-from chat_protocol.wire.messages import Ack, Addr, Data, Hello, Message
-from chat_protocol.wire.names import check_name
+from chat_protocol.wire.messages import Ack, Addr, Data, Hello, LookupReply, Message
+from chat_protocol.wire.names import check_name, name_key
 
 __all__ = ["ClientCore", "ClientStats", "State"]
 
@@ -171,6 +173,15 @@ class ClientCore:
         )
         """Handshakes with peers, carrying our name and our run's id (the session), so a peer
         can tell a rekey of ours from a restart."""
+        self._answers: OrderedDict[str, tuple[LookupReply, float]] = OrderedDict()
+        """Name asked (case-folded) -> the directory's answer for a send to it, and when it
+        came. A later send to that name uses it instead of a LOOKUP while it is younger than
+        ``timings.client_timeout_s`` (the directory's own liveness bound: it keeps answering
+        for a user silent that long) and while the peer's secure session works and the peer
+        answers what we send. Only answers that passed the asked-name check are kept, and the
+        pin is checked under the name asked on every send, cached or not."""
+        self.lookups_saved = 0
+        """Sends that used a cached answer instead of a LOOKUP."""
         self._next_sweep = 0.0
         self._malformed = 0
         self._unexpected = 0
@@ -247,8 +258,32 @@ class ClientCore:
                 f"message too long: {len(payload)} bytes (limit {MAX_MESSAGE_BYTES} bytes)"
             )
         handle = self.sending.queue(to, payload)
-        self.directory.lookup(to, SendLookup(handle, to), now)
+        cached = self._cached_answer(to, now)
+        if cached is not None:
+            self.lookups_saved += 1
+            self.sending.looked_up(handle, cached, now)
+        else:
+            self.directory.lookup(to, SendLookup(handle, to), now)
         return handle
+
+    def forget_answers(self) -> None:
+        """The next send to every name asks the directory again (see ``_answers``)."""
+        self._answers.clear()
+
+    def _cached_answer(self, to: str, now: float) -> LookupReply | None:
+        """The directory's answer for ``to`` if a send may skip its LOOKUP (see ``_answers``)."""
+        got = self._answers.get(name_key(to))
+        if got is None:
+            return None
+        reply, at = got
+        if (
+            now - at > self.timings.client_timeout_s
+            or self.secure.session(reply.key, now) is None
+            or not self.links.answering(reply.key)
+        ):
+            del self._answers[name_key(to)]
+            return None
+        return reply
 
     def whois(
         self, name: str, now: float, *, trust: bool = False, fingerprint: bytes | None = None
@@ -307,7 +342,7 @@ class ClientCore:
         for payload, _ in self.directory.datagrams():
             self.link.to_server(payload, now, out)
         # Acknowledgements of shown messages go out even after the session ended.
-        for payload, key in self.receiving.datagrams():
+        for payload, key in self.receiving.datagrams(now):
             self.links.to_peer(payload, key, None, now, out)
         if not self.directory.gone:
             for payload, key, addr in self.sending.datagrams(now):
@@ -401,11 +436,18 @@ class ClientCore:
             return
         reply = answer.reply
         match answer.purpose:
-            case SendLookup(handle=handle):
+            case SendLookup(handle=handle, name=asked):
                 if reply is not None and reply.addr is not None:
                     # A peer we start a session with is who the directory says (its DATA to
                     # us on that session is checked like any other).
                     self.links.claim(reply.key, reply.name)
+                if reply is not None and reply.addr is not None and not answer.wrong_name:
+                    self._answers[name_key(asked)] = (reply, now)
+                    self._answers.move_to_end(name_key(asked))
+                    if len(self._answers) > MAX_PEERS_TRACKED:
+                        self._answers.popitem(last=False)
+                else:
+                    self._answers.pop(name_key(asked), None)
                 self.sending.looked_up(handle, reply, now, wrong_name=answer.wrong_name)
             case VerifyLookup() as v:
                 again = self.receiving.verified(v, reply, now, wrong_name=answer.wrong_name)

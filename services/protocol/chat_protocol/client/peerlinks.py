@@ -96,6 +96,10 @@ class PeerLinks:
             del self._unconfirmed_runs[key]
             self._note_run(key, pending[1], now)
 
+    def answering(self, key: bytes) -> bool:
+        """Has ``key`` answered everything we sent it (nothing waits for its answer)?"""
+        return key not in self._unanswered
+
     def claimed(self, key: bytes) -> str | None:
         """The name ``key``'s handshake (or the directory, for a peer we looked up) gave it."""
         return self._claims.get(key)

@@ -344,11 +344,11 @@ class ReceivePath:
         self.stats.dropped_unshown += self.holding
         self._held.clear()
 
-    def datagrams(self) -> list[tuple[bytes, PeerKey]]:
+    def datagrams(self, now: float | None = None) -> list[tuple[bytes, PeerKey]]:
         out: list[tuple[bytes, PeerKey]] = []
         if self._acks_due:
             for ib, key in self._acks_due.items():
                 if ib.pending_acks:
-                    out.extend((encode(a), key) for a in ib.acks())
+                    out.extend((encode(a), key) for a in ib.acks(now))
             self._acks_due.clear()
         return out

@@ -16,12 +16,17 @@ address. Neither touches a socket or a clock.
 * The receiver acknowledges what it holds: ``complete``, or the byte ranges it has (the lowest
   ones that fit: an ACK is never larger than the DATA that caused it). Datagrams received in one
   batch share one ACK per message.
-* The sender retransmits an unacknowledged chunk after a retransmission timeout estimated from
-  round-trip samples (RFC 6298, Karn's rule), doubling per retry up to a cap, and at once when
-  :data:`FAST_RETRANSMIT_THRESHOLD` later chunks of the same message were acknowledged (fast
-  retransmit). At most :data:`SEND_WINDOW_CHUNKS` chunks are in flight per destination.
+* Loss recovery and congestion control follow RFC 9002, per destination: every DATA sent
+  (retransmissions too) gets a new packet number; ACKs carry the newest ranges of packet numbers
+  received and the ack delay. A packet is lost when :data:`K_PACKET_THRESHOLD` later ones were
+  acknowledged or 9/8 RTT passed since it was sent and a later one was acknowledged; its chunk
+  is sent again (new packet number) unless the destination holds it. With nothing
+  acknowledged for a probe timeout (PTO, doubling), two probes go out. NewReno
+  (:mod:`~chat_protocol.transfer.congestion`) bounds the bytes in flight, a token-bucket pacer
+  spaces them (its deadline is one more input to ``next_timer``), and at most
+  :data:`SEND_WINDOW_CHUNKS` are in flight whatever the window (flow control).
 * A message whose bytes are all acknowledged but that is not ``complete`` yet keeps its last
-  chunk in flight as a probe, retransmitted with the same backoff: so a lost ``complete`` ACK is
+  chunk as a probe, sent again after a PTO, backing off: so a lost ``complete`` ACK is
   recovered, and a receiver that never shows the message runs into the delivery timeout.
 * If the destination acknowledges nothing new (no new bytes, no completion) for
   ``delivery_timeout_s`` while messages are pending, every pending message fails
@@ -31,5 +36,5 @@ address. Neither touches a socket or a clock.
 
 Costs per datagram do not grow with what is held: byte coverage is a :class:`RangeSet` (binary
 search), an ACK reads at most :data:`MAX_ACK_RANGES` ranges of it, and the sender's per-ACK work
-is bounded by the chunks of that message in flight (at most the window).
+is bounded by the packets in flight (at most the window).
 """

@@ -7,11 +7,14 @@ from typing import Final
 
 from chat_protocol.const import (
     ACK_HEADER_BYTES,
+    ACK_PN_RANGE_BYTES,
     ACK_RANGE_BYTES,
     CHUNK_PAYLOAD_BYTES,
+    MAX_ACK_PN_RANGES,
     MAX_ACK_RANGES,
     MAX_BUFFERED_BYTES_PER_PEER,
     MAX_PARTIAL_MESSAGES_PER_PEER,
+    MAX_PN_RANGES_KEPT,
 )
 from chat_protocol.transfer.rangeset import RangeSet
 from chat_protocol.wire.messages import Ack, Addr, Data
@@ -62,6 +65,12 @@ class Inbound:
         self.pending_acks: dict[int, int] = {}
         """seq -> size of the largest datagram that asked for this ACK (amplification bound)."""
         self.duplicates = 0
+        self.pns = RangeSet()
+        """Packet numbers received (accepted) in this stream: the newest ``MAX_PN_RANGES_KEPT``
+        ranges, for the ACKs' packet-number ranges."""
+        self.largest_pn = -1
+        self.largest_pn_at = 0.0
+        """When ``largest_pn`` arrived (an ACK's ack delay counts from it)."""
 
     def on_data(self, d: Data, size: int, now: float) -> list[tuple[int, int, bytes]]:
         """Take one chunk (``size``: its datagram's length).
@@ -87,6 +96,8 @@ class Inbound:
             self.discarded.clear()
             self.buffered = 0
             self.pending_acks.clear()
+            self.pns.clear()
+            self.largest_pn = -1
         out = self._skip_to(d.base) if d.base > self.next_seq else []
         if self.discarded and min(self.discarded) < d.base:
             self.discarded = {s for s in self.discarded if s >= d.base}
@@ -98,6 +109,7 @@ class Inbound:
             # The skip already handed messages over: they must not be lost with this chunk,
             # which is dropped unacknowledged all the same.
             return out
+        self._note_pn(d.pn, now)
         out.extend(self._deliverable())
         return out
 
@@ -168,6 +180,15 @@ class Inbound:
             self.buffered -= size
             self.discarded.add(seq)
 
+    def _note_pn(self, pn: int, now: float) -> None:
+        """A chunk taken (new or a duplicate): its packet number is acknowledged."""
+        self.pns.add(pn, pn + 1)
+        if self.pns.count > MAX_PN_RANGES_KEPT:
+            self.pns.drop_lowest()
+        if pn > self.largest_pn:
+            self.largest_pn = pn
+            self.largest_pn_at = now
+
     def _want_ack(self, seq: int, size: int) -> None:
         self.pending_acks[seq] = max(size, self.pending_acks.get(seq, 0))
 
@@ -197,10 +218,15 @@ class Inbound:
         out.extend(self._deliverable())
         return out
 
-    def acks(self) -> list[Ack]:
+    def acks(self, now: float | None = None) -> list[Ack]:
         """The ACKs asked for since the last call: ``complete`` for a message shown, the full
-        range of one handed over but not shown yet, else the lowest byte ranges held."""
+        range of one handed over but not shown yet, else the lowest byte ranges held. Each also
+        carries the newest packet-number ranges received and, with ``now``, how long the newest
+        was held (the ack delay)."""
         out = []
+        delay_us = 0
+        if now is not None and self.largest_pn >= 0:
+            delay_us = min(max(0, int((now - self.largest_pn_at) * 1e6)), 0xFFFFFFFF)
         for seq, trigger_size in self.pending_acks.items():
             if seq in self.discarded:
                 continue  # never shown, never acknowledged: its sender reports it not delivered
@@ -213,6 +239,8 @@ class Inbound:
                         seq=seq,
                         complete=total is None,
                         ranges=() if total is None else ((0, total),),
+                        ack_delay_us=delay_us,
+                        pns=self.pns.newest(self._pn_limit(trigger_size)),
                     )
                 )
                 continue
@@ -220,7 +248,8 @@ class Inbound:
             if p is None:
                 continue
             # No reply larger than what caused it: ranges are capped by the trigger's size.
-            room = (trigger_size - ACK_HEADER_BYTES) // ACK_RANGE_BYTES
+            n_pns = self._pn_limit(trigger_size)
+            room = (trigger_size - ACK_HEADER_BYTES - n_pns * ACK_PN_RANGE_BYTES) // ACK_RANGE_BYTES
             limit = max(1, min(MAX_ACK_RANGES, room))
             out.append(
                 Ack(
@@ -229,7 +258,17 @@ class Inbound:
                     seq=seq,
                     complete=False,
                     ranges=p.have.ranges(limit),
+                    ack_delay_us=delay_us,
+                    pns=self.pns.newest(n_pns),
                 )
             )
         self.pending_acks.clear()
         return out
+
+    @staticmethod
+    def _pn_limit(trigger_size: int) -> int:
+        """Packet-number ranges an ACK to a datagram of ``trigger_size`` bytes carries: one per
+        (packet-number range + byte range) that fits, at least one, at most
+        ``MAX_ACK_PN_RANGES``; the byte ranges take the rest of the room."""
+        room = (trigger_size - ACK_HEADER_BYTES) // (ACK_PN_RANGE_BYTES + ACK_RANGE_BYTES)
+        return max(1, min(MAX_ACK_PN_RANGES, room))

@@ -78,6 +78,19 @@ class RangeSet:
             return tuple(zip(self._starts, self._ends, strict=True))
         return tuple(zip(self._starts[:limit], self._ends[:limit], strict=True))
 
+    def newest(self, limit: int) -> tuple[tuple[int, int], ...]:
+        """The highest ``limit`` ranges, lowest first. Costs O(limit)."""
+        n = len(self._starts)
+        k = max(0, n - limit)
+        return tuple(zip(self._starts[k:], self._ends[k:], strict=True))
+
+    def drop_lowest(self) -> None:
+        """Forget the lowest range (a bounded memory of packet numbers)."""
+        if self._starts:
+            self._size -= self._ends[0] - self._starts[0]
+            del self._starts[0]
+            del self._ends[0]
+
     def bounds(self) -> tuple[int, int] | None:
         """``(lowest, highest + 1)`` of the set, or None when it is empty."""
         if not self._starts:

@@ -27,10 +27,12 @@ from typing import Any
 
 from chat_protocol.const import (
     ACK_HEADER_BYTES,
+    ACK_PN_RANGE_BYTES,
     ACK_RANGE_BYTES,
     LOOKUP_BYTES,
     LOOKUP_REPLY_BYTES,
     MAGIC,
+    MAX_ACK_PN_RANGES,
     MAX_ACK_RANGES,
     MAX_DATAGRAM_BYTES,
     MAX_MESSAGE_BYTES,
@@ -81,16 +83,22 @@ _TOKEN_U32 = struct.Struct(f"!{TOKEN_BYTES}sI")  # HEARTBEAT_ACK: heartbeat_ms; 
 _TOKEN_U32_U8 = struct.Struct(f"!{TOKEN_BYTES}sIB")  # LOOKUP, LIST: token, req_id, name length
 _WELCOME = struct.Struct(f"!I{TOKEN_BYTES}sI")  # req_id, token, heartbeat_ms
 _LIST_REPLY = struct.Struct("!IIBH")  # req_id, total, more, count
-_DATA = struct.Struct("!IIIIQIIB")  # session, stream, base, seq, msg_id, offset, total, name len
-_ACK = struct.Struct("!IIIBB")  # session, stream, seq, complete, range count
+# session, stream, base, seq, pn, msg_id, offset, total, name length
+_DATA = struct.Struct("!IIIIQQIIB")
+_ACK = struct.Struct("!IIIBIBB")  # session, stream, seq, complete, ack delay, pn count, range count
 _RANGE = _U32_U32
+_PN_RANGE = struct.Struct("!QQ")  # an ACK's packet-number range: start, end
 _PORT = struct.Struct("!H")
 
 HEARTBEAT_BYTES = H + _TOKEN.size
 DATA_HEADER_BYTES = H + _DATA.size
 """A DATA datagram's bytes besides the sender's name and the payload."""
-if H + _ACK.size != ACK_HEADER_BYTES or _RANGE.size != ACK_RANGE_BYTES:  # pragma: no cover
-    raise ImportError("const.ACK_HEADER_BYTES / ACK_RANGE_BYTES disagree with the ACK layout")
+if (  # pragma: no cover
+    H + _ACK.size != ACK_HEADER_BYTES
+    or _RANGE.size != ACK_RANGE_BYTES
+    or _PN_RANGE.size != ACK_PN_RANGE_BYTES
+):
+    raise ImportError("const.ACK_*_BYTES disagree with the ACK layout")
 _ADDR_MAX = 1 + 16 + _PORT.size  # an IPv6 address
 if (  # pragma: no cover
     H + _TOKEN_U32_U8.size + NAME_MAX_CHARS != LOOKUP_BYTES
@@ -119,11 +127,12 @@ _INT_FIELDS: dict[type, tuple[tuple[str, int], ...]] = {
         ("stream", 32),
         ("base", 32),
         ("seq", 32),
+        ("pn", 64),
         ("msg_id", 64),
         ("offset", 32),
         ("total", 32),
     ),
-    Ack: (("session", 32), ("stream", 32), ("seq", 32)),
+    Ack: (("session", 32), ("stream", 32), ("seq", 32), ("ack_delay_us", 32)),
 }
 
 
@@ -259,7 +268,9 @@ def _build_data(m: Data) -> bytes:
         if m.base > m.seq:
             raise _invalid(m, f"base {m.base} above seq {m.seq}")
         raise _invalid(m, f"chunk [{m.offset}, {m.offset + n}) outside a message of {m.total}")
-    head = _DATA.pack(m.session, m.stream, m.base, m.seq, m.msg_id, m.offset, m.total, len(name))
+    head = _DATA.pack(
+        m.session, m.stream, m.base, m.seq, m.pn, m.msg_id, m.offset, m.total, len(name)
+    )
     return b"".join((_HEADERS[Kind.DATA], head, name, m.payload))
 
 
@@ -267,13 +278,28 @@ def _build_ack(m: Ack) -> bytes:
     ranges = m.ranges
     if len(ranges) > MAX_ACK_RANGES:
         raise _invalid(m, f"{len(ranges)} ranges, more than {MAX_ACK_RANGES}")
+    pns = m.pns
+    if len(pns) > MAX_ACK_PN_RANGES:
+        raise _invalid(m, f"{len(pns)} packet-number ranges, more than {MAX_ACK_PN_RANGES}")
     for a, b in ranges:
         if not a < b:
             raise _invalid(m, f"empty range [{a}, {b})")
-    head = _ACK.pack(m.session, m.stream, m.seq, 1 if m.complete else 0, len(ranges))
-    if not ranges:
+    for a, b in pns:
+        if not a < b:
+            raise _invalid(m, f"empty packet-number range [{a}, {b})")
+    head = _ACK.pack(
+        m.session, m.stream, m.seq, 1 if m.complete else 0, m.ack_delay_us, len(pns), len(ranges)
+    )
+    if not ranges and not pns:
         return _HEADERS[Kind.ACK] + head
-    return b"".join((_HEADERS[Kind.ACK], head, *(_RANGE.pack(a, b) for a, b in ranges)))
+    return b"".join(
+        (
+            _HEADERS[Kind.ACK],
+            head,
+            *(_PN_RANGE.pack(a, b) for a, b in pns),
+            *(_RANGE.pack(a, b) for a, b in ranges),
+        )
+    )
 
 
 _BUILDERS: dict[type, Callable[[Any], bytes]] = {
@@ -309,6 +335,9 @@ def _out_of_range(msg: object, exc: Exception) -> InvalidMessage:
         for a, b in msg.ranges:
             if not (0 <= a < 1 << 32 and 0 <= b < 1 << 32):
                 return _invalid(msg, f"range [{a}, {b}) is outside u32")
+        for a, b in msg.pns:
+            if not (0 <= a < 1 << 64 and 0 <= b < 1 << 64):
+                return _invalid(msg, f"packet-number range [{a}, {b}) is outside u64")
     if isinstance(msg, ListReply) and len(msg.names) >= 1 << 16:
         return _invalid(msg, f"{len(msg.names)} names, more than a u16 count")
     return _invalid(msg, f"a field is out of range ({exc})")
@@ -514,7 +543,7 @@ def _parse_pong(data: bytes) -> Pong:
 
 def _parse_data(data: bytes) -> Data:
     _at_least(data, DATA_HEADER_BYTES)
-    session, stream, base, seq, msg_id, offset, total, n = _DATA.unpack_from(data, H)
+    session, stream, base, seq, pn, msg_id, offset, total, n = _DATA.unpack_from(data, H)
     start = DATA_HEADER_BYTES + n
     sender = _name_at(data, DATA_HEADER_BYTES, n)
     payload = data[start:]
@@ -529,6 +558,7 @@ def _parse_data(data: bytes) -> Data:
         stream=stream,
         base=base,
         seq=seq,
+        pn=pn,
         msg_id=msg_id,
         offset=offset,
         total=total,
@@ -539,15 +569,28 @@ def _parse_data(data: bytes) -> Data:
 
 def _parse_ack(data: bytes) -> Ack:
     _at_least(data, ACK_HEADER_BYTES)
-    session, stream, seq, complete, count = _ACK.unpack_from(data, H)
-    if complete > 1 or count > MAX_ACK_RANGES:
+    session, stream, seq, complete, delay, n_pns, count = _ACK.unpack_from(data, H)
+    if complete > 1 or count > MAX_ACK_RANGES or n_pns > MAX_ACK_PN_RANGES:
         raise MalformedDatagram("bad ack")
-    _exact(data, ACK_HEADER_BYTES + count * ACK_RANGE_BYTES)
-    ranges = tuple(_RANGE.iter_unpack(data[ACK_HEADER_BYTES:])) if count else ()
+    at = ACK_HEADER_BYTES + n_pns * ACK_PN_RANGE_BYTES
+    _exact(data, at + count * ACK_RANGE_BYTES)
+    pns = tuple(_PN_RANGE.iter_unpack(data[ACK_HEADER_BYTES:at])) if n_pns else ()
+    ranges = tuple(_RANGE.iter_unpack(data[at:])) if count else ()
+    for a, b in pns:
+        if a >= b:
+            raise MalformedDatagram("empty ack range")
     for a, b in ranges:
         if a >= b:
             raise MalformedDatagram("empty ack range")
-    return Ack(session=session, stream=stream, seq=seq, complete=bool(complete), ranges=ranges)
+    return Ack(
+        session=session,
+        stream=stream,
+        seq=seq,
+        complete=bool(complete),
+        ranges=ranges,
+        ack_delay_us=delay,
+        pns=pns,
+    )
 
 
 _PARSERS: dict[int, Callable[[bytes], Message]] = {

@@ -208,6 +208,9 @@ class Data:
     the receiver need not wait for anything below it."""
     seq: Final[int]
     """Message number within (session, stream), from 0."""
+    pn: Final[int]
+    """Packet number (u64) in the stream's packet-number space: new for every DATA sent,
+    retransmissions included (RFC 9002), so an ACK names exactly which datagrams arrived."""
     msg_id: Final[int]
     """The sender's id for the message (u64): unique within the sender's session, the same in
     every chunk and retransmission."""
@@ -225,6 +228,7 @@ class Data:
         stream: int,
         base: int,
         seq: int,
+        pn: int = 0,
         msg_id: int,
         offset: int,
         total: int,
@@ -235,6 +239,7 @@ class Data:
         self.stream = stream
         self.base = base
         self.seq = seq
+        self.pn = pn
         self.msg_id = msg_id
         self.offset = offset
         self.total = total
@@ -254,6 +259,12 @@ class Ack:
     ranges: Final[tuple[tuple[int, int], ...]]
     """Half-open byte ranges [start, end) received so far, lowest first (empty when
     ``complete``)."""
+    ack_delay_us: Final[int]
+    """Microseconds (u32) between the arrival of the newest packet number in ``pns`` and this
+    ACK leaving (RFC 9002's ack delay; the sender subtracts it from its RTT sample)."""
+    pns: Final[tuple[tuple[int, int], ...]]
+    """Half-open ranges [start, end) of packet numbers received in this stream, lowest first:
+    the newest ones the receiver holds (QUIC's ACK ranges; the sender's loss detection)."""
 
     def __init__(
         self,
@@ -263,12 +274,16 @@ class Ack:
         seq: int,
         complete: bool,
         ranges: tuple[tuple[int, int], ...],
+        ack_delay_us: int = 0,
+        pns: tuple[tuple[int, int], ...] = (),
     ) -> None:
         self.session = session
         self.stream = stream
         self.seq = seq
         self.complete = complete
         self.ranges = ranges
+        self.ack_delay_us = ack_delay_us
+        self.pns = pns
 
 
 Message = (
