@@ -71,7 +71,8 @@ from chat_protocol.secure.identity import fingerprint_matches
 from chat_protocol.secure.noise import KeyPair
 from chat_protocol.secure.session import SecureSession
 from chat_protocol.wire.codec import decode, encode
-from chat_protocol.wire.messages import Ack, Addr, Data, Hello, Message
+from chat_protocol.wire.endpoints import private_endpoints
+from chat_protocol.wire.messages import Ack, Addr, Data, Hello, Message, Punch
 from chat_protocol.wire.names import check_name
 
 __all__ = ["ClientCore", "ClientStats", "State"]
@@ -106,9 +107,14 @@ class ClientCore:
         clock_offset_s: float = 0.0,
         timings: Timings = DEFAULT_TIMINGS,
         random_bytes: Callable[[int], bytes] = os.urandom,
+        local_endpoints: tuple[Addr, ...] = (),
     ) -> None:
-        """``server_key``: the key pinned for ``server`` (else learned on first contact, or
-        checked against ``server_fingerprint``, from ``--server-key``). ``clock_offset_s`` maps
+        """``local_endpoints``: this client's private addresses (its socket's, per interface),
+        declared at sign-in so that peers behind the same NAT reach it there; only
+        private-range ones are sent.
+
+        ``server_key``: the key pinned for ``server`` (else learned on first contact, or checked
+        against ``server_fingerprint``, from ``--server-key``). ``clock_offset_s`` maps
         ``now`` to wall-clock seconds, for the handshake timestamps that defeat replays.
         ``pins``: user name -> pinned key; ``verified_pins``: those of them pinned by ``trust``."""
         self.name = check_name(name)
@@ -125,7 +131,12 @@ class ClientCore:
         self.secure = SecureEndpoint(static=identity, random_bytes=random_bytes)
         self.secure.keep = self._keeps
         self.directory = DirectorySession(
-            name=self.name, server=server, timings=timings, random_bytes=random_bytes, emit=emit
+            name=self.name,
+            server=server,
+            timings=timings,
+            random_bytes=random_bytes,
+            emit=emit,
+            endpoints=private_endpoints(local_endpoints),
         )
         self.sending = SendPipeline(
             name=self.name, session=self.session, timings=timings, pins=self.pins, emit=emit
@@ -237,7 +248,7 @@ class ClientCore:
             return
         match got:
             case TransportReceived(session=session, plaintext=plaintext):
-                self.links.heard_from(session.remote_static)
+                self.links.heard_from(session.remote_static, now)
                 if plaintext:
                     self._on_plaintext(plaintext, session.remote_static, session.remote_addr, now)
             case SessionEstablished(session=session, payload=payload):
@@ -280,7 +291,8 @@ class ClientCore:
         if self.directory.gone:
             return None
         times = [self._next_sweep]
-        for t in (self.directory.next_timer(), self.sending.next_timer()):
+        punch = self.links.rendezvous.next_punch() if self.online else None
+        for t in (self.directory.next_timer(), self.sending.next_timer(), punch):
             if t is not None:
                 times.append(t)
         return min(times)
@@ -293,6 +305,10 @@ class ClientCore:
             self.secure.expire(now)
             self.receiving.expire(now)
             self._rekey_server(now)
+            if self.online:
+                self.links.keepalive(now)
+        if self.online:
+            self.links.punch(now)
         for answer in self.directory.handle_timer(now):
             self._route(answer, now)
         if not self.directory.gone:
@@ -383,9 +399,24 @@ class ClientCore:
             self._unexpected += 1
 
     def _from_server(self, msg: Message, now: float) -> None:
+        if isinstance(msg, Punch):
+            self._hinted(msg, now)
+            return
         self._route(self.directory.on_message(msg, now), now)
         if self.directory.last_unexpected:
             self._unexpected += 1
+
+    def _hinted(self, hint: Punch, now: float) -> None:
+        """The directory says ``hint.name`` (key ``hint.key``) looked us up to send: punch
+        towards its endpoints (client/rendezvous.py), unless a session with it works."""
+        d = self.directory
+        ours = self.online and d.token and hint.token == d.token
+        if not ours or hint.key == self.identity.public:
+            self._unexpected += 1
+            return
+        self.links.claim(hint.key, hint.name)  # the directory vouches: key is name's
+        self.links.rendezvous.hinted(hint.key, hint.addr, hint.local, now)
+        self.links.punch(now)
 
     # -- routing ----------------------------------------------------------------------------
 
@@ -399,6 +430,7 @@ class ClientCore:
                     # A peer we start a session with is who the directory says (its DATA to
                     # us on that session is checked like any other).
                     self.links.claim(reply.key, reply.name)
+                    self.links.rendezvous.learn(reply.key, reply.addr, reply.local)
                 self.sending.looked_up(handle, reply, now, wrong_name=answer.wrong_name)
             case VerifyLookup() as v:
                 again = self.receiving.verified(v, reply, now, wrong_name=answer.wrong_name)

@@ -13,6 +13,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from typing import TypeVar
 
+from chat_protocol.client.rendezvous import Rendezvous
 from chat_protocol.const import (
     HANDSHAKE_RETRY_S,
     MAX_CLAIMED_NAMES,
@@ -66,6 +67,8 @@ class PeerLinks:
         """Peer key -> the name its handshake claimed (checked against the directory)."""
         self._waiting: dict[bytes, list[bytes]] = {}
         """Peer key -> plaintexts waiting for the handshake with that peer to complete."""
+        self.rendezvous = Rendezvous()
+        """Each peer's candidate endpoints, punching on hints, keepalives (client/rendezvous.py)."""
         self._out: list[tuple[bytes, Addr]] = []
         self.malformed = 0
         """Peer initiations dropped: no HELLO in them, or not answerable."""
@@ -74,9 +77,26 @@ class PeerLinks:
         out, self._out = self._out, []
         return out
 
-    def heard_from(self, key: bytes) -> None:
+    def heard_from(self, key: bytes, now: float) -> None:
         """An authenticated datagram from ``key``: it answers."""
         self._unanswered.pop(key, None)
+        self.rendezvous.heard(key, now)
+
+    def punch(self, now: float) -> None:
+        """Initiations to every peer we punch towards on a hint (client/rendezvous.py)."""
+        r = self.rendezvous
+        for key in r.due(now):
+            public = r.public(key)
+            if public is not None:
+                self.handshake(key, public, now, self._out, payload=self.intro)
+
+    def keepalive(self, now: float) -> None:
+        """An empty datagram to each peer in use we sent nothing to for PEER_KEEPALIVE_S."""
+        for key in self.rendezvous.keepalives_due(now):
+            session = self.secure.session(key, now)
+            if session is not None and session.confirmed:
+                self._out.append((session.encrypt(b"", now), session.remote_addr))
+                self.rendezvous.sent(key, now)
 
     def claimed(self, key: bytes) -> str | None:
         """The name ``key``'s handshake (or the directory, for a peer we looked up) gave it."""
@@ -97,7 +117,12 @@ class PeerLinks:
         sent_at = pending.sent_at if pending is not None else None
         if sent_at is not None and now - sent_at < HANDSHAKE_RETRY_S:
             return
-        out.append((self.secure.connect(key, payload, now, timestamp=self.timestamp(now)), addr))
+        init = self.secure.connect(key, payload, now, timestamp=self.timestamp(now))
+        # The same initiation to every candidate (public, private): the first copy to arrive
+        # is answered, the others are dropped as replays; the response's source is the path.
+        for target in self.rendezvous.targets(key, addr):
+            out.append((init, target))
+        self.rendezvous.sent(key, now)
 
     def to_peer(
         self,
@@ -108,8 +133,10 @@ class PeerLinks:
         out: list[tuple[bytes, Addr]],
     ) -> None:
         session = self.secure.session(key, now)
+        self.rendezvous.used(key, now)
         if session is not None and session.confirmed:
             out.append((session.encrypt(payload, now), session.remote_addr))
+            self.rendezvous.sent(key, now)
             since = self._unanswered.setdefault(key, now)
             silent = now - since > PEER_SILENT_REHANDSHAKE_S
             if addr is not None and (silent or (session.needs_rekey(now) and session.is_initiator)):
