@@ -4,6 +4,7 @@ hints, simultaneous open, keepalives. Which pairs open a direct path is RFC 5128
 from __future__ import annotations
 
 import itertools
+from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -235,7 +236,7 @@ def test_punching_on_a_hint_stops_after_its_window() -> None:
     assert initiations(net, b[0], after) == 0
 
 
-@pytest.mark.guard("keepalive-idle-stop")
+@pytest.mark.guard("keepalive", "keepalive-idle-stop")
 def test_keepalives_hold_the_mappings_while_in_use_and_stop_when_idle() -> None:
     """After a message, nothing is sent for 150 s: keepalives (every PEER_KEEPALIVE_S, under
     conntrack's 30 s) keep both routers' flows open, so the next message goes on the same
@@ -247,24 +248,24 @@ def test_keepalives_hold_the_mappings_while_in_use_and_stop_when_idle() -> None:
     assert net.run_until(lambda: outcome(net, a), 30)
     nat_a, nat_b = net.nats
     (shown,) = received(net, b)
-    bob_public = bob.secure.session(alice.identity.public, net.now)
-    assert bob_public is not None
     port_a = nat_a.mapping_for(a, bob_seen := _seen(alice, bob), net.now)
     assert port_a == shown.addr[1]
     net.run(150.0)
+    filtered_b = nat_b.filtered
     assert nat_a.mapping_for(a, bob_seen, net.now) == port_a
     assert nat_b.mapping_for(b, shown.addr, net.now) == bob_seen[1]
-    start = len(net.trace)
     alice.send("bob", "after 150 s", net.now)
     assert net.run_until(lambda: len(outcome(net, a)) == 2, 30)
     assert [m.text for m in received(net, b)] == ["first", "after 150 s"]
     assert received(net, b)[1].addr == shown.addr  # the same mapping of Alice's router
-    del start
+    # On the open path: Bob's router let Alice's first datagram in (nothing it filtered since).
+    assert nat_b.filtered == filtered_b
     # Idle: keepalives stop once nothing was sent or received for PEER_IDLE_S.
     net.run(PEER_IDLE_S + 2 * PEER_KEEPALIVE_S)
     quiet = len(net.trace)
     net.run(4 * PEER_KEEPALIVE_S)
     assert not [1 for s, d, _ in net.trace[quiet:] if s[0] != S[0] and d[0] != S[0]]
+    assert alice.links.rendezvous.in_use() == [] == bob.links.rendezvous.in_use()
 
 
 def _seen(alice: ClientCore, bob: ClientCore) -> Addr:
@@ -272,3 +273,20 @@ def _seen(alice: ClientCore, bob: ClientCore) -> Addr:
     session = alice.secure.session(bob.identity.public, 0.0)
     assert session is not None
     return session.remote_addr
+
+
+def test_protocol_md_gives_the_nat_constants() -> None:
+    """docs/PROTOCOL.md's table of the NAT constants is const.py's."""
+    import chat_protocol.const as const
+
+    doc = (Path(__file__).parents[2] / "docs" / "PROTOCOL.md").read_text()
+    rows = {
+        cells[1].strip("`"): cells[2]
+        for line in doc.split("## Across NATs")[1].split("## Security")[0].splitlines()
+        if line.startswith("| `")
+        for cells in [[c.strip() for c in line.split("|")]]
+    }
+    assert rows, "no constants table in the 'Across NATs' section"
+    for name, value in rows.items():
+        assert value == f"{getattr(const, name):g}", name
+    assert {"PUNCH_WINDOW_S", "PEER_KEEPALIVE_S", "PEER_IDLE_S"} <= set(rows)

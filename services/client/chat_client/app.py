@@ -300,6 +300,8 @@ async def run(args: argparse.Namespace) -> int:
     )
     code: int = ExitCode.INTERNAL
     try:
+        port = int(shell.transport.get_extra_info("sockname")[1]) if shell.transport else 0
+        core.declare_local(aio.local_endpoints(port, server))
         core.connect(shell.now())
         shell.pump()
         waiting: set[asyncio.Future[Any]] = {shell.signed_in, shell.finished}

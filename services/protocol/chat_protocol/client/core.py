@@ -197,6 +197,11 @@ class ClientCore:
 
     # -- commands --
 
+    def declare_local(self, endpoints: tuple[Addr, ...]) -> None:
+        """Our private endpoints (the shell knows them once its socket is bound): the sign-in
+        declares the private-range ones. Call before :meth:`connect`."""
+        self.directory.endpoints = private_endpoints(endpoints)
+
     def connect(self, now: float) -> None:
         self.directory.connect(now)
 

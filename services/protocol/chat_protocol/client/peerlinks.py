@@ -94,7 +94,7 @@ class PeerLinks:
         """An empty datagram to each peer in use we sent nothing to for PEER_KEEPALIVE_S."""
         for key in self.rendezvous.keepalives_due(now):
             session = self.secure.session(key, now)
-            if session is not None and session.confirmed:
+            if session is not None and session.confirmed:  # guard: keepalive
                 self._out.append((session.encrypt(b"", now), session.remote_addr))
                 self.rendezvous.sent(key, now)
 

@@ -143,6 +143,11 @@ class Rendezvous:
         """A message went to ``key`` or came from it: its path is in use."""
         _bounded(self._used, key, now, MAX_CANDIDATE_PEERS)
 
+    def in_use(self) -> list[bytes]:
+        """Peers whose paths are kept open (a message within ``PEER_IDLE_S``, as of the last
+        :meth:`keepalives_due`)."""
+        return list(self._used)
+
     def keepalives_due(self, now: float) -> list[bytes]:
         """Peers in use whose mapping needs a keepalive now; idle ones are forgotten here."""
         out: list[bytes] = []

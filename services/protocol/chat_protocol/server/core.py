@@ -447,9 +447,11 @@ class ServerCore:
                         local=found.local,
                     )
                 self._send(reply, user, now)
-                if found is not None and found is not user:
-                    if msg.punch:  # guard: hint-only-to-send =True
-                        self._hint(user, found, now)
+                hint = found is not None and found is not user
+                if not msg.punch:  # guard: hint-only-to-send
+                    hint = False  # whois and a receiver's sender check tell nobody
+                if hint and found is not None:
+                    self._hint(user, found, now)
             case ListUsers():
                 self._send(self._list_page(msg), user, now)
             case Bye():

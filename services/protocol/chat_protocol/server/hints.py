@@ -22,7 +22,7 @@ from chat_protocol.server.ratelimit import RateLimiter
 class HintLimiter:
     """Whether a hint from ``asker`` to ``target`` (static keys) may go now."""
 
-    __slots__ = ("_askers", "_targets")
+    __slots__ = ("_askers", "_targets", "by_asker", "by_target")
 
     def __init__(
         self,
@@ -32,13 +32,19 @@ class HintLimiter:
     ) -> None:
         self._askers = RateLimiter(per_asker_per_s)
         self._targets = RateLimiter(per_target_per_s)
+        self.by_asker = 0
+        """Hints refused for the asker's rate."""
+        self.by_target = 0
+        """Hints refused for the target's rate."""
 
     def allow(self, asker: bytes, target: bytes, now: float) -> bool:
         if asker == target:
             return False
         # The asker's bucket first: an asker over its own rate spends nothing of the target's.
         if not self._askers.allow(asker.hex(), now):  # guard: hints-per-asker
+            self.by_asker += 1
             return False
         if not self._targets.allow(target.hex(), now):  # guard: hints-per-target
+            self.by_target += 1
             return False
         return True
