@@ -102,9 +102,11 @@ class FakeNetwork:
         identity: KeyPair | None = None,
         pins: dict[str, bytes] | None = None,
         local_endpoints: tuple[Addr, ...] = (),
+        relay: bool = True,
     ) -> ClientCore:
         core = ClientCore(
             local_endpoints=local_endpoints,
+            relay=relay,
             name=name,
             server=server,
             identity=identity or self.key(name.casefold()),

@@ -49,6 +49,8 @@ from chat_protocol.wire.messages import (
     Punch,
     Refused,
     RefuseReason,
+    Relay,
+    Relayed,
     Shutdown,
     UnknownSession,
     Welcome,
@@ -102,6 +104,8 @@ messages = st.one_of(
     st.builds(LookupReply, req_id=u32, name=name, addr=st.none(), key=st.just(b"")),
     st.builds(LookupReply, req_id=u32, name=name, addr=addr, key=key32, local=endpoints),
     st.builds(Punch, token=token, name=name, key=key32, addr=addr, local=endpoints),
+    st.builds(Relay, token=token, to=key32, datagram=st.binary(min_size=1, max_size=1327)),
+    st.builds(Relayed, token=token, sender=key32, datagram=st.binary(min_size=1, max_size=1327)),
     st.builds(ListUsers, token=token, req_id=u32, after=st.just("") | name),
     st.builds(
         ListReply,
@@ -425,3 +429,25 @@ def test_protocol_md_gives_the_endpoint_message_sizes() -> None:
         Punch(token=t, name="z" * NAME_MAX_CHARS, key=k, addr=v6, local=(v6,) * MAX_LOCAL_ENDPOINTS)
     )
     assert size["PUNCH"] == f"{len(small)}–{len(big)}"
+
+
+def test_relay_messages_fit_a_datagram_and_never_grow() -> None:
+    """Issue 21: a RELAY with the largest peer datagram it may carry still fits one TRANSPORT
+    on the directory session; the RELAYED forwarding it is exactly as large; PROTOCOL.md says so."""
+    from chat_protocol.const import RELAY_OVERHEAD_BYTES
+    from chat_protocol.wire.codec import MAX_RELAYED_BYTES
+
+    t, k = b"t" * TOKEN_BYTES, b"k" * 32
+    big = Relay(token=t, to=k, datagram=b"x" * MAX_RELAYED_BYTES)
+    assert len(encode(big)) + 29 == MAX_DATAGRAM_BYTES  # 29: the session's TRANSPORT overhead
+    assert MAX_RELAYED_BYTES + RELAY_OVERHEAD_BYTES == MAX_DATAGRAM_BYTES
+    out = Relayed(token=t, sender=k, datagram=big.datagram)
+    assert len(encode(out)) == len(encode(big))
+    with pytest.raises(InvalidMessage):
+        encode(Relay(token=t, to=k, datagram=b"x" * (MAX_RELAYED_BYTES + 1)))
+    doc = (Path(__file__).parents[2] / "docs" / "PROTOCOL.md").read_text()
+    small = len(encode(Relay(token=t, to=k, datagram=b"x")))
+    for kind in ("RELAY", "RELAYED"):
+        assert f"| {kind} |" in doc
+        line = next(x for x in doc.splitlines() if f"| {kind} |" in x)
+        assert line.rstrip().endswith(f"| {small}–{len(encode(big))} |")

@@ -18,12 +18,16 @@ from chat_protocol.const import (
     PEER_IDLE_S,
     PEER_KEEPALIVE_S,
     PUNCH_WINDOW_S,
+    RELAY_HOST,
+    RELAY_UPGRADE_S,
     Timings,
 )
 from chat_protocol.events import MessageDelivered, MessageReceived, SendFailed
+from chat_protocol.outcomes import FailReason
 from chat_protocol.secure.packets import PacketType
 from chat_protocol.server.core import ServerCore
 from chat_protocol.server.hints import HintLimiter
+from chat_protocol.server.relay import RelayPolicy
 from chat_protocol.wire.messages import Addr
 from netsim import Link
 
@@ -48,12 +52,15 @@ def place(net: NatNetwork, kind: str, realm: int, host: int = 2) -> Addr:
     return (f"10.{realm}.0.{host}", 4000 + host)
 
 
-def sign_in(net: NatNetwork, *people: tuple[str, Addr], declare: bool = True) -> list[ClientCore]:
+def sign_in(
+    net: NatNetwork, *people: tuple[str, Addr], declare: bool = True, relay: bool = True
+) -> list[ClientCore]:
     link, net.link = net.link, Link()
     if S not in net.nodes:
         net.add_server(S, T)
     clients = [
-        net.add_client(n, a, S, T, local_endpoints=(a,) if declare else ()) for n, a in people
+        net.add_client(n, a, S, T, local_endpoints=(a,) if declare else (), relay=relay)
+        for n, a in people
     ]
     assert net.run_until(lambda: all(c.online for c in clients), 30)
     net.link = link
@@ -86,22 +93,22 @@ def initiations(net: NatNetwork, src_ip: str, since: int = 0) -> int:
 @pytest.mark.parametrize(("kind_a", "kind_b"), list(itertools.product(KINDS, KINDS)))
 def test_every_pair_of_router_kinds(kind_a: str, kind_b: str) -> None:
     """Alice (behind ``kind_a``) sends to Bob (behind ``kind_b``, another router): delivered
-    directly exactly when hole punching can work; symmetric x symmetric (and port-restricted x
-    symmetric) fails, reported, with nothing delivered."""
+    directly exactly when hole punching can work (nothing through the relay); symmetric x
+    symmetric and port-restricted x symmetric go through the relay."""
     net = NatNetwork(seed=7)
     a, b = place(net, kind_a, 1), place(net, kind_b, 2)
     alice, _ = sign_in(net, ("alice", a), ("bob", b))
     alice.send("bob", "hi bob", net.now)
     assert net.run_until(lambda: outcome(net, a), 30)
+    assert isinstance(outcome(net, a)[0], MessageDelivered)
+    (shown,) = received(net, b)
+    assert shown.text == "hi bob"
     if direct_possible(kind_a, kind_b):
-        assert isinstance(outcome(net, a)[0], MessageDelivered)
-        (shown,) = received(net, b)
-        assert shown.text == "hi bob"
         # Bob saw Alice at her public endpoint (her router's), never at the directory's.
         assert shown.addr[0] == (a[0] if kind_a == "none" else "198.51.100.1")
+        assert server(net).stats.relayed == 0
     else:
-        assert isinstance(outcome(net, a)[0], SendFailed)
-        assert received(net, b) == []
+        assert shown.addr[0] == RELAY_HOST
 
 
 @pytest.mark.parametrize(("kind_a", "kind_b"), [("port-restricted", "port-restricted")])
@@ -110,11 +117,11 @@ def test_port_restricted_pair_needs_the_hint(kind_a: str, kind_b: str) -> None:
     initiations: the simultaneous open is what makes port-restricted x port-restricted work."""
     net = NatNetwork(seed=3)
     a, b = place(net, kind_a, 1), place(net, kind_b, 2)
-    alice, _ = sign_in(net, ("alice", a), ("bob", b))
+    alice, _ = sign_in(net, ("alice", a), ("bob", b), relay=False)
     server(net).hints = HintLimiter(per_asker_per_s=0.0, per_target_per_s=0.0)
     alice.send("bob", "hi", net.now)
     assert net.run_until(lambda: outcome(net, a), 30)
-    assert isinstance(outcome(net, a)[0], SendFailed)
+    assert _failed(outcome(net, a)[0]) is FailReason.NO_DIRECT_PATH
     assert server(net).stats.hints_limited >= 1
 
 
@@ -137,10 +144,10 @@ def test_without_declared_private_endpoints_same_router_peers_fail() -> None:
     does not hairpin."""
     net = NatNetwork(seed=5)
     a, b = place(net, "port-restricted", 1, 2), place(net, "port-restricted", 1, 3)
-    alice, _ = sign_in(net, ("alice", a), ("bob", b), declare=False)
+    alice, _ = sign_in(net, ("alice", a), ("bob", b), declare=False, relay=False)
     alice.send("bob", "next door", net.now)
     assert net.run_until(lambda: outcome(net, a), 30)
-    assert isinstance(outcome(net, a)[0], SendFailed)
+    assert _failed(outcome(net, a)[0]) is FailReason.NO_DIRECT_PATH
 
 
 @settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -268,6 +275,10 @@ def test_keepalives_hold_the_mappings_while_in_use_and_stop_when_idle() -> None:
     assert alice.links.rendezvous.in_use() == [] == bob.links.rendezvous.in_use()
 
 
+def _failed(event: object) -> FailReason | None:
+    return event.reason if isinstance(event, SendFailed) else None
+
+
 def _seen(alice: ClientCore, bob: ClientCore) -> Addr:
     """Where Alice's session sends to Bob (his router's mapping towards her)."""
     session = alice.secure.session(bob.identity.public, 0.0)
@@ -290,3 +301,234 @@ def test_protocol_md_gives_the_nat_constants() -> None:
     for name, value in rows.items():
         assert value == f"{getattr(const, name):g}", name
     assert {"PUNCH_WINDOW_S", "PEER_KEEPALIVE_S", "PEER_IDLE_S"} <= set(rows)
+
+
+# --- the relay (issue 21's last resort) -----------------------------------------------------
+
+
+def test_symmetric_pair_goes_through_the_relay() -> None:
+    """No direct path opens: after RELAY_AFTER_S the handshake also goes through the
+    directory, the peers' own Noise session forms over it, and the receiver's line says so."""
+    net = NatNetwork(seed=11)
+    a, b = place(net, "symmetric", 1), place(net, "symmetric", 2)
+    alice, _ = sign_in(net, ("alice", a), ("bob", b))
+    alice.send("bob", "through the relay", net.now)
+    assert net.run_until(lambda: outcome(net, a), 30)
+    assert isinstance(outcome(net, a)[0], MessageDelivered)
+    (shown,) = received(net, b)
+    assert shown.addr[0] == RELAY_HOST
+    assert server(net).stats.relayed > 0
+    # The directory forwarded ciphertext only: the text is in no datagram it received.
+    assert not any(b"through the relay" in d for _, dst, d in net.trace if dst == S)
+
+
+def test_without_the_relay_the_sender_is_told_it_cannot_reach_directly() -> None:
+    net = NatNetwork(seed=11)
+    a, b = place(net, "symmetric", 1), place(net, "symmetric", 2)
+    alice, bob = sign_in(net, ("alice", a), ("bob", b), relay=False)
+    alice.send("bob", "hi", net.now)
+    assert net.run_until(lambda: outcome(net, a), 30)
+    (failed,) = outcome(net, a)
+    assert isinstance(failed, SendFailed)
+    assert failed.reason is FailReason.NO_DIRECT_PATH
+    assert "cannot reach bob directly" in failed.reason.describe("bob", T.delivery_timeout_s)
+    assert server(net).stats.relayed == 0 and received(net, b) == []
+    del bob
+
+
+def test_a_direct_path_that_opens_later_takes_over_from_the_relay() -> None:
+    """UDP between the peers is blocked: the first message goes through the relay. Unblocked,
+    the next direct initiation (every RELAY_UPGRADE_S) is answered and its session takes over."""
+    net = NatNetwork(seed=12)
+    a, b = place(net, "none", 1), place(net, "none", 2)
+    alice, bob = sign_in(net, ("alice", a), ("bob", b))
+    net.blocked |= {(a, b), (b, a)}
+    alice.send("bob", "one", net.now)
+    assert net.run_until(lambda: outcome(net, a), 30)
+    assert received(net, b)[0].addr[0] == RELAY_HOST
+    net.blocked.clear()
+    for i in range(8):
+        alice.send("bob", f"more {i}", net.now)
+        net.run(RELAY_UPGRADE_S / 2)
+    assert net.run_until(lambda: len(outcome(net, a)) == 9, 30)
+    assert all(isinstance(o, MessageDelivered) for o in outcome(net, a))
+    assert [m.text for m in received(net, b)] == ["one", *(f"more {i}" for i in range(8))]
+    assert received(net, b)[-1].addr == a  # direct again
+    relayed = server(net).stats.relayed
+    alice.send("bob", "last", net.now)
+    assert net.run_until(lambda: len(outcome(net, a)) == 10, 30)
+    assert server(net).stats.relayed == relayed  # nothing more through the relay
+    del bob
+
+
+@pytest.mark.guard("relay-secure-only", "relay-budget")
+def test_relay_policy_forwards_secure_packets_within_budget_only() -> None:
+    policy = RelayPolicy(per_user_bytes_per_s=1000.0, total_bytes_per_s=1e9)
+    transport = bytes((PacketType.TRANSPORT,)) + bytes(99)
+    assert not policy.allow(b"u" * 32, b"PC\x01\x10" + bytes(96), 1.0)  # plaintext: never
+    assert sum(policy.allow(b"u" * 32, transport, 1.0) for _ in range(20)) == 10  # 1000 B
+    assert policy.allow(b"v" * 32, transport, 1.0)  # another user's budget is its own
+    assert policy.allow(b"u" * 32, transport, 1.2)  # refilled at 1000 B/s
+
+
+@pytest.mark.guard("relay-sender-bound")
+def test_a_relayed_datagram_cannot_move_another_peers_session() -> None:
+    """Mallory (signed in, on path) captures a datagram Alice sends Bob and relays it to Bob
+    before the original arrives: it is authentic and the newest on their session, but it came
+    through the relay from Mallory's key, so Bob drops it. Else Bob's session with Alice would
+    move to Mallory's pseudo-address, and Bob's datagrams for Alice would go to Mallory."""
+    net = NatNetwork(seed=13)
+    a, b, m = place(net, "none", 1), place(net, "none", 2), place(net, "none", 3)
+    alice, bob, mallory = sign_in(net, ("alice", a), ("bob", b), ("mallory", m))
+    alice.send("bob", "one", net.now)
+    assert net.run_until(lambda: outcome(net, a), 30)
+    net.blocked.add((a, b))
+    start = len(net.trace)
+    alice.send("bob", "two", net.now)
+
+    def sent_to_bob() -> list[bytes]:
+        return [
+            d
+            for s, dst, d in net.trace[start:]
+            if s == a and dst == b and d[:1] == bytes((PacketType.TRANSPORT,))
+        ]
+
+    assert net.run_until(sent_to_bob, 5)
+    captured = sent_to_bob()
+    pseudo = mallory.links.relay_paths.addr_for(bob.identity.public)
+    for data, dst in mallory._through_relay([(captured[0], pseudo)], net.now):
+        net._transmit(data, m, dst)
+    net.run(0.01)
+    assert server(net).stats.relayed == 1  # the directory did forward it ...
+    session = bob.secure.session(alice.identity.public, net.now)
+    assert session is not None and session.remote_addr == a  # ... and Bob dropped it
+    net.blocked.clear()
+    assert net.run_until(lambda: len(outcome(net, a)) == 2, 30)
+    assert [m.text for m in received(net, b)] == ["one", "two"]
+    assert all(m.addr == a for m in received(net, b))
+
+
+def _failed(event: object) -> FailReason | None:
+    return event.reason if isinstance(event, SendFailed) else None
+
+
+def _seen(alice: ClientCore, bob: ClientCore) -> Addr:
+    """Where Alice's session sends to Bob (his router's mapping towards her)."""
+    session = alice.secure.session(bob.identity.public, 0.0)
+    assert session is not None
+    return session.remote_addr
+
+
+def test_protocol_md_gives_the_nat_constants() -> None:
+    """docs/PROTOCOL.md's table of the NAT constants is const.py's."""
+    import chat_protocol.const as const
+
+    doc = (Path(__file__).parents[2] / "docs" / "PROTOCOL.md").read_text()
+    rows = {
+        cells[1].strip("`"): cells[2]
+        for line in doc.split("## Across NATs")[1].split("## Security")[0].splitlines()
+        if line.startswith("| `")
+        for cells in [[c.strip() for c in line.split("|")]]
+    }
+    assert rows, "no constants table in the 'Across NATs' section"
+    for name, value in rows.items():
+        assert value == f"{getattr(const, name):g}", name
+    assert {"PUNCH_WINDOW_S", "PEER_KEEPALIVE_S", "PEER_IDLE_S"} <= set(rows)
+
+
+# --- the relay (issue 21's last resort) -----------------------------------------------------
+
+
+def test_symmetric_pair_goes_through_the_relay() -> None:
+    """No direct path opens: after RELAY_AFTER_S the handshake also goes through the
+    directory, the peers' own Noise session forms over it, and the receiver's line says so."""
+    net = NatNetwork(seed=11)
+    a, b = place(net, "symmetric", 1), place(net, "symmetric", 2)
+    alice, _ = sign_in(net, ("alice", a), ("bob", b))
+    alice.send("bob", "through the relay", net.now)
+    assert net.run_until(lambda: outcome(net, a), 30)
+    assert isinstance(outcome(net, a)[0], MessageDelivered)
+    (shown,) = received(net, b)
+    assert shown.addr[0] == RELAY_HOST
+    assert server(net).stats.relayed > 0
+    # The directory forwarded ciphertext only: the text is in no datagram it received.
+    assert not any(b"through the relay" in d for _, dst, d in net.trace if dst == S)
+
+
+def test_without_the_relay_the_sender_is_told_it_cannot_reach_directly() -> None:
+    net = NatNetwork(seed=11)
+    a, b = place(net, "symmetric", 1), place(net, "symmetric", 2)
+    alice, bob = sign_in(net, ("alice", a), ("bob", b), relay=False)
+    alice.send("bob", "hi", net.now)
+    assert net.run_until(lambda: outcome(net, a), 30)
+    (failed,) = outcome(net, a)
+    assert isinstance(failed, SendFailed)
+    assert failed.reason is FailReason.NO_DIRECT_PATH
+    assert "cannot reach bob directly" in failed.reason.describe("bob", T.delivery_timeout_s)
+    assert server(net).stats.relayed == 0 and received(net, b) == []
+    del bob
+
+
+def test_a_direct_path_that_opens_later_takes_over_from_the_relay() -> None:
+    """UDP between the peers is blocked: the first message goes through the relay. Unblocked,
+    the next direct initiation (every RELAY_UPGRADE_S) is answered and its session takes over."""
+    net = NatNetwork(seed=12)
+    a, b = place(net, "none", 1), place(net, "none", 2)
+    alice, bob = sign_in(net, ("alice", a), ("bob", b))
+    net.blocked |= {(a, b), (b, a)}
+    alice.send("bob", "one", net.now)
+    assert net.run_until(lambda: outcome(net, a), 30)
+    assert received(net, b)[0].addr[0] == RELAY_HOST
+    net.blocked.clear()
+    for i in range(8):
+        alice.send("bob", f"more {i}", net.now)
+        net.run(RELAY_UPGRADE_S / 2)
+    assert net.run_until(lambda: len(outcome(net, a)) == 9, 30)
+    assert all(isinstance(o, MessageDelivered) for o in outcome(net, a))
+    assert [m.text for m in received(net, b)] == ["one", *(f"more {i}" for i in range(8))]
+    assert received(net, b)[-1].addr == a  # direct again
+    relayed = server(net).stats.relayed
+    alice.send("bob", "last", net.now)
+    assert net.run_until(lambda: len(outcome(net, a)) == 10, 30)
+    assert server(net).stats.relayed == relayed  # nothing more through the relay
+    del bob
+
+
+@pytest.mark.guard("relay-secure-only", "relay-budget")
+def test_relay_policy_forwards_secure_packets_within_budget_only() -> None:
+    policy = RelayPolicy(per_user_bytes_per_s=1000.0, total_bytes_per_s=1e9)
+    transport = bytes((PacketType.TRANSPORT,)) + bytes(99)
+    assert not policy.allow(b"u" * 32, b"PC\x01\x10" + bytes(96), 1.0)  # plaintext: never
+    assert sum(policy.allow(b"u" * 32, transport, 1.0) for _ in range(20)) == 10  # 1000 B
+    assert policy.allow(b"v" * 32, transport, 1.0)  # another user's budget is its own
+    assert policy.allow(b"u" * 32, transport, 1.2)  # refilled at 1000 B/s
+
+
+@pytest.mark.guard("relay-sender-bound")
+def test_a_relayed_datagram_cannot_move_another_sessions_address() -> None:
+    """Mallory (signed in) relays to Bob a captured datagram of the server's session with Bob:
+    it is dropped, so the server's session stays where it is and Bob stays signed in."""
+    net = NatNetwork(seed=13)
+    b, m = place(net, "none", 2), place(net, "none", 3)
+    bob, mallory = sign_in(net, ("bob", b), ("mallory", m))
+    net.blocked.add((S, b))
+    start = len(net.trace)
+    net.run(T.heartbeat_interval_s * 2)  # the server's answers to Bob's heartbeats are lost
+    captured = [
+        d
+        for s, dst, d in net.trace[start:]
+        if s == S and dst == b and d[:1] == bytes((PacketType.TRANSPORT,))
+    ]
+    assert captured
+    net.blocked.clear()
+    assert bob.server_key is not None
+    pseudo = mallory.links.relay_paths.addr_for(bob.identity.public)
+    for data, dst in mallory._through_relay([(captured[-1], pseudo)], net.now):
+        net._transmit(data, m, dst)
+    # It arrives before any newer datagram of the server's (Bob retries every request_retry_s).
+    net.run(0.01)
+    assert server(net).stats.relayed >= 1  # the directory did forward it ...
+    session = bob.secure.session(bob.server_key, net.now)
+    assert session is not None and session.remote_addr == S  # ... and Bob dropped it
+    net.run(3 * T.server_timeout_s)
+    assert bob.online

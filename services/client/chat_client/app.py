@@ -89,6 +89,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         metavar="FILE",
         help="append a JSON line per send, outcome and shown message (docs/HISTORY.md)",
     )
+    p.add_argument(
+        "--no-relay",
+        dest="relay",
+        action="store_false",
+        help="never go through the directory's relay: a peer no direct path reaches is an error",
+    )
     p.add_argument("-v", "--verbose", action="store_true", help="log protocol details to stderr")
     return p.parse_args(argv)
 
@@ -280,6 +286,7 @@ async def run(args: argparse.Namespace) -> int:
         pins=pinned,
         verified_pins=verified,
         clock_offset_s=time.time() - loop.time(),
+        relay=args.relay,
     )
     history = None
     if args.history:

@@ -22,7 +22,7 @@ from types import TracebackType
 from typing import Any, Protocol, TextIO
 
 from chat_client.render import render_lines, render_message
-from chat_protocol.const import MAX_MESSAGE_BYTES
+from chat_protocol.const import MAX_MESSAGE_BYTES, RELAY_HOST
 from chat_protocol.wire.messages import Addr
 
 PROMPT = "+> "
@@ -87,7 +87,8 @@ class Output:
         if new:
             mark += NEW_MARK
         width = terminal_width(sys.stdout)
-        shown = "\n".join(render_message(f"{who} ({addr[0]}:{addr[1]}){mark}", text, width))
+        where = "via relay" if addr[0] == RELAY_HOST else f"{addr[0]}:{addr[1]}"
+        shown = "\n".join(render_message(f"{who} ({where}){mark}", text, width))
         if width is not None and os.environ.get("TERM") != "dumb":
             shown = NO_AUTOWRAP + shown + AUTOWRAP
         self._write(shown)

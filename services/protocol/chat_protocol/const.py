@@ -245,6 +245,24 @@ PEER_KEEPALIVE_S = 25.0
 """A peer session in use gets an empty datagram when we sent it nothing for this long: under
 Linux conntrack's 30 s for an unreplied UDP flow (and its 120 s for an assured one, and RFC
 4787's 2 min), so the NAT mappings on both sides stay open."""
+RELAY_AFTER_S = 3.0
+"""A handshake towards a peer unanswered for this long also goes through the directory's relay
+(when the client uses it): by then punching had HANDSHAKE_RETRY_S x 7 tries."""
+RELAY_UPGRADE_S = 5.0
+"""A peer reached through the relay gets a direct initiation (to every candidate) this often:
+a direct path that opens later takes over (its session becomes the current one)."""
+RELAY_BYTES_PER_S = 256 * 1024
+"""Relayed bytes one user may send per second (a token bucket with a burst of one second's):
+the per-user byte budget of the directory's relay. A 64 KiB message passes in a quarter
+second; a flood costs the relay a bucket lookup per datagram, and is dropped."""
+RELAY_TOTAL_BYTES_PER_S = 16 * 1024 * 1024
+"""Relayed bytes per second for all users together."""
+RELAY_HOST = "relay"
+"""The host part of the pseudo-address a client gives a peer reached through the relay
+(``(RELAY_HOST, n)``; never sent to a socket: the core wraps such datagrams in a RELAY)."""
+RELAY_OVERHEAD_BYTES = 4 + TOKEN_BYTES + STATIC_KEY_BYTES + 29
+"""What relaying adds to a peer datagram: RELAY header, token, key, and the directory
+session's TRANSPORT overhead."""
 PEER_IDLE_S = 180.0
 """A peer neither sent to nor heard a message from for this long is idle: keepalives stop (its
 session expires at ``REJECT_AFTER_TIME_S`` anyway; the next message punches anew)."""

@@ -37,6 +37,7 @@ from chat_protocol.client.directory import (
 from chat_protocol.client.peerlinks import PeerLinks
 from chat_protocol.client.pins import Pins
 from chat_protocol.client.receiving import ReceivePath
+from chat_protocol.client.relay import is_relayed, relayed_receiver
 from chat_protocol.client.sending import SendPipeline
 from chat_protocol.const import (
     DEFAULT_TIMINGS,
@@ -49,6 +50,7 @@ from chat_protocol.errors import MalformedDatagram, UsageError
 from chat_protocol.events import (
     ClientEvent,
     GoneReason,
+    SendFailed,
     ServerGone,
     ServerKeyPinned,
     SignedOut,
@@ -69,10 +71,11 @@ from chat_protocol.secure.endpoint import (
 from chat_protocol.secure.handshake import IncomingHandshake
 from chat_protocol.secure.identity import fingerprint_matches
 from chat_protocol.secure.noise import KeyPair
+from chat_protocol.secure.packets import PacketType
 from chat_protocol.secure.session import SecureSession
 from chat_protocol.wire.codec import decode, encode
 from chat_protocol.wire.endpoints import private_endpoints
-from chat_protocol.wire.messages import Ack, Addr, Data, Hello, Message, Punch
+from chat_protocol.wire.messages import Ack, Addr, Data, Hello, Message, Punch, Relay, Relayed
 from chat_protocol.wire.names import check_name
 
 __all__ = ["ClientCore", "ClientStats", "State"]
@@ -108,10 +111,13 @@ class ClientCore:
         timings: Timings = DEFAULT_TIMINGS,
         random_bytes: Callable[[int], bytes] = os.urandom,
         local_endpoints: tuple[Addr, ...] = (),
+        relay: bool = True,
     ) -> None:
         """``local_endpoints``: this client's private addresses (its socket's, per interface),
         declared at sign-in so that peers behind the same NAT reach it there; only
-        private-range ones are sent.
+        private-range ones are sent. ``relay``: reach peers through the directory's relay when
+        no direct path opens (``--no-relay`` turns it off: such sends fail "cannot reach ...
+        directly").
 
         ``server_key``: the key pinned for ``server`` (else learned on first contact, or checked
         against ``server_fingerprint``, from ``--server-key``). ``clock_offset_s`` maps
@@ -126,7 +132,8 @@ class ClientCore:
         self.timings = timings
         self.session = int.from_bytes(random_bytes(4), "big")
         self._events: list[ClientEvent] = []
-        emit = self._events.append
+        self.relay = relay
+        emit = self._emit
         self.pins = Pins(pins or {}, emit, verified_pins)
         self.secure = SecureEndpoint(static=identity, random_bytes=random_bytes)
         self.secure.keep = self._keeps
@@ -147,6 +154,7 @@ class ClientCore:
             intro=encode(Hello(req_id=self.session, name=self.name)),
             clock_offset_s=clock_offset_s,
             on_restart=self.sending.peer_restarted,
+            relay=relay,
         )
         """Handshakes with peers, carrying our name and our run's id (the session), so a peer
         can tell a rekey of ours from a restart."""
@@ -190,6 +198,20 @@ class ClientCore:
         """The server and the peers we send to or were shown messages from are never evicted
         from the secure layer to make room for new keys."""
         return key == self.server_key or key in self.sending.outbound or self.receiving.proven(key)
+
+    def _emit(self, event: ClientEvent) -> None:
+        """Every part's events come here. A send that timed out towards a peer never heard
+        from, with the relay off, failed for want of a direct path: it says so."""
+        if (
+            isinstance(event, SendFailed)
+            and event.reason is FailReason.TIMEOUT
+            and not self.relay
+            and not any(
+                self.links.rendezvous.ever_heard(k) for k in self.links.keys_claiming(event.to)
+            )
+        ):
+            event = SendFailed(handle=event.handle, to=event.to, reason=FailReason.NO_DIRECT_PATH)
+        self._events.append(event)
 
     def _require_online(self) -> None:
         if not self.online:
@@ -285,7 +307,25 @@ class ClientCore:
         if not self.directory.gone:
             for payload, key, addr in self.sending.datagrams(now):
                 self.links.to_peer(payload, key, addr, now, out)
+        if any(is_relayed(addr) for _, addr in out):
+            out = self._through_relay(out, now)
         return out
+
+    def _through_relay(
+        self, out: list[tuple[bytes, Addr]], now: float
+    ) -> list[tuple[bytes, Addr]]:
+        """Datagrams for a pseudo-address go in a RELAY to the directory (client/relay.py)."""
+        direct: list[tuple[bytes, Addr]] = []
+        for datagram, addr in out:
+            if not is_relayed(addr):
+                direct.append((datagram, addr))
+                continue
+            key = self.links.relay_paths.key_of(addr)
+            if key is None or key == self.server_key or not (self.relay and self.online):
+                continue
+            relay = Relay(token=self.directory.token, to=key, datagram=datagram)
+            self._to_server(encode(relay), now, direct)
+        return direct
 
     def events(self) -> list[ClientEvent]:
         out = self._events[:]  # the parts hold ``self._events.append``: empty it in place
@@ -407,9 +447,34 @@ class ClientCore:
         if isinstance(msg, Punch):
             self._hinted(msg, now)
             return
+        if isinstance(msg, Relayed):
+            self._relayed(msg, now)
+            return
         self._route(self.directory.on_message(msg, now), now)
         if self.directory.last_unexpected:
             self._unexpected += 1
+
+    def _relayed(self, msg: Relayed, now: float) -> None:
+        """A peer's datagram through the relay: into the secure layer as from the peer's
+        pseudo-address. Only packets for the sender's own sessions or handshakes (or a new
+        initiation, which must prove the sender's key): a relayed datagram cannot move the
+        address of the server's session, or of anyone else's."""
+        d = self.directory
+        ours = self.online and d.token and msg.token == d.token and self.relay
+        if not ours or msg.sender in (self.server_key, self.identity.public):
+            self._unexpected += 1
+            return
+        inner = msg.datagram
+        if inner[:1] != bytes((PacketType.HANDSHAKE_INIT,)):
+            try:
+                receiver = relayed_receiver(inner)
+            except MalformedDatagram:
+                self._malformed += 1
+                return
+            if self.secure.remote_of(receiver) != msg.sender:  # guard: relay-sender-bound
+                self._unexpected += 1
+                return
+        self.receive_datagram(inner, self.links.relay_paths.addr_for(msg.sender), now)
 
     def _hinted(self, hint: Punch, now: float) -> None:
         """The directory says ``hint.name`` (key ``hint.key``) looked us up to send: punch

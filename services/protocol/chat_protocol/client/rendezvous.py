@@ -48,6 +48,7 @@ class Rendezvous:
         "_punch_until",
         "_sent",
         "_since",
+        "_trying",
         "_used",
     )
 
@@ -66,6 +67,9 @@ class Rendezvous:
         """Peer key -> when a message (DATA or ACK) last went to it or came from it."""
         self._sent: OrderedDict[bytes, float] = OrderedDict()
         """Peer key -> when we last sent it any datagram."""
+        self._trying: OrderedDict[bytes, float] = OrderedDict()
+        """Peer key -> when our first initiation it has not answered went (hearing from it
+        clears it): how long direct paths had to open."""
 
     # -- candidates --
 
@@ -135,6 +139,18 @@ class Rendezvous:
 
     def heard(self, key: bytes, now: float) -> None:
         _bounded(self._heard, key, now, MAX_CANDIDATE_PEERS)
+        self._trying.pop(key, None)
+
+    def trying(self, key: bytes, now: float) -> float:
+        """An initiation goes to ``key``: since when it has gone unanswered."""
+        since = self._trying.get(key)
+        if since is None:
+            _bounded(self._trying, key, now, MAX_CANDIDATE_PEERS)
+            return now
+        return since
+
+    def ever_heard(self, key: bytes) -> bool:
+        return key in self._heard
 
     def sent(self, key: bytes, now: float) -> None:
         _bounded(self._sent, key, now, MAX_CANDIDATE_PEERS)

@@ -74,6 +74,7 @@ from chat_protocol.secure.packets import PacketType
 from chat_protocol.server.bindings import MemoryNames, NameBindings, NameStoreError
 from chat_protocol.server.hints import HintLimiter
 from chat_protocol.server.ratelimit import TOTAL, RateLimiter
+from chat_protocol.server.relay import RelayPolicy
 from chat_protocol.wire.codec import decode, encode
 from chat_protocol.wire.endpoints import private_endpoints
 from chat_protocol.wire.messages import (
@@ -93,13 +94,15 @@ from chat_protocol.wire.messages import (
     Punch,
     Refused,
     RefuseReason,
+    Relay,
+    Relayed,
     Shutdown,
     UnknownSession,
     Welcome,
 )
 from chat_protocol.wire.names import is_valid_name, name_key
 
-Request = Heartbeat | Lookup | ListUsers | Bye
+Request = Heartbeat | Lookup | ListUsers | Bye | Relay
 """What a signed-in user asks the server, each carrying the user's token."""
 
 
@@ -178,6 +181,12 @@ class ServerStats(Counters):
     """PUNCH hints sent (a lookup to send to a signed-in user)."""
     hints_limited: int = 0
     """Lookups that asked for a hint over the asker's or the target's hint rate."""
+    relayed: int = 0
+    """Peer datagrams forwarded by the relay (RELAY in, RELAYED out)."""
+    relayed_bytes: int = 0
+    relay_dropped: int = 0
+    """RELAYs dropped: to no signed-in user (or to oneself), not a secure-layer packet a peer
+    answers, or over the sender's or the relay's byte budget."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -220,6 +229,8 @@ class ServerCore:
         """... and PONGs from this server in all (one bucket, :data:`TOTAL`)."""
         self.hints = HintLimiter()
         """PUNCH hints per asker and per target (server/hints.py)."""
+        self.relay = RelayPolicy()
+        """The relay's rules and byte budgets (server/relay.py)."""
         self.identity = identity
         self._random_bytes = random_bytes
         # One session per signed-in user, mostly idle: lean ones keep their keys, not ~4.4 KB of
@@ -427,6 +438,9 @@ class ServerCore:
 
     def _authenticated(self, msg: Request, user: User, now: float) -> None:
         interval = self.heartbeat_interval_s()
+        if type(msg) is Relay:
+            self._relay(msg, user, now)  # not a sign of life: heartbeats are
+            return
         if type(msg) is not Bye:
             user.move(UserTrigger.REQUEST)
         user.expires = now + interval * self._timeout_factor
@@ -457,6 +471,17 @@ class ServerCore:
             case Bye():
                 self._send(ByeAck(req_id=msg.req_id), user, now)
                 self._remove(user, UserTrigger.BYE)
+
+    def _relay(self, msg: Relay, user: User, now: float) -> None:
+        """Forward a peer datagram to a signed-in user's session (server/relay.py)."""
+        target = self._by_static.get(msg.to)
+        if target is None or target is user or not self.relay.allow(user.static, msg.datagram, now):
+            self.stats.relay_dropped += 1
+            return
+        self.stats.relayed += 1
+        self.stats.relayed_bytes += len(msg.datagram)
+        out = Relayed(token=target.token, sender=user.static, datagram=msg.datagram)
+        self._send(out, target, now)
 
     def _hint(self, asker: User, target: User, now: float) -> None:
         """Tell ``target`` that ``asker`` will send to it, and where ``asker`` is (its own

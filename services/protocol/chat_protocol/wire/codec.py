@@ -40,6 +40,7 @@ from chat_protocol.const import (
     NAME_MAX_CHARS,
     PING_BYTES,
     PROTOCOL_VERSION,
+    RELAY_OVERHEAD_BYTES,
     STATIC_KEY_BYTES,
     TOKEN_BYTES,
 )
@@ -64,6 +65,8 @@ from chat_protocol.wire.messages import (
     Punch,
     Refused,
     RefuseReason,
+    Relay,
+    Relayed,
     Shutdown,
     UnknownSession,
     Welcome,
@@ -83,6 +86,9 @@ _TOKEN_U32 = struct.Struct(f"!{TOKEN_BYTES}sI")  # HEARTBEAT_ACK: heartbeat_ms; 
 _TOKEN_U32_U8 = struct.Struct(f"!{TOKEN_BYTES}sIB")  # LIST: token, req_id, name length
 _LOOKUP = struct.Struct(f"!{TOKEN_BYTES}sIBB")  # token, req_id, flags, name length
 _LOOKUP_PUNCH = 0x01  # LOOKUP flags: the asker means to send (hint the target to punch)
+_TOKEN_KEY = struct.Struct(f"!{TOKEN_BYTES}s{STATIC_KEY_BYTES}s")  # RELAY, RELAYED: token, key
+MAX_RELAYED_BYTES = MAX_DATAGRAM_BYTES - RELAY_OVERHEAD_BYTES
+"""Largest peer datagram a RELAY carries (its TRANSPORT on the directory session fits then)."""
 _TOKEN_KEY_U8 = struct.Struct(f"!{TOKEN_BYTES}s{STATIC_KEY_BYTES}sB")  # PUNCH: token, key, name len
 _WELCOME = struct.Struct(f"!I{TOKEN_BYTES}sI")  # req_id, token, heartbeat_ms
 _LIST_REPLY = struct.Struct("!IIBH")  # req_id, total, more, count
@@ -241,6 +247,22 @@ def _build_punch(m: Punch) -> bytes:
     )
 
 
+def _build_relay_body(m: Relay | Relayed, key: bytes) -> bytes:
+    if len(key) != STATIC_KEY_BYTES:
+        raise _invalid(m, f"key of {len(key)} bytes, not {STATIC_KEY_BYTES}")
+    if not 0 < len(m.datagram) <= MAX_RELAYED_BYTES:
+        raise _invalid(m, f"a relayed datagram of {len(m.datagram)} bytes (1..{MAX_RELAYED_BYTES})")
+    return _TOKEN_KEY.pack(_token(m, m.token), key) + m.datagram
+
+
+def _build_relay(m: Relay) -> bytes:
+    return _HEADERS[Kind.RELAY] + _build_relay_body(m, m.to)
+
+
+def _build_relayed(m: Relayed) -> bytes:
+    return _HEADERS[Kind.RELAYED] + _build_relay_body(m, m.sender)
+
+
 def _build_list(m: ListUsers) -> bytes:
     after = _name(m.after) if m.after else b""
     head = _TOKEN_U32_U8.pack(_token(m, m.token), m.req_id, len(after))
@@ -329,6 +351,8 @@ _BUILDERS: dict[type, Callable[[Any], bytes]] = {
     Ping: _build_ping,
     Pong: _build_pong,
     Punch: _build_punch,
+    Relay: _build_relay,
+    Relayed: _build_relayed,
 }
 
 
@@ -458,6 +482,25 @@ def _parse_welcome(data: bytes) -> Welcome:
     observed, end = _addr_at(data, H + _WELCOME.size)
     _exact(data, end)
     return Welcome(req_id=req_id, token=token, heartbeat_ms=heartbeat_ms, observed=observed)
+
+
+def _relay_body(data: bytes) -> tuple[bytes, bytes, bytes]:
+    _at_least(data, H + _TOKEN_KEY.size + 1)
+    token, key = _TOKEN_KEY.unpack_from(data, H)
+    datagram = data[H + _TOKEN_KEY.size :]
+    if len(datagram) > MAX_RELAYED_BYTES:
+        raise MalformedDatagram("relayed datagram too large")
+    return token, key, datagram
+
+
+def _parse_relay(data: bytes) -> Relay:
+    token, key, datagram = _relay_body(data)
+    return Relay(token=token, to=key, datagram=datagram)
+
+
+def _parse_relayed(data: bytes) -> Relayed:
+    token, key, datagram = _relay_body(data)
+    return Relayed(token=token, sender=key, datagram=datagram)
 
 
 def _parse_punch(data: bytes) -> Punch:
@@ -642,6 +685,8 @@ _PARSERS: dict[int, Callable[[bytes], Message]] = {
     Kind.DATA: _parse_data,
     Kind.ACK: _parse_ack,
     Kind.PUNCH: _parse_punch,
+    Kind.RELAY: _parse_relay,
+    Kind.RELAYED: _parse_relayed,
 }
 if set(_PARSERS) != set(Kind) or len(_BUILDERS) != len(Kind):  # pragma: no cover
     raise ImportError("a message kind lacks its parser or builder")

@@ -39,6 +39,8 @@ class Kind(IntEnum):
     DATA = 0x10
     ACK = 0x11
     PUNCH = 0x12
+    RELAY = 0x13
+    RELAYED = 0x14
 
 
 class RefuseReason(IntEnum):
@@ -229,6 +231,27 @@ class Punch:
     local: tuple[Addr, ...] = ()
 
 
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Relay:
+    """Client -> server: forward ``datagram`` (a secure-layer packet of ours to the peer holding
+    ``to``: its own Noise ciphertext, which the directory cannot read) to that peer, over its
+    session with the directory. The last resort when no direct path opens."""
+
+    token: bytes
+    to: bytes
+    datagram: bytes
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Relayed:
+    """Server -> client: ``datagram`` relayed from the signed-in user holding ``sender``. The
+    same size as the RELAY it forwards: the relay never amplifies."""
+
+    token: bytes
+    sender: bytes
+    datagram: bytes
+
+
 # --- peer <-> peer ------------------------------------------------------------------------------
 
 
@@ -327,4 +350,6 @@ Message = (
     | Data
     | Ack
     | Punch
+    | Relay
+    | Relayed
 )
