@@ -35,7 +35,7 @@ endef
 COMPOSE_V2 := docker compose version --short 2>/dev/null | grep -Eq '^v?2\.'
 
 .PHONY: core help install lab lab-ready images up down logs demo lint unit-test e2e-test bench-smoke \
-	integration-test test bench bench-full chaos clean clean-images nat-up nat-down
+	integration-test test bench bench-full chaos clean clean-images nat-up nat-down nat-demo
 
 help: ## list the targets
 	@echo "usage: make TARGET   (PYTHON=$(PYTHON))"
@@ -118,6 +118,9 @@ down: ## stop and remove every container, network and volume of the project
 nat-up: lab-ready images ## the NAT lab: routers (NAT_A= NAT_B= NAT_C= NAT_CGN=), STUN, the server
 	scripts/router-image.sh >/dev/null
 	$(PYTHON) -m labkit.natlab up
+
+nat-demo: lab-ready images ## a message across every pair of NAT kinds: path, ms, RFC 5780 verdicts (build/nat-demo.json)
+	$(PYTHON) -m labkit.natdemo --json build/nat-demo.json
 
 nat-down: $(ENV_READY) ## remove every container, network and volume of the NAT lab
 	$(PYTHON) -m labkit.natlab down
