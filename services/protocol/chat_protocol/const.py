@@ -237,6 +237,9 @@ PUNCH_WINDOW_S = 10.0
 every ``HANDSHAKE_RETRY_S`` for this long, or until a session with the asker works. The asker's
 own initiations go out while it has something to send (its delivery timeout, 10 s, bounds
 that): both sides punch for at most 10 s per lookup."""
+PUNCH_NOT_NEEDED_S = 30.0
+"""A hint about a peer heard from on a working session within this long starts no punching
+(its path is open: keepalives cross it every PEER_KEEPALIVE_S while it is in use)."""
 MAX_PUNCH_TARGETS = 32
 """Peers a client punches towards at once on hints (the least recent hint is dropped beyond)."""
 MAX_CANDIDATE_PEERS = 1024

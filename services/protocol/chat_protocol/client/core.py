@@ -43,6 +43,7 @@ from chat_protocol.const import (
     DEFAULT_TIMINGS,
     ENDPOINT_SWEEP_S,
     MAX_MESSAGE_BYTES,
+    PUNCH_NOT_NEEDED_S,
     Timings,
 )
 from chat_protocol.counters import Counters
@@ -485,7 +486,12 @@ class ClientCore:
             self._unexpected += 1
             return
         self.links.claim(hint.key, hint.name)  # the directory vouches: key is name's
-        self.links.rendezvous.hinted(hint.key, hint.addr, hint.local, now)
+        r = self.links.rendezvous
+        session = self.secure.session(hint.key, now)
+        if session is not None and r.heard_within(hint.key, now, PUNCH_NOT_NEEDED_S):
+            r.learn(hint.key, hint.addr, hint.local)  # the path is open: no punching
+            return
+        r.hinted(hint.key, hint.addr, hint.local, now)
         self.links.punch(now)
 
     # -- routing ----------------------------------------------------------------------------

@@ -152,6 +152,10 @@ class Rendezvous:
     def ever_heard(self, key: bytes) -> bool:
         return key in self._heard
 
+    def heard_within(self, key: bytes, now: float, seconds: float) -> bool:
+        heard = self._heard.get(key)
+        return heard is not None and now - heard < seconds
+
     def sent(self, key: bytes, now: float) -> None:
         _bounded(self._sent, key, now, MAX_CANDIDATE_PEERS)
 
