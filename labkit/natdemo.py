@@ -85,14 +85,15 @@ def exit_code(rows: Sequence[PairResult]) -> int:
     return 0 if rows and all(r.ok for r in rows) else 1
 
 
-def _client(lab: NatLab, host: str, user: str) -> Probe:
-    """A chat client (the client image) in ``host``'s network namespace, driven by pipes."""
+def client(lab: NatLab, host: str, user: str, *extra: str) -> Probe:
+    """A chat client (the client image) in ``host``'s network namespace, driven by pipes,
+    signed in (``extra``: more chat-client arguments)."""
     name = f"{lab.name}-{user}-{uuid.uuid4().hex[:6]}"
     argv = [
         "docker", "run", "-i", "--rm", "--init", "--name", name,
         "--label", f"com.docker.compose.project={lab.name}",
         "--network", f"container:{lab.container(host).id}",
-        CLIENT_IMAGE, "-u", user, "-sip", SERVER_IP, "-sp", "5000",
+        CLIENT_IMAGE, "-u", user, "-sip", SERVER_IP, "-sp", "5000", *extra,
     ]  # fmt: skip
     probe = Probe(argv, f"{user}@{host}")
     lab.reaper.track(probe.proc, f"client {user}", probe.transcript)
@@ -101,14 +102,15 @@ def _client(lab: NatLab, host: str, user: str) -> Probe:
     return probe
 
 
-def deliver(lab: NatLab, token: str) -> tuple[str, float | None, str]:
-    """bob behind router-b, alice behind router-a; alice sends ``token``: (path, ms, line)."""
-    bob = _client(lab, "host-b1", "bob")
-    alice = _client(lab, "host-a1", "alice")
+def deliver(lab: NatLab, token: str, run: str) -> tuple[str, float | None, str]:
+    """bob behind router-b, alice behind router-a; alice sends ``token``: (path, ms, line).
+    Names carry ``run``: each client container has a new key, and a name is its first key's."""
+    bob = client(lab, "host-b1", f"bob-{run}")
+    alice = client(lab, "host-a1", f"alice-{run}")
     try:
         assert alice.proc.stdin is not None
         start = time.monotonic()
-        alice.proc.stdin.write(f"send bob {token}\n")
+        alice.proc.stdin.write(f"send bob-{run} {token}\n")
         alice.proc.stdin.flush()
         line = bob.wait_for(lambda x: x.endswith(f": {token}"), "the message", DELIVERY_TIMEOUT_S)
         ms = (time.monotonic() - start) * 1000
@@ -123,8 +125,9 @@ def run(pairs: Sequence[tuple[NatKind, NatKind]]) -> list[PairResult]:
     verdicts: dict[tuple[str, NatKind], Classification] = {}
     rows: list[PairResult] = []
     lab: NatLab | None = None
+    run_id = uuid.uuid4().hex[:6]
     try:
-        for kind_a, kind_b in pairs:
+        for n, (kind_a, kind_b) in enumerate(pairs):
             lab = NatLab(DEMO_PROJECT, kinds={"NAT_A": kind_a, "NAT_B": kind_b})
             print(f"-- {kind_a.value} x {kind_b.value}", file=sys.stderr, flush=True)
             lab.up_all()
@@ -132,7 +135,8 @@ def run(pairs: Sequence[tuple[NatKind, NatKind]]) -> list[PairResult]:
                 for c in lab.classify():
                     if c.router in ("router-a", "router-b"):
                         verdicts[(c.router, c.kinds[0])] = c
-            path, ms, line = deliver(lab, f"hello-{kind_a.value}-{kind_b.value}")
+            token = f"hello-{kind_a.value}-{kind_b.value}"
+            path, ms, line = deliver(lab, token, f"{run_id}-{n}")
             va, vb = verdicts[("router-a", kind_a)], verdicts[("router-b", kind_b)]
             rows.append(
                 PairResult(
