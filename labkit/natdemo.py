@@ -33,6 +33,7 @@ SERVER_IP = "198.51.100.10"  # compose.nat.yaml's server on wan
 SIGN_IN_TIMEOUT_S = 30.0
 DELIVERY_TIMEOUT_S = 30.0
 """A line not shown within this is a failed pair (the chat's own delivery timeout is 10 s)."""
+UP_ATTEMPTS = 2
 KINDS = tuple(NatKind)
 PAIRS = tuple(itertools.product(KINDS, KINDS))
 
@@ -121,6 +122,21 @@ def deliver(lab: NatLab, token: str, run: str) -> tuple[str, float | None, str]:
         lab.stop_probes()
 
 
+def _up(lab: NatLab, attempts: int = UP_ATTEMPTS) -> None:
+    """The lab up for this pair; once more from scratch if it did not come up (a healthcheck
+    that timed out on a loaded machine); the last LabError otherwise."""
+    for attempt in range(attempts):
+        try:
+            lab.up_all()
+            return
+        except LabError as exc:
+            if attempt == attempts - 1:
+                raise
+            first = str(exc).splitlines()[0]
+            print(f"natdemo: the lab did not come up ({first}); again", file=sys.stderr)
+            lab.close()
+
+
 def run(pairs: Sequence[tuple[NatKind, NatKind]]) -> list[PairResult]:
     verdicts: dict[tuple[str, NatKind], Classification] = {}
     rows: list[PairResult] = []
@@ -130,7 +146,7 @@ def run(pairs: Sequence[tuple[NatKind, NatKind]]) -> list[PairResult]:
         for n, (kind_a, kind_b) in enumerate(pairs):
             lab = NatLab(DEMO_PROJECT, kinds={"NAT_A": kind_a, "NAT_B": kind_b})
             print(f"-- {kind_a.value} x {kind_b.value}", file=sys.stderr, flush=True)
-            lab.up_all()
+            _up(lab)
             if ("router-a", kind_a) not in verdicts or ("router-b", kind_b) not in verdicts:
                 for c in lab.classify():
                     if c.router in ("router-a", "router-b"):
