@@ -43,7 +43,7 @@ ENGINE_UP := scripts/lab-check.sh engine >/dev/null
 COMPOSE_V2 := scripts/lab-check.sh compose >/dev/null
 
 .PHONY: core help install lab lab-ready images up down logs demo trace graph lint unit-test e2e-test bench-smoke \
-	integration-test test bench bench-full chaos clean clean-images nat-up nat-down
+	integration-test test bench bench-full chaos clean clean-images nat-up nat-down nat-demo
 
 help: ## list the targets
 	@echo "usage: make TARGET   (PYTHON=$(PYTHON))"
@@ -126,6 +126,9 @@ down: ## stop and remove every container, network and volume of the project
 nat-up: lab-ready images ## the NAT lab: routers (NAT_A= NAT_B= NAT_C= NAT_CGN=), STUN, the server
 	scripts/router-image.sh >/dev/null
 	$(PYTHON) -m labkit.natlab up
+
+nat-demo: lab-ready images ## a message across every pair of NAT kinds: path, ms, RFC 5780 verdicts (build/nat-demo.json)
+	$(PYTHON) -m labkit.natdemo --json build/nat-demo.json
 
 nat-down: $(ENV_READY) ## remove every container, network and volume of the NAT lab
 	$(PYTHON) -m labkit.natlab down

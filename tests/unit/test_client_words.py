@@ -17,7 +17,7 @@ from chat_client.words import (
     whois_failed_text,
     whois_text,
 )
-from chat_protocol.const import Timings
+from chat_protocol.const import RELAY_HOST, Timings
 from chat_protocol.errors import UsageError
 from chat_protocol.events import (
     KeyStatus,
@@ -99,3 +99,18 @@ def test_the_first_line_from_a_sender_never_pinned_is_marked_new(
         "alice (127.0.0.1:57384): again\n"
     )
     assert "`alice (172.18.0.3:40211) (new): hello`" in CLI_MD
+
+
+def test_no_direct_path_and_the_relay_are_one_documented_line(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Issue 21: with --no-relay, a peer no direct path reaches is one line saying so; a
+    message that came through the relay says 'via relay' where the address would be."""
+    text = fail_text(SendFailed(handle=1, to="bob", reason=FailReason.NO_DIRECT_PATH), Timings())
+    assert "cannot reach bob directly" in text
+    flat = " ".join(CLI_MD.split())
+    assert f"`error: {text}`" in flat, text
+    Output(interactive=False).message("alice", (RELAY_HOST, 1), "hello")
+    shown = capsys.readouterr().out
+    assert shown == "alice (via relay): hello\n"
+    assert f"`{shown.strip()}`" in flat

@@ -25,6 +25,7 @@ from chat_protocol.const import (
     MAX_ACK_PN_RANGES,
     MAX_ACK_RANGES,
     MAX_DATAGRAM_BYTES,
+    MAX_LOCAL_ENDPOINTS,
     MAX_MESSAGE_BYTES,
     MIN_HELLO_BYTES,
     NAME_MAX_CHARS,
@@ -48,8 +49,11 @@ from chat_protocol.wire.messages import (
     Message,
     Ping,
     Pong,
+    Punch,
     Refused,
     RefuseReason,
+    Relay,
+    Relayed,
     Shutdown,
     UnknownSession,
     Welcome,
@@ -66,6 +70,8 @@ hello_name = name | st.text(max_size=80).filter(lambda s: len(s.encode("utf-8"))
 ipv4 = st.ip_addresses(v=4).map(str)
 ipv6 = st.ip_addresses(v=6).map(str)
 addr = st.tuples(st.one_of(ipv4, ipv6), st.integers(0, 65535))
+endpoints = st.lists(addr, max_size=MAX_LOCAL_ENDPOINTS).map(tuple)
+key32 = st.binary(min_size=32, max_size=32)
 
 
 @st.composite
@@ -99,14 +105,15 @@ pn_range = st.integers(0, U64_MAX - 1).flatmap(
 pn_ranges = st.lists(pn_range, max_size=MAX_ACK_PN_RANGES).map(tuple)
 
 messages = st.one_of(
-    st.builds(Hello, req_id=u32, name=hello_name),
-    st.builds(Welcome, req_id=u32, token=token, heartbeat_ms=u32),
+    st.builds(Hello, req_id=u32, name=hello_name, endpoints=endpoints),
+    st.builds(Welcome, req_id=u32, token=token, heartbeat_ms=u32, observed=st.none() | addr),
     st.builds(Refused, req_id=u32, reason=st.sampled_from(RefuseReason)),
-    st.builds(Lookup, token=token, req_id=u32, name=name),
+    st.builds(Lookup, token=token, req_id=u32, name=name, punch=st.booleans()),
     st.builds(LookupReply, req_id=u32, name=name, addr=st.none(), key=st.just(b"")),
-    st.builds(
-        LookupReply, req_id=u32, name=name, addr=addr, key=st.binary(min_size=32, max_size=32)
-    ),
+    st.builds(LookupReply, req_id=u32, name=name, addr=addr, key=key32, local=endpoints),
+    st.builds(Punch, token=token, name=name, key=key32, addr=addr, local=endpoints),
+    st.builds(Relay, token=token, to=key32, datagram=st.binary(min_size=1, max_size=1327)),
+    st.builds(Relayed, token=token, sender=key32, datagram=st.binary(min_size=1, max_size=1327)),
     st.builds(ListUsers, token=token, req_id=u32, after=st.just("") | name),
     st.builds(
         ListReply,
@@ -200,16 +207,29 @@ def test_truncated_or_corrupted_valid_messages(msg: Message, data: st.DataObject
         (b"PC\x09\x01" + bytes(60), "unsupported version"),
         (b"PC\x01\x7f", "unknown kind"),
         (b"PC\x01\x01\x00\x00\x00\x01\x03bob", "hello not padded"),
-        (b"PC\x01\x01\x00\x00\x00\x01\x03bob" + b"\x01" * 60, "padding not zero"),
+        (b"PC\x01\x01\x00\x00\x00\x01\x03bob\x00" + b"\x01" * 59, "padding not zero"),
+        (b"PC\x01\x01\x00\x00\x00\x01\x03bob\x04" + bytes(59), "too many endpoints"),
+        (b"PC\x01\x01\x00\x00\x00\x01\x03bob\x01\x00" + bytes(58), "empty endpoint"),
         (b"PC\x01\x08" + bytes(7), "truncated"),
         (b"PC\x01\x08" + bytes(9), "trailing bytes"),
         (b"PC\x01\x0e" + bytes(8), "ping not padded"),
         (b"PC\x01\x03" + bytes(4) + b"\x09", "unknown refusal reason"),
-        ((b"PC\x01\x05" + bytes(4) + b"\x03bob\x05").ljust(92, b"\0"), "unknown address family"),
-        (b"PC\x01\x04" + bytes(12) + b"\x03bob", "truncated"),  # a LOOKUP not padded
-        ((b"PC\x01\x04" + bytes(12) + b"\x03bob").ljust(48, b"\0") + b"\1", "padding not zero"),
+        (
+            (b"PC\x01\x05" + bytes(4) + b"\x03bob\x05").ljust(LOOKUP_REPLY_BYTES, b"\0"),
+            "unknown address family",
+        ),
+        (b"PC\x01\x04" + bytes(13) + b"\x03bob", "truncated"),  # a LOOKUP not padded
+        (
+            (b"PC\x01\x04" + bytes(13) + b"\x03bob").ljust(LOOKUP_BYTES - 1, b"\0") + b"\1",
+            "padding not zero",
+        ),
+        ((b"PC\x01\x04" + bytes(12) + b"\x02\x03bob").ljust(LOOKUP_BYTES, b"\0"), "flags"),
         (b"PC\x01\x05" + bytes(4) + b"\x03bob\x00", "truncated"),  # a reply not padded
-        ((b"PC\x01\x05" + bytes(4) + b"\x03bob").ljust(91, b"\0") + b"\1", "padding not zero"),
+        (
+            (b"PC\x01\x05" + bytes(4) + b"\x03bob").ljust(LOOKUP_REPLY_BYTES - 1, b"\0") + b"\1",
+            "padding not zero",
+        ),
+        (b"PC\x01\x12" + bytes(40) + b"\x03bob\x00\x00", "without an address"),
         (b"PC\x01\x07" + bytes(8) + b"\x02\x00\x00", "bad flag"),
         (b"PC\x01\x11" + bytes(12) + b"\x02" + bytes(4) + b"\x00\x00", "bad ack"),
         (b"PC\x01\x11" + bytes(12) + b"\x00" + bytes(4) + b"\x09\x00", "bad ack"),
@@ -227,7 +247,7 @@ def test_hello_is_padded_so_replies_never_amplify() -> None:
     hello = encode(Hello(req_id=1, name="a"))
     assert len(hello) == MIN_HELLO_BYTES
     biggest_reply = max(
-        len(encode(Welcome(req_id=1, token=b"x" * 8, heartbeat_ms=1500))),
+        len(encode(Welcome(req_id=1, token=b"x" * 8, heartbeat_ms=1, observed=("::1", 1)))),
         len(encode(Refused(req_id=1, reason=RefuseReason.NAME_TAKEN))),
     )
     assert biggest_reply <= len(hello)
@@ -286,6 +306,13 @@ def test_lookup_and_its_reply_are_one_size_whatever_the_name() -> None:
         LookupReply(req_id=1, name=long, addr=None),
         LookupReply(req_id=1, name=short, addr=("10.0.0.1", 1), key=key),
         LookupReply(req_id=1, name=long, addr=("2001:db8::1", 65535), key=key),
+        LookupReply(
+            req_id=1,
+            name=long,
+            addr=("2001:db8::1", 65535),
+            key=key,
+            local=(("fd00::1", 1),) * MAX_LOCAL_ENDPOINTS,
+        ),
     ]
     assert {len(encode(r)) for r in replies} == {LOOKUP_REPLY_BYTES}
     assert [decode(encode(r)) for r in replies] == replies
@@ -429,3 +456,45 @@ def test_ill_typed_values_are_refused_by_either_core(make: Callable[[], object],
         assert chat_protocol.compiled() and why in str(exc)
     else:
         pytest.fail("an ill-typed message was encoded")
+
+
+def test_protocol_md_gives_the_endpoint_message_sizes() -> None:
+    """Issue 21: WELCOME's and PUNCH's size ranges in docs/PROTOCOL.md are what the codec makes
+    (smallest: IPv4, shortest name, no private endpoints; largest: IPv6 everywhere, all of them)."""
+    doc = (Path(__file__).parents[2] / "docs" / "PROTOCOL.md").read_text()
+    size = {
+        cells[2]: cells[-2]
+        for line in doc.splitlines()
+        if line.startswith("| 0x")
+        for cells in [[c.strip() for c in line.split("|")]]
+    }
+    t, k, v4, v6 = b"t" * TOKEN_BYTES, b"k" * 32, ("1.2.3.4", 1), ("2001:db8::1", 1)
+    welcome = [encode(Welcome(req_id=1, token=t, heartbeat_ms=1, observed=a)) for a in (None, v6)]
+    assert size["WELCOME"] == f"{len(welcome[0])}–{len(welcome[1])}"
+    small = encode(Punch(token=t, name="a", key=k, addr=v4))
+    big = encode(
+        Punch(token=t, name="z" * NAME_MAX_CHARS, key=k, addr=v6, local=(v6,) * MAX_LOCAL_ENDPOINTS)
+    )
+    assert size["PUNCH"] == f"{len(small)}–{len(big)}"
+
+
+def test_relay_messages_fit_a_datagram_and_never_grow() -> None:
+    """Issue 21: a RELAY with the largest peer datagram it may carry still fits one TRANSPORT
+    on the directory session; the RELAYED forwarding it is exactly as large; PROTOCOL.md says so."""
+    from chat_protocol.const import RELAY_OVERHEAD_BYTES
+    from chat_protocol.wire.codec import MAX_RELAYED_BYTES
+
+    t, k = b"t" * TOKEN_BYTES, b"k" * 32
+    big = Relay(token=t, to=k, datagram=b"x" * MAX_RELAYED_BYTES)
+    assert len(encode(big)) + 29 == MAX_DATAGRAM_BYTES  # 29: the session's TRANSPORT overhead
+    assert MAX_RELAYED_BYTES + RELAY_OVERHEAD_BYTES == MAX_DATAGRAM_BYTES
+    out = Relayed(token=t, sender=k, datagram=big.datagram)
+    assert len(encode(out)) == len(encode(big))
+    with pytest.raises(InvalidMessage):
+        encode(Relay(token=t, to=k, datagram=b"x" * (MAX_RELAYED_BYTES + 1)))
+    doc = (Path(__file__).parents[2] / "docs" / "PROTOCOL.md").read_text()
+    small = len(encode(Relay(token=t, to=k, datagram=b"x")))
+    for kind in ("RELAY", "RELAYED"):
+        assert f"| {kind} |" in doc
+        line = next(x for x in doc.splitlines() if f"| {kind} |" in x)
+        assert line.rstrip().endswith(f"| {small}–{len(encode(big))} |")

@@ -241,7 +241,7 @@ def test_retransmitted_initiation_gets_the_same_welcome() -> None:
     # rekey): the same token, still one user, and the new session serves it.
     third = h.client(A, key=first.key)
     assert third.handshake("alice", req_id=6) == Welcome(
-        req_id=6, token=answer.token, heartbeat_ms=answer.heartbeat_ms
+        req_id=6, token=answer.token, heartbeat_ms=answer.heartbeat_ms, observed=A
     )
     third.confirm()
     assert third.ask(Heartbeat(token=answer.token)) == [

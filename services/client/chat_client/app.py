@@ -101,6 +101,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         metavar="FILE",
         help="append a JSON line per send, outcome and shown message (docs/HISTORY.md)",
     )
+    p.add_argument(
+        "--no-relay",
+        dest="relay",
+        action="store_false",
+        help="never go through the directory's relay: a peer no direct path reaches is an error",
+    )
     p.add_argument("-v", "--verbose", action="store_true", help="log protocol details to stderr")
     return p.parse_args(argv)
 
@@ -368,6 +374,7 @@ async def run(args: argparse.Namespace) -> int:
         verified_pins=verified,
         clock_offset_s=time.time() - loop.time(),
         floors=floors,
+        relay=args.relay,
     )
     history = None
     if args.history:
@@ -391,6 +398,8 @@ async def run(args: argparse.Namespace) -> int:
     install_excepthooks(out, on_error=shell.fail)
     code: int = ExitCode.INTERNAL
     try:
+        port = int(shell.transport.get_extra_info("sockname")[1]) if shell.transport else 0
+        core.declare_local(aio.local_endpoints(port, server))
         for sig, status in SIGNALS.items():
             loop.add_signal_handler(sig, shell.interrupt, status)
         core.connect(shell.now())

@@ -25,7 +25,7 @@ from typing import Any, Protocol, TextIO
 
 from chat_client.exits import Ending, failure_of, is_reader_gone
 from chat_client.render import render_lines, render_message
-from chat_protocol.const import MAX_MESSAGE_BYTES
+from chat_protocol.const import MAX_MESSAGE_BYTES, RELAY_HOST
 from chat_protocol.errors import UsageError
 from chat_protocol.wire.messages import Addr
 from chat_shell.keystore import addr_text
@@ -129,7 +129,8 @@ class Output:
         if new:
             mark += NEW_MARK
         width = terminal_width(sys.stdout)
-        shown = "\n".join(render_message(f"{who} ({addr_text(addr)}){mark}", text, width))
+        where = "via relay" if addr[0] == RELAY_HOST else addr_text(addr)
+        shown = "\n".join(render_message(f"{who} ({where}){mark}", text, width))
         if width is not None and os.environ.get("TERM") != "dumb":
             shown = NO_AUTOWRAP + shown + AUTOWRAP
         self._write(shown)

@@ -30,12 +30,18 @@ counts)."""
 ACK_RANGE_BYTES = 8
 """One (start, end) byte range in an ACK."""
 NAME_MAX_CHARS = 32
-LOOKUP_BYTES = 49
+LOOKUP_BYTES = 50
 """Every LOOKUP is padded to this size (a name of 32 characters fills it), so its size does not
 give away the length of the name asked."""
-LOOKUP_REPLY_BYTES = 92
-"""Every LOOKUP_REPLY is padded to this size (32-character name, IPv6 address and key fill it):
-its size tells neither the name's length, nor whether the user was found, nor the family."""
+MAX_LOCAL_ENDPOINTS = 3
+"""Private endpoints a client declares at sign-in (more are not sent; the directory keeps only
+private-range ones) and a LOOKUP_REPLY or PUNCH carries."""
+ADDR_MAX_BYTES = 19
+"""An address on the wire at most: family byte, 16-byte IPv6 address, port."""
+LOOKUP_REPLY_BYTES = 92 + 1 + MAX_LOCAL_ENDPOINTS * ADDR_MAX_BYTES
+"""Every LOOKUP_REPLY is padded to this size (32-character name, IPv6 address, key and
+MAX_LOCAL_ENDPOINTS IPv6 private endpoints fill it): its size tells neither the name's length,
+nor whether the user was found, nor the family, nor how many private endpoints it has."""
 STATIC_KEY_BYTES = 32
 """An X25519 public key: a user's identity, as the directory hands it out."""
 MAX_MESSAGE_BYTES = 8 * 1024 * 1024
@@ -278,3 +284,49 @@ MAX_PEER_TRACKED_IPS = 4096
 MAX_HALF_OPEN_PEER_SESSIONS = 64
 """Sessions a client answered whose initiator has not confirmed them yet (half-open); the
 oldest is dropped beyond this."""
+
+# --- across NATs (issue 21): rendezvous, punching, keepalives -------------------------------------
+
+HINTS_PER_ASKER_PER_S = 4.0
+"""PUNCH hints one signed-in user's lookups may cause per second (a token bucket, burst of the
+same size); lookups beyond it are answered, but hint nobody."""
+HINTS_PER_TARGET_PER_S = 2.0
+"""PUNCH hints one user receives per second at most, whoever asks: a user cannot be made to
+punch (send initiations) faster than ``HINTS_PER_TARGET_PER_S`` x ``PUNCH_WINDOW_S`` / retry."""
+PUNCH_WINDOW_S = 10.0
+"""After a PUNCH hint, the hinted client sends handshake initiations to the asker's endpoints
+every ``HANDSHAKE_RETRY_S`` for this long, or until a session with the asker works. The asker's
+own initiations go out while it has something to send (its delivery timeout, 10 s, bounds
+that): both sides punch for at most 10 s per lookup."""
+PUNCH_NOT_NEEDED_S = 30.0
+"""A hint about a peer heard from on a working session within this long starts no punching
+(its path is open: keepalives cross it every PEER_KEEPALIVE_S while it is in use)."""
+MAX_PUNCH_TARGETS = 32
+"""Peers a client punches towards at once on hints (the least recent hint is dropped beyond)."""
+MAX_CANDIDATE_PEERS = 1024
+"""Peers whose candidate endpoints (public and private) a client remembers."""
+PEER_KEEPALIVE_S = 25.0
+"""A peer session in use gets an empty datagram when we sent it nothing for this long: under
+Linux conntrack's 30 s for an unreplied UDP flow (and its 120 s for an assured one, and RFC
+4787's 2 min), so the NAT mappings on both sides stay open."""
+RELAY_AFTER_S = 3.0
+"""A handshake towards a peer unanswered for this long also goes through the directory's relay
+(when the client uses it): by then punching had HANDSHAKE_RETRY_S x 7 tries."""
+RELAY_UPGRADE_S = 5.0
+"""A peer reached through the relay gets a direct initiation (to every candidate) this often:
+a direct path that opens later takes over (its session becomes the current one)."""
+RELAY_BYTES_PER_S = 256 * 1024
+"""Relayed bytes one user may send per second (a token bucket with a burst of one second's):
+the per-user byte budget of the directory's relay. A 64 KiB message passes in a quarter
+second; a flood costs the relay a bucket lookup per datagram, and is dropped."""
+RELAY_TOTAL_BYTES_PER_S = 16 * 1024 * 1024
+"""Relayed bytes per second for all users together."""
+RELAY_HOST = "relay"
+"""The host part of the pseudo-address a client gives a peer reached through the relay
+(``(RELAY_HOST, n)``; never sent to a socket: the core wraps such datagrams in a RELAY)."""
+RELAY_OVERHEAD_BYTES = 4 + TOKEN_BYTES + STATIC_KEY_BYTES + 29
+"""What relaying adds to a peer datagram: RELAY header, token, key, and the directory
+session's TRANSPORT overhead."""
+PEER_IDLE_S = 180.0
+"""A peer neither sent to nor heard a message from for this long is idle: keepalives stop (its
+session expires at ``REJECT_AFTER_TIME_S`` anyway; the next message punches anew)."""

@@ -25,6 +25,9 @@ class FailReason(Enum):
     PEER_RESTARTED = "{to} restarted before confirming it was shown"
     """The receiver's program restarted (same key, new run) while the message was on its way:
     the old run may have shown it, so it is not sent again (that could show it twice)."""
+    NO_DIRECT_PATH = "cannot reach {to} directly; the relay is off (--no-relay)"
+    """No direct path to the receiver opened (both behind NATs that defeat hole punching, or
+    UDP between them blocked), and this client does not use the directory's relay."""
     KEY_CHANGED = "key changed"
     """The directory gave a key other than the one pinned for the name: not sent."""
     WRONG_NAME = "the directory answered for another name; nothing was sent"

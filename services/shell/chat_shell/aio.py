@@ -175,6 +175,19 @@ async def open_endpoint(factory: Callable[[], S], *, host: str, port: int) -> S:
     return shell
 
 
+def local_endpoints(port: int, toward: Addr) -> tuple[Addr, ...]:
+    """This host's address on its route towards ``toward``, with ``port`` (our socket's): the
+    private endpoint a client declares at sign-in, so peers behind the same NAT reach it there.
+    A connected probe socket asks the routing table; nothing is sent. () if there is no route."""
+    family = socket.AF_INET6 if ":" in toward[0] else socket.AF_INET
+    try:
+        with socket.socket(family, socket.SOCK_DGRAM) as probe:
+            probe.connect(toward)
+            return ((str(probe.getsockname()[0]), port),)
+    except OSError:
+        return ()
+
+
 def resolve(host: str, port: int) -> Addr:
     """The first UDP address of ``host`` (an IP literal or a name), IPv4 preferred."""
     infos = socket.getaddrinfo(host, port, type=socket.SOCK_DGRAM)

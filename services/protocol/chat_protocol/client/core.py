@@ -40,6 +40,7 @@ from chat_protocol.client.directory import (
 from chat_protocol.client.peerlinks import PeerLinks
 from chat_protocol.client.pins import Pins
 from chat_protocol.client.receiving import ReceivePath
+from chat_protocol.client.relay import is_relayed, relayed_receiver
 from chat_protocol.client.sending import SendPipeline
 from chat_protocol.client.signin import ServerLink
 from chat_protocol.const import (
@@ -48,6 +49,7 @@ from chat_protocol.const import (
     MAX_HALF_OPEN_PEER_SESSIONS,
     MAX_MESSAGE_BYTES,
     MAX_PEERS_TRACKED,
+    PUNCH_NOT_NEEDED_S,
     Timings,
 )
 from chat_protocol.counters import Counters
@@ -55,6 +57,7 @@ from chat_protocol.errors import MalformedDatagram, UsageError
 from chat_protocol.events import (
     ClientEvent,
     GoneReason,
+    SendFailed,
     ServerGone,
     SignedOut,
     WhoisFailed,
@@ -78,7 +81,18 @@ from chat_protocol.secure.noise import KeyPair
 from chat_protocol.secure.packets import PacketType
 from chat_protocol.secure.session import SecureSession
 from chat_protocol.wire.codec import decode, encode
-from chat_protocol.wire.messages import Ack, Addr, Data, Hello, LookupReply, Message
+from chat_protocol.wire.endpoints import private_endpoints
+from chat_protocol.wire.messages import (
+    Ack,
+    Addr,
+    Data,
+    Hello,
+    LookupReply,
+    Message,
+    Punch,
+    Relay,
+    Relayed,
+)
 from chat_protocol.wire.names import check_name, name_key
 
 __all__ = ["ClientCore", "ClientStats", "State"]
@@ -121,9 +135,17 @@ class ClientCore:
         timings: Timings = DEFAULT_TIMINGS,
         random_bytes: Callable[[int], bytes] = os.urandom,
         floors: FloorStore | None = None,
+        local_endpoints: tuple[Addr, ...] = (),
+        relay: bool = True,
     ) -> None:
-        """``server_key``: the key pinned for ``server`` (else learned on first contact, or
-        checked against ``server_fingerprint``, from ``--server-key``). ``clock_offset_s`` maps
+        """``local_endpoints``: this client's private addresses (its socket's, per interface),
+        declared at sign-in so that peers behind the same NAT reach it there; only
+        private-range ones are sent. ``relay``: reach peers through the directory's relay when
+        no direct path opens (``--no-relay`` turns it off: such sends fail "cannot reach ...
+        directly").
+
+        ``server_key``: the key pinned for ``server`` (else learned on first contact, or checked
+        against ``server_fingerprint``, from ``--server-key``). ``clock_offset_s`` maps
         ``now`` to wall-clock seconds, for the handshake timestamps that defeat replays.
         ``pins``: user name -> pinned key; ``verified_pins``: those of them pinned by ``trust``.
         ``floors``: where the peers' anti-replay floors persist (the shell's file in the home;
@@ -135,7 +157,8 @@ class ClientCore:
         self.timings = timings
         self.session = int.from_bytes(random_bytes(4), "big")
         self._events: list[ClientEvent] = []
-        emit = self._events.append
+        self.relay = relay
+        emit = self._emit
         self.pins = Pins(pins or {}, emit, verified_pins)
         self.secure = SecureEndpoint(
             static=identity,
@@ -149,7 +172,12 @@ class ClientCore:
         self._cookies = 0
         self._rate_limited = 0
         self.directory = DirectorySession(
-            name=self.name, server=server, timings=timings, random_bytes=random_bytes, emit=emit
+            name=self.name,
+            server=server,
+            timings=timings,
+            random_bytes=random_bytes,
+            emit=emit,
+            endpoints=private_endpoints(local_endpoints),
         )
         self.link = ServerLink(
             secure=self.secure,
@@ -170,6 +198,7 @@ class ClientCore:
             intro=encode(Hello(req_id=self.session, name=self.name)),
             clock_offset_s=clock_offset_s,
             on_restart=self.sending.peer_restarted,
+            relay=relay,
         )
         """Handshakes with peers, carrying our name and our run's id (the session), so a peer
         can tell a rekey of ours from a restart."""
@@ -233,11 +262,30 @@ class ClientCore:
         from the secure layer to make room for new keys."""
         return key == self.server_key or key in self.sending.outbound or self.receiving.proven(key)
 
+    def _emit(self, event: ClientEvent) -> None:
+        """Every part's events come here. A send that timed out towards a peer never heard
+        from, with the relay off, failed for want of a direct path: it says so."""
+        if (
+            isinstance(event, SendFailed)
+            and event.reason is FailReason.TIMEOUT
+            and not self.relay
+            and not any(
+                self.links.rendezvous.ever_heard(k) for k in self.links.keys_claiming(event.to)
+            )
+        ):
+            event = SendFailed(handle=event.handle, to=event.to, reason=FailReason.NO_DIRECT_PATH)
+        self._events.append(event)
+
     def _require_online(self) -> None:
         if not self.online:
             raise UsageError("not signed in")
 
     # -- commands --
+
+    def declare_local(self, endpoints: tuple[Addr, ...]) -> None:
+        """Our private endpoints (the shell knows them once its socket is bound): the sign-in
+        declares the private-range ones. Call before :meth:`connect`."""
+        self.directory.endpoints = private_endpoints(endpoints)
 
     def connect(self, now: float) -> None:
         self.directory.connect(now)
@@ -347,7 +395,25 @@ class ClientCore:
         if not self.directory.gone:
             for payload, key, addr in self.sending.datagrams(now):
                 self.links.to_peer(payload, key, addr, now, out)
+        if any(is_relayed(addr) for _, addr in out):
+            out = self._through_relay(out, now)
         return out
+
+    def _through_relay(
+        self, out: list[tuple[bytes, Addr]], now: float
+    ) -> list[tuple[bytes, Addr]]:
+        """Datagrams for a pseudo-address go in a RELAY to the directory (client/relay.py)."""
+        direct: list[tuple[bytes, Addr]] = []
+        for datagram, addr in out:
+            if not is_relayed(addr):
+                direct.append((datagram, addr))
+                continue
+            key = self.links.relay_paths.key_of(addr)
+            if key is None or key == self.server_key or not (self.relay and self.online):
+                continue
+            relay = Relay(token=self.directory.token, to=key, datagram=datagram)
+            self.link.to_server(encode(relay), now, direct)
+        return direct
 
     def events(self) -> list[ClientEvent]:
         out = self._events[:]  # the parts hold ``self._events.append``: empty it in place
@@ -358,7 +424,8 @@ class ClientCore:
         if self.directory.gone:
             return None
         times = [self._next_sweep]
-        for t in (self.directory.next_timer(), self.sending.next_timer()):
+        punch = self.links.rendezvous.next_punch() if self.online else None
+        for t in (self.directory.next_timer(), self.sending.next_timer(), punch):
             if t is not None:
                 times.append(t)
         return min(times)
@@ -371,6 +438,10 @@ class ClientCore:
             self.secure.expire(now)
             self.receiving.expire(now)
             self._rekey_server(now)
+            if self.online:
+                self.links.keepalive(now)
+        if self.online:
+            self.links.punch(now)
         for answer in self.directory.handle_timer(now):
             self._route(answer, now)
         if not self.directory.gone:
@@ -427,7 +498,52 @@ class ClientCore:
             self._unexpected += 1
 
     def _from_server(self, msg: Message, now: float) -> None:
+        if isinstance(msg, Punch):
+            self._hinted(msg, now)
+            return
+        if isinstance(msg, Relayed):
+            self._relayed(msg, now)
+            return
         self._route(self.link.from_server(msg, now), now)
+
+    def _relayed(self, msg: Relayed, now: float) -> None:
+        """A peer's datagram through the relay: into the secure layer as from the peer's
+        pseudo-address. Only packets for the sender's own sessions or handshakes (or a new
+        initiation, which must prove the sender's key): a relayed datagram cannot move the
+        address of the server's session, or of anyone else's."""
+        d = self.directory
+        ours = self.online and d.token and msg.token == d.token and self.relay
+        if not ours or msg.sender in (self.server_key, self.identity.public):
+            self._unexpected += 1
+            return
+        inner = msg.datagram
+        if inner[:1] != bytes((PacketType.HANDSHAKE_INIT,)):
+            try:
+                receiver = relayed_receiver(inner)
+            except MalformedDatagram:
+                self._malformed += 1
+                return
+            if self.secure.remote_of(receiver) != msg.sender:  # guard: relay-sender-bound
+                self._unexpected += 1
+                return
+        self.receive_datagram(inner, self.links.relay_paths.addr_for(msg.sender), now)
+
+    def _hinted(self, hint: Punch, now: float) -> None:
+        """The directory says ``hint.name`` (key ``hint.key``) looked us up to send: punch
+        towards its endpoints (client/rendezvous.py), unless a session with it works."""
+        d = self.directory
+        ours = self.online and d.token and hint.token == d.token
+        if not ours or hint.key == self.identity.public:
+            self._unexpected += 1
+            return
+        self.links.claim(hint.key, hint.name)  # the directory vouches: key is name's
+        r = self.links.rendezvous
+        session = self.secure.session(hint.key, now)
+        if session is not None and r.heard_within(hint.key, now, PUNCH_NOT_NEEDED_S):
+            r.learn(hint.key, hint.addr, hint.local)  # the path is open: no punching
+            return
+        r.hinted(hint.key, hint.addr, hint.local, now)
+        self.links.punch(now)
 
     # -- routing ----------------------------------------------------------------------------
 
@@ -441,6 +557,7 @@ class ClientCore:
                     # A peer we start a session with is who the directory says (its DATA to
                     # us on that session is checked like any other).
                     self.links.claim(reply.key, reply.name)
+                    self.links.rendezvous.learn(reply.key, reply.addr, reply.local)
                 if reply is not None and reply.addr is not None and not answer.wrong_name:
                     self._answers[name_key(asked)] = (reply, now)
                     self._answers.move_to_end(name_key(asked))

@@ -179,8 +179,13 @@ class DirectorySession:
         timings: Timings,
         random_bytes: Callable[[int], bytes],
         emit: Callable[[ClientEvent], None],
+        endpoints: tuple[Addr, ...] = (),
     ) -> None:
         self.name = name
+        self.endpoints = endpoints
+        """Our private endpoints, declared in the HELLO (peers behind our NAT reach us there)."""
+        self.observed: Addr | None = None
+        """Our public endpoint as the directory saw it (from the WELCOME)."""
         self.server = server
         self.timings = timings
         self._emit = emit
@@ -241,7 +246,7 @@ class DirectorySession:
     def connect(self, now: float) -> None:
         self._register_by = now + self.timings.request_timeout_s  # the whole sign-in's bound
         self.requests.start(
-            lambda rid: Hello(req_id=rid, name=self.name),
+            lambda rid: Hello(req_id=rid, name=self.name, endpoints=self.endpoints),
             SignIn(),
             now,
             timeout_s=self.timings.request_timeout_s,
@@ -252,7 +257,10 @@ class DirectorySession:
 
     def lookup(self, name: str, purpose: LookupPurpose, now: float) -> None:
         self.requests.start(
-            lambda rid: Lookup(token=self.token, req_id=rid, name=name),
+            # Only a lookup to send asks the directory to hint the receiver to punch towards us.
+            lambda rid: Lookup(
+                token=self.token, req_id=rid, name=name, punch=isinstance(purpose, SendLookup)
+            ),
             purpose,
             now,
             # Once signed in, a request fails only when the server would be declared lost anyway.
@@ -378,6 +386,7 @@ class DirectorySession:
         match purpose, msg:
             case SignIn(), Welcome():
                 self.token = msg.token
+                self.observed = msg.observed
                 self._set_heartbeat(msg.heartbeat_ms)
                 self.machine.fire(Trigger.WELCOMED)
                 # The server registers us when this (or any datagram on the session) arrives;

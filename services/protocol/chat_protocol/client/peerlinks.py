@@ -13,11 +13,15 @@ from collections import OrderedDict
 from collections.abc import Callable
 from typing import TypeVar
 
+from chat_protocol.client.relay import RelayPaths, is_relayed
+from chat_protocol.client.rendezvous import Rendezvous
 from chat_protocol.const import (
     HANDSHAKE_RETRY_S,
     MAX_CLAIMED_NAMES,
     MAX_WAITING_DATAGRAMS_PER_PEER,
     PEER_SILENT_REHANDSHAKE_S,
+    RELAY_AFTER_S,
+    RELAY_UPGRADE_S,
 )
 from chat_protocol.errors import MalformedDatagram
 from chat_protocol.secure.endpoint import SecureEndpoint
@@ -53,6 +57,7 @@ class PeerLinks:
         intro: bytes,
         clock_offset_s: float,
         on_restart: Callable[[bytes, float], None],
+        relay: bool = True,
     ) -> None:
         self.secure = secure
         self.intro = intro
@@ -71,6 +76,13 @@ class PeerLinks:
         """Peer key -> the name its handshake claimed (checked against the directory)."""
         self._waiting: dict[bytes, list[bytes]] = {}
         """Peer key -> plaintexts waiting for the handshake with that peer to complete."""
+        self.relay = relay
+        """Whether handshakes unanswered for RELAY_AFTER_S also go through the relay."""
+        self.relay_paths = RelayPaths()
+        self._upgrade_at: dict[bytes, float] = {}
+        """Peer key (reached through the relay) -> when to try a direct path next."""
+        self.rendezvous = Rendezvous()
+        """Each peer's candidate endpoints, punching on hints, keepalives (client/rendezvous.py)."""
         self._out: list[tuple[bytes, Addr]] = []
         self.malformed = 0
         """Peer initiations dropped: no HELLO in them, or not answerable."""
@@ -89,6 +101,7 @@ class PeerLinks:
         (a restart of the peer fails what we sent its old run)."""
         key = session.remote_static
         self._unanswered.pop(key, None)
+        self.rendezvous.heard(key, now)
         if session.is_initiator or not self._unconfirmed_runs:
             return
         pending = self._unconfirmed_runs.get(key)
@@ -99,6 +112,22 @@ class PeerLinks:
     def answering(self, key: bytes) -> bool:
         """Has ``key`` answered everything we sent it (nothing waits for its answer)?"""
         return key not in self._unanswered
+
+    def punch(self, now: float) -> None:
+        """Initiations to every peer we punch towards on a hint (client/rendezvous.py)."""
+        r = self.rendezvous
+        for key in r.due(now):
+            public = r.public(key)
+            if public is not None:
+                self.handshake(key, public, now, self._out, payload=self.intro)
+
+    def keepalive(self, now: float) -> None:
+        """An empty datagram to each peer in use we sent nothing to for PEER_KEEPALIVE_S."""
+        for key in self.rendezvous.keepalives_due(now):
+            session = self.secure.session(key, now)
+            if session is not None and session.confirmed:  # guard: keepalive
+                self._out.append((session.encrypt(b"", now), session.remote_addr))
+                self.rendezvous.sent(key, now)
 
     def claimed(self, key: bytes) -> str | None:
         """The name ``key``'s handshake (or the directory, for a peer we looked up) gave it."""
@@ -112,14 +141,35 @@ class PeerLinks:
         self.handshake(key, addr, now, self._out, payload=self.intro)
 
     def handshake(
-        self, key: bytes, addr: Addr, now: float, out: list[tuple[bytes, Addr]], *, payload: bytes
+        self,
+        key: bytes,
+        addr: Addr,
+        now: float,
+        out: list[tuple[bytes, Addr]],
+        *,
+        payload: bytes,
+        direct: bool = False,
     ) -> None:
-        """Start (or, when the last attempt is old enough, restart) a handshake with ``key``."""
+        """Start (or, when the last attempt is old enough, restart) a handshake with ``key``.
+        ``direct``: not through the relay (an attempt to leave it)."""
         pending = self.secure.initiating(key)
         sent_at = pending.sent_at if pending is not None else None
         if sent_at is not None and now - sent_at < HANDSHAKE_RETRY_S:
             return
-        out.append((self.secure.connect(key, payload, now, timestamp=self.timestamp(now)), addr))
+        init = self.secure.connect(key, payload, now, timestamp=self.timestamp(now))
+        # The same initiation to every candidate (public, private): the first copy to arrive
+        # is answered, the others are dropped as replays; the response's source is the path.
+        relayed = self.relay_paths.addr_for(key)
+        since = self.rendezvous.trying(key, now)
+        for target in self.rendezvous.targets(key, addr):
+            if not is_relayed(target):
+                out.append((init, target))
+        # The relay is the last resort: only once punching had RELAY_AFTER_S to work (or when
+        # the session being renewed is already on it).
+        late = now - since >= RELAY_AFTER_S
+        if self.relay and not direct and (late or is_relayed(addr)):
+            out.append((init, relayed))
+        self.rendezvous.sent(key, now)
 
     def to_peer(
         self,
@@ -130,8 +180,12 @@ class PeerLinks:
         out: list[tuple[bytes, Addr]],
     ) -> None:
         session = self.secure.session(key, now)
+        self.rendezvous.used(key, now)
         if session is not None and session.confirmed:
             out.append((session.encrypt(payload, now), session.remote_addr))
+            self.rendezvous.sent(key, now)
+            if is_relayed(session.remote_addr):
+                self._upgrade(key, now, out)
             since = self._unanswered.setdefault(key, now)
             silent = now - since > PEER_SILENT_REHANDSHAKE_S
             # Either side rekeys a session it sends on (the responder later: needs_rekey), so
@@ -145,6 +199,16 @@ class PeerLinks:
         if len(waiting) < MAX_WAITING_DATAGRAMS_PER_PEER:
             waiting.append(payload)
         self.handshake(key, addr, now, out, payload=self.intro)
+
+    def _upgrade(self, key: bytes, now: float, out: list[tuple[bytes, Addr]]) -> None:
+        """On the relay: every RELAY_UPGRADE_S, a direct initiation to the peer's candidates;
+        if one is answered, its session (direct) becomes the current one and takes over."""
+        at = self._upgrade_at.setdefault(key, now + RELAY_UPGRADE_S)
+        public = self.rendezvous.public(key)
+        if now < at or public is None:
+            return
+        self._upgrade_at[key] = now + RELAY_UPGRADE_S
+        self.handshake(key, public, now, out, payload=self.intro, direct=True)
 
     def established(self, key: bytes, session: SecureSession, payload: bytes, now: float) -> None:
         """Our initiation was answered: confirm at once (the responder may send only then)."""
@@ -187,6 +251,10 @@ class PeerLinks:
         if before is not None and before != run:
             self._waiting.pop(key, None)  # chunks meant for the old run
             self._on_restart(key, now)
+
+    def keys_claiming(self, name: str) -> list[bytes]:
+        """The peer keys whose claimed name is ``name`` (a slow scan: for a failure's reason)."""
+        return [k for k, n in self._claims.items() if n == name]
 
     def claim(self, key: bytes, name: str) -> None:
         _remember(self._claims, key, name)

@@ -306,6 +306,11 @@ class SecureEndpoint:
             raise SessionExpired("no working session with this peer: connect first")
         return session.encrypt(plaintext, now), session.remote_addr
 
+    def remote_of(self, receiver: int) -> bytes | None:
+        """The static key of the session or handshake whose local index is ``receiver``."""
+        entry = self._by_index.get(receiver)
+        return entry.remote_static if entry is not None else None
+
     def initiating(self, remote_static: bytes) -> Initiator | None:
         """The handshake we have in flight towards ``remote_static`` (see ``sent_at``)."""
         peer = self._peers.get(remote_static)

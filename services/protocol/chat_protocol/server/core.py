@@ -67,7 +67,10 @@ from chat_protocol.secure.noise import KeyPair
 from chat_protocol.secure.packets import PacketType
 from chat_protocol.secure.ratelimit import TOTAL, RateLimiter
 from chat_protocol.server.bindings import MemoryNames, NameBindings, NameStoreError
+from chat_protocol.server.hints import HintLimiter
+from chat_protocol.server.relay import RelayPolicy
 from chat_protocol.wire.codec import decode, encode
+from chat_protocol.wire.endpoints import private_endpoints
 from chat_protocol.wire.messages import (
     Addr,
     Bye,
@@ -82,15 +85,18 @@ from chat_protocol.wire.messages import (
     Message,
     Ping,
     Pong,
+    Punch,
     Refused,
     RefuseReason,
+    Relay,
+    Relayed,
     Shutdown,
     UnknownSession,
     Welcome,
 )
 from chat_protocol.wire.names import is_valid_name, name_key
 
-Request = Heartbeat | Lookup | ListUsers | Bye
+Request = Heartbeat | Lookup | ListUsers | Bye | Relay
 """What a signed-in user asks the server, each carrying the user's token."""
 
 
@@ -129,6 +135,8 @@ class User:
     """The static public key that signed this name in (the handshake proved it)."""
     ip: str = ""
     """The source IP it signed in from: its per-IP quota is charged there until it leaves."""
+    local: tuple[Addr, ...] = ()
+    """The private endpoints it declared at sign-in (private-range ones only)."""
     state: UserState = UserState.NEW
     filed: float = 0.0
     """The expiry it is filed under in the server's expiry heap (``expires`` when it was filed;
@@ -163,6 +171,16 @@ class ServerStats(Counters):
     their per-IP or total rate."""
     name_store_errors: int = 0
     """Sign-ins left unanswered because the name store could not answer (the client retries)."""
+    hints: int = 0
+    """PUNCH hints sent (a lookup to send to a signed-in user)."""
+    hints_limited: int = 0
+    """Lookups that asked for a hint over the asker's or the target's hint rate."""
+    relayed: int = 0
+    """Peer datagrams forwarded by the relay (RELAY in, RELAYED out)."""
+    relayed_bytes: int = 0
+    relay_dropped: int = 0
+    """RELAYs dropped: to no signed-in user (or to oneself), not a secure-layer packet a peer
+    answers, or over the sender's or the relay's byte budget."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,6 +191,8 @@ class _PendingSignIn:
     req_id: int
     at: float
     """When its initiation was answered: after UNCONFIRMED_SESSION_TIMEOUT_S it is void."""
+    local: tuple[Addr, ...] = ()
+    """The private endpoints its HELLO declared (filtered)."""
 
 
 class ServerCore:
@@ -201,6 +221,10 @@ class ServerCore:
         """PINGs per source IP ..."""
         self._pongs = RateLimiter(PONGS_PER_S, max_tracked=1)
         """... and PONGs from this server in all (one bucket, :data:`TOTAL`)."""
+        self.hints = HintLimiter()
+        """PUNCH hints per asker and per target (server/hints.py)."""
+        self.relay = RelayPolicy()
+        """The relay's rules and byte budgets (server/relay.py)."""
         self.identity = identity
         self._random_bytes = random_bytes
         # One session per signed-in user, mostly idle: lean ones keep their keys, not ~4.4 KB of
@@ -408,6 +432,9 @@ class ServerCore:
 
     def _authenticated(self, msg: Request, user: User, now: float) -> None:
         interval = self.heartbeat_interval_s()
+        if type(msg) is Relay:
+            self._relay(msg, user, now)  # not a sign of life: heartbeats are
+            return
         if type(msg) is not Bye:
             user.move(UserTrigger.REQUEST)
         user.expires = now + interval * self._timeout_factor
@@ -421,14 +448,50 @@ class ServerCore:
                     reply = LookupReply(req_id=msg.req_id, name=msg.name, addr=None)
                 else:
                     reply = LookupReply(
-                        req_id=msg.req_id, name=found.name, addr=found.addr, key=found.static
+                        req_id=msg.req_id,
+                        name=found.name,
+                        addr=found.addr,
+                        key=found.static,
+                        local=found.local,
                     )
                 self._send(reply, user, now)
+                hint = found is not None and found is not user
+                if not msg.punch:  # guard: hint-only-to-send
+                    hint = False  # whois and a receiver's sender check tell nobody
+                if hint and found is not None:
+                    self._hint(user, found, now)
             case ListUsers():
                 self._send(self._list_page(msg), user, now)
             case Bye():
                 self._send(ByeAck(req_id=msg.req_id), user, now)
                 self._remove(user, UserTrigger.BYE)
+
+    def _relay(self, msg: Relay, user: User, now: float) -> None:
+        """Forward a peer datagram to a signed-in user's session (server/relay.py)."""
+        target = self._by_static.get(msg.to)
+        if target is None or target is user or not self.relay.allow(user.static, msg.datagram, now):
+            self.stats.relay_dropped += 1
+            return
+        self.stats.relayed += 1
+        self.stats.relayed_bytes += len(msg.datagram)
+        out = Relayed(token=target.token, sender=user.static, datagram=msg.datagram)
+        self._send(out, target, now)
+
+    def _hint(self, asker: User, target: User, now: float) -> None:
+        """Tell ``target`` that ``asker`` will send to it, and where ``asker`` is (its own
+        observed and declared endpoints only), within the hint rates."""
+        if not self.hints.allow(asker.static, target.static, now):
+            self.stats.hints_limited += 1
+            return
+        self.stats.hints += 1
+        hint = Punch(
+            token=target.token,
+            name=asker.name,
+            key=asker.static,
+            addr=asker.addr,
+            local=asker.local,
+        )
+        self._send(hint, target, now)
 
     def _sign_in(self, incoming: IncomingHandshake, now: float) -> None:
         """An initiation authenticated: its payload is the HELLO; answer in the response."""
@@ -459,7 +522,12 @@ class ServerCore:
             elif same and existing is not None and existing.addr == incoming.addr:
                 # Its WELCOME was lost, or it rekeys: the same key, from where it signed in, may
                 # renew its own session. (Another process with the same home is refused.)
-                answer = Welcome(req_id=hello.req_id, token=existing.token, heartbeat_ms=ms)
+                answer = Welcome(
+                    req_id=hello.req_id,
+                    token=existing.token,
+                    heartbeat_ms=ms,
+                    observed=incoming.addr,
+                )
             elif existing is not None or any(
                 p.key == key and k != static and now - p.at < UNCONFIRMED_SESSION_TIMEOUT_S
                 for k, p in self._pending.items()
@@ -473,12 +541,19 @@ class ServerCore:
                 again = self._pending.get(static)
                 token = again.token if again is not None else self._random_bytes(TOKEN_BYTES)
                 self._pending[static] = _PendingSignIn(
-                    name=hello.name, key=key, token=token, req_id=hello.req_id, at=now
+                    name=hello.name,
+                    key=key,
+                    token=token,
+                    req_id=hello.req_id,
+                    at=now,
+                    local=private_endpoints(hello.endpoints),
                 )
                 self._pending.move_to_end(static)
                 while len(self._pending) > MAX_UNCONFIRMED_SESSIONS:
                     self._pending.popitem(last=False)
-                answer = Welcome(req_id=hello.req_id, token=token, heartbeat_ms=ms)
+                answer = Welcome(
+                    req_id=hello.req_id, token=token, heartbeat_ms=ms, observed=incoming.addr
+                )
         if isinstance(answer, Refused):
             self.stats.refused += 1
         try:
@@ -524,6 +599,7 @@ class ServerCore:
             expires=expires,
             static=static,
             ip=addr[0],
+            local=pending.local,
         )
         user.move(UserTrigger.SIGN_IN)
         self.users[pending.key] = user

@@ -35,12 +35,14 @@ from chat_protocol.const import (
     MAX_ACK_PN_RANGES,
     MAX_ACK_RANGES,
     MAX_DATAGRAM_BYTES,
+    MAX_LOCAL_ENDPOINTS,
     MAX_MESSAGE_BYTES,
     MAX_STRING_BYTES,
     MIN_HELLO_BYTES,
     NAME_MAX_CHARS,
     PING_BYTES,
     PROTOCOL_VERSION,
+    RELAY_OVERHEAD_BYTES,
     STATIC_KEY_BYTES,
     TOKEN_BYTES,
 )
@@ -62,8 +64,11 @@ from chat_protocol.wire.messages import (
     Message,
     Ping,
     Pong,
+    Punch,
     Refused,
     RefuseReason,
+    Relay,
+    Relayed,
     Shutdown,
     UnknownSession,
     Welcome,
@@ -80,7 +85,13 @@ _U32_U8 = struct.Struct("!IB")  # HELLO, LOOKUP_REPLY: req_id, name length; REFU
 _U32_U32 = struct.Struct("!II")  # an ACK range: start, end
 _TOKEN = struct.Struct(f"!{TOKEN_BYTES}s")  # HEARTBEAT, SHUTDOWN, UNKNOWN_SESSION
 _TOKEN_U32 = struct.Struct(f"!{TOKEN_BYTES}sI")  # HEARTBEAT_ACK: heartbeat_ms; BYE: req_id
-_TOKEN_U32_U8 = struct.Struct(f"!{TOKEN_BYTES}sIB")  # LOOKUP, LIST: token, req_id, name length
+_TOKEN_U32_U8 = struct.Struct(f"!{TOKEN_BYTES}sIB")  # LIST: token, req_id, name length
+_LOOKUP = struct.Struct(f"!{TOKEN_BYTES}sIBB")  # token, req_id, flags, name length
+_LOOKUP_PUNCH = 0x01  # LOOKUP flags: the asker means to send (hint the target to punch)
+_TOKEN_KEY = struct.Struct(f"!{TOKEN_BYTES}s{STATIC_KEY_BYTES}s")  # RELAY, RELAYED: token, key
+MAX_RELAYED_BYTES = MAX_DATAGRAM_BYTES - RELAY_OVERHEAD_BYTES
+"""Largest peer datagram a RELAY carries (its TRANSPORT on the directory session fits then)."""
+_TOKEN_KEY_U8 = struct.Struct(f"!{TOKEN_BYTES}s{STATIC_KEY_BYTES}sB")  # PUNCH: token, key, name len
 _WELCOME = struct.Struct(f"!I{TOKEN_BYTES}sI")  # req_id, token, heartbeat_ms
 _LIST_REPLY = struct.Struct("!IIBH")  # req_id, total, more, count
 # session, stream, base, seq, pn, msg_id, offset, total, name length
@@ -101,8 +112,10 @@ if (  # pragma: no cover
     raise ImportError("const.ACK_*_BYTES disagree with the ACK layout")
 _ADDR_MAX = 1 + 16 + _PORT.size  # an IPv6 address
 if (  # pragma: no cover
-    H + _TOKEN_U32_U8.size + NAME_MAX_CHARS != LOOKUP_BYTES
-    or H + _U32_U8.size + NAME_MAX_CHARS + _ADDR_MAX + STATIC_KEY_BYTES != LOOKUP_REPLY_BYTES
+    H + _LOOKUP.size + NAME_MAX_CHARS != LOOKUP_BYTES
+    or H + _U32_U8.size + NAME_MAX_CHARS + _ADDR_MAX + STATIC_KEY_BYTES
+    + 1 + MAX_LOCAL_ENDPOINTS * _ADDR_MAX
+    != LOOKUP_REPLY_BYTES
 ):
     raise ImportError("const.LOOKUP_BYTES / LOOKUP_REPLY_BYTES disagree with the layouts")
 
@@ -179,14 +192,26 @@ def _addr(addr: Addr | None) -> bytes:
         raise InvalidMessage(f"cannot encode the address {addr!r}: {exc}") from None
 
 
+def _endpoints(msg: object, addrs: tuple[Addr, ...]) -> bytes:
+    """A count byte, then each address (a list of private endpoints)."""
+    if len(addrs) > MAX_LOCAL_ENDPOINTS:
+        raise _invalid(msg, f"{len(addrs)} endpoints, more than {MAX_LOCAL_ENDPOINTS}")
+    if any(a is None for a in addrs):
+        raise _invalid(msg, "an endpoint is empty")
+    return bytes((len(addrs),)) + b"".join(_addr(a) for a in addrs)
+
+
 def _build_hello(m: Hello) -> bytes:
     name = _utf8(m, m.name)  # any text: the server answers NAME_INVALID
     out = _HEADERS[Kind.HELLO] + _U32_U8.pack(m.req_id, len(name)) + name
+    if m.endpoints:  # none: the count is 0, which the padding's first byte says already
+        out += _endpoints(m, m.endpoints)
     return out.ljust(MIN_HELLO_BYTES, b"\x00")
 
 
 def _build_welcome(m: Welcome) -> bytes:
-    return _HEADERS[Kind.WELCOME] + _WELCOME.pack(m.req_id, _token(m, m.token), m.heartbeat_ms)
+    head = _WELCOME.pack(m.req_id, _token(m, m.token), m.heartbeat_ms)
+    return _HEADERS[Kind.WELCOME] + head + _addr(m.observed)
 
 
 def _build_refused(m: Refused) -> bytes:
@@ -197,7 +222,8 @@ def _build_refused(m: Refused) -> bytes:
 
 def _build_lookup(m: Lookup) -> bytes:
     name = _name(m.name)
-    head = _TOKEN_U32_U8.pack(_token(m, m.token), m.req_id, len(name))
+    flags = _LOOKUP_PUNCH if m.punch else 0
+    head = _LOOKUP.pack(_token(m, m.token), m.req_id, flags, len(name))
     out = _HEADERS[Kind.LOOKUP] + head + name
     # Every LOOKUP one size: its size does not tell the length of the name asked.
     if len(out) < LOOKUP_BYTES:  # guard: lookup-padding
@@ -210,10 +236,40 @@ def _build_lookup_reply(m: LookupReply) -> bytes:
     head = _U32_U8.pack(m.req_id, len(name))
     if (m.addr is None) != (not m.key) or len(m.key) not in (0, STATIC_KEY_BYTES):
         raise InvalidMessage("a LOOKUP_REPLY carries an address and a 32-byte key, or neither")
+    if m.addr is None and m.local:
+        raise InvalidMessage("a LOOKUP_REPLY without an address carries no private endpoints")
     out = _HEADERS[Kind.LOOKUP_REPLY] + head + name + _addr(m.addr) + m.key
+    if m.addr is not None:
+        out += _endpoints(m, m.local)
     if len(out) < LOOKUP_REPLY_BYTES:  # guard: lookup-reply-padding
         out += bytes(LOOKUP_REPLY_BYTES - len(out))
     return out
+
+
+def _build_punch(m: Punch) -> bytes:
+    name = _name(m.name)
+    if len(m.key) != STATIC_KEY_BYTES:
+        raise _invalid(m, f"key of {len(m.key)} bytes, not {STATIC_KEY_BYTES}")
+    head = _TOKEN_KEY_U8.pack(_token(m, m.token), m.key, len(name))
+    return b"".join(
+        (_HEADERS[Kind.PUNCH], head, name, _addr(m.addr), _endpoints(m, m.local))
+    )
+
+
+def _build_relay_body(m: Relay | Relayed, key: bytes) -> bytes:
+    if len(key) != STATIC_KEY_BYTES:
+        raise _invalid(m, f"key of {len(key)} bytes, not {STATIC_KEY_BYTES}")
+    if not 0 < len(m.datagram) <= MAX_RELAYED_BYTES:
+        raise _invalid(m, f"a relayed datagram of {len(m.datagram)} bytes (1..{MAX_RELAYED_BYTES})")
+    return _TOKEN_KEY.pack(_token(m, m.token), key) + m.datagram
+
+
+def _build_relay(m: Relay) -> bytes:
+    return _HEADERS[Kind.RELAY] + _build_relay_body(m, m.to)
+
+
+def _build_relayed(m: Relayed) -> bytes:
+    return _HEADERS[Kind.RELAYED] + _build_relay_body(m, m.sender)
 
 
 def _build_list(m: ListUsers) -> bytes:
@@ -320,6 +376,9 @@ _BUILDERS: dict[type, Callable[[Any], bytes]] = {
     UnknownSession: _build_unknown_session,
     Ping: _build_ping,
     Pong: _build_pong,
+    Punch: _build_punch,
+    Relay: _build_relay,
+    Relayed: _build_relayed,
 }
 
 
@@ -411,6 +470,22 @@ def _addr_at(data: bytes, pos: int) -> tuple[Addr | None, int]:
     return (_ip_text(data[pos + 1 : end]), port), end + _PORT.size
 
 
+def _endpoints_at(data: bytes, pos: int) -> tuple[tuple[Addr, ...], int]:
+    """The list of endpoints at ``pos`` (a count byte, then addresses) and where it ends."""
+    _at_least(data, pos + 1)
+    count = data[pos]
+    if count > MAX_LOCAL_ENDPOINTS:
+        raise MalformedDatagram("too many endpoints")
+    pos += 1
+    addrs: list[Addr] = []
+    for _ in range(count):
+        addr, pos = _addr_at(data, pos)
+        if addr is None:
+            raise MalformedDatagram("empty endpoint")
+        addrs.append(addr)
+    return tuple(addrs), pos
+
+
 def _parse_hello(data: bytes) -> Hello:
     if len(data) < MIN_HELLO_BYTES:
         raise MalformedDatagram("hello not padded")
@@ -422,15 +497,52 @@ def _parse_hello(data: bytes) -> Hello:
         name = data[start:end].decode("utf-8")  # validated by the server: NAME_INVALID
     except UnicodeDecodeError:
         raise MalformedDatagram("string is not UTF-8") from None
+    endpoints: tuple[Addr, ...] = ()
+    if end < len(data):
+        endpoints, end = _endpoints_at(data, end)
     if data[end:].lstrip(b"\x00"):
         raise MalformedDatagram("hello padding not zero")
-    return Hello(req_id=req_id, name=name)
+    return Hello(req_id=req_id, name=name, endpoints=endpoints)
 
 
 def _parse_welcome(data: bytes) -> Welcome:
-    _exact(data, H + _WELCOME.size)
+    _at_least(data, H + _WELCOME.size)
     req_id, token, heartbeat_ms = _WELCOME.unpack_from(data, H)
-    return Welcome(req_id=req_id, token=token, heartbeat_ms=heartbeat_ms)
+    observed, end = _addr_at(data, H + _WELCOME.size)
+    _exact(data, end)
+    return Welcome(req_id=req_id, token=token, heartbeat_ms=heartbeat_ms, observed=observed)
+
+
+def _relay_body(data: bytes) -> tuple[bytes, bytes, bytes]:
+    _at_least(data, H + _TOKEN_KEY.size + 1)
+    token, key = _TOKEN_KEY.unpack_from(data, H)
+    datagram = data[H + _TOKEN_KEY.size :]
+    if len(datagram) > MAX_RELAYED_BYTES:
+        raise MalformedDatagram("relayed datagram too large")
+    return token, key, datagram
+
+
+def _parse_relay(data: bytes) -> Relay:
+    token, key, datagram = _relay_body(data)
+    return Relay(token=token, to=key, datagram=datagram)
+
+
+def _parse_relayed(data: bytes) -> Relayed:
+    token, key, datagram = _relay_body(data)
+    return Relayed(token=token, sender=key, datagram=datagram)
+
+
+def _parse_punch(data: bytes) -> Punch:
+    _at_least(data, H + _TOKEN_KEY_U8.size)
+    token, key, n = _TOKEN_KEY_U8.unpack_from(data, H)
+    start = H + _TOKEN_KEY_U8.size
+    name = _name_at(data, start, n)
+    addr, end = _addr_at(data, start + n)
+    if addr is None:
+        raise MalformedDatagram("punch hint without an address")
+    local, end = _endpoints_at(data, end)
+    _exact(data, end)
+    return Punch(token=token, name=name, key=key, addr=addr, local=local)
 
 
 def _parse_refused(data: bytes) -> Refused:
@@ -450,11 +562,13 @@ def _zero_padding(data: bytes, end: int) -> None:
 
 def _parse_lookup(data: bytes) -> Lookup:
     _exact(data, LOOKUP_BYTES)
-    token, req_id, n = _TOKEN_U32_U8.unpack_from(data, H)
-    start = H + _TOKEN_U32_U8.size
+    token, req_id, flags, n = _LOOKUP.unpack_from(data, H)
+    if flags & ~_LOOKUP_PUNCH:
+        raise MalformedDatagram("unknown lookup flags")
+    start = H + _LOOKUP.size
     name = _name_at(data, start, n)
     _zero_padding(data, start + n)
-    return Lookup(token=token, req_id=req_id, name=name)
+    return Lookup(token=token, req_id=req_id, name=name, punch=bool(flags & _LOOKUP_PUNCH))
 
 
 def _parse_lookup_reply(data: bytes) -> LookupReply:
@@ -467,8 +581,10 @@ def _parse_lookup_reply(data: bytes) -> LookupReply:
         _zero_padding(data, end)
         return LookupReply(req_id=req_id, name=name, addr=None)
     _at_least(data, end + STATIC_KEY_BYTES)
-    _zero_padding(data, end + STATIC_KEY_BYTES)
-    return LookupReply(req_id=req_id, name=name, addr=addr, key=data[end : end + STATIC_KEY_BYTES])
+    key = data[end : end + STATIC_KEY_BYTES]
+    local, end = _endpoints_at(data, end + STATIC_KEY_BYTES)
+    _zero_padding(data, end)
+    return LookupReply(req_id=req_id, name=name, addr=addr, key=key, local=local)
 
 
 def _parse_list(data: bytes) -> ListUsers:
@@ -611,6 +727,9 @@ _PARSERS: dict[int, Callable[[bytes], Message]] = {
     Kind.PONG: _parse_pong,
     Kind.DATA: _parse_data,
     Kind.ACK: _parse_ack,
+    Kind.PUNCH: _parse_punch,
+    Kind.RELAY: _parse_relay,
+    Kind.RELAYED: _parse_relayed,
 }
 if set(_PARSERS) != set(Kind) or len(_BUILDERS) != len(Kind):  # pragma: no cover
     raise ImportError("a message kind lacks its parser or builder")

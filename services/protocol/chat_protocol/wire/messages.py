@@ -38,6 +38,9 @@ class Kind(IntEnum):
     PONG = 0x0F
     DATA = 0x10
     ACK = 0x11
+    PUNCH = 0x12
+    RELAY = 0x13
+    RELAYED = 0x14
 
 
 class RefuseReason(IntEnum):
@@ -71,6 +74,10 @@ class RefuseReason(IntEnum):
 class Hello:
     req_id: int
     name: str
+    endpoints: tuple[Addr, ...] = ()
+    """The sender's local (private) endpoints, at most ``MAX_LOCAL_ENDPOINTS``: a sign-in
+    declares them so peers behind the same NAT can reach it without a hairpin (empty in the
+    HELLO a peer's handshake carries)."""
 
 
 @dataclass(kw_only=True, slots=True, init=False, unsafe_hash=True)
@@ -79,11 +86,15 @@ class Lookup:
     token: Final[bytes]
     req_id: Final[int]
     name: Final[str]
+    punch: Final[bool]
+    """The asker means to send to ``name``: the directory also hints ``name`` to punch towards
+    the asker (a PUNCH), rate-limited. ``whois`` and a receiver's sender check ask without it."""
 
-    def __init__(self, *, token: bytes, req_id: int, name: str) -> None:
+    def __init__(self, *, token: bytes, req_id: int, name: str, punch: bool = False) -> None:
         self.token = token
         self.req_id = req_id
         self.name = name
+        self.punch = punch
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -117,6 +128,8 @@ class Welcome:
     req_id: int
     token: bytes
     heartbeat_ms: int
+    observed: Addr | None = None
+    """The user's public endpoint as the directory saw it (the source of its sign-in)."""
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -135,12 +148,24 @@ class LookupReply:
     """None: no such user signed in."""
     key: Final[bytes]
     """The user's static public key (32 bytes) as registered at sign-in; b"" when not found."""
+    local: Final[tuple[Addr, ...]]
+    """The user's private endpoints as it declared them at sign-in (peers behind the same NAT
+    reach it there); ``addr`` is its public one, as the directory observes it."""
 
-    def __init__(self, *, req_id: int, name: str, addr: Addr | None, key: bytes = b"") -> None:
+    def __init__(
+        self,
+        *,
+        req_id: int,
+        name: str,
+        addr: Addr | None,
+        key: bytes = b"",
+        local: tuple[Addr, ...] = (),
+    ) -> None:
         self.req_id = req_id
         self.name = name
         self.addr = addr
         self.key = key
+        self.local = local
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -190,6 +215,41 @@ class Pong:
     (signed-in users learn the user count from LIST_REPLY)."""
 
     nonce: int
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Punch:
+    """A rendezvous hint (server -> client, inside the client's session): the signed-in user
+    ``name`` (key ``key``) looked this client up to send to it; it is at ``addr`` (public, as
+    the directory observes it) and ``local`` (private, as it declared them). The receiver sends
+    handshake initiations there for a bounded time, so both NATs see outbound traffic first."""
+
+    token: bytes
+    name: str
+    key: bytes
+    addr: Addr
+    local: tuple[Addr, ...] = ()
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Relay:
+    """Client -> server: forward ``datagram`` (a secure-layer packet of ours to the peer holding
+    ``to``: its own Noise ciphertext, which the directory cannot read) to that peer, over its
+    session with the directory. The last resort when no direct path opens."""
+
+    token: bytes
+    to: bytes
+    datagram: bytes
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Relayed:
+    """Server -> client: ``datagram`` relayed from the signed-in user holding ``sender``. The
+    same size as the RELAY it forwards: the relay never amplifies."""
+
+    token: bytes
+    sender: bytes
+    datagram: bytes
 
 
 # --- peer <-> peer ------------------------------------------------------------------------------
@@ -304,4 +364,7 @@ Message = (
     | Pong
     | Data
     | Ack
+    | Punch
+    | Relay
+    | Relayed
 )
