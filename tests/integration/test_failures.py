@@ -151,7 +151,9 @@ def test_server_kill_is_noticed_by_every_client(compose_project: Compose) -> Non
         lambda: "\n".join(f"{c.name}: {c.transcript()[-300:]!r}" for c in clients),
     )
     print(f"server kill noticed after {seconds(noticed)}")
-    codes = {c.name: c.wait_exit(timeout=5) for c in clients}
+    # The bound is on `docker compose run --rm`, which removes the container after the client
+    # exits: seconds more on a loaded machine (the client's own exit is checked in tests/e2e).
+    codes = {c.name: c.wait_exit(timeout=15) for c in clients}
     assert codes == {c.name: 5 for c in clients}, codes
     for c in clients:
         assert re.search(r"lost contact with the server[^\n]*; exiting", c.transcript()), c.name
