@@ -35,7 +35,8 @@ endef
 COMPOSE_V2 := docker compose version --short 2>/dev/null | grep -Eq '^v?2\.'
 
 .PHONY: core help install lab lab-ready images up down logs demo lint unit-test e2e-test bench-smoke \
-	integration-test test bench bench-full chaos clean clean-images nat-up nat-down
+	integration-test test bench bench-full chaos clean clean-images nat-up nat-down \
+	swarm-up swarm-scale swarm-check swarm-client swarm-down swarm-test
 
 help: ## list the targets
 	@echo "usage: make TARGET   (PYTHON=$(PYTHON))"
@@ -198,6 +199,30 @@ BROKEN ?=
 chaos: images ## client containers under seeded faults, judged by chat-check (SEED= DURATION= CLIENTS= BROKEN=1)
 	$(PYTHON) -m labkit.chaos --seed $(SEED) --duration $(DURATION) --clients $(CLIENTS) \
 		--rate $(RATE) $(if $(BROKEN),--broken)
+
+# The lab as a Swarm stack (stack.yaml, docs/SWARM.md): the directory server and a `bots` service
+# of scripted clients (chat-bots) on the attachable overlay chat_chatnet.
+BOTS ?= 20
+BOTS_RATE ?= 1
+BOTS_MESSAGES ?= 0
+swarm-up: lab-ready images ## a single-node swarm if none, the stack `chat` deployed and healthy (BOTS= BOTS_RATE= BOTS_MESSAGES=)
+	$(PYTHON) -m labkit.swarm up --bots $(BOTS) --rate $(BOTS_RATE) --messages $(BOTS_MESSAGES)
+
+swarm-scale: $(ENV_READY) ## run BOTS=N bot clients (20 per task)
+	$(PYTHON) -m labkit.swarm scale $(BOTS)
+
+swarm-check: $(ENV_READY) ## stop the bots, collect their histories from every node, chat-check them, start them again
+	$(PYTHON) -m labkit.swarm check
+
+swarm-client: ## an interactive client on the overlay network (NAME=alice)
+	@test -n "$(NAME)" || { echo "make swarm-client: NAME=... is needed (make swarm-client NAME=alice)"; exit 2; }
+	$(PYTHON) -m labkit.swarm client $(NAME)
+
+swarm-down: $(ENV_READY) ## remove the stack, its network and volumes; leave the swarm if swarm-up made it
+	$(PYTHON) -m labkit.swarm down
+
+swarm-test: $(ENV_READY) ## the Swarm suite (tests/integration/test_swarm.py: 200 bots, a killed task; several minutes)
+	CHAT_SWARM_TESTS=1 $(PYTEST) tests/integration/test_swarm.py $(PYTEST_ARGS)
 
 clean: ## remove build output and caches (not .venv, not the images: see clean-images)
 	rm -rf .lab build dist .pytest_cache .mypy_cache .ruff_cache .hypothesis

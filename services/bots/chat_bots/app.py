@@ -48,7 +48,6 @@ from chat_protocol.events import (
     SignInFailed,
     UserList,
 )
-from chat_protocol.wire.messages import Addr
 from chat_protocol.wire.names import NAME_RULE, is_valid_name
 from chat_shell import aio, cli
 from chat_shell.keystore import KeyStore, KeyStoreError, add_home_option, resolve_home
@@ -163,7 +162,7 @@ class Bot:
         self,
         name: str,
         *,
-        server: Addr,
+        server: tuple[str, int],
         store: KeyStore,
         hist_path: str,
         script: Script,
@@ -173,6 +172,7 @@ class Bot:
     ) -> None:
         self.name = name
         self.server = server
+        """Host name (or IP) and port of the directory, resolved anew by each incarnation."""
         self.store = store
         self.hist_path = hist_path
         self.script = script
@@ -212,9 +212,14 @@ class Bot:
 
     async def _incarnation(self) -> int:
         loop = asyncio.get_running_loop()
+        try:  # each time: a directory task started again may have a new address (dnsrr)
+            server = await loop.run_in_executor(None, aio.resolve, *self.server)
+        except (OSError, UnicodeError) as exc:
+            log.warning("%s: cannot resolve %s: %s", self.name, self.server[0], exc)
+            return EXIT_LOST
         core = ClientCore(
             name=self.name,
-            server=self.server,
+            server=server,
             identity=self.store.user_key(self.name),
             clock_offset_s=time.time() - loop.time(),
         )
@@ -396,11 +401,7 @@ async def run(args: argparse.Namespace) -> int:
     def say(line: str) -> None:
         print(line, flush=True)
 
-    try:
-        server = aio.resolve(args.server, args.port)
-    except (OSError, UnicodeError) as exc:
-        print(f"chat-bots: cannot resolve server {args.server!r}: {exc}", file=sys.stderr)
-        return EXIT_LOST
+    server = (args.server, args.port)
     try:
         store = KeyStore(resolve_home(args.home))
         os.makedirs(args.history_dir, exist_ok=True)

@@ -1,0 +1,449 @@
+"""The chat lab as a Swarm stack (stack.yaml, docs/SWARM.md): up, scale, check, down, a client.
+
+``python -m labkit.swarm up|scale N|check|down|client NAME|placement`` (the ``make swarm-*``
+targets). Everything goes through the ``docker`` CLI (``docker stack`` has no SDK call), on the
+engine of this machine, which is a swarm manager once :meth:`Swarm.up` ran.
+
+* :meth:`Swarm.up` initialises a single-node swarm when the engine is in none (and notes that it
+  did, in ``.lab/swarm.json``), deploys the stack ``chat`` and waits until the directory's task
+  is healthy and every bot task runs.
+* :meth:`Swarm.scale` gives the ``bots`` service N clients: ``ceil(N / BOTS_PER_TASK)`` tasks of
+  an equal share each (N rounded up to a multiple of the tasks).
+* :meth:`Swarm.check` stops the bots (each signs out after its sends settle, so the histories
+  are a consistent cut), copies ``/data/hist`` out of the ``bots-data`` volume of every node,
+  runs chat-check on them, and starts the bots again.
+* :meth:`Swarm.down` removes the stack, waits until its network is gone, removes its volumes,
+  and leaves the swarm if :meth:`up` had created it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import subprocess
+import sys
+import tarfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from labkit.util import ROOT, LabError, run, tail, wait_until
+
+STACK = "chat"
+STACK_FILE = ROOT / "stack.yaml"
+NETWORK = f"{STACK}_chatnet"
+SERVER_SERVICE = f"{STACK}_server"
+BOTS_SERVICE = f"{STACK}_bots"
+BOTS_VOLUME = f"{STACK}_bots-data"
+CLIENT_VOLUME = f"{STACK}_client-home"
+"""Interactive clients' keys (``make swarm-client``): the same name keeps its key."""
+VOLUMES = (f"{STACK}_server-home", BOTS_VOLUME, CLIENT_VOLUME)
+SERVER_PORT = 5000
+STATE_FILE = ROOT / ".lab" / "swarm.json"
+BOTS_PER_TASK = 20
+"""Clients one bot task runs (docs/SWARM.md, "How many bots per task"): one process is one core
+at most, and 20 bots at 1 message/s each use about a tenth of one."""
+UP_TIMEOUT_S = 120.0
+STOP_TIMEOUT_S = 90.0
+DOWN_TIMEOUT_S = 90.0
+HIST_DIR = "/data/hist"
+
+
+def image(kind: str) -> str:
+    prefix = os.environ.get("CHAT_IMAGE_PREFIX", "p2p-chat")
+    return f"{prefix}-{kind}:{os.environ.get('CHAT_IMAGE_TAG', 'latest')}"
+
+
+def tasks_for(bots: int, per_task: int = BOTS_PER_TASK) -> tuple[int, int]:
+    """(tasks, clients per task) for ``bots`` clients: the fewest tasks of at most
+    ``per_task``, each given an equal share (rounded up)."""
+    if bots <= 0:
+        return 0, per_task
+    tasks = math.ceil(bots / per_task)
+    return tasks, math.ceil(bots / tasks)
+
+
+@dataclass(frozen=True)
+class Node:
+    """An engine of the swarm: ``docker`` is the argv that runs its CLI."""
+
+    name: str
+    docker: tuple[str, ...] = ("docker",)
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    code: int
+    """chat-check's exit status: 0 no violations, 1 violations, 2 usage or I/O error."""
+    report: str
+    files: int
+    seconds: float
+
+
+class Swarm:
+    def __init__(self, *, env: dict[str, str] | None = None, say: bool = True) -> None:
+        self.env = {**os.environ, **(env or {})}
+        self.say_enabled = say
+        self.manager = Node("local")
+
+    # --- plumbing ---------------------------------------------------------------------------
+
+    def say(self, text: str) -> None:
+        if self.say_enabled:
+            print(f"swarm: {text}", flush=True)
+
+    def docker(
+        self, *args: str, node: Node | None = None, timeout: float = 60.0, check: bool = True
+    ) -> subprocess.CompletedProcess[str]:
+        return run(
+            [*(node or self.manager).docker, *args], timeout=timeout, check=check, env=self.env
+        )
+
+    def swarm_state(self) -> str:
+        """The engine's ``LocalNodeState``: inactive, active, pending, ..."""
+        return self.docker("info", "--format", "{{.Swarm.LocalNodeState}}").stdout.strip()
+
+    def _load_state(self) -> dict[str, object]:
+        try:
+            loaded = json.loads(STATE_FILE.read_text())
+        except (OSError, ValueError):
+            return {}
+        return loaded if isinstance(loaded, dict) else {}
+
+    def _save_state(self, state: dict[str, object]) -> None:
+        STATE_FILE.parent.mkdir(parents=True, exist_ok=True)
+        STATE_FILE.write_text(json.dumps(state))
+
+    def nodes(self) -> list[Node]:
+        """Every engine whose volumes may hold histories (one node: this machine's)."""
+        return [self.manager]
+
+    # --- up ---------------------------------------------------------------------------------
+
+    def ensure_swarm(self) -> bool:
+        """Make this engine a swarm manager if it is in no swarm; True if this call did."""
+        state = self.swarm_state()
+        if state == "active":
+            return False
+        if state != "inactive":
+            raise LabError(f"the engine's swarm state is {state!r}: neither in a swarm nor out")
+        r = self.docker("swarm", "init", check=False)
+        if r.returncode != 0 and "advertise" in r.stderr:
+            # Several addresses and none chosen: a single node can advertise loopback.
+            self.docker("swarm", "init", "--advertise-addr", "127.0.0.1")
+        elif r.returncode != 0:
+            raise LabError(f"docker swarm init: {r.stderr.strip()}")
+        self.say("initialised a single-node swarm (swarm-down leaves it again)")
+        return True
+
+    def deploy(self, *, bots: int, rate: float, messages: int) -> None:
+        tasks, per_task = tasks_for(bots)
+        env = {
+            "BOTS_TASKS": str(tasks),
+            "BOTS_PER_TASK": str(per_task),
+            "BOTS_RATE": str(rate),
+            "BOTS_MESSAGES": str(messages),
+        }
+        self.env.update(env)
+        self.docker("stack", "deploy", "--detach=true", "-c", str(STACK_FILE), STACK, timeout=120)
+
+    def up(self, *, bots: int = BOTS_PER_TASK, rate: float = 1.0, messages: int = 0) -> float:
+        """Swarm (if none), stack deployed, healthy; returns the seconds it took."""
+        start = time.monotonic()
+        state = self._load_state()
+        created = self.ensure_swarm()
+        if created or "initialised" not in state:
+            state["initialised"] = created or bool(state.get("initialised"))
+            self._save_state(state)
+        self.deploy(bots=bots, rate=rate, messages=messages)
+        self.wait_ready(UP_TIMEOUT_S)
+        took = time.monotonic() - start
+        self.say(f"stack {STACK} up in {took:.1f} s ({self.bot_clients()} bots)")
+        return took
+
+    def service_containers(self, service: str, node: Node | None = None) -> list[str]:
+        """``ID STATUS`` of the service's containers running on ``node``."""
+        r = self.docker(
+            "ps",
+            "--filter",
+            f"label=com.docker.swarm.service.name={service}",
+            "--format",
+            "{{.ID}} {{.Status}}",
+            node=node,
+        )
+        return [line for line in r.stdout.splitlines() if line.strip()]
+
+    def replicas(self, service: str) -> int:
+        r = self.docker(
+            "service", "inspect", service, "--format", "{{.Spec.Mode.Replicated.Replicas}}"
+        )
+        return int(r.stdout.strip() or 0)
+
+    def running_tasks(self, service: str) -> list[tuple[str, str]]:
+        """(task name, node) of the service's tasks that are running now."""
+        r = self.docker(
+            "service",
+            "ps",
+            service,
+            "--filter",
+            "desired-state=running",
+            "--format",
+            "{{.Name}} {{.Node}} {{.CurrentState}}",
+        )
+        out = []
+        for line in r.stdout.splitlines():
+            parts = line.split()
+            if len(parts) >= 3 and parts[2] == "Running":
+                out.append((parts[0], parts[1]))
+        return out
+
+    def bot_clients(self) -> int:
+        r = self.docker(
+            "service",
+            "inspect",
+            BOTS_SERVICE,
+            "--format",
+            "{{range .Spec.TaskTemplate.ContainerSpec.Env}}{{println .}}{{end}}",
+        )
+        per = next((int(e.split("=", 1)[1]) for e in r.stdout.split() if e.startswith("BOTS=")), 0)
+        return per * self.replicas(BOTS_SERVICE)
+
+    def server_healthy(self) -> bool:
+        return any("(healthy)" in c for c in self.service_containers(SERVER_SERVICE))
+
+    def wait_ready(self, timeout: float) -> None:
+        """The directory's task healthy (a real datagram round trip) and every bot task running."""
+
+        def ready() -> bool:
+            want = self.replicas(BOTS_SERVICE)
+            return self.server_healthy() and len(self.running_tasks(BOTS_SERVICE)) == want
+
+        wait_until(ready, timeout, f"stack {STACK} healthy", self.describe, interval=0.5)
+
+    def describe(self) -> str:
+        r = self.docker(
+            "stack",
+            "ps",
+            STACK,
+            "--no-trunc",
+            "--format",
+            "{{.Name}} {{.Node}} {{.CurrentState}} {{.Error}}",
+            check=False,
+        )
+        return tail(r.stdout + r.stderr, 3000)
+
+    # --- scale ------------------------------------------------------------------------------
+
+    def scale(self, bots: int, *, wait: bool = True) -> None:
+        """Run ``bots`` clients in all (see :func:`tasks_for`); 0 stops every bot (each signs
+        out first)."""
+        tasks, per_task = tasks_for(bots)
+        args = ["service", "update", "--detach=true", "--replicas", str(tasks)]
+        if tasks:
+            args += ["--env-add", f"BOTS={per_task}"]
+        self.docker(*args, BOTS_SERVICE, timeout=120)
+        if not wait:
+            return
+        if tasks:
+            wait_until(
+                lambda: len(self.running_tasks(BOTS_SERVICE)) == tasks,
+                UP_TIMEOUT_S,
+                f"{tasks} bot tasks running",
+                self.describe,
+                interval=0.5,
+            )
+        else:
+            self.wait_bots_stopped()
+        self.say(f"bots: {tasks} tasks x {per_task} clients")
+
+    def wait_bots_stopped(self) -> None:
+        def stopped() -> bool:
+            return all(not self.service_containers(BOTS_SERVICE, n) for n in self.nodes())
+
+        wait_until(
+            stopped, STOP_TIMEOUT_S, "every bot container to end", self.describe, interval=0.5
+        )
+
+    # --- check ------------------------------------------------------------------------------
+
+    def collect(self, dest: Path) -> int:
+        """Copy every node's bot histories into ``dest/NODE/``; the number of files."""
+        count = 0
+        for node in self.nodes():
+            target = dest / node.name
+            target.mkdir(parents=True, exist_ok=True)
+            r = self.docker("volume", "ls", "-q", "--filter", f"name=^{BOTS_VOLUME}$", node=node)
+            if not r.stdout.strip():
+                continue
+            argv = [
+                *node.docker,
+                "run",
+                "--rm",
+                "--network",
+                "none",
+                "-v",
+                f"{BOTS_VOLUME}:/data:ro",
+                "--entrypoint",
+                "tar",
+                image("client"),
+                "-C",
+                HIST_DIR,
+                "-cf",
+                "-",
+                ".",
+            ]
+            proc = subprocess.run(argv, capture_output=True, timeout=120, env=self.env, check=False)
+            if proc.returncode != 0:
+                raise LabError(
+                    f"collecting histories on {node.name}: "
+                    f"{proc.stderr.decode(errors='replace').strip()}"
+                )
+            tar_path = target / "hist.tar"
+            tar_path.write_bytes(proc.stdout)
+            with tarfile.open(tar_path) as tar:
+                members = [m for m in tar.getmembers() if m.isfile() and m.name.endswith(".jsonl")]
+                tar.extractall(target, members=members, filter="data")
+            tar_path.unlink()
+            count += len(members)
+        return count
+
+    def check(self, dest: Path, *, restart: bool = True) -> CheckResult:
+        """Stop the bots, collect every node's histories into ``dest``, run chat-check; then
+        start the bots again (``restart``)."""
+        start = time.monotonic()
+        tasks = self.replicas(BOTS_SERVICE)
+        per = self.bot_clients() // tasks if tasks else BOTS_PER_TASK
+        if tasks:
+            self.say(f"stopping {tasks} bot tasks (each bot signs out)")
+            self.scale(0)
+        files = self.collect(dest)
+        if files == 0:
+            raise LabError(f"no bot histories in the {BOTS_VOLUME} volume of any node")
+        r = run(
+            [sys.executable, "-m", "chat_check", str(dest)], check=False, timeout=600, env=self.env
+        )
+        if r.returncode == 2:
+            raise LabError(f"chat-check: {r.stderr.strip()}")
+        took = time.monotonic() - start
+        if restart and tasks:
+            self.scale(tasks * per, wait=False)
+        return CheckResult(r.returncode, r.stdout, files, took)
+
+    # --- down -------------------------------------------------------------------------------
+
+    def down(self) -> None:
+        """Remove the stack, its network and volumes, and leave the swarm if up() made it."""
+        state = self._load_state()
+        if self.swarm_state() == "active":
+            self.docker("stack", "rm", STACK, check=False)
+
+            def gone() -> bool:
+                left = self.docker("network", "ls", "-q", "--filter", f"name=^{NETWORK}$")
+                return not left.stdout.strip() and not any(
+                    self.service_containers(s) for s in (SERVER_SERVICE, BOTS_SERVICE)
+                )
+
+            wait_until(gone, DOWN_TIMEOUT_S, f"stack {STACK} removed", self.describe, interval=0.5)
+        for node in self.nodes():
+            # The stack's containers are gone, but their removal may trail by a moment.
+            def removed(n: Node = node) -> bool:
+                return self._remove_volumes(n)
+
+            wait_until(
+                removed, DOWN_TIMEOUT_S, f"volumes of {STACK} removed on {node.name}", interval=0.5
+            )
+        if state.get("initialised") and self.swarm_state() == "active":
+            self.docker("swarm", "leave", "--force")
+            self.say("left the swarm swarm-up had initialised")
+        STATE_FILE.unlink(missing_ok=True)
+
+    def _remove_volumes(self, node: Node) -> bool:
+        present = self.docker("volume", "ls", "-q", node=node).stdout.split()
+        mine = [v for v in VOLUMES if v in present]
+        if mine:
+            self.docker("volume", "rm", *mine, node=node, check=False)
+        return not mine or not any(
+            v in self.docker("volume", "ls", "-q", node=node).stdout.split() for v in mine
+        )
+
+    # --- clients ----------------------------------------------------------------------------
+
+    def client_argv(self, name: str, *, tty: bool = True, extra: Sequence[str] = ()) -> list[str]:
+        """``docker run`` of an interactive client on the stack's overlay network."""
+        return [
+            *self.manager.docker,
+            "run",
+            "--rm",
+            "-i",
+            *(["-t"] if tty else []),
+            "--init",
+            "--network",
+            NETWORK,
+            "-v",
+            f"{CLIENT_VOLUME}:/data",
+            "-e",
+            "CHAT_SERVER=server",
+            "-e",
+            f"CHAT_PORT={SERVER_PORT}",
+            *extra,
+            image("client"),
+            "-u",
+            name,
+        ]
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m labkit.swarm", description=__doc__)
+    sub = p.add_subparsers(dest="cmd", required=True)
+    up = sub.add_parser("up", help="swarm (if none), deploy the stack, wait until healthy")
+    up.add_argument("--bots", type=int, default=BOTS_PER_TASK)
+    up.add_argument("--rate", type=float, default=1.0)
+    up.add_argument("--messages", type=int, default=0)
+    sc = sub.add_parser("scale", help="run N bot clients")
+    sc.add_argument("bots", type=int)
+    ck = sub.add_parser("check", help="stop the bots, collect histories, run chat-check")
+    ck.add_argument("--out", default=str(ROOT / ".lab" / "swarm-check"))
+    ck.add_argument("--no-restart", action="store_true", help="leave the bots stopped")
+    sub.add_parser(
+        "down",
+        help="remove the stack, its network and volumes; leave the swarm if up initialised it",
+    )
+    cl = sub.add_parser("client", help="an interactive client on the overlay network")
+    cl.add_argument("name")
+    sub.add_parser("placement", help="which node runs each task")
+    args = p.parse_args(argv)
+    swarm = Swarm()
+    try:
+        if args.cmd == "up":
+            swarm.up(bots=args.bots, rate=args.rate, messages=args.messages)
+        elif args.cmd == "scale":
+            swarm.scale(args.bots)
+        elif args.cmd == "check":
+            out = Path(args.out)
+            if out.exists():
+                import shutil
+
+                shutil.rmtree(out)
+            result = swarm.check(out, restart=not args.no_restart)
+            print(result.report, end="")
+            swarm.say(f"{result.files} histories checked in {result.seconds:.1f} s ({out})")
+            return result.code
+        elif args.cmd == "down":
+            swarm.down()
+        elif args.cmd == "client":
+            os.execvp("docker", swarm.client_argv(args.name))
+        elif args.cmd == "placement":
+            for service in (SERVER_SERVICE, BOTS_SERVICE):
+                for task, node in swarm.running_tasks(service):
+                    print(f"{task} {node}")
+    except (LabError, AssertionError, subprocess.TimeoutExpired) as exc:
+        print(f"swarm: error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
