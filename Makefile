@@ -54,7 +54,9 @@ endif
 # warning; under CI=true that is an error.
 CORE_LIB := $(CURDIR)/build/core/lib
 CORE_STAMP := build/core/.stamp
-CORE_SOURCES := $(shell find services/protocol/chat_protocol -name "*.py") setup.py pyproject.toml
+# The wheel scripts/core.sh builds carries every package of services/ (the images install it), so
+# a change to any of them makes it again, not only one to the compiled chat_protocol.
+CORE_SOURCES := $(shell find services -name "*.py" -not -path "*/__pycache__/*") setup.py pyproject.toml
 # The environment that selects the compiled core, when there is one (expanded when a recipe runs).
 CORE_ENV = $(if $(wildcard build/core/lib),CHAT_CORE_DIR=$(CORE_LIB) PYTHONPATH=$(CORE_LIB))
 

@@ -43,6 +43,8 @@ CLIENT_VOLUME = f"{STACK}_client-home"
 VOLUMES = (f"{STACK}_server-home", BOTS_VOLUME, CLIENT_VOLUME)
 SERVER_PORT = 5000
 STATE_FILE = ROOT / ".lab" / "swarm.json"
+"""What swarm-up found and made (swarm initialised? docker_gwbridge there before?), for down."""
+GWBRIDGE = "docker_gwbridge"
 BOTS_PER_TASK = 20
 """Clients one bot task runs (docs/SWARM.md, "How many bots per task"): one process is one core
 at most, and 20 bots at 1 message/s each use about a tenth of one."""
@@ -154,10 +156,11 @@ class Swarm:
         """Swarm (if none), stack deployed, healthy; returns the seconds it took."""
         start = time.monotonic()
         state = self._load_state()
+        if "initialised" not in state:  # the first up since the last down: note what was here
+            state["gwbridge"] = self._has_network(GWBRIDGE)
         created = self.ensure_swarm()
-        if created or "initialised" not in state:
-            state["initialised"] = created or bool(state.get("initialised"))
-            self._save_state(state)
+        state["initialised"] = created or bool(state.get("initialised"))
+        self._save_state(state)
         self.deploy(bots=bots, rate=rate, messages=messages)
         self.wait_ready(UP_TIMEOUT_S)
         took = time.monotonic() - start
@@ -358,7 +361,14 @@ class Swarm:
         if state.get("initialised") and self.swarm_state() == "active":
             self.docker("swarm", "leave", "--force")
             self.say("left the swarm swarm-up had initialised")
+            if state.get("gwbridge") is False and self._has_network(GWBRIDGE):
+                # Made by the engine for the swarm's containers; leaving does not remove it.
+                self.docker("network", "rm", GWBRIDGE)
         STATE_FILE.unlink(missing_ok=True)
+
+    def _has_network(self, name: str, node: Node | None = None) -> bool:
+        r = self.docker("network", "ls", "-q", "--filter", f"name=^{name}$", node=node)
+        return bool(r.stdout.strip())
 
     def _remove_volumes(self, node: Node) -> bool:
         present = self.docker("volume", "ls", "-q", node=node).stdout.split()
