@@ -60,7 +60,7 @@ EXIT_LOST = 4
 """The ``code`` of an ``exit`` record when an incarnation ended because its server was gone or
 refused it (the program itself goes on)."""
 REPORT_EVERY_S = 10.0
-"""How often the program prints its counters."""
+"""How often the program prints its counters (default of ``--report-every``)."""
 STOP_GRACE_S = 15.0
 """On SIGTERM, how long bots wait for their sends' outcomes and the sign-out before exiting."""
 
@@ -141,7 +141,11 @@ class BotShell(aio.DatagramShell[ClientEvent]):
                 self.bot.partners.discard(event.to)
             case UserList():
                 self.bot.on_list(event.names)
-            case SignInFailed() | ServerGone():
+            case SignInFailed():
+                self.bot.sign_in_failed(event)
+                self._end(EXIT_LOST)
+            case ServerGone():
+                t.lost += 1
                 self._end(EXIT_LOST)
             case SignedOut():
                 h.signed_out()
@@ -184,13 +188,26 @@ class Bot:
         self.sent = 0
         self.outstanding = 0
         """Sends of the current incarnation without an outcome yet."""
+        self.last_failure = ""
 
     @property
     def done(self) -> bool:
         """Sent all it was asked to, and has every outcome."""
         return 0 < self.script.messages <= self.sent and self.outstanding == 0
 
+    def sign_in_failed(self, event: SignInFailed) -> None:
+        """Say why, once per reason (the bot tries again every ``--retry`` seconds)."""
+        why = (
+            event.refused.explain(self.name)
+            if event.refused is not None
+            else event.failure.name.lower().replace("_", " ")
+        )
+        if why != self.last_failure:
+            self.last_failure = why
+            print(f"chat-bots: {self.name}: {why}; trying again", file=sys.stderr, flush=True)
+
     def on_signed_in(self, shell: BotShell) -> None:
+        self.last_failure = ""
         self.online_shell = shell
         shell.core.list_users(shell.now())
 
@@ -376,21 +393,32 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=16,
         help="filler bytes per message (default 16)",
     )
+    p.add_argument(
+        "--report-every",
+        type=float,
+        default=REPORT_EVERY_S,
+        metavar="S",
+        help=f"seconds between counter lines on stdout (default {REPORT_EVERY_S:g})",
+    )
     p.add_argument("--seed", type=int, default=None, help="seed of the bots' choices")
     p.add_argument("-v", "--verbose", action="store_true", help="log details to stderr")
     args = p.parse_args(argv)
-    if args.rate < 0 or args.list_every <= 0 or args.retry <= 0:
-        p.error("--rate must be >= 0, --list-every and --retry > 0")
+    if args.rate < 0 or min(args.list_every, args.retry, args.report_every) <= 0:
+        p.error("--rate must be >= 0; --list-every, --retry and --report-every > 0")
     return args
 
 
 async def _report(
-    tally: Tally, bots: list[Bot], stopping: asyncio.Event, say: Callable[[str], None]
+    tally: Tally,
+    bots: list[Bot],
+    stopping: asyncio.Event,
+    say: Callable[[str], None],
+    every_s: float,
 ) -> None:
     announced = False
     while not stopping.is_set():
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stopping.wait(), REPORT_EVERY_S)
+            await asyncio.wait_for(stopping.wait(), every_s)
         say(tally.line())
         if not announced and bots and all(b.done for b in bots):
             announced = True
@@ -449,7 +477,7 @@ async def run(args: argparse.Namespace) -> int:
         f"server {server[0]}:{server[1]}, {args.rate}/s each"
     )
     tasks = [asyncio.create_task(b.run()) for b in bots]
-    reporter = asyncio.create_task(_report(tally, bots, stopping, say))
+    reporter = asyncio.create_task(_report(tally, bots, stopping, say, args.report_every))
     await asyncio.gather(*tasks, return_exceptions=True)
     stopping.set()
     await reporter
