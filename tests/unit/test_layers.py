@@ -24,11 +24,13 @@ SOURCES = {
     "chat_shell": ROOT / "services/shell/chat_shell",
     "chat_server": ROOT / "services/server/chat_server",
     "chat_client": ROOT / "services/client/chat_client",
+    "chat_bots": ROOT / "services/bots/chat_bots",
 }
 
 PRODUCT = ["chat_protocol", "chat_shell", "chat_server"]
 """Packages that must not import :data:`NOT_PRODUCT`. chat_client joins once the history format
-is a package of its own (it imports ``chat_check.history`` today): one line here."""
+is a package of its own (it imports ``chat_check.history`` today): one line here; chat_bots
+too (the same writer)."""
 NOT_PRODUCT = ["chat_check", "labkit", "bench"]
 
 FOUNDATION = (
@@ -47,7 +49,7 @@ LAYERS: list[list[tuple[str, ...]]] = [
     [("chat_protocol.client",), ("chat_protocol.server",)],
     [("chat_protocol",)],  # the package's face (__init__): compiled(), core_kind()
     [("chat_shell",)],
-    [("chat_server",), ("chat_client",)],
+    [("chat_server",), ("chat_client",), ("chat_bots",)],
 ]
 """Lowest first. A unit may import its own modules and any unit of a lower layer, nothing else."""
 
@@ -95,9 +97,7 @@ def _unit(module: str) -> tuple[int, tuple[str, ...]] | None:
     for layer, units in enumerate(LAYERS):
         for unit in units:
             for prefix in unit:
-                if (module == prefix or module.startswith(prefix + ".")) and len(
-                    prefix
-                ) > best_len:
+                if (module == prefix or module.startswith(prefix + ".")) and len(prefix) > best_len:
                     best, best_len = (layer, unit), len(prefix)
     return best
 
