@@ -207,8 +207,9 @@ chaos: images ## client containers under seeded faults, judged by chat-check (SE
 BOTS ?= 20
 BOTS_RATE ?= 1
 BOTS_MESSAGES ?= 0
-swarm-up: lab-ready images ## a single-node swarm if none, the stack `chat` deployed and healthy (BOTS= BOTS_RATE= BOTS_MESSAGES=)
-	$(PYTHON) -m labkit.swarm up --bots $(BOTS) --rate $(BOTS_RATE) --messages $(BOTS_MESSAGES)
+NODES ?= 1
+swarm-up: lab-ready images ## a single-node swarm if none (NODES=3: engines in containers), the stack `chat` deployed and healthy (BOTS= BOTS_RATE= BOTS_MESSAGES=)
+	$(PYTHON) -m labkit.swarm up --bots $(BOTS) --rate $(BOTS_RATE) --messages $(BOTS_MESSAGES) --nodes $(NODES)
 
 swarm-scale: $(ENV_READY) ## run BOTS=N bot clients (20 per task)
 	$(PYTHON) -m labkit.swarm scale $(BOTS)

@@ -48,6 +48,14 @@ GWBRIDGE = "docker_gwbridge"
 BOTS_PER_TASK = 20
 """Clients one bot task runs (docs/SWARM.md, "How many bots per task"): one process is one core
 at most, and 20 bots at 1 message/s each use about a tenth of one."""
+NODE_NETWORK = "chat-nodes"
+"""The bridge network of the node containers (``make swarm-up NODES=3``)."""
+NODE_PREFIX = "chat-node-"
+NODE_CAPS = ("SYS_ADMIN", "NET_ADMIN", "MKNOD", "NET_RAW")
+"""What an engine in a container needs here instead of --privileged (which asks for
+CAP_SYS_RESOURCE, missing from the lab machine's bounding set): ../shared/LAB-NOTES.md."""
+NODE_READY_TIMEOUT_S = 120.0
+LOAD_TIMEOUT_S = 900.0
 UP_TIMEOUT_S = 120.0
 STOP_TIMEOUT_S = 90.0
 DOWN_TIMEOUT_S = 90.0
@@ -70,10 +78,18 @@ def tasks_for(bots: int, per_task: int = BOTS_PER_TASK) -> tuple[int, int]:
 
 @dataclass(frozen=True)
 class Node:
-    """An engine of the swarm: ``docker`` is the argv that runs its CLI."""
+    """An engine of the swarm: ``docker`` is the argv that runs its CLI (this machine's, or
+    ``docker exec -i chat-node-N docker`` for an engine in a node container)."""
 
     name: str
     docker: tuple[str, ...] = ("docker",)
+    container: str | None = None
+    """The node container, for an engine in one."""
+
+
+def node(i: int) -> Node:
+    name = f"{NODE_PREFIX}{i}"
+    return Node(name, ("docker", "exec", "-i", name, "docker"), container=name)
 
 
 @dataclass(frozen=True)
@@ -89,7 +105,8 @@ class Swarm:
     def __init__(self, *, env: dict[str, str] | None = None, say: bool = True) -> None:
         self.env = {**os.environ, **(env or {})}
         self.say_enabled = say
-        self.manager = Node("local")
+        self.node_count = int(str(self._load_state().get("nodes", 1)))
+        self.manager = node(1) if self.node_count > 1 else Node("local")
 
     # --- plumbing ---------------------------------------------------------------------------
 
@@ -120,8 +137,111 @@ class Swarm:
         STATE_FILE.write_text(json.dumps(state))
 
     def nodes(self) -> list[Node]:
-        """Every engine whose volumes may hold histories (one node: this machine's)."""
+        """Every engine of the swarm (one node: this machine's)."""
+        if self.node_count > 1:
+            return [node(i) for i in range(1, self.node_count + 1)]
         return [self.manager]
+
+    # --- several nodes on one machine ---------------------------------------------------------
+
+    def _host(
+        self, *args: str, timeout: float = 60.0, check: bool = True
+    ) -> subprocess.CompletedProcess[str]:
+        return run(["docker", *args], timeout=timeout, check=check, env=self.env)
+
+    def make_nodes(self, count: int) -> None:
+        """``count`` engines in containers on the bridge ``chat-nodes``, the chat images loaded
+        into each, the first a swarm manager and the others workers."""
+        image_name = run([str(ROOT / "scripts" / "node-image.sh")], timeout=600).stdout.strip()
+        if not self._host(
+            "network", "ls", "-q", "--filter", f"name=^{NODE_NETWORK}$"
+        ).stdout.strip():
+            self._host("network", "create", NODE_NETWORK)
+        entry = ROOT / "scripts" / "node-entrypoint.sh"
+        caps = [a for c in NODE_CAPS for a in ("--cap-add", c)]
+        for n in (node(i) for i in range(1, count + 1)):
+            assert n.container
+            self._host(
+                "run",
+                "-d",
+                "--name",
+                n.container,
+                "--hostname",
+                n.container,
+                "--network",
+                NODE_NETWORK,
+                *caps,
+                "--security-opt",
+                "seccomp=unconfined",
+                "--security-opt",
+                "apparmor=unconfined",
+                "--cgroupns=private",
+                "-v",
+                "/var/lib/docker",
+                "-v",
+                f"{entry}:/entrypoint.sh:ro",
+                "--entrypoint",
+                "/entrypoint.sh",
+                "--label",
+                "org.opencontainers.image.title=p2p-chat-node",
+                image_name,
+            )
+        for n in (node(i) for i in range(1, count + 1)):
+
+            def answers(n: Node = n) -> bool:
+                return self.docker("info", node=n, check=False).returncode == 0
+
+            wait_until(
+                answers,
+                NODE_READY_TIMEOUT_S,
+                f"the engine in {n.name}",
+                interval=1.0,
+            )
+        self.say(f"{count} node engines up; loading the chat images into each")
+        images = [image("server"), image("client")]
+        procs = []
+        for n in (node(i) for i in range(1, count + 1)):
+            save = subprocess.Popen(["docker", "save", *images], stdout=subprocess.PIPE)
+            load = subprocess.Popen(
+                [*n.docker, "load", "-q"],
+                stdin=save.stdout,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+            )
+            assert save.stdout is not None
+            save.stdout.close()
+            procs.append((n, save, load))
+        for n, save, load in procs:
+            _, err = load.communicate(timeout=LOAD_TIMEOUT_S)
+            if save.wait(60) != 0 or load.returncode != 0:
+                raise LabError(f"docker save | docker load into {n.name}: {err.decode().strip()}")
+        first = node(1)
+        addr = self.node_ip(first)
+        self.docker("swarm", "init", "--advertise-addr", addr, node=first)
+        token = self.docker("swarm", "join-token", "-q", "worker", node=first).stdout.strip()
+        for n in (node(i) for i in range(2, count + 1)):
+            self.docker("swarm", "join", "--token", token, f"{addr}:2377", node=n)
+        self.say(f"swarm of {count} nodes: {first.name} manager, the others workers")
+
+    def node_ip(self, n: Node) -> str:
+        assert n.container
+        fmt = '{{(index .NetworkSettings.Networks "' + NODE_NETWORK + '").IPAddress}}'
+        return self._host("inspect", "--format", fmt, n.container).stdout.strip()
+
+    def remove_nodes(self) -> None:
+        names = self._host("ps", "-aq", "--filter", f"name=^{NODE_PREFIX}").stdout.split()
+        if names:
+            self._host("rm", "-f", "-v", *names, timeout=120)
+        if self._host("network", "ls", "-q", "--filter", f"name=^{NODE_NETWORK}$").stdout.strip():
+            self._host("network", "rm", NODE_NETWORK)
+
+    def partition(self, n: Node, *, heal: bool = False) -> None:
+        """Cut node ``n`` off from the other nodes (every datagram in or out of its eth0
+        dropped, iptables in the node container), or ``heal`` it."""
+        assert n.container
+        op = "-D" if heal else "-I"
+        for rule in (["INPUT", "-i", "eth0"], ["OUTPUT", "-o", "eth0"]):
+            self._host("exec", n.container, "iptables", op, rule[0], *rule[1:], "-j", "DROP")
 
     # --- up ---------------------------------------------------------------------------------
 
@@ -150,12 +270,40 @@ class Swarm:
             "BOTS_MESSAGES": str(messages),
         }
         self.env.update(env)
-        self.docker("stack", "deploy", "--detach=true", "-c", str(STACK_FILE), STACK, timeout=120)
+        if self.manager.container is None:
+            self.docker(
+                "stack", "deploy", "--detach=true", "-c", str(STACK_FILE), STACK, timeout=120
+            )
+            return
+        self._host("cp", str(STACK_FILE), f"{self.manager.container}:/stack.yaml")
+        env_args = [a for k, v in env.items() for a in ("-e", f"{k}={v}")]
+        self._host(
+            "exec",
+            *env_args,
+            self.manager.container,
+            "docker",
+            "stack",
+            "deploy",
+            "--detach=true",
+            "-c",
+            "/stack.yaml",
+            STACK,
+            timeout=120,
+        )
 
-    def up(self, *, bots: int = BOTS_PER_TASK, rate: float = 1.0, messages: int = 0) -> float:
-        """Swarm (if none), stack deployed, healthy; returns the seconds it took."""
+    def up(
+        self, *, bots: int = BOTS_PER_TASK, rate: float = 1.0, messages: int = 0, nodes: int = 1
+    ) -> float:
+        """Swarm (if none), stack deployed, healthy; returns the seconds it took. ``nodes`` > 1:
+        that many engines in containers on this machine form the swarm instead."""
         start = time.monotonic()
         state = self._load_state()
+        if nodes > 1 and int(str(state.get("nodes", 1))) <= 1:
+            state = {"nodes": nodes, "initialised": False}
+            self._save_state(state)
+            self.node_count = nodes
+            self.manager = node(1)
+            self.make_nodes(nodes)
         if "initialised" not in state:  # the first up since the last down: note what was here
             state["gwbridge"] = self._has_network(GWBRIDGE)
         created = self.ensure_swarm()
@@ -340,6 +488,11 @@ class Swarm:
     def down(self) -> None:
         """Remove the stack, its network and volumes, and leave the swarm if up() made it."""
         state = self._load_state()
+        if self.node_count > 1:
+            self.remove_nodes()  # the swarm, its stack and volumes live in them
+            STATE_FILE.unlink(missing_ok=True)
+            self.say(f"removed the {self.node_count} node containers and {NODE_NETWORK}")
+            return
         if self.swarm_state() == "active":
             self.docker("stack", "rm", STACK, check=False)
 
@@ -383,8 +536,11 @@ class Swarm:
 
     def client_argv(self, name: str, *, tty: bool = True, extra: Sequence[str] = ()) -> list[str]:
         """``docker run`` of an interactive client on the stack's overlay network."""
+        prefix = list(self.manager.docker)
+        if self.manager.container is not None and tty:
+            prefix = ["docker", "exec", "-it", self.manager.container, "docker"]
         return [
-            *self.manager.docker,
+            *prefix,
             "run",
             "--rm",
             "-i",
@@ -412,6 +568,7 @@ def main(argv: list[str] | None = None) -> int:
     up.add_argument("--bots", type=int, default=BOTS_PER_TASK)
     up.add_argument("--rate", type=float, default=1.0)
     up.add_argument("--messages", type=int, default=0)
+    up.add_argument("--nodes", type=int, default=1, help="engines in containers (1: this one)")
     sc = sub.add_parser("scale", help="run N bot clients")
     sc.add_argument("bots", type=int)
     ck = sub.add_parser("check", help="stop the bots, collect histories, run chat-check")
@@ -424,11 +581,14 @@ def main(argv: list[str] | None = None) -> int:
     cl = sub.add_parser("client", help="an interactive client on the overlay network")
     cl.add_argument("name")
     sub.add_parser("placement", help="which node runs each task")
+    pa = sub.add_parser("partition", help="cut a node container off (NODES>1), then heal it")
+    pa.add_argument("node", type=int)
+    pa.add_argument("--seconds", type=float, default=10.0)
     args = p.parse_args(argv)
     swarm = Swarm()
     try:
         if args.cmd == "up":
-            swarm.up(bots=args.bots, rate=args.rate, messages=args.messages)
+            swarm.up(bots=args.bots, rate=args.rate, messages=args.messages, nodes=args.nodes)
         elif args.cmd == "scale":
             swarm.scale(args.bots)
         elif args.cmd == "check":
@@ -445,10 +605,17 @@ def main(argv: list[str] | None = None) -> int:
             swarm.down()
         elif args.cmd == "client":
             os.execvp("docker", swarm.client_argv(args.name))
+        elif args.cmd == "partition":
+            victim = node(args.node)
+            swarm.partition(victim)
+            swarm.say(f"{victim.name} partitioned for {args.seconds:g} s")
+            time.sleep(args.seconds)  # the fault's length, asked for on the command line
+            swarm.partition(victim, heal=True)
+            swarm.say(f"{victim.name} healed")
         elif args.cmd == "placement":
             for service in (SERVER_SERVICE, BOTS_SERVICE):
-                for task, node in swarm.running_tasks(service):
-                    print(f"{task} {node}")
+                for task, where in swarm.running_tasks(service):
+                    print(f"{task} {where}")
     except (LabError, AssertionError, subprocess.TimeoutExpired) as exc:
         print(f"swarm: error: {exc}", file=sys.stderr)
         return 1
