@@ -36,7 +36,7 @@ COMPOSE_V2 := docker compose version --short 2>/dev/null | grep -Eq '^v?2\.'
 
 .PHONY: core help install lab lab-ready images up down logs demo lint unit-test e2e-test bench-smoke \
 	integration-test test bench bench-full chaos clean clean-images nat-up nat-down \
-	swarm-up swarm-scale swarm-check swarm-client swarm-down swarm-test
+	swarm-up swarm-scale swarm-check swarm-client swarm-down swarm-test swarm-nodes-test
 
 help: ## list the targets
 	@echo "usage: make TARGET   (PYTHON=$(PYTHON))"
@@ -226,6 +226,9 @@ swarm-down: $(ENV_READY) ## remove the stack, its network and volumes; leave the
 
 swarm-test: $(ENV_READY) ## the Swarm suite (tests/integration/test_swarm.py: 200 bots, a killed task; several minutes)
 	CHAT_SWARM_TESTS=1 $(PYTEST) tests/integration/test_swarm.py $(PYTEST_ARGS)
+
+swarm-nodes-test: $(ENV_READY) ## three node containers, 200 bots spread, a worker partitioned 10 s (test_swarm_nodes.py; ~10 min)
+	CHAT_SWARM_NODES_TESTS=1 $(PYTEST) tests/integration/test_swarm_nodes.py $(PYTEST_ARGS)
 
 clean: ## remove build output and caches (not .venv, not the images: see clean-images)
 	rm -rf .lab build dist .pytest_cache .mypy_cache .ruff_cache .hypothesis
