@@ -57,6 +57,7 @@ CAP_SYS_RESOURCE, missing from the lab machine's bounding set): ../shared/LAB-NO
 NODE_READY_TIMEOUT_S = 120.0
 LOAD_TIMEOUT_S = 900.0
 UP_TIMEOUT_S = 120.0
+DNS_WAIT_S = 10.0
 STOP_TIMEOUT_S = 90.0
 DOWN_TIMEOUT_S = 90.0
 HIST_DIR = "/data/hist"
@@ -535,30 +536,24 @@ class Swarm:
     # --- clients ----------------------------------------------------------------------------
 
     def client_argv(self, name: str, *, tty: bool = True, extra: Sequence[str] = ()) -> list[str]:
-        """``docker run`` of an interactive client on the stack's overlay network."""
+        """``docker run`` of an interactive client on the stack's overlay network. It waits (at
+        most ``DNS_WAIT_S``) until the directory's name resolves: a container just attached to
+        an overlay may not resolve service names for a moment."""
         prefix = list(self.manager.docker)
         if self.manager.container is not None and tty:
             prefix = ["docker", "exec", "-it", self.manager.container, "docker"]
+        wait = (
+            f"for i in $(seq {int(DNS_WAIT_S / 0.2)}); do "
+            'getent hosts "$CHAT_SERVER" >/dev/null && break; sleep 0.2; done; '
+            'exec chat-client "$@"'
+        )
         return [
-            *prefix,
-            "run",
-            "--rm",
-            "-i",
-            *(["-t"] if tty else []),
-            "--init",
-            "--network",
-            NETWORK,
-            "-v",
-            f"{CLIENT_VOLUME}:/data",
-            "-e",
-            "CHAT_SERVER=server",
-            "-e",
-            f"CHAT_PORT={SERVER_PORT}",
-            *extra,
-            image("client"),
-            "-u",
-            name,
-        ]
+            *prefix, "run", "--rm", "-i", *(["-t"] if tty else []), "--init",
+            "--network", NETWORK, "-v", f"{CLIENT_VOLUME}:/data",
+            "-e", "CHAT_SERVER=server", "-e", f"CHAT_PORT={SERVER_PORT}",
+            *extra, "--entrypoint", "sh", image("client"), "-c", wait, "chat-client",
+            "-u", name,
+        ]  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -29,7 +29,7 @@ from labkit.util import wait_until
 if os.environ.get("CHAT_SWARM_TESTS") != "1":
     pytest.skip("the Swarm suite runs with `make swarm-test`", allow_module_level=True)
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(1200)]
 
 BIG_BOTS = 200
 BIG_MESSAGES = 100

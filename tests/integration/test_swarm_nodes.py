@@ -26,7 +26,7 @@ from labkit.util import wait_until
 if os.environ.get("CHAT_SWARM_NODES_TESTS") != "1":
     pytest.skip("the three-node suite runs with `make swarm-nodes-test`", allow_module_level=True)
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(1200)]
 
 NODES = 3
 BOTS = 200
