@@ -84,3 +84,10 @@ def test_bad_command_lines_are_usage_errors(
     assert exc.value.code == 2
     err = capsys.readouterr().err
     assert "chat-bots: error:" in err and "Traceback" not in err
+
+
+def test_partners_only_among_the_prefix(tmp_path: Path) -> None:
+    bot = make_bot(tmp_path, peers=5)
+    bot.script = Script(**{**bot.script.__dict__, "partner_prefix": "bot"})
+    bot.on_list(("bot1-000", "alice", "bot2-001", "me"))
+    assert bot.partners == {"bot1-000", "bot2-001"}

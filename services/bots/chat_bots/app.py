@@ -95,6 +95,9 @@ class Script:
     list_every_s: float
     retry_s: float
     size: int
+    partner_prefix: str = ""
+    """Only names starting with it are picked as partners (the stack: other bots, whose
+    histories the check reads, not people who joined with a client)."""
 
 
 class BotShell(aio.DatagramShell[ClientEvent]):
@@ -212,7 +215,8 @@ class Bot:
         shell.core.list_users(shell.now())
 
     def on_list(self, names: tuple[str, ...]) -> None:
-        listed = set(names) - {self.name}
+        prefix = self.script.partner_prefix
+        listed = {n for n in names if n.startswith(prefix)} - {self.name}
         self.partners &= listed
         fresh = sorted(listed - self.partners)
         self.rng.shuffle(fresh)
@@ -371,6 +375,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     p.add_argument("--peers", type=pos, default=8, help="partners each bot keeps (default 8)")
     p.add_argument(
+        "--partners",
+        default=os.environ.get("BOTS_PARTNERS", ""),
+        metavar="PREFIX",
+        help="pick partners only among names starting with PREFIX (default: $BOTS_PARTNERS, "
+        "else anyone listed)",
+    )
+    p.add_argument(
         "--window", type=pos, default=8, help="unresolved sends per bot at most (default 8)"
     )
     p.add_argument(
@@ -444,6 +455,7 @@ async def run(args: argparse.Namespace) -> int:
         list_every_s=args.list_every,
         retry_s=args.retry,
         size=args.size,
+        partner_prefix=args.partners,
     )
     tally = Tally()
     stopping = asyncio.Event()
