@@ -363,6 +363,16 @@ class Swarm:
         per = next((int(e.split("=", 1)[1]) for e in r.stdout.split() if e.startswith("BOTS=")), 0)
         return per * self.replicas(BOTS_SERVICE)
 
+    def bot_logs(self) -> list[str]:
+        """The output of every running bot container, on every node (``docker logs`` of each:
+        ``docker service logs`` can hang on a busy swarm)."""
+        out = []
+        for n in self.nodes():
+            for line in self.service_containers(BOTS_SERVICE, n):
+                r = self.docker("logs", line.split()[0], node=n, check=False, timeout=60)
+                out.append(r.stdout)
+        return out
+
     def server_healthy(self) -> bool:
         return any("(healthy)" in c for c in self.service_containers(SERVER_SERVICE))
 

@@ -179,8 +179,8 @@ def test_200_bots_exchange_20000_messages(stack: sw.Swarm, tmp_path: Path) -> No
     tasks = stack.replicas(sw.BOTS_SERVICE)
 
     def done() -> bool:
-        logs = stack.docker("service", "logs", "--raw", sw.BOTS_SERVICE, timeout=60)
-        return logs.stdout.count("bots: done") >= tasks
+        logs = stack.bot_logs()
+        return len(logs) == tasks and all("bots: done" in log for log in logs)
 
     wait_until(done, BIG_TIMEOUT_S, f"{tasks} bot tasks done", stack.describe, interval=5.0)
     took = time.monotonic() - start
