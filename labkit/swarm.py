@@ -276,6 +276,7 @@ class Swarm:
                 "stack", "deploy", "--detach=true", "-c", str(STACK_FILE), STACK, timeout=120
             )
             return
+        # (the nodes' CLI, Debian's 20.10, deploys detached and knows no --detach)
         self._host("cp", str(STACK_FILE), f"{self.manager.container}:/stack.yaml")
         env_args = [a for k, v in env.items() for a in ("-e", f"{k}={v}")]
         self._host(
@@ -285,7 +286,6 @@ class Swarm:
             "docker",
             "stack",
             "deploy",
-            "--detach=true",
             "-c",
             "/stack.yaml",
             STACK,
