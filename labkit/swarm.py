@@ -51,9 +51,11 @@ at most, and 20 bots at 1 message/s each use about a tenth of one."""
 NODE_NETWORK = "chat-nodes"
 """The bridge network of the node containers (``make swarm-up NODES=3``)."""
 NODE_PREFIX = "chat-node-"
-NODE_CAPS = ("SYS_ADMIN", "NET_ADMIN", "MKNOD", "NET_RAW")
+NODE_CAPS = ("SYS_ADMIN", "NET_ADMIN", "MKNOD", "NET_RAW", "SYS_PTRACE")
 """What an engine in a container needs here instead of --privileged (which asks for
-CAP_SYS_RESOURCE, missing from the lab machine's bounding set): ../shared/LAB-NOTES.md."""
+CAP_SYS_RESOURCE, missing from the lab machine's bounding set): ../shared/LAB-NOTES.md; and
+SYS_PTRACE, without which `docker exec` in a node (every healthcheck) fails to setns into a
+container whose process runs as another user."""
 NODE_READY_TIMEOUT_S = 120.0
 LOAD_TIMEOUT_S = 900.0
 UP_TIMEOUT_S = 120.0
