@@ -271,6 +271,9 @@ class Swarm:
             "BOTS_PER_TASK": str(per_task),
             "BOTS_RATE": str(rate),
             "BOTS_MESSAGES": str(messages),
+            # stack.yaml's image names (interpolated by the CLI that deploys: in a node, its own)
+            "CHAT_IMAGE_PREFIX": self.env.get("CHAT_IMAGE_PREFIX", "p2p-chat"),
+            "CHAT_IMAGE_TAG": self.env.get("CHAT_IMAGE_TAG", "latest"),
         }
         self.env.update(env)
         if self.manager.container is None:
