@@ -43,7 +43,8 @@ ENGINE_UP := scripts/lab-check.sh engine >/dev/null
 COMPOSE_V2 := scripts/lab-check.sh compose >/dev/null
 
 .PHONY: core help install lab lab-ready images up down logs demo trace graph lint unit-test e2e-test bench-smoke \
-	integration-test test bench bench-full chaos clean clean-images nat-up nat-down nat-demo
+	integration-test test bench bench-full chaos clean clean-images nat-up nat-down nat-demo \
+	swarm-up swarm-scale swarm-check swarm-client swarm-down swarm-test swarm-nodes-test
 
 help: ## list the targets
 	@echo "usage: make TARGET   (PYTHON=$(PYTHON))"
@@ -61,7 +62,9 @@ endif
 # warning; under CI=true that is an error.
 CORE_LIB := $(CURDIR)/build/core/lib
 CORE_STAMP := build/core/.stamp
-CORE_SOURCES := $(shell find services/protocol/chat_protocol -name "*.py") setup.py pyproject.toml
+# The wheel scripts/core.sh builds carries every package of services/ (the images install it), so
+# a change to any of them makes it again, not only one to the compiled chat_protocol.
+CORE_SOURCES := $(shell find services -name "*.py" -not -path "*/__pycache__/*") setup.py pyproject.toml
 # The environment that selects the compiled core, when there is one (expanded when a recipe runs).
 CORE_ENV = $(if $(wildcard build/core/lib),CHAT_CORE_DIR=$(CORE_LIB) PYTHONPATH=$(CORE_LIB))
 
@@ -217,6 +220,34 @@ BROKEN ?=
 chaos: images ## client containers under seeded faults, judged by chat-check (SEED= DURATION= CLIENTS= BROKEN=1)
 	$(PYTHON) -m labkit.chaos --seed $(SEED) --duration $(DURATION) --clients $(CLIENTS) \
 		--rate $(RATE) $(if $(BROKEN),--broken)
+
+# The lab as a Swarm stack (stack.yaml, docs/SWARM.md): the directory server and a `bots` service
+# of scripted clients (chat-bots) on the attachable overlay chat_chatnet.
+BOTS ?= 20
+BOTS_RATE ?= 1
+BOTS_MESSAGES ?= 0
+NODES ?= 1
+swarm-up: lab-ready images ## a single-node swarm if none (NODES=3: engines in containers), the stack `chat` deployed and healthy (BOTS= BOTS_RATE= BOTS_MESSAGES=)
+	$(PYTHON) -m labkit.swarm up --bots $(BOTS) --rate $(BOTS_RATE) --messages $(BOTS_MESSAGES) --nodes $(NODES)
+
+swarm-scale: $(ENV_READY) ## run BOTS=N bot clients (20 per task)
+	$(PYTHON) -m labkit.swarm scale $(BOTS)
+
+swarm-check: $(ENV_READY) ## stop the bots, collect their histories from every node, chat-check them, start them again
+	$(PYTHON) -m labkit.swarm check
+
+swarm-client: ## an interactive client on the overlay network (NAME=alice)
+	@test -n "$(NAME)" || { echo "make swarm-client: NAME=... is needed (make swarm-client NAME=alice)"; exit 2; }
+	$(PYTHON) -m labkit.swarm client $(NAME)
+
+swarm-down: $(ENV_READY) ## remove the stack, its network and volumes; leave the swarm if swarm-up made it
+	$(PYTHON) -m labkit.swarm down
+
+swarm-test: $(ENV_READY) ## the Swarm suite (tests/integration/test_swarm.py: 200 bots, a killed task; several minutes)
+	CHAT_SWARM_TESTS=1 $(PYTEST) tests/integration/test_swarm.py $(PYTEST_ARGS)
+
+swarm-nodes-test: $(ENV_READY) ## three node containers, 200 bots spread, a worker partitioned 10 s (test_swarm_nodes.py; ~10 min)
+	CHAT_SWARM_NODES_TESTS=1 $(PYTEST) tests/integration/test_swarm_nodes.py $(PYTEST_ARGS)
 
 clean: ## remove build output and caches (not .venv, not the images: see clean-images)
 	rm -rf .lab build dist .pytest_cache .mypy_cache .ruff_cache .hypothesis

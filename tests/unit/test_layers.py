@@ -25,9 +25,10 @@ SOURCES = {
     "chat_server": ROOT / "services/server/chat_server",
     "chat_client": ROOT / "services/client/chat_client",
     "chat_history": ROOT / "services/history/chat_history",
+    "chat_bots": ROOT / "services/bots/chat_bots",
 }
 
-PRODUCT = ["chat_protocol", "chat_shell", "chat_server", "chat_client", "chat_history"]
+PRODUCT = ["chat_protocol", "chat_shell", "chat_server", "chat_client", "chat_history", "chat_bots"]
 """Packages that must not import :data:`NOT_PRODUCT` (what the images ship and users run)."""
 NOT_PRODUCT = ["chat_check", "labkit", "bench"]
 
@@ -48,7 +49,7 @@ LAYERS: list[list[tuple[str, ...]]] = [
     [("chat_protocol.client",), ("chat_protocol.server",)],
     [("chat_protocol",)],  # the package's face (__init__): compiled(), core_kind()
     [("chat_shell",)],
-    [("chat_server",), ("chat_client",)],
+    [("chat_server",), ("chat_client",), ("chat_bots",)],
 ]
 """Lowest first. A unit may import its own modules and any unit of a lower layer, nothing else."""
 
@@ -96,9 +97,7 @@ def _unit(module: str) -> tuple[int, tuple[str, ...]] | None:
     for layer, units in enumerate(LAYERS):
         for unit in units:
             for prefix in unit:
-                if (module == prefix or module.startswith(prefix + ".")) and len(
-                    prefix
-                ) > best_len:
+                if (module == prefix or module.startswith(prefix + ".")) and len(prefix) > best_len:
                     best, best_len = (layer, unit), len(prefix)
     return best
 

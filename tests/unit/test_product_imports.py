@@ -21,6 +21,7 @@ PRODUCT = {
     "chat_server": ROOT / "services/server/chat_server",
     "chat_client": ROOT / "services/client/chat_client",
     "chat_history": ROOT / "services/history/chat_history",
+    "chat_bots": ROOT / "services/bots/chat_bots",
 }
 FORBIDDEN = frozenset({"chat_check", "labkit", "bench", "tests", "netsim", "conftest"})
 FIRST_PARTY = frozenset({*PRODUCT, *FORBIDDEN})

@@ -1,0 +1,3 @@
+from chat_bots.app import main
+
+raise SystemExit(main())

@@ -1,0 +1,121 @@
+"""The stack on a three-node swarm made on this machine (``make swarm-up NODES=3``: engines in
+node containers, docs/SWARM.md): 200 bots spread over all three nodes exchange their 20 000
+messages while a worker node is cut off for 10 s and healed, with zero checker violations
+(messages to and from its bots are delivered late or reported not delivered, never lost
+silently); then nothing of it is left.
+
+Its own suite (``make swarm-nodes-test``, CI's ``swarm-nodes`` phase; about ten minutes):
+skipped unless ``CHAT_SWARM_NODES_TESTS=1``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from labkit import swarm as sw
+from labkit.util import wait_until
+
+if os.environ.get("CHAT_SWARM_NODES_TESTS") != "1":
+    pytest.skip("the three-node suite runs with `make swarm-nodes-test`", allow_module_level=True)
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(1200)]
+
+NODES = 3
+BOTS = 200
+MESSAGES = 100
+RATE = 1.0
+"""Per bot: 100 messages at 1/s, so the 10 s partition falls well inside the sending."""
+PARTITION_S = 10.0
+DONE_TIMEOUT_S = 900.0
+MESSAGES_RE = re.compile(r"^([\d,]+) messages:", re.M)
+
+
+def note(text: str) -> None:
+    print(f"\n[swarm-nodes] {text}", file=sys.stderr, flush=True)
+
+
+@pytest.fixture(scope="module")
+def stack(docker_client: object, chat_images: dict[str, str]) -> Iterator[sw.Swarm]:
+    if sw.STATE_FILE.exists():
+        pytest.fail(f"{sw.STATE_FILE} exists: a swarm of the lab is up (make swarm-down)")
+    swarm = sw.Swarm(say=False)
+    start = time.monotonic()
+    try:
+        swarm.up(bots=BOTS, rate=RATE, messages=MESSAGES, nodes=NODES)
+        note(
+            f"deploy ({NODES} node engines, images loaded, swarm, stack): "
+            f"{time.monotonic() - start:.0f} s"
+        )
+        yield swarm
+    finally:
+        sw.Swarm(say=False).down()
+
+
+def test_200_bots_on_three_nodes_survive_a_partitioned_worker(
+    stack: sw.Swarm, tmp_path: Path
+) -> None:
+    placement = stack.running_tasks(sw.BOTS_SERVICE)
+    nodes = {where for _, where in placement}
+    note("placement: " + ", ".join(f"{t}@{n}" for t, n in sorted(placement)))
+    assert nodes == {f"{sw.NODE_PREFIX}{i}" for i in range(1, NODES + 1)}, placement
+    assert {n for _, n in stack.running_tasks(sw.SERVER_SERVICE)} == {f"{sw.NODE_PREFIX}1"}
+    start = time.monotonic()
+    victim = sw.node(NODES)  # a worker
+
+    def sending() -> bool:  # every task's bots sending (a counter line with sent > 0)
+        logs = stack.bot_logs()
+        return len(logs) == stack.replicas(sw.BOTS_SERVICE) and all(
+            re.search(r"online=\d+ sent=[1-9]", log) for log in logs
+        )
+
+    wait_until(sending, 300.0, "bots sending", stack.describe, interval=5.0)
+    stack.partition(victim)
+    fault_start = time.time()
+    time.sleep(PARTITION_S)  # the fault's length
+    stack.partition(victim, heal=True)
+    note(f"{victim.name} partitioned {fault_start:.0f}..{time.time():.0f}")
+    tasks = stack.replicas(sw.BOTS_SERVICE)
+
+    def done() -> bool:
+        logs = stack.bot_logs()
+        return len(logs) == tasks and all("bots: done" in log for log in logs)
+
+    wait_until(done, DONE_TIMEOUT_S, f"{tasks} bot tasks done", stack.describe, interval=10.0)
+    took = time.monotonic() - start
+    result = stack.check(tmp_path / "hist", restart=False)
+    m = MESSAGES_RE.search(result.report)
+    assert m, result.report
+    messages = int(m.group(1).replace(",", ""))
+    note(
+        f"{messages} messages in {took:.0f} s ({messages / took:.0f}/s); check "
+        f"{result.seconds:.0f} s\n{result.report}"
+    )
+    assert result.code == 0, result.report
+    assert messages >= BOTS * MESSAGES, result.report
+
+
+def test_down_leaves_no_node() -> None:
+    sw.Swarm(say=False).down()
+    left = subprocess.run(
+        ["docker", "ps", "-aq", "--filter", f"name=^{sw.NODE_PREFIX}"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    assert left == []
+    nets = subprocess.run(
+        ["docker", "network", "ls", "--format", "{{.Name}}"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    assert sw.NODE_NETWORK not in nets
+    assert not sw.STATE_FILE.exists()
