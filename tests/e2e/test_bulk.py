@@ -28,6 +28,11 @@ MIB = 1024 * KIB
 ALPHABET = string.ascii_letters + string.digits + string.punctuation + "     "
 
 
+BULK_BOUND_S = 20.0
+"""A liveness bound, not a speed goal (make bench judges speed): two large messages must arrive
+well before the 10 s delivery timeout would have failed them twice over on a loaded machine."""
+
+
 def text_of(size: int, seed: int) -> str:
     """``size`` bytes of printable ASCII (spaces included), not starting or ending with a space."""
     rng = random.Random(seed)
@@ -78,7 +83,9 @@ def test_large_messages_arrive_whole(server: Server, piped: Piped) -> None:
         got = messages_from(bob.stdout(), "alice", port)
         return got if len(got) >= 2 else None
 
-    got = wait_until(both_arrived, 20, "bob to print both messages", lambda: bob.stderr()[-500:])
+    got = wait_until(
+        both_arrived, BULK_BOUND_S, "bob to print both messages", lambda: bob.stderr()[-500:]
+    )
     elapsed = time.monotonic() - started
     assert len(got) == 2
     assert [len(t) for t in got] == [len(shown(big)), len(shown(medium))]
@@ -86,7 +93,7 @@ def test_large_messages_arrive_whole(server: Server, piped: Piped) -> None:
     assert alice.wait_exit(10) == 0
     assert alice.stdout().endswith("signed out\n")
     assert alice.stderr() == ""
-    assert elapsed < 20
+    assert elapsed < BULK_BOUND_S
 
 
 def test_every_piped_command_is_answered_before_signing_out(server: Server, piped: Piped) -> None:

@@ -116,6 +116,12 @@ def test_a_killed_client_drops_off_the_list_and_a_send_to_it_fails(
     alice.expect(r"(?<!\S)bob \(127\.0\.0\.1:\d+\)(?: \(new\))?: still works\r?\n")
 
 
+SHUTDOWN_NOTICE_BOUND_S = 3.0
+"""The documented bound (clients told within ~1 s of a stopping server: SHUTDOWN is sent at once,
+three copies) with 2 s of slack for scheduling on a loaded machine; a client that waited for its
+5 s server timeout instead would exceed it, which is what this test catches."""
+
+
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["sigterm", "sigint"])
 def test_server_stopped_tells_every_client_which_exits_6(
     server: Server, clients: Clients, sig: signal.Signals
@@ -126,7 +132,9 @@ def test_server_stopped_tells_every_client_which_exits_6(
     for c in trio:
         c.expect(r"the server shut down; exiting\r?\n", timeout=3)
         assert c.wait_exit(3) == 6
-    assert time.monotonic() - stopped < 3
+    # Not a speed claim: the promise is "every client exits within about a second" (README),
+    # and SHUTDOWN_NOTICE_BOUND_S gives that promise the slack of a loaded 2-core machine.
+    assert time.monotonic() - stopped < SHUTDOWN_NOTICE_BOUND_S
     assert server.wait_exit(3) == 0
     assert "chat-server stopped (3 users notified" in server.log()
 
