@@ -532,7 +532,24 @@ class Swarm:
             self.say("left the swarm swarm-up had initialised")
             if state.get("gwbridge") is False and self._has_network(GWBRIDGE):
                 # Made by the engine for the swarm's containers; leaving does not remove it.
-                self.docker("network", "rm", GWBRIDGE)
+                # The ingress sandbox's endpoint on it is released a moment after the leave
+                # returns, so "has active endpoints" is retried until the bound.
+                def gwbridge_removed() -> bool:
+                    if not self._has_network(GWBRIDGE):
+                        return True
+                    self.docker("network", "rm", GWBRIDGE, check=False)
+                    return not self._has_network(GWBRIDGE)
+
+                def endpoints() -> str:
+                    r = self.docker(
+                        "network", "inspect", "--format", "{{json .Containers}}", GWBRIDGE,
+                        check=False,
+                    )
+                    return f"endpoints on {GWBRIDGE}: {(r.stdout or r.stderr).strip()}"
+
+                wait_until(
+                    gwbridge_removed, DOWN_TIMEOUT_S, f"{GWBRIDGE} removed", endpoints, interval=0.5
+                )
         STATE_FILE.unlink(missing_ok=True)
 
     def _has_network(self, name: str, node: Node | None = None) -> bool:
