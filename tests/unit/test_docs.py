@@ -17,7 +17,7 @@ from chat_protocol import const
 from chat_protocol.client.directory import CLIENT_TRANSITIONS
 from chat_protocol.const import DEFAULT_TIMINGS
 from chat_protocol.secure.packets import TRANSPORT_OVERHEAD_BYTES
-from chat_protocol.server.core import USER_TRANSITIONS
+from chat_protocol.server.users import USER_TRANSITIONS
 
 ROOT = Path(__file__).resolve().parents[2]
 MiB = 1024 * 1024

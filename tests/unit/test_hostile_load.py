@@ -297,7 +297,7 @@ def test_a_crowded_directory_does_not_stretch_liveness_past_its_bound() -> None:
     assert srv.heartbeat_interval_s() <= MAX_HEARTBEAT_INTERVAL_S
     timeout = srv.heartbeat_interval_s() * T.client_timeout_s / T.heartbeat_interval_s
     assert timeout <= 10.0
-    assert srv._full()
+    assert srv.table.full()
 
 
 def test_a_stalled_partial_is_freed_and_its_live_sender_was_told() -> None:
