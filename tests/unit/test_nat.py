@@ -397,7 +397,7 @@ def test_a_relayed_datagram_cannot_move_another_peers_session() -> None:
     assert net.run_until(sent_to_bob, 5)
     captured = sent_to_bob()
     pseudo = mallory.links.relay_paths.addr_for(bob.identity.public)
-    for data, dst in mallory._through_relay([(captured[0], pseudo)], net.now):
+    for data, dst in mallory.relaying.wrap([(captured[0], pseudo)], net.now):
         net._transmit(data, m, dst)
     net.run(0.01)
     assert server(net).stats.relayed == 1  # the directory did forward it ...

@@ -99,6 +99,15 @@ class ServerLink:
             out.append((init, self.server))
         # Anything else before the session exists is dropped; its request is retried.
 
+    def rekey_due(self, now: float) -> bytes | None:
+        """The server's key, if we are online and the session with it is gone or due for a
+        rekey (the caller starts the handshake); else None."""
+        key = self.server_key
+        if key is None or not self.directory.online:
+            return None
+        session = self.secure.session(key, now)
+        return key if session is None or session.needs_rekey(now) else None
+
     def key_learned(self, key: bytes, src: Addr, now: float) -> None:
         """A KEY_REPLY: pin the server's key (or refuse it: not the fingerprint given)."""
         if src != self.server or self.server_key is not None:
