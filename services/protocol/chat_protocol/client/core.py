@@ -34,7 +34,6 @@ from collections.abc import Callable, Collection, Mapping
 
 from chat_protocol.client.answers import AnswerCache
 from chat_protocol.client.directory import (
-    DirectorySession,
     LookupAnswer,
     SendLookup,
     State,
@@ -46,7 +45,7 @@ from chat_protocol.client.pins import Pins
 from chat_protocol.client.receiving import ReceivePath
 from chat_protocol.client.relay import RelayLink, is_relayed
 from chat_protocol.client.sending import SendPipeline
-from chat_protocol.client.signin import ServerLink
+from chat_protocol.client.signin import ServerSignIn
 from chat_protocol.client.stats import ClientStats
 from chat_protocol.client.whois import whois_answered
 from chat_protocol.const import (
@@ -149,22 +148,22 @@ class ClientCore:
         """Cookies first under a flood of initiations (issue 19, point 5)."""
         self._cookies = 0
         self._rate_limited = 0
-        self.directory = DirectorySession(
+        sign_in = ServerSignIn(
             name=self.name,
             server=server,
-            timings=timings,
-            random_bytes=random_bytes,
-            emit=emit,
-            endpoints=private_endpoints(local_endpoints),
-        )
-        self.link = ServerLink(
-            secure=self.secure,
-            directory=self.directory,
+            identity=identity,
             server_key=server_key,
             server_fingerprint=server_fingerprint,
             clock_offset_s=clock_offset_s,
+            timings=timings,
+            random_bytes=random_bytes,
+            secure=self.secure,
             emit=emit,
+            endpoints=private_endpoints(local_endpoints),
         )
+        self.directory = sign_in.directory
+        """Sign-in, heartbeats, requests to the directory, the client's state machine."""
+        self.link = sign_in.link
         """Signing in over the secure layer (the server's key, the HELLO's initiations, cookies,
         the WELCOME): the one implementation, which the load tools use too."""
         self.sending = SendPipeline(
