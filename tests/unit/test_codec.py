@@ -243,9 +243,12 @@ def test_malformed_reasons(raw: bytes, why: str) -> None:
         decode(raw)
 
 
+PROTOCOL_MD = Path(__file__).parents[2] / "docs" / "PROTOCOL.md"
+
+
 def documented_sizes() -> dict[str, str]:
     """Message name -> its size as docs/PROTOCOL.md's message table gives it."""
-    doc = (Path(__file__).parents[2] / "docs" / "PROTOCOL.md").read_text()
+    doc = PROTOCOL_MD.read_text()
     return {
         cells[2]: cells[-2]
         for line in doc.splitlines()
@@ -329,6 +332,7 @@ def test_protocol_md_gives_the_padded_sizes() -> None:
     assert size["LOOKUP"] == f"{LOOKUP_BYTES} (padded)"
     assert size["LOOKUP_REPLY"] == f"{LOOKUP_REPLY_BYTES} (padded)"
     assert size["PONG"] == str(len(encode(Pong(nonce=1))))
+    doc = PROTOCOL_MD.read_text()
     assert f"| `LOOKUP_BYTES`, `LOOKUP_REPLY_BYTES` | {LOOKUP_BYTES}, {LOOKUP_REPLY_BYTES} |" in doc
 
 
