@@ -22,6 +22,7 @@ import argparse
 import json
 import math
 import os
+import re
 import subprocess
 import sys
 import tarfile
@@ -95,6 +96,10 @@ def node(i: int) -> Node:
     return Node(name, ("docker", "exec", "-i", name, "docker"), container=name)
 
 
+MESSAGES_RE = re.compile(r"^([\d,]+) messages:", re.M)
+"""The line of chat-check's report that counts the messages it checked."""
+
+
 @dataclass(frozen=True)
 class CheckResult:
     code: int
@@ -102,6 +107,23 @@ class CheckResult:
     report: str
     files: int
     seconds: float
+
+    @property
+    def messages(self) -> int | None:
+        """How many messages chat-check checked (None: the report does not say)."""
+        m = MESSAGES_RE.search(self.report)
+        return int(m.group(1).replace(",", "")) if m else None
+
+
+def engine_networks() -> list[str]:
+    """The names of this machine's engine's networks."""
+    r = subprocess.run(
+        ["docker", "network", "ls", "--format", "{{.Name}}"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return r.stdout.split()
 
 
 class Swarm:
@@ -426,6 +448,16 @@ class Swarm:
             self.wait_bots_stopped()
         self.say(f"bots: {tasks} tasks x {per_task} clients")
 
+    def wait_bots_done(self, timeout: float, *, interval: float) -> None:
+        """Until every bot task's log says it sent all it was to send ("bots: done")."""
+        tasks = self.replicas(BOTS_SERVICE)
+
+        def done() -> bool:
+            logs = self.bot_logs()
+            return len(logs) == tasks and all("bots: done" in log for log in logs)
+
+        wait_until(done, timeout, f"{tasks} bot tasks done", self.describe, interval=interval)
+
     def wait_bots_stopped(self) -> None:
         def stopped() -> bool:
             return all(not self.service_containers(BOTS_SERVICE, n) for n in self.nodes())
@@ -542,7 +574,11 @@ class Swarm:
 
                 def endpoints() -> str:
                     r = self.docker(
-                        "network", "inspect", "--format", "{{json .Containers}}", GWBRIDGE,
+                        "network",
+                        "inspect",
+                        "--format",
+                        "{{json .Containers}}",
+                        GWBRIDGE,
                         check=False,
                     )
                     return f"endpoints on {GWBRIDGE}: {(r.stdout or r.stderr).strip()}"

@@ -12,7 +12,7 @@ import itertools
 import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 from chat_protocol.client.core import ClientCore
 from chat_protocol.const import Timings
@@ -20,6 +20,9 @@ from chat_protocol.events import ClientEvent, ServerEvent
 from chat_protocol.secure.noise import KeyPair
 from chat_protocol.server.core import ServerCore
 from chat_protocol.wire.messages import Addr
+from chat_protocol.wire.names import name_key
+
+Ev = TypeVar("Ev", bound=ClientEvent)
 
 
 class Node(Protocol):
@@ -120,6 +123,46 @@ class FakeNetwork:
         core.connect(self.now)
         self.flush()
         return core
+
+    def sign_in(
+        self,
+        server: Addr,
+        timings: Timings,
+        *people: tuple[str, Addr],
+        clean_link: bool = False,
+        declare: bool = False,
+        relay: bool = True,
+    ) -> list[ClientCore]:
+        """A client per ``(name, address)`` signed in to the server at ``server`` (started if
+        none is there yet): run until each is online and listed by the server.
+        ``clean_link``: the sign-in runs on a link that loses nothing (the test's own link
+        applies from then on); ``declare``: each declares its address as a private endpoint;
+        ``relay``: each may use the directory's relay."""
+        link = self.link
+        if clean_link:
+            self.link = Link()
+        srv = self.nodes.get(server) or self.add_server(server, timings)
+        assert isinstance(srv, ServerCore)
+        clients = [
+            self.add_client(
+                n, a, server, timings, local_endpoints=(a,) if declare else (), relay=relay
+            )
+            for n, a in people
+        ]
+        assert self.run_until(
+            lambda: all(c.online and name_key(c.name) in srv.users for c in clients), 30
+        )
+        self.link = link
+        return clients
+
+    def server_at(self, addr: Addr) -> ServerCore:
+        node = self.nodes[addr]
+        assert isinstance(node, ServerCore)
+        return node
+
+    def events_of(self, addr: Addr, kind: type[Ev]) -> list[Ev]:
+        """The events of kind ``kind`` the client at ``addr`` told so far."""
+        return [e for e in self.client_events[addr] if isinstance(e, kind)]
 
     def flush(self) -> None:
         """Collect what every live node wants to send and put it on the wire."""

@@ -1,53 +1,22 @@
-"""Run inside a network namespace (as root): ``capture FILE`` records every UDP datagram on the
-loopback until SIGTERM (AF_PACKET, cooked: no link header); ``replay FILE`` sends every recorded
-datagram again, once from a fresh port and once with its original source address forged (a raw
-socket with our own IPv4 and UDP headers). The capture file is JSON lines:
-{"src": [ip, port], "dst": [ip, port], "data": hex}."""
+"""Run inside a network namespace (as root): ``replay FILE`` sends every datagram of a capture
+(``labkit/capture.py --interface lo --payload FILE``: JSON lines with "src" and "dst" as
+"ip:port" and "data" in hex) again, once from a fresh port and once with its original source
+address forged (a raw socket with our own IPv4 and UDP headers)."""
 
 from __future__ import annotations
 
 import json
 import selectors
-import signal
 import socket
 import struct
 import sys
 
-ETH_P_IP = 0x0800
-
-
-def capture(path: str) -> None:
-    sock = socket.socket(socket.AF_PACKET, socket.SOCK_DGRAM, socket.htons(ETH_P_IP))
-    sock.bind(("lo", 0))
-    sock.settimeout(0.1)
-    stop = False
-
-    def on_term(*_: object) -> None:
-        nonlocal stop
-        stop = True
-
-    signal.signal(signal.SIGTERM, on_term)
-    with open(path, "w") as out:
-        print("capturing", flush=True)
-        while not stop:
-            try:
-                pkt, meta = sock.recvfrom(65535)
-            except TimeoutError:
-                continue
-            if meta[2] == socket.PACKET_OUTGOING:
-                continue  # on lo every datagram is seen going out and coming in: keep one
-            ihl = (pkt[0] & 0x0F) * 4
-            if pkt[9] != socket.IPPROTO_UDP:
-                continue
-            src_ip, dst_ip = socket.inet_ntoa(pkt[12:16]), socket.inet_ntoa(pkt[16:20])
-            sport, dport, length = struct.unpack("!HHH", pkt[ihl : ihl + 6])
-            data = pkt[ihl + 8 : ihl + length]
-            rec = {"src": [src_ip, sport], "dst": [dst_ip, dport], "data": data.hex()}
-            out.write(json.dumps(rec) + "\n")
-            out.flush()
-
-
 QUIET_S = 1.0  # a fresh port that has heard nothing for this long is taken to have its answer
+
+
+def _endpoint(text: str) -> tuple[str, int]:
+    ip, port = text.rsplit(":", 1)
+    return ip, int(port)
 
 
 def replay(path: str) -> None:
@@ -62,7 +31,8 @@ def replay(path: str) -> None:
     fresh: dict[socket.socket, int] = {}  # fresh port -> size of the one datagram it sent
     for rec in records:
         data = bytes.fromhex(rec["data"])
-        (sip, sport), (dip, dport) = rec["src"], rec["dst"]
+        sip, sport = _endpoint(rec["src"])
+        dip, dport = _endpoint(rec["dst"])
         port = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         port.bind(("127.0.0.1", 0))
         port.setblocking(False)
@@ -96,4 +66,4 @@ def replay(path: str) -> None:
 
 
 if __name__ == "__main__":
-    {"capture": capture, "replay": replay}[sys.argv[1]](sys.argv[2])
+    {"replay": replay}[sys.argv[1]](sys.argv[2])

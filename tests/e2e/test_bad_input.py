@@ -44,15 +44,6 @@ def srv(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ChatServer]:
         reaper.stop_all()
 
 
-@pytest.fixture
-def reaper() -> Iterator[Reaper]:
-    r = Reaper()
-    try:
-        yield r
-    finally:
-        r.stop_all()
-
-
 def errors(stderr: str) -> list[str]:
     """stderr without argparse's usage lines (the first, and its indented continuations)."""
     return [

@@ -20,6 +20,7 @@ from labkit.util import wait_until
 pytestmark = [pytest.mark.e2e, pytest.mark.netns]
 
 SNIFFER = Path(__file__).with_name("sniff_replay.py")
+CAPTURER = Path(__file__).resolve().parents[2] / "labkit" / "capture.py"
 SECRETS = ["attack at dawn", "the password is hunter2", "meet at the mill"]
 
 
@@ -28,7 +29,7 @@ def test_the_wire_shows_no_secret_and_replays_change_nothing(
 ) -> None:
     cap = tmp_path / "capture.jsonl"
     sniffer = subprocess.Popen(
-        [*ns.prefix, sys.executable, str(SNIFFER), "capture", str(cap)],
+        [*ns.prefix, sys.executable, str(CAPTURER), "--interface", "lo", "--payload", str(cap)],
         stdout=subprocess.PIPE,
         text=True,
     )
@@ -41,9 +42,7 @@ def test_the_wire_shows_no_secret_and_replays_change_nothing(
     bob = local.piped_client(reaper, "bob", server.port, tmp_path, prefix=ns.prefix)
     alice.wait_signed_in()
     bob.wait_signed_in()
-    alice.feed(
-        ("list\nwhois bob\n" + "".join(f"send bob {s}\n" for s in SECRETS)).encode()
-    )
+    alice.feed(("list\nwhois bob\n" + "".join(f"send bob {s}\n" for s in SECRETS)).encode())
     bob.feed(b"send alice roger\n")
     wait_until(lambda: all(s in bob.stdout() for s in SECRETS), 15, "bob to show the secrets")
     wait_until(lambda: "roger" in alice.stdout(), 15, "alice to show the reply")

@@ -30,7 +30,11 @@ from labkit.compose import Compose
 from labkit.util import ROOT, LabError, unavailable
 
 if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping
+
     import docker
+
+    from labkit.natlab import NatKind, NatLab
 
 HERE = Path(__file__).resolve().parent
 IMAGE_PREFIX = os.environ.get("CHAT_IMAGE_PREFIX", "p2p-chat")
@@ -114,3 +118,21 @@ def compose_project(
     except LabError as exc:
         pytest.fail(str(exc), pytrace=False)
     return project
+
+
+@pytest.fixture(scope="session")
+def start_nat_lab(docker_client: docker.DockerClient) -> Callable[..., NatLab]:
+    """``start_nat_lab(prefix, kinds)``: a NAT lab named ``prefix-<uuid8>``, up (the caller
+    closes it); one that cannot come up is closed again and fails the test."""
+    from labkit.natlab import NatLab
+
+    def start(prefix: str, kinds: Mapping[str, NatKind]) -> NatLab:
+        lab = NatLab(f"{prefix}-{uuid.uuid4().hex[:8]}", kinds=kinds, docker_client=docker_client)
+        try:
+            lab.up_all()
+        except LabError as exc:
+            lab.close()
+            pytest.fail(str(exc), pytrace=False)
+        return lab
+
+    return start

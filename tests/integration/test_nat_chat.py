@@ -18,10 +18,9 @@ import pytest
 
 from labkit.natdemo import client, path_of
 from labkit.natlab import NatKind, NatLab
-from labkit.util import LabError
 
 if TYPE_CHECKING:
-    import docker
+    pass
 
 TRIALS = 20
 BIG = 64 * 1024
@@ -29,27 +28,20 @@ CONE = {"NAT_A": NatKind.FULL_CONE, "NAT_B": NatKind.PORT_RESTRICTED}
 SYMMETRIC = {"NAT_A": NatKind.SYMMETRIC, "NAT_B": NatKind.SYMMETRIC}
 
 
-def _lab(docker_client: docker.DockerClient, kinds: dict[str, NatKind]) -> Iterator[NatLab]:
-    lab = NatLab(f"natchat-it-{uuid.uuid4().hex[:8]}", kinds=kinds, docker_client=docker_client)
-    try:
-        lab.up_all()
-    except LabError as exc:
-        lab.close()
-        pytest.fail(str(exc), pytrace=False)
+@pytest.fixture  # one test uses it: down before the symmetric lab (one NAT lab per engine)
+def cone_lab(start_nat_lab: Callable[..., NatLab], chat_images: dict[str, str]) -> Iterator[NatLab]:
+    lab = start_nat_lab("natchat-it", CONE)
     yield lab
     lab.close()
 
 
-@pytest.fixture  # one test uses it: down before the symmetric lab (one NAT lab per engine)
-def cone_lab(docker_client: docker.DockerClient, chat_images: dict[str, str]) -> Iterator[NatLab]:
-    yield from _lab(docker_client, CONE)
-
-
 @pytest.fixture(scope="module")
 def symmetric_lab(
-    docker_client: docker.DockerClient, chat_images: dict[str, str]
+    start_nat_lab: Callable[..., NatLab], chat_images: dict[str, str]
 ) -> Iterator[NatLab]:
-    yield from _lab(docker_client, SYMMETRIC)
+    lab = start_nat_lab("natchat-it", SYMMETRIC)
+    yield lab
+    lab.close()
 
 
 def _contains(text: str) -> Callable[[str], bool]:

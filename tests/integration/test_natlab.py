@@ -20,8 +20,7 @@ the stranger's, sent first, would have arrived before it.
 from __future__ import annotations
 
 import subprocess
-import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
 import pytest
@@ -38,7 +37,7 @@ from labkit.natlab import (
     Router,
     table,
 )
-from labkit.util import ROOT, LabError
+from labkit.util import ROOT
 
 if TYPE_CHECKING:
     import docker
@@ -69,18 +68,11 @@ def router_image(docker_client: docker.DockerClient) -> str:
 @pytest.fixture(scope="module", params=ROUNDS, ids=round_id)
 def nat_lab(
     request: pytest.FixtureRequest,
-    docker_client: docker.DockerClient,
+    start_nat_lab: Callable[..., NatLab],
     chat_images: dict[str, str],
     router_image: str,
 ) -> Iterator[NatLab]:
-    lab = NatLab(
-        f"natlab-it-{uuid.uuid4().hex[:8]}", kinds=request.param, docker_client=docker_client
-    )
-    try:
-        lab.up_all()
-    except LabError as exc:
-        lab.close()
-        pytest.fail(str(exc), pytrace=False)
+    lab = start_nat_lab("natlab-it", request.param)
     yield lab
     lab.close()
 

@@ -41,7 +41,6 @@ LEAVE_TIMEOUT_S = 30.0
 """The directory drops a silent client within 2 x its timeout (5 s) plus a sweep."""
 BACK_TIMEOUT_S = 90.0
 BIG_TIMEOUT_S = 600.0
-MESSAGES_RE = re.compile(r"^([\d,]+) messages:", re.M)
 
 
 def note(text: str) -> None:
@@ -56,13 +55,7 @@ def _found() -> tuple[str, bool]:
         text=True,
         check=True,
     )
-    nets = subprocess.run(
-        ["docker", "network", "ls", "--format", "{{.Name}}"],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.split()
-    return r.stdout.strip(), sw.GWBRIDGE in nets
+    return r.stdout.strip(), sw.GWBRIDGE in sw.engine_networks()
 
 
 @pytest.fixture(scope="module")
@@ -176,18 +169,11 @@ def test_200_bots_exchange_20000_messages(stack: sw.Swarm, tmp_path: Path) -> No
     stack.down()  # a fresh stack: these histories are the 200 bots' only
     stack.up(bots=BIG_BOTS, rate=BIG_RATE, messages=BIG_MESSAGES)
     start = time.monotonic()
-    tasks = stack.replicas(sw.BOTS_SERVICE)
-
-    def done() -> bool:
-        logs = stack.bot_logs()
-        return len(logs) == tasks and all("bots: done" in log for log in logs)
-
-    wait_until(done, BIG_TIMEOUT_S, f"{tasks} bot tasks done", stack.describe, interval=5.0)
+    stack.wait_bots_done(BIG_TIMEOUT_S, interval=5.0)
     took = time.monotonic() - start
     result = stack.check(tmp_path / "hist", restart=False)
-    m = MESSAGES_RE.search(result.report)
-    assert m, result.report
-    messages = int(m.group(1).replace(",", ""))
+    messages = result.messages
+    assert messages is not None, result.report
     note(
         f"{BIG_BOTS} bots: {messages} messages in {took:.0f} s ({messages / took:.0f}/s); "
         f"check {result.seconds:.1f} s"

@@ -35,7 +35,6 @@ RATE = 1.0
 """Per bot: 100 messages at 1/s, so the 10 s partition falls well inside the sending."""
 PARTITION_S = 10.0
 DONE_TIMEOUT_S = 900.0
-MESSAGES_RE = re.compile(r"^([\d,]+) messages:", re.M)
 
 
 def note(text: str) -> None:
@@ -82,18 +81,11 @@ def test_200_bots_on_three_nodes_survive_a_partitioned_worker(
     time.sleep(PARTITION_S)  # the fault's length
     stack.partition(victim, heal=True)
     note(f"{victim.name} partitioned {fault_start:.0f}..{time.time():.0f}")
-    tasks = stack.replicas(sw.BOTS_SERVICE)
-
-    def done() -> bool:
-        logs = stack.bot_logs()
-        return len(logs) == tasks and all("bots: done" in log for log in logs)
-
-    wait_until(done, DONE_TIMEOUT_S, f"{tasks} bot tasks done", stack.describe, interval=10.0)
+    stack.wait_bots_done(DONE_TIMEOUT_S, interval=10.0)
     took = time.monotonic() - start
     result = stack.check(tmp_path / "hist", restart=False)
-    m = MESSAGES_RE.search(result.report)
-    assert m, result.report
-    messages = int(m.group(1).replace(",", ""))
+    messages = result.messages
+    assert messages is not None, result.report
     note(
         f"{messages} messages in {took:.0f} s ({messages / took:.0f}/s); check "
         f"{result.seconds:.0f} s\n{result.report}"
@@ -111,11 +103,5 @@ def test_down_leaves_no_node() -> None:
         check=True,
     ).stdout.split()
     assert left == []
-    nets = subprocess.run(
-        ["docker", "network", "ls", "--format", "{{.Name}}"],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.split()
-    assert sw.NODE_NETWORK not in nets
+    assert sw.NODE_NETWORK not in sw.engine_networks()
     assert not sw.STATE_FILE.exists()

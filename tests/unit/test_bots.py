@@ -11,7 +11,7 @@ import pytest
 
 from chat_bots.app import Bot, Script, Tally, parse_args
 from chat_shell.keystore import KeyStore
-from labkit.swarm import BOTS_PER_TASK, tasks_for
+from labkit.swarm import BOTS_PER_TASK, CheckResult, tasks_for
 
 SCRIPT = Script(rate=1.0, messages=0, peers=3, window=8, list_every_s=5.0, retry_s=2.0, size=0)
 
@@ -63,6 +63,12 @@ def test_tasks_for_shares_bots_among_the_fewest_tasks(bots: int, expected: tuple
     tasks, per = tasks_for(bots)
     assert (tasks, per) == expected
     assert tasks * per >= bots and per <= BOTS_PER_TASK
+
+
+def test_a_check_result_counts_the_messages_its_report_names() -> None:
+    report = "3 histories\n20,000 messages: 19,990 delivered, 10 reported not delivered\n"
+    assert CheckResult(code=0, report=report, files=3, seconds=1.0).messages == 20_000
+    assert CheckResult(code=2, report="no histories\n", files=0, seconds=0.1).messages is None
 
 
 @pytest.mark.parametrize(

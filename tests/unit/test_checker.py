@@ -16,7 +16,7 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -125,6 +125,10 @@ class Index:
     def rec(self, pos: Pos) -> RawRecord:
         return self.files[pos.file][pos.index]
 
+    def shown(self) -> list[Pos]:
+        """Where a message was shown, every place, in order."""
+        return sorted(p for ps in self.shown_in.values() for p in ps)
+
     def exited(self, inc: tuple[str, str]) -> bool:
         return self.rec(self.last[inc])["event"] == "exit"
 
@@ -140,8 +144,26 @@ class Index:
         return first.file, lo, max(lo, hi)
 
 
+def indexed(seed: int) -> tuple[Files, Index]:
+    """The history files of the simulated run ``seed``, and their index."""
+    files = simulate(seed).files
+    return files, Index(files)
+
+
+def a_shown_record(seed: int, data: st.DataObject) -> tuple[Files, Index, Pos, RawRecord]:
+    """The run ``seed``'s files and index, and one of its "shown" records, drawn (and where)."""
+    files, idx = indexed(seed)
+    pos = data.draw(st.sampled_from(idx.shown()))
+    return files, idx, pos, idx.rec(pos)
+
+
 def sorted_candidates(items: Iterator[Msg] | list[Msg]) -> list[Msg]:
     return sorted(items, key=lambda m: m.send)
+
+
+def a_message(data: st.DataObject, idx: Index, keep: Callable[[Msg], object]) -> Msg:
+    """One of the messages of ``idx`` that ``keep`` keeps, drawn."""
+    return data.draw(st.sampled_from(sorted_candidates(m for m in idx.msgs.values() if keep(m))))
 
 
 def delete(files: Files, *positions: Pos) -> None:
@@ -196,11 +218,8 @@ def test_a_simulated_run_without_faults_is_valid_too() -> None:
 
 @given(seed=seeds, data=st.data())
 def test_deleting_the_shown_of_a_delivered_message_is_lost(seed: int, data: st.DataObject) -> None:
-    files = simulate(seed).files
-    idx = Index(files)
-    m = data.draw(st.sampled_from(sorted_candidates(
-        m for m in idx.msgs.values() if m.outcome_event == "delivered" and m.shown
-    )))  # fmt: skip
+    files, idx = indexed(seed)
+    m = a_message(data, idx, lambda m: m.outcome_event == "delivered" and m.shown)
     delete(files, m.shown[0])
     assert verdicts(files) == {"lost": 1}
 
@@ -209,11 +228,8 @@ def test_deleting_the_shown_of_a_delivered_message_is_lost(seed: int, data: st.D
 def test_deleting_the_outcome_and_the_shown_is_silently_lost_and_unreported(
     seed: int, data: st.DataObject
 ) -> None:
-    files = simulate(seed).files
-    idx = Index(files)
-    m = data.draw(st.sampled_from(sorted_candidates(
-        m for m in idx.msgs.values() if m.outcome and m.shown and idx.exited(m.inc)
-    )))  # fmt: skip
+    files, idx = indexed(seed)
+    m = a_message(data, idx, lambda m: m.outcome and m.shown and idx.exited(m.inc))
     assert m.outcome is not None
     delete(files, m.outcome, m.shown[0])
     assert verdicts(files) == {"unreported_at_exit": 1, "silently_lost": 1}
@@ -223,12 +239,12 @@ def test_deleting_the_outcome_and_the_shown_is_silently_lost_and_unreported(
 def test_deleting_the_not_delivered_of_an_unshown_message_is_silently_lost(
     seed: int, data: st.DataObject
 ) -> None:
-    files = simulate(seed).files
-    idx = Index(files)
-    m = data.draw(st.sampled_from(sorted_candidates(
-        m for m in idx.msgs.values()
-        if m.outcome_event == "not_delivered" and not m.shown and idx.exited(m.inc)
-    )))  # fmt: skip
+    files, idx = indexed(seed)
+    m = a_message(
+        data,
+        idx,
+        lambda m: m.outcome_event == "not_delivered" and not m.shown and idx.exited(m.inc),
+    )
     assert m.outcome is not None
     delete(files, m.outcome)
     assert verdicts(files) == {"unreported_at_exit": 1, "silently_lost": 1}
@@ -238,11 +254,8 @@ def test_deleting_the_not_delivered_of_an_unshown_message_is_silently_lost(
 def test_deleting_the_outcome_of_a_shown_message_is_unreported_at_exit(
     seed: int, data: st.DataObject
 ) -> None:
-    files = simulate(seed).files
-    idx = Index(files)
-    m = data.draw(st.sampled_from(sorted_candidates(
-        m for m in idx.msgs.values() if m.outcome and m.shown and idx.exited(m.inc)
-    )))  # fmt: skip
+    files, idx = indexed(seed)
+    m = a_message(data, idx, lambda m: m.outcome and m.shown and idx.exited(m.inc))
     assert m.outcome is not None
     delete(files, m.outcome)
     assert verdicts(files) == {"unreported_at_exit": 1}
@@ -288,8 +301,7 @@ def test_a_killed_incarnation_made_to_exit_reports_all_it_left_open(
 def test_deleting_a_send_makes_its_shown_a_phantom_and_its_outcome_malformed(
     seed: int, data: st.DataObject
 ) -> None:
-    files = simulate(seed).files
-    idx = Index(files)
+    files, idx = indexed(seed)
     m = data.draw(st.sampled_from(sorted_candidates(list(idx.msgs.values()))))
     delete(files, m.send)
     expected = {}
@@ -304,8 +316,7 @@ def test_deleting_a_send_makes_its_shown_a_phantom_and_its_outcome_malformed(
 def test_deleting_an_exit_looks_like_a_kill_and_is_no_violation(seed: int) -> None:
     """A history that ends without ``exit`` is a crash: indistinguishable, so not a violation
     (every send of a clean incarnation was resolved, so nothing becomes crashed_unresolved)."""
-    files = simulate(seed).files
-    idx = Index(files)
+    files, idx = indexed(seed)
     inc = next(i for i in sorted(idx.last) if idx.exited(i))
     delete(files, idx.last[inc])
     report = check(files)
@@ -318,10 +329,7 @@ def test_deleting_an_exit_looks_like_a_kill_and_is_no_violation(seed: int) -> No
 
 @given(seed=seeds, data=st.data())
 def test_a_duplicated_shown_is_duplicated(seed: int, data: st.DataObject) -> None:
-    files = simulate(seed).files
-    idx = Index(files)
-    pos = data.draw(st.sampled_from(sorted(p for ps in idx.shown_in.values() for p in ps)))
-    rec = idx.rec(pos)
+    files, idx, pos, rec = a_shown_record(seed, data)
     inc = (str(rec["client"]).casefold(), str(rec["incarnation"]))
     file, lo, hi = idx.insert_range(inc, after=pos)
     files[file].insert(data.draw(st.integers(lo, hi)), dict(rec))
@@ -330,9 +338,8 @@ def test_a_duplicated_shown_is_duplicated(seed: int, data: st.DataObject) -> Non
 
 @given(seed=seeds, data=st.data())
 def test_a_duplicated_outcome_is_malformed(seed: int, data: st.DataObject) -> None:
-    files = simulate(seed).files
-    idx = Index(files)
-    m = data.draw(st.sampled_from(sorted_candidates(m for m in idx.msgs.values() if m.outcome)))
+    files, idx = indexed(seed)
+    m = a_message(data, idx, lambda m: m.outcome)
     assert m.outcome is not None
     files[m.outcome.file].insert(m.outcome.index + 1, dict(idx.rec(m.outcome)))
     assert verdicts(files) == {"malformed": 1}
@@ -353,8 +360,7 @@ def pairs_of_consecutive_shown(idx: Index) -> list[tuple[Pos, Pos]]:
 
 @given(seed=seeds, data=st.data())
 def test_two_shown_of_one_pair_swapped_is_out_of_order(seed: int, data: st.DataObject) -> None:
-    files = simulate(seed).files
-    idx = Index(files)
+    files, idx = indexed(seed)
     a, b = data.draw(st.sampled_from(pairs_of_consecutive_shown(idx)))
     records = files[a.file]
     records[a.index], records[b.index] = records[b.index], records[a.index]
@@ -368,8 +374,7 @@ def test_shown_of_different_pairs_may_interleave_in_any_order(
     """Order is promised per sender: any interleaving of the senders' shown records in a
     receiver's history, each sender's kept in its order, is still a valid history. The
     interleavings are drawn directly (a merge of the per-sender sequences), not filtered."""
-    files = simulate(seed).files
-    idx = Index(files)
+    files, idx = indexed(seed)
     merged = 0
     for positions in idx.shown_in.values():
         by_sender: dict[str, list[RawRecord]] = {}
@@ -390,9 +395,8 @@ def test_shown_of_different_pairs_may_interleave_in_any_order(
 
 @given(seed=seeds, data=st.data())
 def test_an_altered_digest_is_phantom_altered(seed: int, data: st.DataObject) -> None:
-    files = simulate(seed).files
-    idx = Index(files)
-    pos = data.draw(st.sampled_from(sorted(p for ps in idx.shown_in.values() for p in ps)))
+    files, idx = indexed(seed)
+    pos = data.draw(st.sampled_from(idx.shown()))
     files[pos.file][pos.index] = {**idx.rec(pos), "digest": digest("not what was sent")}
     assert verdicts(files) == {"phantom/altered": 1}
 
@@ -401,8 +405,7 @@ def test_an_altered_digest_is_phantom_altered(seed: int, data: st.DataObject) ->
 def test_a_forged_shown_with_an_unknown_id_is_phantom_never_sent(
     seed: int, data: st.DataObject, seq: int
 ) -> None:
-    files = simulate(seed).files
-    idx = Index(files)
+    files, idx = indexed(seed)
     inc = data.draw(st.sampled_from(sorted(idx.last)))
     sender = data.draw(st.sampled_from([*idx.clients(), "mallory"]))
     file, lo, hi = idx.insert_range(inc)
@@ -417,10 +420,7 @@ def test_a_forged_shown_with_an_unknown_id_is_phantom_never_sent(
 def test_a_real_id_claimed_by_another_sender_is_phantom_never_sent(
     seed: int, data: st.DataObject
 ) -> None:
-    files = simulate(seed).files
-    idx = Index(files)
-    pos = data.draw(st.sampled_from(sorted(p for ps in idx.shown_in.values() for p in ps)))
-    rec = idx.rec(pos)
+    files, idx, pos, rec = a_shown_record(seed, data)
     other = data.draw(st.sampled_from(
         [c for c in idx.clients() if c != str(rec["from"]).casefold()]
     ))  # fmt: skip
@@ -432,10 +432,7 @@ def test_a_real_id_claimed_by_another_sender_is_phantom_never_sent(
 def test_a_message_also_shown_to_someone_else_is_phantom_wrong_receiver(
     seed: int, data: st.DataObject
 ) -> None:
-    files = simulate(seed).files
-    idx = Index(files)
-    pos = data.draw(st.sampled_from(sorted(p for ps in idx.shown_in.values() for p in ps)))
-    rec = idx.rec(pos)
+    files, idx, _pos, rec = a_shown_record(seed, data)
     inc = data.draw(st.sampled_from(
         [i for i in sorted(idx.last) if i[0] != str(rec["client"]).casefold()]
     ))  # fmt: skip
@@ -452,11 +449,8 @@ def test_a_recovered_message_moved_to_another_receiver_is_phantom_wrong_receiver
 ) -> None:
     """Moving the only showing of a message reported not delivered (a "recovered" one) to the
     wrong user: the right user never saw it (which its sender was told), the wrong one did."""
-    files = simulate(seed).files
-    idx = Index(files)
-    m = data.draw(st.sampled_from(sorted_candidates(
-        m for m in idx.msgs.values() if m.outcome_event == "not_delivered" and m.shown
-    )))  # fmt: skip
+    files, idx = indexed(seed)
+    m = a_message(data, idx, lambda m: m.outcome_event == "not_delivered" and m.shown)
     before = check(simulate(seed).files).info["recovered"]
     rec = idx.rec(m.shown[0])
     inc = data.draw(st.sampled_from(
@@ -477,9 +471,8 @@ def test_a_recovered_message_moved_to_another_receiver_is_phantom_wrong_receiver
 
 @given(seed=seeds, data=st.data())
 def test_an_outcome_naming_another_receiver_is_malformed(seed: int, data: st.DataObject) -> None:
-    files = simulate(seed).files
-    idx = Index(files)
-    m = data.draw(st.sampled_from(sorted_candidates(m for m in idx.msgs.values() if m.outcome)))
+    files, idx = indexed(seed)
+    m = a_message(data, idx, lambda m: m.outcome)
     assert m.outcome is not None
     files[m.outcome.file][m.outcome.index] = {**idx.rec(m.outcome), "to": "somebody-else"}
     assert verdicts(files) == {"malformed": 1}

@@ -243,6 +243,20 @@ def test_malformed_reasons(raw: bytes, why: str) -> None:
         decode(raw)
 
 
+PROTOCOL_MD = Path(__file__).parents[2] / "docs" / "PROTOCOL.md"
+
+
+def documented_sizes() -> dict[str, str]:
+    """Message name -> its size as docs/PROTOCOL.md's message table gives it."""
+    doc = PROTOCOL_MD.read_text()
+    return {
+        cells[2]: cells[-2]
+        for line in doc.splitlines()
+        if line.startswith("| 0x")
+        for cells in [[c.strip() for c in line.split("|")]]
+    }
+
+
 def test_hello_is_padded_so_replies_never_amplify() -> None:
     hello = encode(Hello(req_id=1, name="a"))
     assert len(hello) == MIN_HELLO_BYTES
@@ -280,13 +294,7 @@ def test_sizes_match_const_and_docs() -> None:
     # ACK never amplifies.
     assert len(encode(smallest)) >= ACK_HEADER_BYTES + ACK_PN_RANGE_BYTES + ACK_RANGE_BYTES
     # ... and docs/PROTOCOL.md's table says the same sizes.
-    doc = (Path(__file__).parents[2] / "docs" / "PROTOCOL.md").read_text()
-    size = {
-        cells[2]: cells[-2]
-        for line in doc.splitlines()
-        if line.startswith("| 0x")
-        for cells in [[c.strip() for c in line.split("|")]]
-    }
+    size = documented_sizes()
     assert size["DATA"] == f"{len(encode(smallest))}–{len(encode(EDGE_DATA))}"
     assert size["ACK"] == f"{len(encode(ack))}–{len(encode(most))}"
 
@@ -320,16 +328,11 @@ def test_lookup_and_its_reply_are_one_size_whatever_the_name() -> None:
 
 def test_protocol_md_gives_the_padded_sizes() -> None:
     """docs/PROTOCOL.md's message table and limits say what the codec makes."""
-    doc = (Path(__file__).parents[2] / "docs" / "PROTOCOL.md").read_text()
-    size = {
-        cells[2]: cells[-2]
-        for line in doc.splitlines()
-        if line.startswith("| 0x")
-        for cells in [[c.strip() for c in line.split("|")]]
-    }
+    size = documented_sizes()
     assert size["LOOKUP"] == f"{LOOKUP_BYTES} (padded)"
     assert size["LOOKUP_REPLY"] == f"{LOOKUP_REPLY_BYTES} (padded)"
     assert size["PONG"] == str(len(encode(Pong(nonce=1))))
+    doc = PROTOCOL_MD.read_text()
     assert f"| `LOOKUP_BYTES`, `LOOKUP_REPLY_BYTES` | {LOOKUP_BYTES}, {LOOKUP_REPLY_BYTES} |" in doc
 
 
@@ -461,13 +464,7 @@ def test_ill_typed_values_are_refused_by_either_core(make: Callable[[], object],
 def test_protocol_md_gives_the_endpoint_message_sizes() -> None:
     """Issue 21: WELCOME's and PUNCH's size ranges in docs/PROTOCOL.md are what the codec makes
     (smallest: IPv4, shortest name, no private endpoints; largest: IPv6 everywhere, all of them)."""
-    doc = (Path(__file__).parents[2] / "docs" / "PROTOCOL.md").read_text()
-    size = {
-        cells[2]: cells[-2]
-        for line in doc.splitlines()
-        if line.startswith("| 0x")
-        for cells in [[c.strip() for c in line.split("|")]]
-    }
+    size = documented_sizes()
     t, k, v4, v6 = b"t" * TOKEN_BYTES, b"k" * 32, ("1.2.3.4", 1), ("2001:db8::1", 1)
     welcome = [encode(Welcome(req_id=1, token=t, heartbeat_ms=1, observed=a)) for a in (None, v6)]
     assert size["WELCOME"] == f"{len(welcome[0])}–{len(welcome[1])}"

@@ -30,7 +30,6 @@ from chat_protocol.events import (
     WhoisInfo,
 )
 from chat_protocol.outcomes import FailReason
-from chat_protocol.server.core import ServerCore
 from chat_protocol.wire.codec import encode
 from chat_protocol.wire.messages import Addr, Hello, LookupReply
 from netsim import FakeNetwork, Link
@@ -47,29 +46,11 @@ C: Addr = ("10.0.0.4", 40002)
 def setup(net: FakeNetwork, *names_addrs: tuple[str, Addr]) -> list[ClientCore]:
     """Server and signed-in clients. Sign-in runs on a clean link (the property tests are about
     what happens after it); the link's own loss applies from then on."""
-    link = net.link
-    net.link = Link()
-    srv = net.add_server(S, T)
-    clients = [net.add_client(n, a, S, T) for n, a in names_addrs]
-    # Online once the server answered a datagram on the new session (it is listed by then).
-    assert net.run_until(lambda: all(c.online for c in clients), 30)
-    assert len(srv.users) == len(clients)
-    net.link = link
-    return clients
-
-
-def server(net: FakeNetwork) -> ServerCore:
-    node = net.nodes[S]
-    assert isinstance(node, ServerCore)
-    return node
+    return net.sign_in(S, T, *names_addrs, clean_link=True)
 
 
 def received(net: FakeNetwork, addr: Addr) -> list[MessageReceived]:
-    return of_type(net, addr, MessageReceived)
-
-
-def of_type(net: FakeNetwork, addr: Addr, kind: type[Ev]) -> list[Ev]:
-    return [e for e in net.client_events[addr] if isinstance(e, kind)]
+    return net.events_of(addr, MessageReceived)
 
 
 def outcomes(net: FakeNetwork, addr: Addr) -> dict[int, bool]:
@@ -139,10 +120,10 @@ def test_sign_in_under_loss_succeeds_or_says_why_in_bounded_time(seed: int, loss
     net.add_server(S, T)
     c = net.add_client("alice", A, S, T)
     start = net.now
-    assert net.run_until(lambda: c.online or of_type(net, A, SignInFailed), 30)
+    assert net.run_until(lambda: c.online or net.events_of(A, SignInFailed), 30)
     assert net.now - start <= T.request_timeout_s + T.request_retry_s
     if not c.online:
-        [failed] = of_type(net, A, SignInFailed)
+        [failed] = net.events_of(A, SignInFailed)
         assert failed.failure is SignInFailure.NO_ANSWER
 
 
@@ -174,8 +155,8 @@ def test_send_to_unknown_user_fails_with_no_such_user() -> None:
     a, _ = setup(net, ("alice", A), ("bob", B))
     h = a.send("zed", "hi", net.now)
     net.flush()
-    assert net.run_until(lambda: of_type(net, A, SendFailed), 5)
-    [failed] = of_type(net, A, SendFailed)
+    assert net.run_until(lambda: net.events_of(A, SendFailed), 5)
+    [failed] = net.events_of(A, SendFailed)
     assert (failed.handle, failed.to, failed.reason) == (h, "zed", FailReason.NO_SUCH_USER)
 
 
@@ -196,8 +177,8 @@ def test_dead_receiver_is_reported_not_delivered_never_silently_lost() -> None:
     start = net.now
     a.send("bob", "anyone there?", net.now)
     net.flush()
-    assert net.run_until(lambda: of_type(net, A, SendFailed), 30)
-    [failed] = of_type(net, A, SendFailed)
+    assert net.run_until(lambda: net.events_of(A, SendFailed), 30)
+    [failed] = net.events_of(A, SendFailed)
     assert failed.reason is FailReason.TIMEOUT
     assert net.now - start <= T.delivery_timeout_s + 1
 
@@ -207,12 +188,12 @@ def test_dead_client_is_removed_and_then_unknown() -> None:
     a, _ = setup(net, ("alice", A), ("bob", B))
     killed_at = net.now
     net.kill(B)
-    assert net.run_until(lambda: "bob" not in server(net).users, 30)
+    assert net.run_until(lambda: "bob" not in net.server_at(S).users, 30)
     assert net.now - killed_at <= T.client_timeout_s + T.sweep_interval_s + 0.1
     a.send("bob", "hello?", net.now)
     net.flush()
-    assert net.run_until(lambda: of_type(net, A, SendFailed), 5)
-    assert of_type(net, A, SendFailed)[0].reason is FailReason.NO_SUCH_USER
+    assert net.run_until(lambda: net.events_of(A, SendFailed), 5)
+    assert net.events_of(A, SendFailed)[0].reason is FailReason.NO_SUCH_USER
 
 
 def test_partition_shorter_than_timeout_heals_and_delivers() -> None:
@@ -226,7 +207,7 @@ def test_partition_shorter_than_timeout_heals_and_delivers() -> None:
     net.partitioned.clear()
     assert net.run_until(lambda: len(received(net, B)) == 5, 20)
     assert [m.text for m in received(net, B)] == [f"during {i}" for i in range(5)]
-    assert of_type(net, A, SendFailed) == []
+    assert net.events_of(A, SendFailed) == []
 
 
 def test_after_a_failed_delivery_later_messages_still_flow_in_order() -> None:
@@ -241,12 +222,12 @@ def test_after_a_failed_delivery_later_messages_still_flow_in_order() -> None:
     # Alice is told; bob's heartbeats are cut too, so heal before the server drops him.
     net.run(T.client_timeout_s - 1)
     net.partitioned.clear()
-    assert net.run_until(lambda: of_type(net, A, SendFailed) or len(received(net, B)) > 1, 30)
+    assert net.run_until(lambda: net.events_of(A, SendFailed) or len(received(net, B)) > 1, 30)
     a.send("bob", "after", net.now)
     net.flush()
     assert net.run_until(lambda: received(net, B)[-1].text == "after", 30)
     texts = [m.text for m in received(net, B)]
-    failed = [e.handle for e in of_type(net, A, SendFailed)]
+    failed = [e.handle for e in net.events_of(A, SendFailed)]
     # "lost" either arrived (in order) or alice was told it was not delivered; never both missing.
     assert texts in (["first", "lost", "after"], ["first", "after"])
     assert (texts == ["first", "after"]) == bool(failed)
@@ -255,11 +236,11 @@ def test_after_a_failed_delivery_later_messages_still_flow_in_order() -> None:
 def test_server_shutdown_tells_every_client() -> None:
     net = FakeNetwork(seed=6)
     clients = setup(net, ("alice", A), ("bob", B), ("carol", C))
-    server(net).shutdown(net.now)
+    net.server_at(S).shutdown(net.now)
     net.flush()
     assert net.run_until(lambda: all(not c.online for c in clients), 1)
     for addr in (A, B, C):
-        [gone] = of_type(net, addr, ServerGone)
+        [gone] = net.events_of(addr, ServerGone)
         assert gone.reason is GoneReason.SHUTDOWN
 
 
@@ -271,15 +252,15 @@ def test_server_death_noticed_within_timeout() -> None:
     assert net.run_until(lambda: all(not c.online for c in clients), 30)
     assert net.now - died <= T.server_timeout_s + 0.1
     for addr in (A, B):
-        [gone] = of_type(net, addr, ServerGone)
+        [gone] = net.events_of(addr, ServerGone)
         assert gone.reason is GoneReason.LOST
 
 
 def test_sign_in_without_server_fails_in_bounded_time() -> None:
     net = FakeNetwork(seed=1)
     c = net.add_client("alice", A, S, T)
-    assert net.run_until(lambda: not c.online and of_type(net, A, SignInFailed), 10)
-    [failed] = of_type(net, A, SignInFailed)
+    assert net.run_until(lambda: not c.online and net.events_of(A, SignInFailed), 10)
+    [failed] = net.events_of(A, SignInFailed)
     assert failed.failure is SignInFailure.NO_ANSWER
     assert net.now - 1000.0 <= T.request_timeout_s + T.request_retry_s
 
@@ -301,7 +282,7 @@ def test_a_client_says_signed_in_only_once_the_server_lists_it(seed: int, loss: 
     c = net.add_client("alice", A, S, T)
     end = net.now + 2 * T.request_timeout_s
     while net.now < end and net.step():
-        if of_type(net, A, SignedIn):
+        if net.events_of(A, SignedIn):
             assert c.online and "alice" in srv.users, "told signed in, unknown to the server"
             return
     assert not c.online
@@ -317,10 +298,10 @@ def test_regression_a_lost_first_datagram_after_welcome_does_not_sign_in_unliste
     _block_after_initiation(net, c)
     net.run(T.request_retry_s * 3)
     assert c.state is State.REGISTERING  # WELCOME came back; what it sent on is lost
-    assert not of_type(net, A, SignedIn) and "alice" not in srv.users
+    assert not net.events_of(A, SignedIn) and "alice" not in srv.users
     net.blocked.clear()
     assert net.run_until(lambda: c.online, 5)
-    assert "alice" in srv.users and len(of_type(net, A, SignedIn)) == 1
+    assert "alice" in srv.users and len(net.events_of(A, SignedIn)) == 1
 
 
 def test_registration_never_answered_fails_sign_in_in_bounded_time() -> None:
@@ -328,9 +309,9 @@ def test_registration_never_answered_fails_sign_in_in_bounded_time() -> None:
     net.add_server(S, T)
     c = net.add_client("alice", A, S, T)
     _block_after_initiation(net, c)
-    assert net.run_until(lambda: of_type(net, A, SignInFailed), 10)
-    assert of_type(net, A, SignInFailed)[0].failure is SignInFailure.NO_ANSWER
-    assert not of_type(net, A, SignedIn) and c.state is State.GONE
+    assert net.run_until(lambda: net.events_of(A, SignInFailed), 10)
+    assert net.events_of(A, SignInFailed)[0].failure is SignInFailure.NO_ANSWER
+    assert not net.events_of(A, SignedIn) and c.state is State.GONE
     assert net.now - 1000.0 <= T.request_timeout_s + T.request_retry_s
 
 
@@ -351,8 +332,8 @@ def test_duplicate_sign_in_refused() -> None:
     net = FakeNetwork(seed=1)
     setup(net, ("alice", A))
     net.add_client("Alice", B, S, T, identity=net.key("another alice"))
-    assert net.run_until(lambda: of_type(net, B, SignInFailed), 5)
-    assert of_type(net, B, SignInFailed)[0].failure is SignInFailure.REFUSED
+    assert net.run_until(lambda: net.events_of(B, SignInFailed), 5)
+    assert net.events_of(B, SignInFailed)[0].failure is SignInFailure.REFUSED
 
 
 def test_close_waits_for_pending_sends_then_signs_out() -> None:
@@ -362,9 +343,9 @@ def test_close_waits_for_pending_sends_then_signs_out() -> None:
         a.send("bob", f"m{i}", net.now)
     a.close(net.now)
     net.flush()
-    assert net.run_until(lambda: of_type(net, A, SignedOut), 60)
+    assert net.run_until(lambda: net.events_of(A, SignedOut), 60)
     assert len(received(net, B)) == 20
-    assert "alice" not in server(net).users
+    assert "alice" not in net.server_at(S).users
 
 
 def test_an_impostor_name_is_never_shown() -> None:
@@ -375,10 +356,10 @@ def test_an_impostor_name_is_never_shown() -> None:
     mallory.links.intro = encode(Hello(req_id=0, name="alice"))
     mallory.send("bob", "I am alice", net.now)
     net.flush()
-    assert net.run_until(lambda: of_type(net, B, PeerRefused), 10)
-    [refused] = of_type(net, B, PeerRefused)
+    assert net.run_until(lambda: net.events_of(B, PeerRefused), 10)
+    [refused] = net.events_of(B, PeerRefused)
     assert refused.name == "alice" and refused.reason is PeerRefusal.NOT_IN_DIRECTORY
-    assert net.run_until(lambda: of_type(net, C, SendFailed), T.delivery_timeout_s + 2)
+    assert net.run_until(lambda: net.events_of(C, SendFailed), T.delivery_timeout_s + 2)
     assert received(net, B) == [] and b.stats.refused_messages == 1
 
 
@@ -387,7 +368,7 @@ def test_lossy_link_does_not_look_like_a_dead_server() -> None:
     clients = setup(net, ("alice", A), ("bob", B), ("carol", C))
     net.run(300)
     assert all(c.online for c in clients)
-    assert set(server(net).users) == {"alice", "bob", "carol"}
+    assert set(net.server_at(S).users) == {"alice", "bob", "carol"}
 
 
 # --- "delivered" means shown: every way a receiver can go away ----------------------------------
@@ -410,12 +391,12 @@ def test_regression_receiver_holding_a_message_is_not_delivered_when_it_loses_th
     a.send("bob", "are you there?", net.now)
     net.flush()
     _held_at_bob(net, b)
-    assert net.run_until(lambda: of_type(net, B, ServerGone), T.server_timeout_s + 1)
+    assert net.run_until(lambda: net.events_of(B, ServerGone), T.server_timeout_s + 1)
     assert received(net, B) == []
     assert net.run_until(lambda: len(outcomes(net, A)) == 1, T.delivery_timeout_s + 1)
-    [failed] = of_type(net, A, SendFailed)
+    [failed] = net.events_of(A, SendFailed)
     assert failed.reason is FailReason.TIMEOUT
-    assert of_type(net, A, MessageDelivered) == []
+    assert net.events_of(A, MessageDelivered) == []
 
 
 def test_exit_while_a_message_is_held_shows_it_before_signing_out() -> None:
@@ -438,25 +419,25 @@ def test_server_shutdown_while_a_message_is_held_reports_it_not_delivered() -> N
     a.send("bob", "before the shutdown", net.now)
     net.flush()
     _held_at_bob(net, b)
-    server(net).shutdown(net.now)
+    net.server_at(S).shutdown(net.now)
     net.flush()
-    assert net.run_until(lambda: of_type(net, B, ServerGone), 2)
+    assert net.run_until(lambda: net.events_of(B, ServerGone), 2)
     assert net.run_until(lambda: len(outcomes(net, A)) == 1, T.delivery_timeout_s + 1)
-    assert received(net, B) == [] and of_type(net, A, MessageDelivered) == []
+    assert received(net, B) == [] and net.events_of(A, MessageDelivered) == []
 
 
 def test_a_client_refused_at_sign_in_never_acknowledges_a_message() -> None:
     net = FakeNetwork(seed=24)
     a, _ = setup(net, ("alice", A), ("bob", B))
     impostor = net.add_client("bob", C, S, T, identity=net.key("not bob"))  # bob is taken
-    assert net.run_until(lambda: of_type(net, C, SignInFailed), 5)
+    assert net.run_until(lambda: net.events_of(C, SignInFailed), 5)
     # Alice's transfer layer is pointed at the refused client's address directly.
     assert a.sending.queue("bob", b"for the real bob") == 1
     a.sending.pins.pin("bob", net.key("not bob").public, replaced=True)
     a.sending.looked_up(1, _reply("bob", C, net.key("not bob").public), net.now)
     net.flush()
     assert net.run_until(lambda: len(outcomes(net, A)) == 1, T.delivery_timeout_s + 1)
-    assert of_type(net, A, MessageDelivered) == [] and received(net, C) == []
+    assert net.events_of(A, MessageDelivered) == [] and received(net, C) == []
     assert not impostor.online
 
 
@@ -488,7 +469,7 @@ def test_whatever_ends_the_receiver_delivered_means_shown(
             net.blocked.add((B, S))
             net.blocked.add((S, B))
         case "shutdown":
-            server(net).shutdown(net.now)
+            net.server_at(S).shutdown(net.now)
         case "killed":
             net.kill(B)
     net.flush()
@@ -527,9 +508,9 @@ def test_regression_a_receiver_restarted_with_the_same_key_is_not_shown_a_messag
     shown = [e.text for e in first_run + net.client_events[B] if isinstance(e, MessageReceived)]
     assert all(shown.count(t) == 1 for t in ("exactly once", "also once", "later"))
     assert shown.count("after the restart") <= 1
-    failed = {e.handle: e.reason for e in of_type(net, A, SendFailed)}
+    failed = {e.handle: e.reason for e in net.events_of(A, SendFailed)}
     assert failed[2] is FailReason.PEER_RESTARTED and failed[3] is FailReason.PEER_RESTARTED
-    delivered = [e.handle for e in of_type(net, A, MessageDelivered)]
+    delivered = [e.handle for e in net.events_of(A, MessageDelivered)]
     assert 1 in delivered and 5 in delivered
 
 
@@ -559,7 +540,7 @@ def test_every_command_typed_before_exit_is_answered_before_signing_out(
     net.flush()
     bound = (len(commands) + 2) * (T.server_timeout_s + T.bye_timeout_s)
     assert net.run_until(
-        lambda: bool(of_type(net, A, SignedOut) or of_type(net, A, ServerGone)), bound
+        lambda: bool(net.events_of(A, SignedOut) or net.events_of(A, ServerGone)), bound
     )
     events = net.client_events[A]
     [end] = [i for i, e in enumerate(events) if isinstance(e, SignedOut | ServerGone)]

@@ -17,7 +17,7 @@ from chat_protocol import const
 from chat_protocol.client.directory import CLIENT_TRANSITIONS
 from chat_protocol.const import DEFAULT_TIMINGS
 from chat_protocol.secure.packets import TRANSPORT_OVERHEAD_BYTES
-from chat_protocol.server.core import USER_TRANSITIONS
+from chat_protocol.server.users import USER_TRANSITIONS
 
 ROOT = Path(__file__).resolve().parents[2]
 MiB = 1024 * 1024
@@ -214,3 +214,26 @@ def test_the_threat_model_points_every_attacker_at_tests() -> None:
     assert "Malicious directory server" in attackers
     for cells in rows:
         assert "tests/" in cells[3], f"no test for {cells[0]}"
+
+
+ARCHITECTURE = ROOT / "docs/ARCHITECTURE.md"
+CORE = ROOT / "services/protocol/chat_protocol"
+MODULE_REF = re.compile(r"`((?:client|server|secure|transfer|wire)/\w+\.py)`")
+
+
+def test_every_core_module_the_architecture_cites_exists() -> None:
+    cited = set(MODULE_REF.findall(ARCHITECTURE.read_text()))
+    assert cited, "docs/ARCHITECTURE.md cites no module of the core"
+    missing = sorted(c for c in cited if not (CORE / c).is_file())
+    assert not missing, f"docs/ARCHITECTURE.md cites modules that do not exist: {missing}"
+
+
+@pytest.mark.parametrize("role", ["client", "server"])
+def test_the_architecture_picture_names_every_module_of_the_roles(role: str) -> None:
+    """The layer picture lists each module of client/ and server/ by name."""
+    doc = ARCHITECTURE.read_text()
+    picture = doc.split("```")[1]
+    named = set(re.findall(r"\w+", picture))
+    modules = {p.stem for p in (CORE / role).glob("*.py")} - {"__init__"}
+    assert modules, f"no modules found under {CORE / role}"
+    assert sorted(modules - named) == [], f"docs/ARCHITECTURE.md's picture omits {role}/ modules"

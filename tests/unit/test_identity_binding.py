@@ -9,7 +9,6 @@ Every test runs the real cores on the in-memory network. Each guard named in a t
 from __future__ import annotations
 
 import dataclasses
-from typing import TypeVar
 
 import pytest
 from hypothesis import given, settings
@@ -20,7 +19,6 @@ from chat_protocol.client.core import ClientCore
 from chat_protocol.client.directory import DirectorySession, WhoisLookup
 from chat_protocol.const import CHUNK_PAYLOAD_BYTES, Timings
 from chat_protocol.events import (
-    ClientEvent,
     KeyPinned,
     KeyStatus,
     MessageDelivered,
@@ -36,7 +34,6 @@ from chat_protocol.outcomes import FailReason
 from chat_protocol.secure.identity import fingerprint
 from chat_protocol.secure.packets import PacketType
 from chat_protocol.server.bindings import MemoryNames
-from chat_protocol.server.core import ServerCore
 from chat_protocol.wire.codec import encode
 from chat_protocol.wire.messages import Addr, Data, Hello, LookupReply
 from netsim import FakeNetwork
@@ -47,28 +44,6 @@ A: Addr = ("10.0.0.2", 40000)
 B: Addr = ("10.0.0.3", 40001)
 M: Addr = ("10.0.0.66", 6666)
 
-Ev = TypeVar("Ev", bound=ClientEvent)
-
-
-def signed_in(net: FakeNetwork, *names_addrs: tuple[str, Addr]) -> list[ClientCore]:
-    srv = net.nodes.get(S) or net.add_server(S, T)
-    assert isinstance(srv, ServerCore)
-    clients = [net.add_client(n, a, S, T) for n, a in names_addrs]
-    assert net.run_until(
-        lambda: all(c.online for c in clients) and all(c.name in srv.users for c in clients), 30
-    )
-    return clients
-
-
-def server(net: FakeNetwork) -> ServerCore:
-    srv = net.nodes[S]
-    assert isinstance(srv, ServerCore)
-    return srv
-
-
-def events(net: FakeNetwork, addr: Addr, kind: type[Ev]) -> list[Ev]:
-    return [e for e in net.client_events[addr] if isinstance(e, kind)]
-
 
 def talk(net: FakeNetwork, a: ClientCore, b: ClientCore) -> None:
     """alice -> bob and back, delivered: each has pinned the other's real key."""
@@ -76,7 +51,7 @@ def talk(net: FakeNetwork, a: ClientCore, b: ClientCore) -> None:
     b.send("alice", "hello alice", net.now)
     net.flush()
     assert net.run_until(
-        lambda: events(net, A, MessageDelivered) and events(net, B, MessageDelivered), 10
+        lambda: net.events_of(A, MessageDelivered) and net.events_of(B, MessageDelivered), 10
     )
 
 
@@ -84,7 +59,7 @@ def rename_bob_to_mallory(net: FakeNetwork) -> None:
     """The directory turns hostile: "lookup bob" is answered with mallory's entry, under the
     name "mallory", with mallory's address and key (a copy of her table entry: her own requests
     are still served by hers)."""
-    srv = server(net)
+    srv = net.server_at(S)
     srv.users["bob"] = dataclasses.replace(srv.users["mallory"])
 
 
@@ -103,24 +78,24 @@ def speak_as(net: FakeNetwork, m: ClientCore, claim: str) -> None:
 def test_send_bob_is_not_delivered_to_mallory_when_the_directory_renames(met_before: bool) -> None:
     """guard: asked-name (first contact: nothing else stands in the way)."""
     net = FakeNetwork(seed=190 + met_before)
-    a, b, _m = signed_in(net, ("alice", A), ("bob", B), ("mallory", M))
+    a, b, _m = net.sign_in(S, T, ("alice", A), ("bob", B), ("mallory", M))
     if met_before:
         talk(net, a, b)
         # Past the lookup cache's bound (issue 24): the next send asks the directory again.
         net.run(T.client_timeout_s + 0.1)
-    delivered = len(events(net, A, MessageDelivered))
+    delivered = len(net.events_of(A, MessageDelivered))
     rename_bob_to_mallory(net)
     a.send("bob", "the secret plan", net.now)
     net.flush()
-    assert net.run_until(lambda: events(net, A, SendFailed), 5)
-    [failed] = events(net, A, SendFailed)
+    assert net.run_until(lambda: net.events_of(A, SendFailed), 5)
+    [failed] = net.events_of(A, SendFailed)
     assert (failed.to, failed.reason) == ("bob", FailReason.WRONG_NAME)
     assert failed.reason.describe("bob", 10) == (
         "not delivered to bob (the directory answered for another name; nothing was sent)"
     )
     net.run(T.delivery_timeout_s)
-    assert len(events(net, A, MessageDelivered)) == delivered
-    assert events(net, M, MessageReceived) == []
+    assert len(net.events_of(A, MessageDelivered)) == delivered
+    assert net.events_of(M, MessageReceived) == []
     # Nothing of alice's own goes to mallory: no message, no initiation. (The renamed lookup
     # also hints "bob", that is mallory, to punch towards alice, issue 21; answering an
     # initiation is any responder's part, and mallory can always make one.)
@@ -138,20 +113,20 @@ def test_send_bob_is_not_delivered_to_mallory_when_the_directory_renames(met_bef
 def test_mallory_is_never_shown_as_bob_when_the_directory_renames(met_before: bool) -> None:
     """guard: asked-name (first contact); receive-pin would otherwise pin mallory as bob."""
     net = FakeNetwork(seed=192 + met_before)
-    a, b, m = signed_in(net, ("alice", A), ("bob", B), ("mallory", M))
+    a, b, m = net.sign_in(S, T, ("alice", A), ("bob", B), ("mallory", M))
     if met_before:
         talk(net, a, b)
     rename_bob_to_mallory(net)
     speak_as(net, m, "bob")
     m.send("alice", "it's bob: wire 500 EUR to mallory", net.now)
     net.flush()
-    assert net.run_until(lambda: events(net, A, PeerRefused), 10)
-    [refused] = events(net, A, PeerRefused)
+    assert net.run_until(lambda: net.events_of(A, PeerRefused), 10)
+    [refused] = net.events_of(A, PeerRefused)
     assert (refused.name, refused.key) == ("bob", net.key("mallory").public)
     assert refused.reason is PeerRefusal.WRONG_NAME
     net.run(T.delivery_timeout_s)
-    assert not any("EUR" in e.text for e in events(net, A, MessageReceived))
-    assert not events(net, M, MessageDelivered)
+    assert not any("EUR" in e.text for e in net.events_of(A, MessageReceived))
+    assert not net.events_of(M, MessageDelivered)
     assert a.pins.get("bob") == (net.key("bob").public if met_before else None)
     assert a.stats.misanswered >= 1
 
@@ -160,14 +135,14 @@ def test_mallory_is_never_shown_as_bob_when_the_directory_renames(met_before: bo
 def test_whois_and_trust_of_a_renamed_answer_fail_and_pin_nothing() -> None:
     """guard: asked-name (whois would show, and trust pin, mallory's key for bob)."""
     net = FakeNetwork(seed=194)
-    a, _b, _m = signed_in(net, ("alice", A), ("bob", B), ("mallory", M))
+    a, _b, _m = net.sign_in(S, T, ("alice", A), ("bob", B), ("mallory", M))
     rename_bob_to_mallory(net)
     a.whois("bob", net.now)
     a.whois("bob", net.now, trust=True, fingerprint=fingerprint(net.key("mallory").public))
     net.flush()
-    assert net.run_until(lambda: len(events(net, A, WhoisFailed)) == 2, 5)
-    assert [e.reason for e in events(net, A, WhoisFailed)] == [WhoisFailure.WRONG_NAME] * 2
-    assert events(net, A, WhoisInfo) == [] and events(net, A, KeyPinned) == []
+    assert net.run_until(lambda: len(net.events_of(A, WhoisFailed)) == 2, 5)
+    assert [e.reason for e in net.events_of(A, WhoisFailed)] == [WhoisFailure.WRONG_NAME] * 2
+    assert net.events_of(A, WhoisInfo) == [] and net.events_of(A, KeyPinned) == []
     assert a.stats.misanswered == 2
 
 
@@ -175,11 +150,11 @@ def test_whois_and_trust_of_a_renamed_answer_fail_and_pin_nothing() -> None:
 
 
 def whois(net: FakeNetwork, a: ClientCore, name: str, **trust: object) -> WhoisInfo | WhoisFailed:
-    before = len(events(net, A, WhoisInfo)) + len(events(net, A, WhoisFailed))
+    before = len(net.events_of(A, WhoisInfo)) + len(net.events_of(A, WhoisFailed))
     a.whois(name, net.now, **trust)  # type: ignore[arg-type]
     net.flush()
     assert net.run_until(
-        lambda: len(events(net, A, WhoisInfo)) + len(events(net, A, WhoisFailed)) > before, 5
+        lambda: len(net.events_of(A, WhoisInfo)) + len(net.events_of(A, WhoisFailed)) > before, 5
     )
     last = [e for e in net.client_events[A] if isinstance(e, WhoisInfo | WhoisFailed)][-1]
     return last
@@ -187,7 +162,7 @@ def whois(net: FakeNetwork, a: ClientCore, name: str, **trust: object) -> WhoisI
 
 def test_whois_says_new_then_pinned_on_first_use_then_verified() -> None:
     net = FakeNetwork(seed=195)
-    a, b = signed_in(net, ("alice", A), ("bob", B))
+    a, b = net.sign_in(S, T, ("alice", A), ("bob", B))
     bob_key = net.key("bob").public
     first = whois(net, a, "bob")
     assert isinstance(first, WhoisInfo) and first.status is KeyStatus.NEW and first.key == bob_key
@@ -197,7 +172,7 @@ def test_whois_says_new_then_pinned_on_first_use_then_verified() -> None:
     assert isinstance(second, WhoisInfo) and second.status is KeyStatus.PINNED
     trusted = whois(net, a, "bob", trust=True)
     assert isinstance(trusted, WhoisInfo) and trusted.trusted and trusted.key == bob_key
-    assert events(net, A, KeyPinned)[-1].verified
+    assert net.events_of(A, KeyPinned)[-1].verified
     third = whois(net, a, "bob")
     assert isinstance(third, WhoisInfo) and third.status is KeyStatus.VERIFIED
 
@@ -206,10 +181,10 @@ def test_whois_says_new_then_pinned_on_first_use_then_verified() -> None:
 def test_trust_without_a_key_seen_pins_nothing() -> None:
     """guard: trust-unseen."""
     net = FakeNetwork(seed=196)
-    a, _b = signed_in(net, ("alice", A), ("bob", B))
+    a, _b = net.sign_in(S, T, ("alice", A), ("bob", B))
     refused = whois(net, a, "bob", trust=True)
     assert isinstance(refused, WhoisFailed) and refused.reason is WhoisFailure.NOT_SEEN
-    assert a.pins.get("bob") is None and events(net, A, KeyPinned) == []
+    assert a.pins.get("bob") is None and net.events_of(A, KeyPinned) == []
 
 
 @pytest.mark.guard("trust-seen")
@@ -217,22 +192,22 @@ def test_trust_refuses_a_key_swapped_after_whois() -> None:
     """guard: trust-seen. The safety numbers were compared over bob's real key; the directory
     then swaps it: ``trust bob`` must not pin the new one."""
     net = FakeNetwork(seed=197)
-    a, _b = signed_in(net, ("alice", A), ("bob", B))
+    a, _b = net.sign_in(S, T, ("alice", A), ("bob", B))
     seen = whois(net, a, "bob")
     assert isinstance(seen, WhoisInfo) and seen.key == net.key("bob").public
-    srv = server(net)
+    srv = net.server_at(S)
     srv.users["bob"] = dataclasses.replace(srv.users["bob"], static=net.key("mallory").public)
     refused = whois(net, a, "bob", trust=True)
     assert isinstance(refused, WhoisFailed) and refused.reason is WhoisFailure.KEY_DIFFERS
     assert refused.key == net.key("mallory").public
-    assert a.pins.get("bob") is None and events(net, A, KeyPinned) == []
+    assert a.pins.get("bob") is None and net.events_of(A, KeyPinned) == []
 
 
 @pytest.mark.guard("trust-fingerprint")
 def test_trust_with_a_fingerprint_pins_only_that_key() -> None:
     """guard: trust-fingerprint."""
     net = FakeNetwork(seed=198)
-    a, _b = signed_in(net, ("alice", A), ("bob", B))
+    a, _b = net.sign_in(S, T, ("alice", A), ("bob", B))
     wrong = whois(net, a, "bob", trust=True, fingerprint=fingerprint(net.key("mallory").public))
     assert isinstance(wrong, WhoisFailed) and wrong.reason is WhoisFailure.KEY_DIFFERS
     assert a.pins.get("bob") is None
@@ -246,7 +221,7 @@ def test_trust_with_a_fingerprint_pins_only_that_key() -> None:
 def test_a_verified_contact_whose_key_changes_is_refused_until_trusted_again() -> None:
     """guard: send-pin and receive-pin."""
     net = FakeNetwork(seed=199)
-    a, b = signed_in(net, ("alice", A), ("bob", B))
+    a, b = net.sign_in(S, T, ("alice", A), ("bob", B))
     whois(net, a, "bob")
     whois(net, a, "bob", trust=True)
     b.close(net.now)
@@ -261,10 +236,10 @@ def test_a_verified_contact_whose_key_changes_is_refused_until_trusted_again() -
     a.send("bob", "for the bob I verified", net.now)
     new_bob.send("alice", "it's me, bob, new key", net.now)
     net.flush()
-    assert net.run_until(lambda: events(net, A, SendFailed) and events(net, A, PeerRefused), 10)
-    assert events(net, A, SendFailed)[0].reason is FailReason.KEY_CHANGED
-    assert events(net, A, PeerRefused)[0].reason is PeerRefusal.KEY_CHANGED
-    assert events(net, nb, MessageReceived) == [] and events(net, A, MessageReceived) == []
+    assert net.run_until(lambda: net.events_of(A, SendFailed) and net.events_of(A, PeerRefused), 10)
+    assert net.events_of(A, SendFailed)[0].reason is FailReason.KEY_CHANGED
+    assert net.events_of(A, PeerRefused)[0].reason is PeerRefusal.KEY_CHANGED
+    assert net.events_of(nb, MessageReceived) == [] and net.events_of(A, MessageReceived) == []
     status = whois(net, a, "bob")
     assert isinstance(status, WhoisInfo) and status.status is KeyStatus.CHANGED
     whois(net, a, "bob", trust=True)
@@ -276,24 +251,25 @@ def test_a_verified_contact_whose_key_changes_is_refused_until_trusted_again() -
 
 def test_the_first_message_of_a_sender_never_pinned_is_marked_new() -> None:
     net = FakeNetwork(seed=200)
-    a, b = signed_in(net, ("alice", A), ("bob", B))
+    a, b = net.sign_in(S, T, ("alice", A), ("bob", B))
     a.send("bob", "one", net.now)
     a.send("bob", "two", net.now)
     net.flush()
-    assert net.run_until(lambda: len(events(net, B, MessageReceived)) == 2, 10)
+    assert net.run_until(lambda: len(net.events_of(B, MessageReceived)) == 2, 10)
     b.send("alice", "three", net.now)  # bob's send pinned alice... for bob; alice pinned bob
     a.send("bob", "four", net.now)
     net.flush()
     assert net.run_until(
-        lambda: len(events(net, B, MessageReceived)) == 3 and events(net, A, MessageReceived), 10
+        lambda: len(net.events_of(B, MessageReceived)) == 3 and net.events_of(A, MessageReceived),
+        10,
     )
-    assert [(e.text, e.new) for e in events(net, B, MessageReceived)] == [
+    assert [(e.text, e.new) for e in net.events_of(B, MessageReceived)] == [
         ("one", True),
         ("two", False),
         ("four", False),
     ]
     # alice pinned bob when she sent to him: his first message to her is not from a stranger.
-    assert [(e.text, e.new) for e in events(net, A, MessageReceived)] == [("three", False)]
+    assert [(e.text, e.new) for e in net.events_of(A, MessageReceived)] == [("three", False)]
 
 
 # --- point 8: the claim check ---------------------------------------------------------------
@@ -305,7 +281,7 @@ def test_a_message_begun_under_another_claim_is_not_shown_under_it() -> None:
     "alice", handshakes again as "mallory" (her real name, which the directory confirms), and
     sends the last chunk: it must not be shown as alice's."""
     net = FakeNetwork(seed=201)
-    _a, b, m = signed_in(net, ("alice", A), ("bob", B), ("mallory", M))
+    _a, b, m = net.sign_in(S, T, ("alice", A), ("bob", B), ("mallory", M))
     bob_key = net.key("bob").public
     text = b"x" * CHUNK_PAYLOAD_BYTES + b" - alice (not really)"
 
@@ -341,7 +317,7 @@ def test_a_message_begun_under_another_claim_is_not_shown_under_it() -> None:
     to_bob(chunk(CHUNK_PAYLOAD_BYTES))
     net.run(T.verify_cache_s)
     assert b.stats.rejected_chunks == rejected + 1
-    assert events(net, B, MessageReceived) == []
+    assert net.events_of(B, MessageReceived) == []
 
 
 # --- the asked-name check, for any pair of names ----------------------------------------------

@@ -15,22 +15,11 @@ check that cannot fail would fail here.
 
 from __future__ import annotations
 
-import ast
-from pathlib import Path
+from importgraph import NOT_PRODUCT, SOURCES, Graph, import_graph
 
-ROOT = Path(__file__).resolve().parents[2]
-SOURCES = {
-    "chat_protocol": ROOT / "services/protocol/chat_protocol",
-    "chat_shell": ROOT / "services/shell/chat_shell",
-    "chat_server": ROOT / "services/server/chat_server",
-    "chat_client": ROOT / "services/client/chat_client",
-    "chat_history": ROOT / "services/history/chat_history",
-    "chat_bots": ROOT / "services/bots/chat_bots",
-}
-
-PRODUCT = ["chat_protocol", "chat_shell", "chat_server", "chat_client", "chat_history", "chat_bots"]
-"""Packages that must not import :data:`NOT_PRODUCT` (what the images ship and users run)."""
-NOT_PRODUCT = ["chat_check", "labkit", "bench"]
+PRODUCT = sorted(SOURCES)
+"""Packages that must not import :data:`NOT_PRODUCT` (the checker, the lab, the benchmarks and
+the tests: tests/importgraph.py)."""
 
 FOUNDATION = (
     "chat_protocol.const",
@@ -52,42 +41,6 @@ LAYERS: list[list[tuple[str, ...]]] = [
     [("chat_server",), ("chat_client",), ("chat_bots",)],
 ]
 """Lowest first. A unit may import its own modules and any unit of a lower layer, nothing else."""
-
-Graph = dict[str, set[str]]
-
-
-def _module_name(package: str, root: Path, path: Path) -> str:
-    parts = [package, *path.relative_to(root).with_suffix("").parts]
-    if parts[-1] == "__init__":
-        parts.pop()
-    return ".".join(parts)
-
-
-def import_graph(sources: dict[str, Path] = SOURCES) -> Graph:
-    """Module -> the modules (of any package) it imports, anywhere in its source."""
-    files = {
-        _module_name(pkg, root, path): path
-        for pkg, root in sources.items()
-        for path in sorted(root.rglob("*.py"))
-    }
-    graph: Graph = {}
-    for name, path in files.items():
-        is_package = path.name == "__init__.py"
-        edges: set[str] = set()
-        for node in ast.walk(ast.parse(path.read_text(), str(path))):
-            if isinstance(node, ast.Import):
-                edges.update(a.name for a in node.names)
-            elif isinstance(node, ast.ImportFrom):
-                base = node.module or ""
-                if node.level:
-                    here = name.split(".") if is_package else name.split(".")[:-1]
-                    up = here[: len(here) - node.level + 1]
-                    base = ".".join([*up, base] if base else up)
-                for a in node.names:
-                    sub = f"{base}.{a.name}"
-                    edges.add(sub if sub in files else base)
-        graph[name] = edges - {name}
-    return graph
 
 
 def _unit(module: str) -> tuple[int, tuple[str, ...]] | None:

@@ -26,7 +26,6 @@ from chat_protocol.const import (
 from chat_protocol.events import MessageDelivered, MessageReceived, SendFailed
 from chat_protocol.outcomes import FailReason
 from chat_protocol.secure.packets import PacketType
-from chat_protocol.server.core import ServerCore
 from chat_protocol.server.hints import HintLimiter
 from chat_protocol.server.relay import RelayPolicy
 from chat_protocol.wire.messages import Addr
@@ -56,26 +55,11 @@ def place(net: NatNetwork, kind: str, realm: int, host: int = 2) -> Addr:
 def sign_in(
     net: NatNetwork, *people: tuple[str, Addr], declare: bool = True, relay: bool = True
 ) -> list[ClientCore]:
-    link, net.link = net.link, Link()
-    if S not in net.nodes:
-        net.add_server(S, T)
-    clients = [
-        net.add_client(n, a, S, T, local_endpoints=(a,) if declare else (), relay=relay)
-        for n, a in people
-    ]
-    assert net.run_until(lambda: all(c.online for c in clients), 30)
-    net.link = link
-    return clients
-
-
-def server(net: NatNetwork) -> ServerCore:
-    node = net.nodes[S]
-    assert isinstance(node, ServerCore)
-    return node
+    return net.sign_in(S, T, *people, clean_link=True, declare=declare, relay=relay)
 
 
 def received(net: NatNetwork, addr: Addr) -> list[MessageReceived]:
-    return [e for e in net.client_events[addr] if isinstance(e, MessageReceived)]
+    return net.events_of(addr, MessageReceived)
 
 
 def outcome(net: NatNetwork, addr: Addr) -> list[object]:
@@ -107,7 +91,7 @@ def test_every_pair_of_router_kinds(kind_a: str, kind_b: str) -> None:
     if direct_possible(kind_a, kind_b):
         # Bob saw Alice at her public endpoint (her router's), never at the directory's.
         assert shown.addr[0] == (a[0] if kind_a == "none" else "198.51.100.1")
-        assert server(net).stats.relayed == 0
+        assert net.server_at(S).stats.relayed == 0
     else:
         assert shown.addr[0] == RELAY_HOST
 
@@ -119,11 +103,11 @@ def test_port_restricted_pair_needs_the_hint(kind_a: str, kind_b: str) -> None:
     net = NatNetwork(seed=3)
     a, b = place(net, kind_a, 1), place(net, kind_b, 2)
     alice, _ = sign_in(net, ("alice", a), ("bob", b), relay=False)
-    server(net).hints = HintLimiter(per_asker_per_s=0.0, per_target_per_s=0.0)
+    net.server_at(S).hints = HintLimiter(per_asker_per_s=0.0, per_target_per_s=0.0)
     alice.send("bob", "hi", net.now)
     assert net.run_until(lambda: outcome(net, a), 30)
     assert _failed(outcome(net, a)[0]) is FailReason.NO_DIRECT_PATH
-    assert server(net).stats.hints_limited >= 1
+    assert net.server_at(S).stats.hints_limited >= 1
 
 
 def test_peers_behind_one_router_meet_on_private_addresses() -> None:
@@ -189,7 +173,7 @@ def test_declared_endpoints_outside_private_ranges_are_not_handed_out() -> None:
     assert net.run_until(lambda: alice.online and bob.online, 30)
     net.link = link
     # ClientCore filters too; the server must hold even against a client that does not.
-    user = server(net).users["alice"]
+    user = net.server_at(S).users["alice"]
     assert user.local == (a,)
     alice.send("bob", "hi", net.now)
     assert net.run_until(lambda: outcome(net, a), 30)
@@ -205,14 +189,14 @@ def test_hints_go_only_on_a_lookup_to_send() -> None:
     alice, bob = sign_in(net, ("alice", a), ("bob", b))
     alice.whois("bob", net.now)
     net.run(2)
-    assert server(net).stats.hints == 0
+    assert net.server_at(S).stats.hints == 0
     assert bob.links.rendezvous.punching() == []
     assert bob.links.rendezvous.endpoints(alice.identity.public) == ()
     alice.send("bob", "hi", net.now)
     net.run(0.05)
-    assert server(net).stats.hints == 1
+    assert net.server_at(S).stats.hints == 1
     # The hint carries Alice's endpoints as the directory knows them, nothing she asked for.
-    user = server(net).users["alice"]
+    user = net.server_at(S).users["alice"]
     assert bob.links.rendezvous.endpoints(alice.identity.public) == (user.addr, *user.local)
 
 
@@ -318,7 +302,7 @@ def test_symmetric_pair_goes_through_the_relay() -> None:
     assert isinstance(outcome(net, a)[0], MessageDelivered)
     (shown,) = received(net, b)
     assert shown.addr[0] == RELAY_HOST
-    assert server(net).stats.relayed > 0
+    assert net.server_at(S).stats.relayed > 0
     # The directory forwarded ciphertext only: the text is in no datagram it received.
     assert not any(b"through the relay" in d for _, dst, d in net.trace if dst == S)
 
@@ -333,7 +317,7 @@ def test_without_the_relay_the_sender_is_told_it_cannot_reach_directly() -> None
     assert isinstance(failed, SendFailed)
     assert failed.reason is FailReason.NO_DIRECT_PATH
     assert "cannot reach bob directly" in failed.reason.describe("bob", T.delivery_timeout_s)
-    assert server(net).stats.relayed == 0 and received(net, b) == []
+    assert net.server_at(S).stats.relayed == 0 and received(net, b) == []
     del bob
 
 
@@ -355,10 +339,10 @@ def test_a_direct_path_that_opens_later_takes_over_from_the_relay() -> None:
     assert all(isinstance(o, MessageDelivered) for o in outcome(net, a))
     assert [m.text for m in received(net, b)] == ["one", *(f"more {i}" for i in range(8))]
     assert received(net, b)[-1].addr == a  # direct again
-    relayed = server(net).stats.relayed
+    relayed = net.server_at(S).stats.relayed
     alice.send("bob", "last", net.now)
     assert net.run_until(lambda: len(outcome(net, a)) == 10, 30)
-    assert server(net).stats.relayed == relayed  # nothing more through the relay
+    assert net.server_at(S).stats.relayed == relayed  # nothing more through the relay
     del bob
 
 
@@ -397,10 +381,10 @@ def test_a_relayed_datagram_cannot_move_another_peers_session() -> None:
     assert net.run_until(sent_to_bob, 5)
     captured = sent_to_bob()
     pseudo = mallory.links.relay_paths.addr_for(bob.identity.public)
-    for data, dst in mallory._through_relay([(captured[0], pseudo)], net.now):
+    for data, dst in mallory.relaying.wrap([(captured[0], pseudo)], net.now):
         net._transmit(data, m, dst)
     net.run(0.01)
-    assert server(net).stats.relayed == 1  # the directory did forward it ...
+    assert net.server_at(S).stats.relayed == 1  # the directory did forward it ...
     session = bob.secure.session(alice.identity.public, net.now)
     assert session is not None and session.remote_addr == a  # ... and Bob dropped it
     net.blocked.clear()

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Iterator
-from typing import TypeVar
 
 import pytest
 
@@ -16,7 +15,6 @@ from chat_protocol.client.core import ClientCore
 from chat_protocol.client.directory import State
 from chat_protocol.const import Timings
 from chat_protocol.events import (
-    ClientEvent,
     MessageDelivered,
     MessageReceived,
     PeerRefusal,
@@ -41,33 +39,19 @@ M: Addr = ("10.0.0.66", 6666)
 FRESH: Addr = ("10.9.9.9", 9999)
 
 
-Ev = TypeVar("Ev", bound=ClientEvent)
-
-def signed_in(net: FakeNetwork, *names_addrs: tuple[str, Addr]) -> list[ClientCore]:
-    srv = net.nodes.get(S) or net.add_server(S, T)
-    assert isinstance(srv, ServerCore)
-    clients = [net.add_client(n, a, S, T) for n, a in names_addrs]
-    assert net.run_until(
-        lambda: all(c.online for c in clients) and all(c.name in srv.users for c in clients), 30
-    )
-    return clients
-
-
-def events(net: FakeNetwork, addr: Addr, kind: type[Ev]) -> list[Ev]:
-    return [e for e in net.client_events[addr] if isinstance(e, kind)]
-
-
 def converse(net: FakeNetwork, a: ClientCore, b: ClientCore, texts: list[str]) -> None:
     """Each text alice -> bob and a reply bob -> alice, all delivered."""
-    before_a = len(events(net, A, MessageDelivered))
-    before_b = len(events(net, B, MessageDelivered))
+    before_a = len(net.events_of(A, MessageDelivered))
+    before_b = len(net.events_of(B, MessageDelivered))
     for t in texts:
         a.send("bob", t, net.now)
         b.send("alice", "re: " + t, net.now)
     net.flush()
     assert net.run_until(
-        lambda: len(events(net, A, MessageDelivered)) == before_a + len(texts)
-        and len(events(net, B, MessageDelivered)) == before_b + len(texts),
+        lambda: (
+            len(net.events_of(A, MessageDelivered)) == before_a + len(texts)
+            and len(net.events_of(B, MessageDelivered)) == before_b + len(texts)
+        ),
         30,
     )
 
@@ -77,7 +61,7 @@ SECRETS = ["the launch code is 0000", "meet me at the old mill"]
 
 def test_a_capture_of_a_whole_conversation_shows_no_text_name_or_token() -> None:
     net = FakeNetwork(seed=31)
-    a, b = signed_in(net, ("alice", A), ("bob", B))
+    a, b = net.sign_in(S, T, ("alice", A), ("bob", B))
     a.list_users(net.now)
     net.flush()
     converse(net, a, b, SECRETS)
@@ -103,9 +87,9 @@ def _replays(net: FakeNetwork) -> Iterator[tuple[bytes, Addr, Addr]]:
 
 def test_replaying_every_datagram_shows_nothing_twice_and_signs_nobody_out() -> None:
     net = FakeNetwork(seed=32)
-    a, b = signed_in(net, ("alice", A), ("bob", B))
+    a, b = net.sign_in(S, T, ("alice", A), ("bob", B))
     converse(net, a, b, ["one", "two", "three"])
-    shown_before = {addr: len(events(net, addr, MessageReceived)) for addr in (A, B)}
+    shown_before = {addr: len(net.events_of(addr, MessageReceived)) for addr in (A, B)}
     srv = net.nodes[S]
     assert isinstance(srv, ServerCore)
     for data, src, dst in _replays(net):
@@ -118,7 +102,7 @@ def test_replaying_every_datagram_shows_nothing_twice_and_signs_nobody_out() -> 
             if d == FRESH:
                 assert len(reply) <= len(data), (s, len(reply), len(data))
     net.run(T.delivery_timeout_s + 1)
-    assert {addr: len(events(net, addr, MessageReceived)) for addr in (A, B)} == shown_before
+    assert {addr: len(net.events_of(addr, MessageReceived)) for addr in (A, B)} == shown_before
     assert a.online and b.online and set(srv.users) == {"alice", "bob"}
     assert a.stats.replayed + b.stats.replayed > 0 and a.stats.malformed + b.stats.malformed > 0
     converse(net, a, b, ["still talking"])  # and nobody was cut apart
@@ -126,7 +110,7 @@ def test_replaying_every_datagram_shows_nothing_twice_and_signs_nobody_out() -> 
 
 def test_a_replayed_shutdown_from_an_earlier_server_run_ends_nothing() -> None:
     net = FakeNetwork(seed=33)
-    a, b = signed_in(net, ("alice", A), ("bob", B))
+    a, b = net.sign_in(S, T, ("alice", A), ("bob", B))
     old = net.nodes[S]
     assert isinstance(old, ServerCore)
     start = len(net.trace)
@@ -137,18 +121,18 @@ def test_a_replayed_shutdown_from_an_earlier_server_run_ends_nothing() -> None:
     # The server restarts with the same key (its home), the users come back.
     del net.nodes[S]
     net.add_server(S, T)
-    a2, b2 = signed_in(net, ("alice", ("10.0.0.2", 40100)), ("bob", ("10.0.0.3", 40101)))
+    a2, b2 = net.sign_in(S, T, ("alice", ("10.0.0.2", 40100)), ("bob", ("10.0.0.3", 40101)))
     for _, _, data in notices:
         for c, addr in ((a2, ("10.0.0.2", 40100)), (b2, ("10.0.0.3", 40101))):
             c.receive_datagram(data, S, net.now)
             assert c.online, "an old SHUTDOWN ended a new session"
-            assert not events(net, addr, ServerGone)
+            assert not net.events_of(addr, ServerGone)
 
 
 @pytest.mark.guard("send-pin", "receive-pin")
 def test_a_user_back_with_a_new_key_is_refused_by_those_who_pinned_the_old_one() -> None:
     net = FakeNetwork(seed=34)
-    a, b = signed_in(net, ("alice", A), ("bob", B))
+    a, b = net.sign_in(S, T, ("alice", A), ("bob", B))
     converse(net, a, b, ["hi"])
     b.close(net.now)
     net.flush()
@@ -163,31 +147,31 @@ def test_a_user_back_with_a_new_key_is_refused_by_those_who_pinned_the_old_one()
     net.run(T.client_timeout_s)
     a.send("bob", "for the bob I know", net.now)
     net.flush()
-    assert net.run_until(lambda: events(net, A, SendFailed), 5)
-    [failed] = events(net, A, SendFailed)
+    assert net.run_until(lambda: net.events_of(A, SendFailed), 5)
+    [failed] = net.events_of(A, SendFailed)
     assert failed.reason is FailReason.KEY_CHANGED
     assert "key has changed" in failed.reason.describe("bob", 10)
-    assert events(net, nb, MessageReceived) == []
+    assert net.events_of(nb, MessageReceived) == []
     # The new bob writes to alice: refused, never shown, and alice is told once.
     new_bob.send("alice", "it's me, bob", net.now)
     net.flush()
-    assert net.run_until(lambda: events(net, A, PeerRefused), 5)
-    [refused] = events(net, A, PeerRefused)
+    assert net.run_until(lambda: net.events_of(A, PeerRefused), 5)
+    [refused] = net.events_of(A, PeerRefused)
     assert (refused.name, refused.reason) == ("bob", PeerRefusal.KEY_CHANGED)
-    assert "it's me, bob" not in [m.text for m in events(net, A, MessageReceived)]
+    assert "it's me, bob" not in [m.text for m in net.events_of(A, MessageReceived)]
     # whois shows both keys; trust accepts the new one, and then they talk.
     a.whois("bob", net.now)
     net.flush()
-    assert net.run_until(lambda: events(net, A, WhoisInfo), 5)
-    [info] = events(net, A, WhoisInfo)
+    assert net.run_until(lambda: net.events_of(A, WhoisInfo), 5)
+    [info] = net.events_of(A, WhoisInfo)
     assert info.key == net.key("new bob").public and info.pinned == net.key("bob").public
     a.whois("bob", net.now, trust=True)
     net.flush()
-    assert net.run_until(lambda: len(events(net, A, WhoisInfo)) == 2, 5)
+    assert net.run_until(lambda: len(net.events_of(A, WhoisInfo)) == 2, 5)
     a.send("bob", "welcome back", net.now)
     net.flush()
-    assert net.run_until(lambda: events(net, nb, MessageReceived), 10)
-    assert [m.text for m in events(net, nb, MessageReceived)] == ["welcome back"]
+    assert net.run_until(lambda: net.events_of(nb, MessageReceived), 10)
+    assert [m.text for m in net.events_of(nb, MessageReceived)] == ["welcome back"]
 
 
 def _lying_network(seed: int) -> tuple[FakeNetwork, ServerCore]:
@@ -206,14 +190,14 @@ def lie_about_bob(srv: ServerCore, key: bytes) -> None:
 @pytest.mark.guard("send-pin")
 def test_a_directory_that_swaps_keys_is_refused_by_a_pinned_sender() -> None:
     net, srv = _lying_network(35)
-    a, b = signed_in(net, ("alice", A), ("bob", B))
+    a, b = net.sign_in(S, T, ("alice", A), ("bob", B))
     converse(net, a, b, ["we have met"])  # alice pins bob's real key
     net.run(T.client_timeout_s + 0.1)  # past the lookup cache's bound (issue 24): ask again
     lie_about_bob(srv, net.key("mallory").public)
     a.send("bob", "the secret plan", net.now)
     net.flush()
-    assert net.run_until(lambda: events(net, A, SendFailed), 5)
-    assert events(net, A, SendFailed)[0].reason is FailReason.KEY_CHANGED
+    assert net.run_until(lambda: net.events_of(A, SendFailed), 5)
+    assert net.events_of(A, SendFailed)[0].reason is FailReason.KEY_CHANGED
     assert not any(d == M for _, d, _ in net.trace), "a datagram went to mallory"
 
 
@@ -221,27 +205,27 @@ def test_within_the_lookup_cache_a_lying_directory_is_not_even_asked() -> None:
     """Issue 24: a send soon after a conversation uses the cached answer (the pinned key, a
     live session): the lie is never heard, and the message reaches the real bob."""
     net, srv = _lying_network(37)
-    a, b = signed_in(net, ("alice", A), ("bob", B))
+    a, b = net.sign_in(S, T, ("alice", A), ("bob", B))
     converse(net, a, b, ["we have met"])
     lie_about_bob(srv, net.key("mallory").public)
     a.send("bob", "the secret plan", net.now)
     net.flush()
-    assert net.run_until(lambda: len(events(net, A, MessageDelivered)) == 2, 5)
-    assert "the secret plan" in [m.text for m in events(net, B, MessageReceived)]
+    assert net.run_until(lambda: len(net.events_of(A, MessageDelivered)) == 2, 5)
+    assert "the secret plan" in [m.text for m in net.events_of(B, MessageReceived)]
     assert not any(d == M for _, d, _ in net.trace), "a datagram went to mallory"
     assert a.lookups_saved == 1
 
 
 def test_on_first_contact_a_swapped_key_shows_in_the_safety_numbers() -> None:
     net, srv = _lying_network(36)
-    a, b = signed_in(net, ("alice", A), ("bob", B))
+    a, b = net.sign_in(S, T, ("alice", A), ("bob", B))
     lie_about_bob(srv, net.key("mallory").public)
     a.whois("bob", net.now)
     b.whois("alice", net.now)
     net.flush()
-    assert net.run_until(lambda: events(net, A, WhoisInfo) and events(net, B, WhoisInfo), 5)
-    [seen_by_alice] = events(net, A, WhoisInfo)
-    [seen_by_bob] = events(net, B, WhoisInfo)
+    assert net.run_until(lambda: net.events_of(A, WhoisInfo) and net.events_of(B, WhoisInfo), 5)
+    [seen_by_alice] = net.events_of(A, WhoisInfo)
+    [seen_by_bob] = net.events_of(B, WhoisInfo)
     assert seen_by_alice.key is not None and seen_by_bob.key is not None
     alice_number = safety_number("alice", a.identity.public, "bob", seen_by_alice.key)
     bob_number = safety_number("bob", b.identity.public, "alice", seen_by_bob.key)
@@ -255,9 +239,9 @@ def test_on_first_contact_a_swapped_key_shows_in_the_safety_numbers() -> None:
 @pytest.mark.parametrize("claim", ["alice", "ALICE", "carol"])
 def test_a_datagram_with_a_forged_source_address_is_never_shown(claim: str) -> None:
     net = FakeNetwork(seed=37)
-    a, b = signed_in(net, ("alice", A), ("bob", B))
+    a, b = net.sign_in(S, T, ("alice", A), ("bob", B))
     converse(net, a, b, ["genuine"])
-    shown = len(events(net, B, MessageReceived))
+    shown = len(net.events_of(B, MessageReceived))
     # The attacker knows alice's address (one lookup away) and speaks as alice from it, with
     # its own key (it has no other): a handshake, then DATA claiming any name.
     mallory = ClientCore(
@@ -278,10 +262,10 @@ def test_a_datagram_with_a_forged_source_address_is_never_shown(claim: str) -> N
             if d == A and s == B:
                 mallory.receive_datagram(data, B, net.now)
         net.run(0.2)
-    assert len(events(net, B, MessageReceived)) == shown
-    assert not any("EUR" in m.text for m in events(net, B, MessageReceived))
+    assert len(net.events_of(B, MessageReceived)) == shown
+    assert not any("EUR" in m.text for m in net.events_of(B, MessageReceived))
     # The attack got as far as it can: bob decrypted it and refused the claim.
-    [refused] = events(net, B, PeerRefused)
+    [refused] = net.events_of(B, PeerRefused)
     assert refused.name == claim and refused.key == net.key("mallory").public
     assert b.stats.refused_messages == 1
     # A forged datagram does not even need the handshake to fail: plain bytes from alice's
@@ -295,7 +279,7 @@ def test_a_datagram_with_a_forged_source_address_is_never_shown(claim: str) -> N
 
 def test_a_peer_whose_address_changes_keeps_its_sessions() -> None:
     net = FakeNetwork(seed=38)
-    a, b = signed_in(net, ("alice", A), ("bob", B))
+    a, b = net.sign_in(S, T, ("alice", A), ("bob", B))
     converse(net, a, b, ["before the move"])
     moved: Addr = ("10.0.0.2", 51000)  # alice's NAT rebinds her to another port
     net.nodes[moved] = net.nodes.pop(A)
@@ -304,12 +288,12 @@ def test_a_peer_whose_address_changes_keeps_its_sessions() -> None:
     b.send("alice", "where are you now?", net.now)  # bob still has alice's old address
     a.send("bob", "over here", net.now)
     net.flush()
-    assert net.run_until(lambda: len(events(net, B, MessageReceived)) == 2, 10)
-    assert events(net, B, MessageReceived)[-1].addr == moved  # the session followed her
+    assert net.run_until(lambda: len(net.events_of(B, MessageReceived)) == 2, 10)
+    assert net.events_of(B, MessageReceived)[-1].addr == moved  # the session followed her
     srv = net.nodes[S]
     assert isinstance(srv, ServerCore)
     net.run(T.heartbeat_interval_s * 2)
     assert srv.users["alice"].addr == moved and a.online
     assert net.run_until(
-        lambda: "where are you now?" in [m.text for m in events(net, moved, MessageReceived)], 15
+        lambda: "where are you now?" in [m.text for m in net.events_of(moved, MessageReceived)], 15
     )

@@ -29,7 +29,8 @@ from chat_protocol.secure.noise import KeyPair
 from chat_protocol.secure.packets import PacketType
 from chat_protocol.secure.session import SecureSession
 from chat_protocol.server.bindings import NameBindings
-from chat_protocol.server.core import ServerCore, _PendingSignIn
+from chat_protocol.server.core import ServerCore
+from chat_protocol.server.signin import PendingSignIn
 from chat_protocol.wire.codec import decode, encode
 from chat_protocol.wire.messages import (
     Addr,
@@ -455,11 +456,11 @@ def _fill(h: Harness, users: int) -> None:
     handshake each would take a minute for 25 000); their keys are placeholders."""
     for i in range(users):
         name = f"u{i}"
-        pending = _PendingSignIn(
+        pending = PendingSignIn(
             name=name, key=name, token=i.to_bytes(8, "big"), req_id=1, at=h.now
         )
         addr = (f"10.{i >> 16}.{(i >> 8) & 255}.{i & 255}", 4000)
-        assert h.core._register(pending, i.to_bytes(32, "big"), addr, h.now) is not None
+        assert h.core.sign_ins.register(pending, i.to_bytes(32, "big"), addr, h.now) is not None
     h.core.events()
 
 

@@ -10,7 +10,7 @@ import pytest
 from chat_protocol.client.directory import CLIENT_TRANSITIONS, State, Trigger
 from chat_protocol.errors import IllegalTransition
 from chat_protocol.machine import StateMachine, rows, transition
-from chat_protocol.server.core import USER_TRANSITIONS, UserState, UserTrigger
+from chat_protocol.server.users import USER_TRANSITIONS, UserState, UserTrigger
 
 
 @pytest.mark.parametrize(

@@ -252,14 +252,20 @@ def raised(exc: BaseException) -> BaseException:
         return caught
 
 
-@pytest.mark.usefixtures("hooks_restored")
-def test_an_exception_that_ends_the_program_is_one_line(caplog: pytest.LogCaptureFixture) -> None:
+def hooks_into_lines() -> Lines:
+    """The client's exception hooks installed, writing to a fresh :class:`Lines`."""
     out = Lines()
     loop = asyncio.new_event_loop()
     try:
         install_excepthooks(out, loop)
     finally:
         loop.close()
+    return out
+
+
+@pytest.mark.usefixtures("hooks_restored")
+def test_an_exception_that_ends_the_program_is_one_line(caplog: pytest.LogCaptureFixture) -> None:
+    out = hooks_into_lines()
     exc = raised(MemoryError())
     with caplog.at_level(logging.DEBUG, logger="chat-client"):
         sys.excepthook(MemoryError, exc, exc.__traceback__)
@@ -276,12 +282,7 @@ def test_an_exception_that_ends_the_program_is_one_line(caplog: pytest.LogCaptur
 
 @pytest.mark.usefixtures("hooks_restored")
 def test_a_failed_thread_is_one_line() -> None:
-    out = Lines()
-    loop = asyncio.new_event_loop()
-    try:
-        install_excepthooks(out, loop)
-    finally:
-        loop.close()
+    out = hooks_into_lines()
 
     def boom() -> None:
         raise ValueError("secret detail")

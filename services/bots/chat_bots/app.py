@@ -348,13 +348,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=default_prefix(),
         help="name prefix; bot k is PREFIX-k (default: $BOTS_PREFIX or b+hostname)",
     )
-    p.add_argument(
-        "-sip",
-        "--server",
-        default=os.environ.get("CHAT_SERVER", "127.0.0.1"),
-        help="directory server IP or host name (default: $CHAT_SERVER or %(default)s)",
-    )
-    cli.add_port_option(p, allow_zero=False, what="server UDP port")
+    cli.add_server_options(p, what="directory server")
     add_home_option(p)
     p.add_argument(
         "--history-dir",
@@ -500,11 +494,7 @@ async def run(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.WARNING,
-        format="%(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    cli.log_to_stderr(args.verbose)
     try:
         return aio.run(run(args))
     except KeyboardInterrupt:

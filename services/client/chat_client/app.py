@@ -7,7 +7,6 @@ import argparse
 import asyncio
 import contextlib
 import logging
-import os
 import signal
 import sys
 import time
@@ -81,13 +80,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "trust USER [FINGERPRINT], help, exit.",
     )
     p.add_argument("-u", "--user", required=True, type=user_name, help="your user name")
-    p.add_argument(
-        "-sip",
-        "--server",
-        default=os.environ.get("CHAT_SERVER", "127.0.0.1"),
-        help="server IP or host name (default: $CHAT_SERVER or %(default)s)",
-    )
-    cli.add_port_option(p, allow_zero=False, what="server UDP port")
+    cli.add_server_options(p)
     add_home_option(p)
     p.add_argument(
         "--server-key",
@@ -457,11 +450,7 @@ def reason_of_file(exc: BaseException) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.WARNING,
-        format="%(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    cli.log_to_stderr(args.verbose)
     try:
         return int(aio.run(run(args)))
     except KeyboardInterrupt:

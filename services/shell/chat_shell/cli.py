@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import os
+import sys
 from collections.abc import Callable
 
 DEFAULT_PORT = 5000
@@ -40,4 +42,25 @@ def add_port_option(parser: argparse.ArgumentParser, *, allow_zero: bool, what: 
         type=port_type(allow_zero=allow_zero),
         default=os.environ.get("CHAT_PORT") or str(DEFAULT_PORT),
         help=f"{what} (default: $CHAT_PORT or {DEFAULT_PORT})",
+    )
+
+
+def add_server_options(parser: argparse.ArgumentParser, *, what: str = "server") -> None:
+    """-sip/--server (default $CHAT_SERVER or 127.0.0.1) and -sp/--port: where the directory
+    server is, for the programs that sign in to it."""
+    parser.add_argument(
+        "-sip",
+        "--server",
+        default=os.environ.get("CHAT_SERVER", "127.0.0.1"),
+        help=f"{what} IP or host name (default: $CHAT_SERVER or %(default)s)",
+    )
+    add_port_option(parser, allow_zero=False, what=f"{what} UDP port")
+
+
+def log_to_stderr(verbose: bool) -> None:
+    """The clients' log: warnings only, or everything with ``-v``; as ``NAME: MESSAGE``."""
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.WARNING,
+        format="%(name)s: %(message)s",
+        stream=sys.stderr,
     )

@@ -18,11 +18,7 @@ from __future__ import annotations
 
 import base64
 import binascii
-import contextlib
 import json
-import os
-import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 from chat_protocol.const import MAX_HANDSHAKE_FLOORS
@@ -31,13 +27,10 @@ from chat_protocol.wire.names import check_name, name_key
 from chat_shell.keystore import (
     FILE_VERSION,
     KeyStoreError,
-    _private_dir,
     _read_private_json,
+    locked,
     write_private_file,
 )
-
-if sys.platform != "win32":
-    import fcntl
 
 
 def floors_path(home: Path, owner: str) -> Path:
@@ -73,7 +66,7 @@ class FileFloors:
             return
         self._floors[key] = timestamp
         try:
-            with self._locked():
+            with locked(self.path):
                 merged = self._read() if self.path.exists() else {}
                 for k, ts in self._floors.items():
                     if ts > merged.get(k, -1):
@@ -114,16 +107,3 @@ class FileFloors:
             "floors": {base64.b64encode(k).decode("ascii"): ts for k, ts in floors.items()},
         }
         write_private_file(self.path, json.dumps(document, sort_keys=True).encode("ascii"))
-
-    @contextlib.contextmanager
-    def _locked(self) -> Iterator[None]:
-        _private_dir(self.path.parent)
-        if sys.platform == "win32":  # pragma: no cover - no advisory locks: last writer wins
-            yield
-            return
-        fd = os.open(self.path.with_name(self.path.name + ".lock"), os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            yield
-        finally:
-            os.close(fd)

@@ -177,6 +177,23 @@ def _temp_file(path: Path, data: bytes) -> str:
     return tmp
 
 
+@contextlib.contextmanager
+def locked(path: Path) -> Iterator[None]:
+    """Hold the advisory lock of ``path`` (a ``.lock`` file beside it, in a private directory):
+    a read-modify-write of the file by two processes of the same home is then one after the
+    other."""
+    _private_dir(path.parent)
+    if sys.platform == "win32":  # pragma: no cover - no advisory locks: last writer wins
+        yield
+        return
+    fd = os.open(path.with_name(path.name + ".lock"), os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
 def write_private_file(path: Path, data: bytes) -> None:
     """Atomically replace ``path`` with ``data``, mode 0600."""
     _private_dir(path.parent)
@@ -468,15 +485,5 @@ class PinStore:
             self.path, json.dumps(document, indent=1, sort_keys=True).encode("ascii")
         )
 
-    @contextlib.contextmanager
-    def _locked(self) -> Iterator[None]:
-        _private_dir(self.path.parent)
-        if sys.platform == "win32":  # pragma: no cover - no advisory locks: last writer wins
-            yield
-            return
-        fd = os.open(self.path.with_name(self.path.name + ".lock"), os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            yield
-        finally:
-            os.close(fd)
+    def _locked(self) -> contextlib.AbstractContextManager[None]:
+        return locked(self.path)

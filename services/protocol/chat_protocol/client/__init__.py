@@ -1,2 +1,3 @@
 """The chat client's core: :class:`~chat_protocol.client.core.ClientCore` routes between its parts
-(directory session, peer links, send pipeline, receive path, pins), one job each."""
+(server link and directory session, peer links, relay link, send pipeline, receive path, pins,
+kept lookup answers), one job each."""

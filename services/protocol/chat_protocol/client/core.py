@@ -14,23 +14,26 @@
   under a flood of initiations;
 * :class:`~chat_protocol.client.sending.SendPipeline` - typed order, lookups, pins, transfer out;
 * :class:`~chat_protocol.client.receiving.ReceivePath` - reassembly, the sender check, showing;
-* :class:`~chat_protocol.client.pins.Pins` - the keys remembered for each name (trust on first use).
+* :class:`~chat_protocol.client.pins.Pins` - the keys remembered for each name (trust on first use);
+  :func:`~chat_protocol.client.whois.whois_answered` - what a ``whois`` or ``trust`` shows;
+* :class:`~chat_protocol.client.signin.ServerLink` - the server's key, the sign-in handshake and
+  the server's session; :class:`~chat_protocol.client.relay.RelayLink` - the directory's relay,
+  both ways; :class:`~chat_protocol.client.answers.AnswerCache` - lookup answers kept for sends.
 
 A datagram goes one way: the secure endpoint authenticates and decrypts it, the codec decodes
-it, and the part that owns its kind takes it (DATA: receive path, ACK: send pipeline, anything
-from the server's key: the directory session); lookup answers go back to the part that asked.
+it, and the part that owns its kind takes it (DATA: receive path, ACK: send pipeline, PUNCH:
+peer links, RELAYED: the relay link, back into the secure endpoint, anything else from the
+server's key: the directory session); lookup answers go back to the part that asked.
 Message text never goes through the server. Only a health probe is ever plaintext.
 """
 
 from __future__ import annotations
 
 import os
-from collections import OrderedDict
 from collections.abc import Callable, Collection, Mapping
-from dataclasses import dataclass
 
+from chat_protocol.client.answers import AnswerCache
 from chat_protocol.client.directory import (
-    DirectorySession,
     LookupAnswer,
     SendLookup,
     State,
@@ -40,19 +43,18 @@ from chat_protocol.client.directory import (
 from chat_protocol.client.peerlinks import PeerLinks
 from chat_protocol.client.pins import Pins
 from chat_protocol.client.receiving import ReceivePath
-from chat_protocol.client.relay import is_relayed, relayed_receiver
+from chat_protocol.client.relay import RelayLink, is_relayed
 from chat_protocol.client.sending import SendPipeline
-from chat_protocol.client.signin import ServerLink
+from chat_protocol.client.signin import ServerSignIn
+from chat_protocol.client.stats import ClientStats
+from chat_protocol.client.whois import whois_answered
 from chat_protocol.const import (
     DEFAULT_TIMINGS,
     ENDPOINT_SWEEP_S,
     MAX_HALF_OPEN_PEER_SESSIONS,
     MAX_MESSAGE_BYTES,
-    MAX_PEERS_TRACKED,
-    PUNCH_NOT_NEEDED_S,
     Timings,
 )
-from chat_protocol.counters import Counters
 from chat_protocol.errors import MalformedDatagram, UsageError
 from chat_protocol.events import (
     ClientEvent,
@@ -60,9 +62,6 @@ from chat_protocol.events import (
     SendFailed,
     ServerGone,
     SignedOut,
-    WhoisFailed,
-    WhoisFailure,
-    WhoisInfo,
 )
 from chat_protocol.outcomes import FailReason
 from chat_protocol.secure.endpoint import (
@@ -87,37 +86,15 @@ from chat_protocol.wire.messages import (
     Addr,
     Data,
     Hello,
-    LookupReply,
     Message,
     Punch,
-    Relay,
     Relayed,
 )
-from chat_protocol.wire.names import check_name, name_key
+from chat_protocol.wire.names import check_name
 
 __all__ = ["ClientCore", "ClientStats", "State"]
 
 _INIT_BYTE = bytes((PacketType.HANDSHAKE_INIT,))
-
-
-@dataclass(slots=True)
-class ClientStats(Counters):
-    malformed: int = 0
-    """Dropped: did not authenticate, replayed, or could not be decoded."""
-    unexpected: int = 0
-    rejected_chunks: int = 0
-    duplicate_chunks: int = 0
-    retransmissions: int = 0
-    refused_messages: int = 0
-    dropped_unshown: int = 0
-    replayed: int = 0
-    forged: int = 0
-    misanswered: int = 0
-    """Lookup answers dropped: they named another user than the name asked."""
-    cookies: int = 0
-    """Cookie replies sent to peers' initiations (under load, or a source over its rate)."""
-    rate_limited: int = 0
-    """Peers' initiations dropped with a valid cookie but over their source's proven rate."""
 
 
 class ClientCore:
@@ -171,22 +148,22 @@ class ClientCore:
         """Cookies first under a flood of initiations (issue 19, point 5)."""
         self._cookies = 0
         self._rate_limited = 0
-        self.directory = DirectorySession(
+        sign_in = ServerSignIn(
             name=self.name,
             server=server,
-            timings=timings,
-            random_bytes=random_bytes,
-            emit=emit,
-            endpoints=private_endpoints(local_endpoints),
-        )
-        self.link = ServerLink(
-            secure=self.secure,
-            directory=self.directory,
+            identity=identity,
             server_key=server_key,
             server_fingerprint=server_fingerprint,
             clock_offset_s=clock_offset_s,
+            timings=timings,
+            random_bytes=random_bytes,
+            secure=self.secure,
             emit=emit,
+            endpoints=private_endpoints(local_endpoints),
         )
+        self.directory = sign_in.directory
+        """Sign-in, heartbeats, requests to the directory, the client's state machine."""
+        self.link = sign_in.link
         """Signing in over the secure layer (the server's key, the HELLO's initiations, cookies,
         the WELCOME): the one implementation, which the load tools use too."""
         self.sending = SendPipeline(
@@ -202,15 +179,18 @@ class ClientCore:
         )
         """Handshakes with peers, carrying our name and our run's id (the session), so a peer
         can tell a rekey of ours from a restart."""
-        self._answers: OrderedDict[str, tuple[LookupReply, float]] = OrderedDict()
-        """Name asked (case-folded) -> the directory's answer for a send to it, and when it
-        came. A later send to that name uses it instead of a LOOKUP while it is younger than
-        ``timings.client_timeout_s`` (the directory's own liveness bound: it keeps answering
-        for a user silent that long) and while the peer's secure session works and the peer
-        answers what we send. Only answers that passed the asked-name check are kept, and the
-        pin is checked under the name asked on every send, cached or not."""
-        self.lookups_saved = 0
-        """Sends that used a cached answer instead of a LOOKUP."""
+        self.answers = AnswerCache(
+            secure=self.secure, links=self.links, max_age_s=timings.client_timeout_s
+        )
+        """The directory's answers kept for later sends (client/answers.py)."""
+        self.relaying = RelayLink(
+            secure=self.secure,
+            link=self.link,
+            paths=self.links.relay_paths,
+            own_key=identity.public,
+            enabled=relay,
+        )
+        """RELAY out, RELAYED in (client/relay.py)."""
         self._next_sweep = 0.0
         self._malformed = 0
         self._unexpected = 0
@@ -236,6 +216,11 @@ class ClientCore:
         return self.directory.online
 
     @property
+    def lookups_saved(self) -> int:
+        """Sends that used a kept answer instead of a LOOKUP."""
+        return self.answers.saved
+
+    @property
     def pending_sends(self) -> int:
         return self.sending.pending
 
@@ -243,8 +228,11 @@ class ClientCore:
     def stats(self) -> ClientStats:
         r, c = self.receiving.stats, self.secure.counters
         return ClientStats(
-            malformed=self._malformed + self.links.malformed + self.link.malformed,
-            unexpected=self._unexpected + self.link.unexpected,
+            malformed=self._malformed
+            + self.links.malformed
+            + self.link.malformed
+            + self.relaying.malformed,
+            unexpected=self._unexpected + self.link.unexpected + self.relaying.unexpected,
             rejected_chunks=r.rejected_chunks,
             duplicate_chunks=r.duplicate_chunks,
             retransmissions=self.sending.retransmissions,
@@ -269,9 +257,7 @@ class ClientCore:
             isinstance(event, SendFailed)
             and event.reason is FailReason.TIMEOUT
             and not self.relay
-            and not any(
-                self.links.rendezvous.ever_heard(k) for k in self.links.keys_claiming(event.to)
-            )
+            and self.links.never_heard(event.to)
         ):
             event = SendFailed(handle=event.handle, to=event.to, reason=FailReason.NO_DIRECT_PATH)
         self._events.append(event)
@@ -306,32 +292,16 @@ class ClientCore:
                 f"message too long: {len(payload)} bytes (limit {MAX_MESSAGE_BYTES} bytes)"
             )
         handle = self.sending.queue(to, payload)
-        cached = self._cached_answer(to, now)
+        cached = self.answers.get(to, now)
         if cached is not None:
-            self.lookups_saved += 1
             self.sending.looked_up(handle, cached, now)
         else:
             self.directory.lookup(to, SendLookup(handle, to), now)
         return handle
 
     def forget_answers(self) -> None:
-        """The next send to every name asks the directory again (see ``_answers``)."""
-        self._answers.clear()
-
-    def _cached_answer(self, to: str, now: float) -> LookupReply | None:
-        """The directory's answer for ``to`` if a send may skip its LOOKUP (see ``_answers``)."""
-        got = self._answers.get(name_key(to))
-        if got is None:
-            return None
-        reply, at = got
-        if (
-            now - at > self.timings.client_timeout_s
-            or self.secure.session(reply.key, now) is None
-            or not self.links.answering(reply.key)
-        ):
-            del self._answers[name_key(to)]
-            return None
-        return reply
+        """The next send to every name asks the directory again (client/answers.py)."""
+        self.answers.clear()
 
     def whois(
         self, name: str, now: float, *, trust: bool = False, fingerprint: bytes | None = None
@@ -396,24 +366,8 @@ class ClientCore:
             for payload, key, addr in self.sending.datagrams(now):
                 self.links.to_peer(payload, key, addr, now, out)
         if any(is_relayed(addr) for _, addr in out):
-            out = self._through_relay(out, now)
+            out = self.relaying.wrap(out, now)
         return out
-
-    def _through_relay(
-        self, out: list[tuple[bytes, Addr]], now: float
-    ) -> list[tuple[bytes, Addr]]:
-        """Datagrams for a pseudo-address go in a RELAY to the directory (client/relay.py)."""
-        direct: list[tuple[bytes, Addr]] = []
-        for datagram, addr in out:
-            if not is_relayed(addr):
-                direct.append((datagram, addr))
-                continue
-            key = self.links.relay_paths.key_of(addr)
-            if key is None or key == self.server_key or not (self.relay and self.online):
-                continue
-            relay = Relay(token=self.directory.token, to=key, datagram=datagram)
-            self.link.to_server(encode(relay), now, direct)
-        return direct
 
     def events(self) -> list[ClientEvent]:
         out = self._events[:]  # the parts hold ``self._events.append``: empty it in place
@@ -437,7 +391,9 @@ class ClientCore:
             self._next_sweep = now + ENDPOINT_SWEEP_S
             self.secure.expire(now)
             self.receiving.expire(now)
-            self._rekey_server(now)
+            server_key = self.link.rekey_due(now)
+            if server_key is not None:
+                self.links.rekey(server_key, self.server, now)
             if self.online:
                 self.links.keepalive(now)
         if self.online:
@@ -449,14 +405,6 @@ class ClientCore:
         self._settle(now)
 
     # -- the secure layer -------------------------------------------------------------------
-
-    def _rekey_server(self, now: float) -> None:
-        key = self.server_key
-        if key is None or not self.online:
-            return
-        session = self.secure.session(key, now)
-        if session is None or session.needs_rekey(now):
-            self.links.rekey(key, self.server, now)
 
     def _established(self, established: SecureSession, payload: bytes, now: float) -> None:
         """Our initiation was answered: confirm at once (the responder may send only then)."""
@@ -502,48 +450,18 @@ class ClientCore:
             self._hinted(msg, now)
             return
         if isinstance(msg, Relayed):
-            self._relayed(msg, now)
+            inner = self.relaying.unwrap(msg)
+            if inner is not None:
+                self.receive_datagram(inner[0], inner[1], now)
             return
         self._route(self.link.from_server(msg, now), now)
 
-    def _relayed(self, msg: Relayed, now: float) -> None:
-        """A peer's datagram through the relay: into the secure layer as from the peer's
-        pseudo-address. Only packets for the sender's own sessions or handshakes (or a new
-        initiation, which must prove the sender's key): a relayed datagram cannot move the
-        address of the server's session, or of anyone else's."""
-        d = self.directory
-        ours = self.online and d.token and msg.token == d.token and self.relay
-        if not ours or msg.sender in (self.server_key, self.identity.public):
-            self._unexpected += 1
-            return
-        inner = msg.datagram
-        if inner[:1] != bytes((PacketType.HANDSHAKE_INIT,)):
-            try:
-                receiver = relayed_receiver(inner)
-            except MalformedDatagram:
-                self._malformed += 1
-                return
-            if self.secure.remote_of(receiver) != msg.sender:  # guard: relay-sender-bound
-                self._unexpected += 1
-                return
-        self.receive_datagram(inner, self.links.relay_paths.addr_for(msg.sender), now)
-
     def _hinted(self, hint: Punch, now: float) -> None:
-        """The directory says ``hint.name`` (key ``hint.key``) looked us up to send: punch
-        towards its endpoints (client/rendezvous.py), unless a session with it works."""
-        d = self.directory
-        ours = self.online and d.token and hint.token == d.token
-        if not ours or hint.key == self.identity.public:
+        """The directory says ``hint.name`` looked us up to send (client/peerlinks.py)."""
+        if not self.directory.ours(hint.token) or hint.key == self.identity.public:
             self._unexpected += 1
             return
-        self.links.claim(hint.key, hint.name)  # the directory vouches: key is name's
-        r = self.links.rendezvous
-        session = self.secure.session(hint.key, now)
-        if session is not None and r.heard_within(hint.key, now, PUNCH_NOT_NEEDED_S):
-            r.learn(hint.key, hint.addr, hint.local)  # the path is open: no punching
-            return
-        r.hinted(hint.key, hint.addr, hint.local, now)
-        self.links.punch(now)
+        self.links.hinted(hint, now)
 
     # -- routing ----------------------------------------------------------------------------
 
@@ -553,53 +471,19 @@ class ClientCore:
         reply = answer.reply
         match answer.purpose:
             case SendLookup(handle=handle, name=asked):
-                if reply is not None and reply.addr is not None:
-                    # A peer we start a session with is who the directory says (its DATA to
-                    # us on that session is checked like any other).
-                    self.links.claim(reply.key, reply.name)
-                    self.links.rendezvous.learn(reply.key, reply.addr, reply.local)
-                if reply is not None and reply.addr is not None and not answer.wrong_name:
-                    self._answers[name_key(asked)] = (reply, now)
-                    self._answers.move_to_end(name_key(asked))
-                    if len(self._answers) > MAX_PEERS_TRACKED:
-                        self._answers.popitem(last=False)
-                else:
-                    self._answers.pop(name_key(asked), None)
+                if reply is not None:
+                    self.links.looked_up(reply)
+                self.answers.note(asked, answer, now)
                 self.sending.looked_up(handle, reply, now, wrong_name=answer.wrong_name)
             case VerifyLookup() as v:
                 again = self.receiving.verified(v, reply, now, wrong_name=answer.wrong_name)
                 if again is not None:
                     self.directory.lookup(again.name, again, now)
             case WhoisLookup(name=name, trust=trust, fingerprint=fingerprint):
-                self._whois_answered(name, trust, fingerprint, answer)
-
-    def _whois_answered(
-        self, name: str, trust: bool, fingerprint: bytes | None, answer: LookupAnswer
-    ) -> None:
-        """Pins are read and written under ``name``, the name asked."""
-        reply = answer.reply
-        if reply is None:
-            why = WhoisFailure.WRONG_NAME if answer.wrong_name else WhoisFailure.NO_ANSWER
-            self._events.append(WhoisFailed(name=name, reason=why))
-            return
-        if reply.addr is None:
-            self._events.append(WhoisInfo(name=name, key=None, pinned=self.pins.get(name)))
-            return
-        key = reply.key
-        status = self.pins.status(name, key)
-        if trust:
-            refused = self.pins.trust(name, key, fingerprint)
-            if refused is not None:
-                self._events.append(WhoisFailed(name=name, reason=refused, key=key))
-                return
-            self.receiving.forget_verdicts(name)
-        else:
-            self.pins.showed(name, key)
-        self._events.append(
-            WhoisInfo(
-                name=reply.name, key=key, pinned=self.pins.get(name), trusted=trust, status=status
-            )
-        )
+                event = whois_answered(
+                    name, trust, fingerprint, answer, pins=self.pins, receiving=self.receiving
+                )
+                self._events.append(event)
 
     def _settle(self, now: float) -> None:
         """After any input: sign out when closing is drained; wind down when the session ended."""

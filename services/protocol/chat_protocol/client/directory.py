@@ -221,6 +221,10 @@ class DirectorySession:
         """Signed in: commands may be given (``closing`` still finishes earlier ones)."""
         return self.machine.state in (State.ONLINE, State.CLOSING)
 
+    def ours(self, token: bytes) -> bool:
+        """``token`` is this session's, and it is online: a notice from the server is for us."""
+        return self.online and bool(self.token) and token == self.token
+
     @property
     def gone(self) -> bool:
         return self.machine.state is State.GONE

@@ -20,6 +20,7 @@ from chat_protocol.const import (
     MAX_CLAIMED_NAMES,
     MAX_WAITING_DATAGRAMS_PER_PEER,
     PEER_SILENT_REHANDSHAKE_S,
+    PUNCH_NOT_NEEDED_S,
     RELAY_AFTER_S,
     RELAY_UPGRADE_S,
 )
@@ -30,7 +31,7 @@ from chat_protocol.secure.handshake import IncomingHandshake
 from chat_protocol.secure.packets import HandshakeResponse, parse_packet
 from chat_protocol.secure.session import SecureSession
 from chat_protocol.wire.codec import decode
-from chat_protocol.wire.messages import Addr, Hello
+from chat_protocol.wire.messages import Addr, Hello, LookupReply, Punch
 
 V = TypeVar("V")
 
@@ -252,9 +253,30 @@ class PeerLinks:
             self._waiting.pop(key, None)  # chunks meant for the old run
             self._on_restart(key, now)
 
-    def keys_claiming(self, name: str) -> list[bytes]:
-        """The peer keys whose claimed name is ``name`` (a slow scan: for a failure's reason)."""
-        return [k for k, n in self._claims.items() if n == name]
+    def hinted(self, hint: Punch, now: float) -> None:
+        """The directory says ``hint.name`` (key ``hint.key``) looked us up to send: punch
+        towards its endpoints (client/rendezvous.py), unless a session with it works."""
+        self.claim(hint.key, hint.name)  # the directory vouches: key is name's
+        r = self.rendezvous
+        session = self.secure.session(hint.key, now)
+        if session is not None and r.heard_within(hint.key, now, PUNCH_NOT_NEEDED_S):
+            r.learn(hint.key, hint.addr, hint.local)  # the path is open: no punching
+            return
+        r.hinted(hint.key, hint.addr, hint.local, now)
+        self.punch(now)
+
+    def looked_up(self, reply: LookupReply) -> None:
+        """The directory answered a send's lookup: a peer we start a session with is who the
+        directory says (its DATA to us on that session is checked like any other), at the
+        endpoints it gives."""
+        if reply.addr is not None:
+            self.claim(reply.key, reply.name)
+            self.rendezvous.learn(reply.key, reply.addr, reply.local)
+
+    def never_heard(self, name: str) -> bool:
+        """No peer whose claimed name is ``name`` was ever heard from (a slow scan: for a
+        failure's reason)."""
+        return not any(self.rendezvous.ever_heard(k) for k, n in self._claims.items() if n == name)
 
     def claim(self, key: bytes, name: str) -> None:
         _remember(self._claims, key, name)

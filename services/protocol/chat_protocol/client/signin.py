@@ -9,11 +9,12 @@ state machine it serves is :class:`~chat_protocol.client.directory.DirectorySess
 its answer says so).
 
 :class:`~chat_protocol.client.core.ClientCore` routes its server's datagrams through a
-:class:`ServerLink`. :class:`ServerSignIn` is the same sign-in on its own, a sans-I/O object with
-the core's five methods, for callers that need a signed-in session and nothing else (the load
-tools' simulated users, bench/): a :class:`SecureEndpoint`, a :class:`DirectorySession` and a
-:class:`ServerLink`, about 2 KB while signing in; :meth:`ServerSignIn.session` and
-:attr:`DirectorySession.token` are what a signed-in user keeps.
+:class:`ServerLink`, which it takes from a :class:`ServerSignIn` made over its own endpoint.
+:class:`ServerSignIn` is the sign-in as a sans-I/O object with the core's five methods, for callers
+that need a signed-in session and nothing else (the load tools' simulated users, bench/): a
+:class:`SecureEndpoint`, a :class:`DirectorySession` and a :class:`ServerLink`, about 2 KB while
+signing in; :meth:`ServerSignIn.session` and :attr:`DirectorySession.token` are what a signed-in
+user keeps.
 """
 
 from __future__ import annotations
@@ -99,6 +100,15 @@ class ServerLink:
             out.append((init, self.server))
         # Anything else before the session exists is dropped; its request is retried.
 
+    def rekey_due(self, now: float) -> bytes | None:
+        """The server's key, if we are online and the session with it is gone or due for a
+        rekey (the caller starts the handshake); else None."""
+        key = self.server_key
+        if key is None or not self.directory.online:
+            return None
+        session = self.secure.session(key, now)
+        return key if session is None or session.needs_rekey(now) else None
+
     def key_learned(self, key: bytes, src: Addr, now: float) -> None:
         """A KEY_REPLY: pin the server's key (or refuse it: not the fingerprint given)."""
         if src != self.server or self.server_key is not None:
@@ -174,15 +184,29 @@ class ServerSignIn:
         clock_offset_s: float = 0.0,
         timings: Timings = DEFAULT_TIMINGS,
         random_bytes: Callable[[int], bytes],
+        secure: SecureEndpoint | None = None,
+        emit: Callable[[ClientEvent], None] | None = None,
+        endpoints: tuple[Addr, ...] = (),
     ) -> None:
+        """``secure``: the endpoint to sign in over (a client's, which also serves its peers;
+        default: one of its own); ``emit``: where its events go (default: :meth:`events`);
+        ``endpoints``: the private endpoints the HELLO declares."""
         self._events: list[ClientEvent] = []
-        emit = self._events.append
-        self.secure = SecureEndpoint(static=identity, random_bytes=random_bytes)
+        if emit is None:
+            emit = self._events.append
+        if secure is None:
+            secure = SecureEndpoint(static=identity, random_bytes=random_bytes)
+        self.secure = secure
         self.directory = DirectorySession(
-            name=name, server=server, timings=timings, random_bytes=random_bytes, emit=emit
+            name=name,
+            server=server,
+            timings=timings,
+            random_bytes=random_bytes,
+            emit=emit,
+            endpoints=endpoints,
         )
         self.link = ServerLink(
-            secure=self.secure,
+            secure=secure,
             directory=self.directory,
             server_key=server_key,
             server_fingerprint=server_fingerprint,

@@ -1,5 +1,6 @@
 """Token buckets by source (WireGuard's ``ratelimiter/``): the directory server's handshake and
-ping limits, and a client's handshake gate (:mod:`~chat_protocol.secure.handshake_gate`).
+ping limits, its relay's byte budgets, and a client's handshake gate
+(:mod:`~chat_protocol.secure.handshake_gate`).
 
 A :class:`RateLimiter` grants each key (a source IP) ``rate`` tokens a second, with a burst of the
 same size; :meth:`RateLimiter.allow` takes one. A bucket untouched for ``BUCKET_REFILL_S`` is full
@@ -33,12 +34,17 @@ class RateLimiter:
 
     def allow(self, key: str, now: float) -> bool:
         """One token from ``key``'s bucket; False (and nothing taken) when it is empty."""
+        return self.spend(key, 1.0, now)
+
+    def spend(self, key: str, cost: float, now: float) -> bool:
+        """``cost`` tokens from ``key``'s bucket (the relay's: bytes); False (and nothing
+        taken) when it holds fewer."""
         buckets = self._buckets
         rate = self.rate
         tokens, at = buckets.pop(key, (rate, now))
         tokens = min(rate, tokens + (now - at) * rate)
-        ok = tokens >= 1.0
-        buckets[key] = (tokens - 1.0 if ok else tokens, now)
+        ok = tokens >= cost
+        buckets[key] = (tokens - cost if ok else tokens, now)
         while len(buckets) > self.max_tracked:
             buckets.popitem(last=False)
         while buckets:

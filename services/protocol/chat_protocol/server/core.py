@@ -1,20 +1,18 @@
-"""The directory server as a sans-I/O object.
+"""The directory server as a sans-I/O object: it routes each datagram to the part that owns it.
 
-The server's view of a user (new, online, gone) is the table :data:`USER_TRANSITIONS` below;
-docs/PROTOCOL.md shows it row by row (tests/unit/test_docs.py checks that it shows exactly it).
+* :mod:`chat_protocol.secure` - the secure layer: everything but the PING health probe arrives
+  inside a Noise session, and the handshake and ping rates are token buckets
+  (:mod:`chat_protocol.secure.ratelimit`);
+* :mod:`chat_protocol.server.signin` - HELLO in, WELCOME or REFUSED out, and the registration
+  a client's first TRANSPORT datagram confirms (names are bound to keys by
+  :mod:`chat_protocol.server.bindings`);
+* :mod:`chat_protocol.server.users` - the signed-in users, their state table, their expiry and
+  the LIST pages;
+* :mod:`chat_protocol.server.hints` and :mod:`chat_protocol.server.relay` - the PUNCH hints a
+  LOOKUP to send triggers, and the relay's rules and budgets.
 
-Everything but the PING health probe arrives inside a secure session
-(:mod:`chat_protocol.secure`): the HELLO rides in the client's Noise IK initiation and the
-WELCOME in the response, so a name is bound to the static key that proved itself in the
-handshake. A sign-in is kept only when the client's first TRANSPORT datagram arrives (that
-proves it receives at its address); until then the server holds nothing for it but the bounded,
-unconfirmed session. (The client says "signed in" only when a request on that session is
-answered, so it is listed by then.) Requests must come on the session of the key that signed
-the name in, and carry its token; anything else is dropped and counted.
-
-A name belongs to the first key that signed it in, for good (:mod:`chat_protocol.server.bindings`:
-the core asks an injected store, which the real server keeps on disk): a sign-in under a name
-bound to another key is refused NAME_BOUND, whether the owner is online or not.
+Requests must come on the session of the key that signed the name in, and carry its token;
+anything else is dropped and counted.
 
 A user's address (what LOOKUP hands out, and where the server's datagrams go) moves only with
 a datagram that is the newest on the user's current session (``TransportReceived.newest``):
@@ -23,38 +21,23 @@ a datagram held back and re-sent from another source, on an older session, moves
 
 from __future__ import annotations
 
-import bisect
 import contextlib
-import heapq
 import os
-from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass
-from enum import Enum
 
 from chat_protocol.const import (
     DEFAULT_TIMINGS,
     ENDPOINT_SWEEP_S,
-    EXPIRY_SLICE,
     HANDSHAKES_PER_S_UNDER_LOAD,
-    LIST_PAGE_MAX_BYTES,
-    LIST_REPLY_OVERHEAD_BYTES,
     MAGIC,
     MAX_HANDSHAKES_PER_IP_PER_S,
-    MAX_HEARTBEAT_INTERVAL_S,
-    MAX_UNCONFIRMED_SESSIONS,
-    MAX_USERS,
     MAX_USERS_PER_IP,
     PINGS_PER_IP_PER_S,
     PONGS_PER_S,
-    TOKEN_BYTES,
-    UNCONFIRMED_SESSION_TIMEOUT_S,
     Timings,
 )
-from chat_protocol.counters import Counters
 from chat_protocol.errors import MalformedDatagram
-from chat_protocol.events import ServerEvent, UserJoined, UserLeft
-from chat_protocol.machine import transition
+from chat_protocol.events import ServerEvent
 from chat_protocol.secure.endpoint import (
     HandshakeRequested,
     SecureEndpoint,
@@ -66,11 +49,13 @@ from chat_protocol.secure.handshake import IncomingHandshake
 from chat_protocol.secure.noise import KeyPair
 from chat_protocol.secure.packets import PacketType
 from chat_protocol.secure.ratelimit import TOTAL, RateLimiter
-from chat_protocol.server.bindings import MemoryNames, NameBindings, NameStoreError
+from chat_protocol.server.bindings import MemoryNames, NameBindings
 from chat_protocol.server.hints import HintLimiter
 from chat_protocol.server.relay import RelayPolicy
+from chat_protocol.server.signin import SignIns
+from chat_protocol.server.stats import ServerStats
+from chat_protocol.server.users import User, UserTable, UserTrigger
 from chat_protocol.wire.codec import decode, encode
-from chat_protocol.wire.endpoints import private_endpoints
 from chat_protocol.wire.messages import (
     Addr,
     Bye,
@@ -78,7 +63,6 @@ from chat_protocol.wire.messages import (
     Heartbeat,
     HeartbeatAck,
     Hello,
-    ListReply,
     ListUsers,
     Lookup,
     LookupReply,
@@ -87,112 +71,15 @@ from chat_protocol.wire.messages import (
     Pong,
     Punch,
     Refused,
-    RefuseReason,
     Relay,
     Relayed,
     Shutdown,
     UnknownSession,
-    Welcome,
 )
-from chat_protocol.wire.names import is_valid_name, name_key
+from chat_protocol.wire.names import name_key
 
 Request = Heartbeat | Lookup | ListUsers | Bye | Relay
 """What a signed-in user asks the server, each carrying the user's token."""
-
-
-class UserState(Enum):
-    NEW = "new"
-    ONLINE = "online"
-    GONE = "gone"
-
-
-class UserTrigger(Enum):
-    SIGN_IN = "sign_in"
-    REQUEST = "request"
-    BYE = "bye"
-    EXPIRED = "expired"
-
-
-USER_TRANSITIONS: dict[UserState, dict[UserTrigger, UserState]] = {
-    UserState.NEW: {UserTrigger.SIGN_IN: UserState.ONLINE},
-    UserState.ONLINE: {
-        UserTrigger.REQUEST: UserState.ONLINE,
-        UserTrigger.BYE: UserState.GONE,
-        UserTrigger.EXPIRED: UserState.GONE,
-    },
-    UserState.GONE: {},
-}
-
-
-@dataclass(slots=True)
-class User:
-    name: str
-    key: str
-    addr: Addr
-    token: bytes
-    expires: float
-    static: bytes = b""
-    """The static public key that signed this name in (the handshake proved it)."""
-    ip: str = ""
-    """The source IP it signed in from: its per-IP quota is charged there until it leaves."""
-    local: tuple[Addr, ...] = ()
-    """The private endpoints it declared at sign-in (private-range ones only)."""
-    state: UserState = UserState.NEW
-    filed: float = 0.0
-    """The expiry it is filed under in the server's expiry heap (``expires`` when it was filed;
-    changed only while it is out of the heap, so the heap's order holds)."""
-
-    def move(self, trigger: UserTrigger) -> None:
-        self.state = transition(USER_TRANSITIONS, self.state, trigger)
-
-    def __lt__(self, other: User) -> bool:
-        """The expiry heap's order: a user is its own entry (8 bytes, not a tuple)."""
-        return self.filed < other.filed
-
-
-@dataclass(slots=True)
-class ServerStats(Counters):
-    datagrams: int = 0
-    malformed: int = 0
-    """Dropped: did not authenticate (forged, replayed, stale) or could not be decoded."""
-    unexpected: int = 0
-    """Dropped: well-formed but not something a server accepts (peer DATA, replies, ...)."""
-    unauthenticated: int = 0
-    """Dropped: a session whose key has no user, or a token that is not that user's."""
-    unknown_session: int = 0
-    """Requests on a working session whose user is gone, answered UNKNOWN_SESSION."""
-    sign_ins: int = 0
-    refused: int = 0
-    timeouts: int = 0
-    cookies: int = 0
-    """Initiations answered with a cookie reply (under load)."""
-    rate_limited: int = 0
-    """Dropped for rate: initiations of a cookie-proven IP over its handshake rate, PINGs over
-    their per-IP or total rate."""
-    name_store_errors: int = 0
-    """Sign-ins left unanswered because the name store could not answer (the client retries)."""
-    hints: int = 0
-    """PUNCH hints sent (a lookup to send to a signed-in user)."""
-    hints_limited: int = 0
-    """Lookups that asked for a hint over the asker's or the target's hint rate."""
-    relayed: int = 0
-    """Peer datagrams forwarded by the relay (RELAY in, RELAYED out)."""
-    relayed_bytes: int = 0
-    relay_dropped: int = 0
-    """RELAYs dropped: to no signed-in user (or to oneself), not a secure-layer packet a peer
-    answers, or over the sender's or the relay's byte budget."""
-
-
-@dataclass(frozen=True, slots=True)
-class _PendingSignIn:
-    name: str
-    key: str
-    token: bytes
-    req_id: int
-    at: float
-    """When its initiation was answered: after UNCONFIRMED_SESSION_TIMEOUT_S it is void."""
-    local: tuple[Addr, ...] = ()
-    """The private endpoints its HELLO declared (filtered)."""
 
 
 class ServerCore:
@@ -211,8 +98,6 @@ class ServerCore:
         """Which key owns which name, across restarts (the shell gives its on-disk store)."""
         self.max_users_per_ip = max_users_per_ip
         self.max_handshakes_per_ip_per_s = max_handshakes_per_ip_per_s
-        self._per_ip: dict[str, int] = {}
-        """Source IP -> users signed in (or pending) from it."""
         self._handshakes = RateLimiter(max_handshakes_per_ip_per_s)
         """The handshake rate per source IP."""
         self._proven = RateLimiter(max_handshakes_per_ip_per_s)
@@ -232,37 +117,31 @@ class ServerCore:
         # recently used costs about 1 us more, to build its context).
         self.secure = SecureEndpoint(static=identity, random_bytes=random_bytes, lean_sessions=True)
         self.secure.keep = self._keeps
-        self.users: dict[str, User] = {}
-        self._by_static: dict[bytes, User] = {}
-        self._pending: OrderedDict[bytes, _PendingSignIn] = OrderedDict()
-        """Sign-ins answered but not yet confirmed by the client's first TRANSPORT datagram."""
-        self._sorted_keys: list[str] = []
-        self._expiry: list[User] = []
-        """Every signed-in user (and removed ones until they come up), a heap by
-        :attr:`User.filed`, lazily: a heartbeat only moves ``User.expires``; the sweep re-files
-        a user it pops early (:meth:`_file`)."""
-        self._last_sweep = float("-inf")
+        self._events: list[ServerEvent] = []
+        self.stats = ServerStats()
+        self.table = UserTable(timings=timings, events=self._events)
+        """The signed-in users (server/users.py)."""
+        self.users = self.table.users
+        """Name (case-folded) -> signed-in user."""
+        self._by_static = self.table.by_static
+        self.sign_ins = SignIns(
+            users=self.table,
+            names=self.names,
+            stats=self.stats,
+            random_bytes=random_bytes,
+            max_users_per_ip=max_users_per_ip,
+        )
+        """HELLOs answered, and registrations (server/signin.py)."""
         self._next_endpoint_sweep = 0.0
         self._handshake_window = (0.0, 0)
         """(start of the current second, initiations in it): the "under load" rate."""
         self._out: list[tuple[bytes, Addr]] = []
-        self._events: list[ServerEvent] = []
-        self.stats = ServerStats()
-        self._timeout_factor = timings.client_timeout_s / timings.heartbeat_interval_s
 
     # -- public API --
 
     def heartbeat_interval_s(self) -> float:
         """The interval clients are told to use: stretched so heartbeats stay under a rate cap."""
-        t = self.timings
-        stretched = max(t.heartbeat_interval_s, len(self.users) / t.max_heartbeats_per_s)
-        return min(stretched, max(t.heartbeat_interval_s, MAX_HEARTBEAT_INTERVAL_S))
-
-    def _full(self) -> bool:
-        """No room for another user without stretching the liveness timers past their bound."""
-        t = self.timings
-        cap = t.max_heartbeats_per_s * max(t.heartbeat_interval_s, MAX_HEARTBEAT_INTERVAL_S)
-        return len(self.users) >= min(MAX_USERS, cap)
+        return self.table.heartbeat_interval_s()
 
     def receive_datagram(self, data: bytes, addr: Addr, now: float) -> None:
         self.stats.datagrams += 1
@@ -297,42 +176,21 @@ class ServerCore:
         return out
 
     def events(self) -> list[ServerEvent]:
-        out, self._events = self._events, []
+        out = self._events[:]  # the user table holds ``self._events``: empty it in place
+        self._events.clear()
         return out
 
     def next_timer(self) -> float | None:
         """The next expiry sweep: batched, at most one per ``sweep_interval_s``."""
         t = self._next_endpoint_sweep
-        if self._expiry:
-            t = min(t, max(self._expiry[0].filed, self._last_sweep + self.timings.sweep_interval_s))
-        return t
+        sweep = self.table.next_sweep()
+        return t if sweep is None else min(t, sweep)
 
     def handle_timer(self, now: float) -> None:
         if now >= self._next_endpoint_sweep:
             self._next_endpoint_sweep = now + ENDPOINT_SWEEP_S
             self.secure.expire(now)
-        if self._expiry and self._expiry[0].filed > now:
-            return
-        self._last_sweep = now
-        budget = EXPIRY_SLICE
-        while self._expiry and self._expiry[0].filed <= now:
-            if budget == 0:
-                self._last_sweep = float("-inf")  # more are due: the next call comes at once
-                return
-            budget -= 1
-            user = heapq.heappop(self._expiry)
-            if self._by_static.get(user.static) is not user:
-                continue  # signed out (or in again, as a new entry) since it was filed
-            if user.expires <= now:
-                self.stats.timeouts += 1
-                self._remove(user, UserTrigger.EXPIRED)
-            else:
-                self._file(user, user.expires)
-
-    def _file(self, user: User, expires: float) -> None:
-        """Put ``user`` (not in the heap) into the expiry heap under ``expires``."""
-        user.filed = expires
-        heapq.heappush(self._expiry, user)
+        self.stats.timeouts += self.table.sweep(now)
 
     def shutdown(self, now: float) -> None:
         """Tell every signed-in user the server is going away (several copies: UDP may lose one)."""
@@ -369,9 +227,7 @@ class ServerCore:
             self.stats.malformed += 1
             return
         if isinstance(msg, Ping):
-            if not (
-                self._pings.allow(addr[0], now) and self._pongs.allow(TOTAL, now)
-            ):
+            if not (self._pings.allow(addr[0], now) and self._pongs.allow(TOTAL, now)):
                 self.stats.rate_limited += 1
                 return
             self._out.append((encode(Pong(nonce=msg.nonce)), addr))  # no user count
@@ -391,14 +247,12 @@ class ServerCore:
     ) -> None:
         user = self._by_static.get(static)
         if user is None:
-            pending = self._pending.pop(static, None)
-            if pending is not None and now - pending.at >= UNCONFIRMED_SESSION_TIMEOUT_S:
-                pending = None
+            pending = self.sign_ins.take(static, now)
             if pending is None:
                 self.stats.unauthenticated += 1
                 self._forgotten(static, plaintext, now)
                 return
-            user = self._register(pending, static, addr, now)
+            user = self.sign_ins.register(pending, static, addr, now)
             if user is None:
                 return
         if newest:  # guard: newest-address =True
@@ -431,16 +285,15 @@ class ServerCore:
             self._send_raw(encode(UnknownSession(token=msg.token)), static, now)
 
     def _authenticated(self, msg: Request, user: User, now: float) -> None:
-        interval = self.heartbeat_interval_s()
         if type(msg) is Relay:
             self._relay(msg, user, now)  # not a sign of life: heartbeats are
             return
         if type(msg) is not Bye:
             user.move(UserTrigger.REQUEST)
-        user.expires = now + interval * self._timeout_factor
+        user.expires = self.table.expires_at(now)
         match msg:
             case Heartbeat():
-                ms = round(interval * 1000)
+                ms = round(self.heartbeat_interval_s() * 1000)
                 self._send(HeartbeatAck(token=user.token, heartbeat_ms=ms), user, now)
             case Lookup():
                 found = self.users.get(name_key(msg.name))
@@ -461,10 +314,10 @@ class ServerCore:
                 if hint and found is not None:
                     self._hint(user, found, now)
             case ListUsers():
-                self._send(self._list_page(msg), user, now)
+                self._send(self.table.list_page(msg), user, now)
             case Bye():
                 self._send(ByeAck(req_id=msg.req_id), user, now)
-                self._remove(user, UserTrigger.BYE)
+                self.table.remove(user, UserTrigger.BYE)
 
     def _relay(self, msg: Relay, user: User, now: float) -> None:
         """Forward a peer datagram to a signed-in user's session (server/relay.py)."""
@@ -504,56 +357,9 @@ class ServerCore:
             self.stats.unexpected += 1
             return
         static = incoming.remote_static
-        answer: Message
-        if not is_valid_name(hello.name):
-            answer = Refused(req_id=hello.req_id, reason=RefuseReason.NAME_INVALID)
-        else:
-            key = name_key(hello.name)
-            existing = self.users.get(key)
-            ms = round(self.heartbeat_interval_s() * 1000)
-            same = existing is not None and existing.static == static
-            try:
-                owner = self.names.lookup(key)
-            except NameStoreError:
-                self.stats.name_store_errors += 1
-                return  # nothing accepted, nothing kept: the client's retry asks again
-            if owner is not None and owner != static:  # guard: name-binding
-                answer = Refused(req_id=hello.req_id, reason=RefuseReason.NAME_BOUND)
-            elif same and existing is not None and existing.addr == incoming.addr:
-                # Its WELCOME was lost, or it rekeys: the same key, from where it signed in, may
-                # renew its own session. (Another process with the same home is refused.)
-                answer = Welcome(
-                    req_id=hello.req_id,
-                    token=existing.token,
-                    heartbeat_ms=ms,
-                    observed=incoming.addr,
-                )
-            elif existing is not None or any(
-                p.key == key and k != static and now - p.at < UNCONFIRMED_SESSION_TIMEOUT_S
-                for k, p in self._pending.items()
-            ):
-                answer = Refused(req_id=hello.req_id, reason=RefuseReason.NAME_TAKEN)
-            elif self._full():
-                answer = Refused(req_id=hello.req_id, reason=RefuseReason.SERVER_FULL)
-            elif self._per_ip.get(incoming.addr[0], 0) >= self.max_users_per_ip:
-                answer = Refused(req_id=hello.req_id, reason=RefuseReason.TOO_MANY_FROM_ADDRESS)
-            else:
-                again = self._pending.get(static)
-                token = again.token if again is not None else self._random_bytes(TOKEN_BYTES)
-                self._pending[static] = _PendingSignIn(
-                    name=hello.name,
-                    key=key,
-                    token=token,
-                    req_id=hello.req_id,
-                    at=now,
-                    local=private_endpoints(hello.endpoints),
-                )
-                self._pending.move_to_end(static)
-                while len(self._pending) > MAX_UNCONFIRMED_SESSIONS:
-                    self._pending.popitem(last=False)
-                answer = Welcome(
-                    req_id=hello.req_id, token=token, heartbeat_ms=ms, observed=incoming.addr
-                )
+        answer = self.sign_ins.answer(hello, static, incoming.addr, now)
+        if answer is None:
+            return  # the name store cannot tell now: the client's retry asks again
         if isinstance(answer, Refused):
             self.stats.refused += 1
         try:
@@ -563,78 +369,3 @@ class ServerCore:
             return
         if isinstance(answer, Refused):
             self.secure.abandon(static)
-
-    def _count_ip(self, ip: str) -> None:
-        self._per_ip[ip] = self._per_ip.get(ip, 0) + 1
-
-    def _release_ip(self, ip: str) -> None:
-        left = self._per_ip.get(ip, 0) - 1
-        if left > 0:
-            self._per_ip[ip] = left
-        else:
-            self._per_ip.pop(ip, None)
-
-    def _register(
-        self, pending: _PendingSignIn, static: bytes, addr: Addr, now: float
-    ) -> User | None:
-        if pending.key in self.users or self._per_ip.get(addr[0], 0) >= self.max_users_per_ip:
-            self.stats.refused += 1  # taken meanwhile, or the quota filled meanwhile
-            return None
-        # The name is free or this key's: _sign_in checked its owner, and while this sign-in is
-        # pending no other key's can be (it would be refused NAME_TAKEN).
-        try:
-            self.names.bind(pending.key, static)
-        except NameStoreError:
-            self.stats.name_store_errors += 1  # not signed in: its next heartbeat learns so
-            return None
-        # The quota is charged only now, for an address that proved it receives: forged
-        # initiations from someone's address cannot use up that address's quota.
-        self._count_ip(addr[0])
-        expires = now + self.heartbeat_interval_s() * self._timeout_factor
-        user = User(
-            name=pending.name,
-            key=pending.key,
-            addr=addr,
-            token=pending.token,
-            expires=expires,
-            static=static,
-            ip=addr[0],
-            local=pending.local,
-        )
-        user.move(UserTrigger.SIGN_IN)
-        self.users[pending.key] = user
-        self._by_static[static] = user
-        bisect.insort(self._sorted_keys, pending.key)
-        self._file(user, expires)
-        self.stats.sign_ins += 1
-        self._events.append(UserJoined(name=user.name, addr=addr))
-        return user
-
-    def _remove(self, user: User, trigger: UserTrigger) -> None:
-        user.move(trigger)
-        self._release_ip(user.ip)
-        timed_out = trigger is UserTrigger.EXPIRED
-        del self.users[user.key]
-        del self._by_static[user.static]
-        i = bisect.bisect_left(self._sorted_keys, user.key)
-        del self._sorted_keys[i]
-        self._events.append(UserLeft(name=user.name, addr=user.addr, timed_out=timed_out))
-
-    def _list_page(self, msg: ListUsers) -> ListReply:
-        start = bisect.bisect_right(self._sorted_keys, name_key(msg.after)) if msg.after else 0
-        names: list[str] = []
-        size = LIST_REPLY_OVERHEAD_BYTES
-        i = start
-        while i < len(self._sorted_keys):
-            name = self.users[self._sorted_keys[i]].name
-            size += 1 + len(name.encode())
-            if size > LIST_PAGE_MAX_BYTES or len(names) >= 0xFFFF:
-                break
-            names.append(name)
-            i += 1
-        return ListReply(
-            req_id=msg.req_id,
-            total=len(self.users),
-            more=i < len(self._sorted_keys),
-            names=tuple(names),
-        )

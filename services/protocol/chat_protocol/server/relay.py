@@ -10,7 +10,8 @@ the sender's key, on the peer's session. So:
   address anyone names; the receiver's client learns the sender's key from the directory,
   and the peers' handshake proves it;
 * **no amplifier**: a RELAYED is exactly as large as the RELAY it forwards, one for one;
-* **a budget**: ``RELAY_BYTES_PER_S`` per sender (a token bucket of bytes, burst one second's)
+* **a budget**: ``RELAY_BYTES_PER_S`` per sender (a token bucket of bytes, burst one second's:
+  :class:`~chat_protocol.secure.ratelimit.RateLimiter`)
   and ``RELAY_TOTAL_BYTES_PER_S`` for all; what is over is dropped and counted (the peers'
   transfer layer retransmits later, as for any loss);
 * only secure-layer packets a peer answers (HANDSHAKE_INIT, HANDSHAKE_RESPONSE, TRANSPORT)
@@ -22,48 +23,14 @@ Why in the directory and not TURN (RFC 8656) is the closing note of docs/PROTOCO
 
 from __future__ import annotations
 
-from collections import OrderedDict
-
-from chat_protocol.const import (
-    BUCKET_REFILL_S,
-    MAX_TRACKED_IPS,
-    RELAY_BYTES_PER_S,
-    RELAY_TOTAL_BYTES_PER_S,
-)
+from chat_protocol.const import RELAY_BYTES_PER_S, RELAY_TOTAL_BYTES_PER_S
 from chat_protocol.secure.packets import PacketType
+from chat_protocol.secure.ratelimit import TOTAL, RateLimiter
 
 RELAYABLE = frozenset(
     (PacketType.HANDSHAKE_INIT, PacketType.HANDSHAKE_RESPONSE, PacketType.TRANSPORT)
 )
 """The secure-layer packets the relay forwards (by their first byte)."""
-
-
-class ByteBudget:
-    """``rate`` bytes a second per key, a burst of ``rate``; at most ``max_tracked`` keys (a
-    bucket untouched for ``BUCKET_REFILL_S`` is full again, and dropped)."""
-
-    __slots__ = ("_buckets", "max_tracked", "rate")
-
-    def __init__(self, rate: float, *, max_tracked: int = MAX_TRACKED_IPS) -> None:
-        self.rate = rate
-        self.max_tracked = max_tracked
-        self._buckets: OrderedDict[bytes, tuple[float, float]] = OrderedDict()
-
-    def spend(self, key: bytes, size: int, now: float) -> bool:
-        """Take ``size`` bytes from ``key``'s bucket; False (nothing taken) if it has fewer."""
-        buckets = self._buckets
-        tokens, at = buckets.pop(key, (self.rate, now))
-        tokens = min(self.rate, tokens + (now - at) * self.rate)
-        ok = tokens >= size
-        buckets[key] = (tokens - size if ok else tokens, now)
-        while len(buckets) > self.max_tracked:
-            buckets.popitem(last=False)
-        while buckets:
-            oldest = next(iter(buckets))
-            if now - buckets[oldest][1] < BUCKET_REFILL_S:
-                break
-            del buckets[oldest]
-        return ok
 
 
 class RelayPolicy:
@@ -77,15 +44,18 @@ class RelayPolicy:
         per_user_bytes_per_s: float = RELAY_BYTES_PER_S,
         total_bytes_per_s: float = RELAY_TOTAL_BYTES_PER_S,
     ) -> None:
-        self._per_user = ByteBudget(per_user_bytes_per_s)
-        self._all = ByteBudget(total_bytes_per_s, max_tracked=1)
+        self._per_user = RateLimiter(per_user_bytes_per_s)
+        """Bytes a second per sender (keyed by its static key in hex), a burst of one second's."""
+        self._all = RateLimiter(total_bytes_per_s, max_tracked=1)
+        """... and for all senders together (one bucket, :data:`TOTAL`)."""
 
     def allow(self, sender: bytes, datagram: bytes, now: float) -> bool:
         if datagram[:1] not in _RELAYABLE_BYTES:  # guard: relay-secure-only
             return False
-        if not self._per_user.spend(sender, len(datagram), now):  # guard: relay-budget
+        size = len(datagram)
+        if not self._per_user.spend(sender.hex(), size, now):  # guard: relay-budget
             return False
-        return self._all.spend(b"", len(datagram), now)
+        return self._all.spend(TOTAL, size, now)
 
 
 _RELAYABLE_BYTES = frozenset(bytes((t,)) for t in RELAYABLE)
