@@ -571,12 +571,13 @@ class ClientCore:
                 if again is not None:
                     self.directory.lookup(again.name, again, now)
             case WhoisLookup(name=name, trust=trust, fingerprint=fingerprint):
-                self._whois_answered(name, trust, fingerprint, answer)
+                self._whois_answered(name, trust, fingerprint, answer, now)
 
     def _whois_answered(
-        self, name: str, trust: bool, fingerprint: bytes | None, answer: LookupAnswer
+        self, name: str, trust: bool, fingerprint: bytes | None, answer: LookupAnswer, now: float
     ) -> None:
-        """Pins are read and written under ``name``, the name asked."""
+        """Pins are read and written under ``name``, the name asked. The answer also carries
+        the user's endpoints (the directory's) and our path to that key, if a session works."""
         reply = answer.reply
         if reply is None:
             why = WhoisFailure.WRONG_NAME if answer.wrong_name else WhoisFailure.NO_ANSWER
@@ -597,7 +598,13 @@ class ClientCore:
             self.pins.showed(name, key)
         self._events.append(
             WhoisInfo(
-                name=reply.name, key=key, pinned=self.pins.get(name), trusted=trust, status=status
+                name=reply.name,
+                key=key,
+                pinned=self.pins.get(name),
+                trusted=trust,
+                status=status,
+                endpoints=(reply.addr, *private_endpoints(reply.local)),
+                path=self.links.path(key, now),
             )
         )
 
