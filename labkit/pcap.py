@@ -18,12 +18,12 @@ import contextlib
 import struct
 import subprocess
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from labkit.procs import stop
-from labkit.util import LabError, run
+from labkit.util import LabError, run, wait_until
 
 if TYPE_CHECKING:
     from labkit.compose import Compose
@@ -124,11 +124,12 @@ class Tcpdump:
         tag = uuid.uuid4().hex[:8]
         self.file = f"/tmp/capture-{tag}.pcap"
         self.pidfile = f"/tmp/capture-{tag}.pid"
-        # -U: each packet written as it comes; -Z root: no privilege drop (the file is
-        # root's /tmp); the shell records tcpdump's pid for stop() (exec keeps it).
+        # --immediate-mode: each packet handed over as it comes (not a block of them, which
+        # SIGINT would lose); -U: each written as it comes; -Z root: no privilege drop (the
+        # file is root's /tmp); the shell records tcpdump's pid for stop() (exec keeps it).
         script = (
-            f"echo $$ > {self.pidfile}; exec tcpdump -i {iface} -n -U -Z root -s 0 "
-            f"-w {self.file} udp"
+            f"echo $$ > {self.pidfile}; exec tcpdump -i {iface} -n -U --immediate-mode "
+            f"-Z root -s 0 -w {self.file} udp"
         )
         self.proc = subprocess.Popen(
             ["docker", "exec", self.container, "sh", "-c", script],
@@ -144,6 +145,29 @@ class Tcpdump:
                 raise LabError(f"tcpdump in {service} did not start: {''.join(said).strip()}")
             said.append(line)
 
+    def read(self) -> list[Udp]:
+        """What it has written so far."""
+        got = subprocess.run(
+            ["docker", "exec", self.container, "cat", self.file],
+            capture_output=True, timeout=STOP_TIMEOUT_S, check=False,
+        )  # fmt: skip
+        if got.returncode != 0:
+            raise LabError(f"the capture {self.file} could not be read: {got.stderr!r}")
+        return read_pcap(got.stdout)
+
+    def wait_for(self, done: Callable[[list[Udp]], bool], what: str, timeout: float) -> None:
+        """Until what it has written satisfies ``done`` (bounded; an AssertionError naming
+        ``what`` otherwise): e.g. until a datagram sent last is in the file, so that every
+        earlier one is too."""
+
+        def written() -> bool:
+            try:
+                return done(self.read())
+            except PcapError:  # not even its header yet
+                return False
+
+        wait_until(written, timeout, what, interval=0.3)
+
     def stop(self) -> list[Udp]:
         """Stop tcpdump (SIGINT: it flushes and exits) and read what it captured."""
         with contextlib.suppress(LabError, subprocess.TimeoutExpired):
@@ -153,10 +177,4 @@ class Tcpdump:
             self.proc.wait(timeout=STOP_TIMEOUT_S)
         except subprocess.TimeoutExpired:
             stop(self.proc)
-        got = subprocess.run(
-            ["docker", "exec", self.container, "cat", self.file],
-            capture_output=True, timeout=STOP_TIMEOUT_S, check=False,
-        )  # fmt: skip
-        if got.returncode != 0:
-            raise LabError(f"the capture {self.file} could not be read: {got.stderr!r}")
-        return read_pcap(got.stdout)
+        return self.read()

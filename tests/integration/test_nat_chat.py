@@ -231,6 +231,8 @@ def test_the_relay_never_carries_plaintext(lab: NatLab) -> None:
         line = bob.wait_for(_contains(token), "the relayed line", LINE_TIMEOUT_S)
         assert path_of(line) == "relay", line[:120]
         lab.probe("host-a2", CONTROL_PORT).send(SERVER_IP, CONTROL_PORT, control)
+        # Sent last: once it is in the file, so is everything before it.
+        capture.wait_for(lambda got: bool(leaks(got, [control])), "the control", LINE_TIMEOUT_S)
     finally:
         datagrams = capture.stop()
     relay = (SERVER_IP, SERVER_PORT)
