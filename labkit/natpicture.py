@@ -33,9 +33,10 @@ if TYPE_CHECKING:
 
 KINDS = ("none", "full-cone", "port-restricted", "symmetric")
 PATH_COLOURS = {"direct": "#a5d6a7", "relay": "#ffcc80", "failed": "#ef9a9a"}
-FEATURED = ("port-restricted", "port-restricted")
-"""The pair whose message the picture follows (when the run has it): both routers translate
-and filter, so the path opens only by the simultaneous open."""
+FEATURED = ("full-cone", "symmetric")
+"""The pair whose message the picture follows (when the run has it): a direct path through a
+symmetric NAT, whose mapping towards the peer is not the one the directory saw (so the
+picture shows why the peer's own endpoint, not the directory's view, is the path)."""
 
 
 def featured(rows: Sequence[PairResult], want: tuple[str, str] = FEATURED) -> PairResult | None:
@@ -132,11 +133,11 @@ def draw(rows: Sequence[PairResult], follow: PairResult | None) -> Figure:
         box(8.1, 6.0, f"router-b\n{r.kind_b}\nRFC 5780: {r.verdict_b}", "#fff9c4")
         box(1.9, 1.6, f"alice\n{r.alice_private or '?'}", "#bbdefb")
         box(8.1, 1.6, f"bob\n{r.bob_private or '?'}", "#bbdefb")
-        topo.text(2.15, 3.7, f"to the directory: {r.alice_public or '?'}\nto bob: "
+        topo.text(2.15, 3.7, f"to the directory:\n{r.alice_public or '?'}\nto bob:\n"
                   f"{r.alice_seen or '?'}", fontsize=7.5, va="center")  # fmt: skip
-        topo.text(7.85, 3.7, f"to the directory: {r.bob_public or '?'}\nto alice: "
+        topo.text(7.85, 3.7, f"to the directory:\n{r.bob_public or '?'}\nto alice:\n"
                   f"{r.bob_seen or '?'}", fontsize=7.5, va="center", ha="right")  # fmt: skip
-        topo.text(5, 4.7, "mappings (private endpoint as each peer sees it)", fontsize=7.5,
+        topo.text(5, 5.1, "mappings (private endpoint as each peer sees it)", fontsize=7.5,
                   ha="center", style="italic")  # fmt: skip
         arrow = {"arrowstyle": "-|>", "lw": 2.2, "color": "#c62828"}
         if r.path == "relay":

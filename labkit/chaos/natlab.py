@@ -116,9 +116,15 @@ class NatChaosLab(NatLab):
             )  # fmt: skip
 
     def close(self) -> None:
-        super().close()
+        """The holders first (compose's ``down`` cannot remove a network they are on), then
+        the lab, then the run's volume."""
         import docker.errors
 
+        self.reaper.stop_all()
+        for holder in self.holders.values():
+            with contextlib.suppress(docker.errors.NotFound, docker.errors.APIError):
+                self.docker.containers.get(holder).remove(force=True)
+        super().close()
         with contextlib.suppress(docker.errors.NotFound, docker.errors.APIError):
             self.docker.volumes.get(self.home).remove(force=True)
 

@@ -41,8 +41,10 @@ def test_text_form_lists_every_pair_then_follows_one_message(tmp_path: Path) -> 
         "alice_seen": "198.51.100.2:40000", "bob_private": "10.211.2.10:40000",
         "bob_public": "198.51.100.3:40000", "bob_seen": "198.51.100.3:40000",
     }  # fmt: skip
+    relayed = {("port-restricted", "symmetric"), ("symmetric", "port-restricted"),
+               ("symmetric", "symmetric")}  # fmt: skip
     rows = [
-        row(a, b, "relay" if "symmetric" in (a, b) and a != "none" and b != "none" else "direct",
+        row(a, b, "relay" if (a, b) in relayed else "direct",
             **(mappings if (a, b) == natpicture.FEATURED else {}))
         for a, b in itertools.product(KINDS, KINDS)
     ]  # fmt: skip
@@ -51,14 +53,14 @@ def test_text_form_lists_every_pair_then_follows_one_message(tmp_path: Path) -> 
     lines = text_lines(rows, follow)
     assert lines[0].startswith("# make nat-demo: 16 pairs")
     assert "pair symmetric x symmetric: relay 120 ms" in lines
-    assert lines[17].startswith("# one message: alice behind router-a (port-restricted)")
+    assert lines[17].startswith("# one message: alice behind router-a (full-cone)")
     assert "bob public (alice sends to) 198.51.100.3:40000" in lines
     assert lines[-1] == (
         "path direct: alice 10.211.1.10:40000 -> router-a -> 198.51.100.2:40000 -> "
         "router-b 198.51.100.3:40000 -> bob"
     )
-    relayed = text_lines(rows, row("symmetric", "symmetric", "relay", **mappings))
-    assert "-> directory (relay) ->" in relayed[-1]
+    via_relay = text_lines(rows, row("symmetric", "symmetric", "relay", **mappings))
+    assert "-> directory (relay) ->" in via_relay[-1]
     written = natpicture.write(tmp_path / "nat-demo", rows)
     assert (tmp_path / "nat-demo.txt").read_text().splitlines() == lines
     assert all(p.stat().st_size > 0 for p in written)
