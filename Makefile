@@ -130,7 +130,7 @@ nat-up: lab-ready images ## the NAT lab: routers (NAT_A= NAT_B= NAT_C= NAT_CGN=)
 	scripts/router-image.sh >/dev/null
 	$(PYTHON) -m labkit.natlab up
 
-nat-demo: lab-ready images ## a message across every pair of NAT kinds: path, ms, RFC 5780 verdicts (build/nat-demo.json)
+nat-demo: lab-ready images ## a message across every pair of NAT kinds: path, ms, RFC 5780 verdicts (build/nat-demo.json, .png)
 	$(PYTHON) -m labkit.natdemo --json build/nat-demo.json
 
 nat-down: $(ENV_READY) ## remove every container, network and volume of the NAT lab
