@@ -88,6 +88,8 @@ class IdlePair:
     dave_name: str
     idle_since: float
     """time.monotonic() when dave showed carol's first message (the last message between them)."""
+    path: str
+    """carol's whois path to dave then: ``path: direct, to`` dave's mapping towards carol."""
 
 
 @pytest.fixture(scope="module")
@@ -106,8 +108,10 @@ def idle_pair(symmetric_lab: NatLab) -> Iterator[IdlePair]:
         say(carol, f"send {names[1]} before-idle-{run}")
         line = dave.wait_for(_endswith(f": before-idle-{run}"), "the first line", LINE_TIMEOUT_S)
         assert path_of(line) == "direct", line
-        pair = IdlePair(carol, dave, names[0], names[1], time.monotonic())
-        yield pair
+        idle_since = time.monotonic()
+        path = whois_path(carol, names[1])  # the directory's business: nothing to dave
+        assert path.startswith("path: direct, to "), path
+        yield IdlePair(carol, dave, names[0], names[1], idle_since, path)
     finally:
         carol.close()
         dave.close()
@@ -264,14 +268,16 @@ def test_two_clients_behind_one_router_talk_on_their_private_addresses(lab: NatL
 
 def test_a_direct_session_survives_150_s_idle(lab: NatLab, idle_pair: IdlePair) -> None:
     """Last in the file: the pair of ``idle_pair`` has been idle since its first message
-    (the module's other tests ran meanwhile); once IDLE_S have passed, carol's whois still
-    shows the direct path, and her 64 KiB message reaches dave directly: his line shows an
-    address, and the directory's interface received less than the message's size."""
+    (the module's other tests ran meanwhile); once IDLE_S have passed, carol's 64 KiB message
+    reaches dave directly (his line shows an address, and the directory's interface received
+    less than the message's size) on the very path of before: carol's whois shows the same
+    address of dave's. dave's router is symmetric (a random port per new mapping), so a path
+    lost in the idle time and punched anew would show another port: the mapping lived."""
     pair = idle_pair
     left = pair.idle_since + IDLE_S - time.monotonic()
     if left > 0:
         time.sleep(left)  # the premise: idle this long (no condition to wait for)
-    assert whois_path(pair.carol, pair.dave_name).startswith("path: direct, to ")
+    assert whois_path(pair.carol, pair.dave_name) == pair.path  # the session is still there
     run = uuid.uuid4().hex[:6]
     text = f"after-idle-{run}-" + "y" * (BIG - 20)
     before = server_rx_bytes(lab)
@@ -282,3 +288,5 @@ def test_a_direct_session_survives_150_s_idle(lab: NatLab, idle_pair: IdlePair) 
     assert path_of(line) == "direct", line[:120]
     received = server_rx_bytes(lab) - before
     assert received < BIG, f"the directory received {received} bytes during a 64 KiB message"
+    # The path the message took: where dave's datagrams now come from, as before the idle time.
+    assert whois_path(pair.carol, pair.dave_name) == pair.path
