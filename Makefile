@@ -130,7 +130,7 @@ nat-up: lab-ready images ## the NAT lab: routers (NAT_A= NAT_B= NAT_C= NAT_CGN=)
 	scripts/router-image.sh >/dev/null
 	$(PYTHON) -m labkit.natlab up
 
-nat-demo: lab-ready images ## a message across every pair of NAT kinds: path, ms, RFC 5780 verdicts (build/nat-demo.json)
+nat-demo: lab-ready images ## a message across every pair of NAT kinds: path, ms, RFC 5780 verdicts (build/nat-demo.json, .png)
 	$(PYTHON) -m labkit.natdemo --json build/nat-demo.json
 
 nat-down: $(ENV_READY) ## remove every container, network and volume of the NAT lab
@@ -211,15 +211,19 @@ bench-full: $(ENV_READY) $(CORE_STAMP) ## full benchmarks (the compiled core, if
 
 # A chaos run (docs/CHAOS.md): SEED picks the faults and the texts, DURATION the seconds of
 # traffic, CLIENTS and RATE (messages/s per client) its size; BROKEN=1 breaks one client on
-# purpose (the checker must say "lost"). Output in chaos-runs/; exit status chat-check's.
+# purpose (the checker must say "lost"). LAB=nat runs it on the NAT lab (compose.nat.yaml;
+# NAT_A= ... pick its routers). Output in chaos-runs/; exit status chat-check's.
 SEED ?= 1
 DURATION ?= 400
 CLIENTS ?= 6
 RATE ?= 5
 BROKEN ?=
-chaos: images ## client containers under seeded faults, judged by chat-check (SEED= DURATION= CLIENTS= BROKEN=1)
+LAB ?= main
+chaos: images ## client containers under seeded faults, judged by chat-check (SEED= DURATION= CLIENTS= BROKEN=1 LAB=nat)
+	@case "$(LAB)" in main|nat) ;; *) echo "make chaos: LAB=$(LAB): want main or nat"; exit 2;; esac
+	$(if $(filter nat,$(LAB)),scripts/router-image.sh >/dev/null)
 	$(PYTHON) -m labkit.chaos --seed $(SEED) --duration $(DURATION) --clients $(CLIENTS) \
-		--rate $(RATE) $(if $(BROKEN),--broken)
+		--rate $(RATE) --lab $(LAB) $(if $(BROKEN),--broken)
 
 # The lab as a Swarm stack (stack.yaml, docs/SWARM.md): the directory server and a `bots` service
 # of scripted clients (chat-bots) on the attachable overlay chat_chatnet.

@@ -116,6 +116,20 @@ def duplicate(place: Place, probability: float, *, tag: str | None = None) -> Ru
         raise LabError(f"no duplication in {place.label} (iptables TEE target): {exc}") from None
 
 
+def cut_off(place: Place) -> list[Rule]:
+    """A partition by firewall: every UDP datagram into or out of ``place`` dropped until each
+    returned rule is removed. For a namespace whose network cannot be disconnected and put back
+    as it was (the NAT lab's hosts: their routes go with the interface)."""
+    tag = f"labkit-cut-{uuid.uuid4().hex[:8]}"
+    rules = [add_rule(place, "INPUT", "-p", "udp", "-j", "DROP", tag=tag, first=True)]
+    try:
+        rules.append(add_rule(place, "OUTPUT", "-p", "udp", "-j", "DROP", tag=tag, first=True))
+    except LabError:
+        rules[0].remove()
+        raise
+    return rules
+
+
 def counter(place: Place, chain: str, *match: str, tag: str | None = None) -> Rule:
     """A rule at the top of ``chain`` that only counts the packets ``match`` selects."""
     return add_rule(place, chain, *match, tag=tag, first=True)

@@ -9,8 +9,14 @@ otherwise (direct). Beside each router's intended kind, the verdict of coturn's
 ``turnutils_natdiscovery`` (RFC 5780, :meth:`labkit.natlab.NatLab.classify`), run once per
 router and kind.
 
-Prints a table, writes it as JSON (``--json``), and exits 1 if any pair failed to deliver or
-a router's verdict disagrees with its kind.
+After the message, each side asks ``whois`` of the other: the endpoints the directory gives
+(public as it observed it, private as declared) and the address its session sends to. With
+the address bob's line shows for alice, these are the mappings each router made, which the
+picture (:mod:`labkit.natpicture`) draws for one pair.
+
+Prints a table, writes it as JSON (``--json``) and the picture beside it (``STEM.png``,
+``.svg``, ``.txt``), and exits 1 if any pair failed to deliver or a router's verdict
+disagrees with its kind.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
+import re
 import sys
 import time
 import uuid
@@ -25,6 +32,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from labkit import natpicture
 from labkit.natlab import CLIENT_IMAGE, Classification, NatKind, NatLab, Probe
 from labkit.util import LabError
 
@@ -33,6 +41,7 @@ SERVER_IP = "198.51.100.10"  # compose.nat.yaml's server on wan
 SIGN_IN_TIMEOUT_S = 30.0
 DELIVERY_TIMEOUT_S = 30.0
 """A line not shown within this is a failed pair (the chat's own delivery timeout is 10 s)."""
+WHOIS_TIMEOUT_S = 15.0
 UP_ATTEMPTS = 2
 KINDS = tuple(NatKind)
 PAIRS = tuple(itertools.product(KINDS, KINDS))
@@ -51,6 +60,16 @@ class PairResult:
     agrees_a: bool
     agrees_b: bool
     detail: str = ""
+    alice_private: str = ""
+    """alice's private endpoint as she declared it (bob's ``whois alice``); "" if unknown."""
+    alice_public: str = ""
+    """alice's public endpoint as the directory observed it (bob's ``whois alice``)."""
+    alice_seen: str = ""
+    """alice's endpoint as bob's line shows it (her mapping towards bob); "" via the relay."""
+    bob_private: str = ""
+    bob_public: str = ""
+    bob_seen: str = ""
+    """The address alice's session with bob sends to (her ``whois bob``); "" via the relay."""
 
     @property
     def ok(self) -> bool:
@@ -60,6 +79,53 @@ class PairResult:
 def path_of(line: str) -> str:
     """The path a shown line took: the receiver's line says ``(via relay)``, else an address."""
     return "relay" if "(via relay)" in line else "direct"
+
+
+_SEEN = re.compile(r"^\S+ \(([^)]*)\)")
+_ENDPOINT = re.compile(r"(\S+) \((public|private)\)")
+
+
+def seen_in(line: str) -> str:
+    """The sender's endpoint a shown line gives (``alice (IP:PORT): ...``); "" via the relay."""
+    m = _SEEN.match(line)
+    return "" if m is None or m.group(1) == "via relay" else m.group(1)
+
+
+@dataclass(frozen=True)
+class Whois:
+    public: str = ""
+    private: str = ""
+    path_to: str = ""
+    """The address the session sends to (``path: direct, to ADDR``); "" otherwise."""
+
+
+def parse_whois(lines: Sequence[str]) -> Whois:
+    """The endpoints and path lines of one ``whois`` answer (docs/CLI.md)."""
+    public = private = path_to = ""
+    for line in lines:
+        text = line.strip()
+        if text.startswith("endpoints: "):
+            for addr, which in _ENDPOINT.findall(text):
+                if which == "public":
+                    public = public or addr
+                else:
+                    private = private or addr
+        elif text.startswith("path: direct, to "):
+            path_to = text.removeprefix("path: direct, to ")
+    return Whois(public, private, path_to)
+
+
+def whois(probe: Probe, name: str, timeout: float = WHOIS_TIMEOUT_S) -> Whois:
+    """Ask ``whois NAME`` on a client; its answer, or an empty one if none came in time."""
+    mark = len(probe.transcript().splitlines())
+    assert probe.proc.stdin is not None
+    probe.proc.stdin.write(f"whois {name}\n")
+    probe.proc.stdin.flush()
+    try:
+        probe.wait_for(lambda line: line.startswith("  path: "), f"whois {name}", timeout)
+    except AssertionError:
+        return Whois()
+    return parse_whois(probe.transcript().splitlines()[mark:])
 
 
 def table(rows: Sequence[PairResult]) -> str:
@@ -103,9 +169,12 @@ def client(lab: NatLab, host: str, user: str, *extra: str) -> Probe:
     return probe
 
 
-def deliver(lab: NatLab, token: str, run: str) -> tuple[str, float | None, str]:
-    """bob behind router-b, alice behind router-a; alice sends ``token``: (path, ms, line).
-    Names carry ``run``: each client container has a new key, and a name is its first key's."""
+def deliver(
+    lab: NatLab, token: str, run: str
+) -> tuple[str, float | None, str, dict[str, str]]:
+    """bob behind router-b, alice behind router-a; alice sends ``token``: (path, ms, line, the
+    endpoints each side's whois gave). Names carry ``run``: each client container has a new
+    key, and a name is its first key's."""
     bob = client(lab, "host-b1", f"bob-{run}")
     alice = client(lab, "host-a1", f"alice-{run}")
     try:
@@ -115,9 +184,15 @@ def deliver(lab: NatLab, token: str, run: str) -> tuple[str, float | None, str]:
         alice.proc.stdin.flush()
         line = bob.wait_for(lambda x: x.endswith(f": {token}"), "the message", DELIVERY_TIMEOUT_S)
         ms = (time.monotonic() - start) * 1000
-        return path_of(line), ms, line
+        of_bob, of_alice = whois(alice, f"bob-{run}"), whois(bob, f"alice-{run}")
+        mappings = {
+            "alice_private": of_alice.private, "alice_public": of_alice.public,
+            "alice_seen": seen_in(line), "bob_private": of_bob.private,
+            "bob_public": of_bob.public, "bob_seen": of_bob.path_to,
+        }  # fmt: skip
+        return path_of(line), ms, line, mappings
     except AssertionError as exc:
-        return "failed", None, str(exc).splitlines()[0]
+        return "failed", None, str(exc).splitlines()[0], {}
     finally:
         lab.stop_probes()
 
@@ -172,7 +247,7 @@ def run(pairs: Sequence[tuple[NatKind, NatKind]]) -> list[PairResult]:
                 for router, kind, verdict in _classify(lab, kind_a, kind_b):
                     verdicts[(router, kind)] = verdict
             token = f"hello-{kind_a.value}-{kind_b.value}"
-            path, ms, line = deliver(lab, token, f"{run_id}-{n}")
+            path, ms, line, mappings = deliver(lab, token, f"{run_id}-{n}")
             (text_a, agrees_a), (text_b, agrees_b) = (
                 verdicts[("router-a", kind_a)],
                 verdicts[("router-b", kind_b)],
@@ -188,6 +263,7 @@ def run(pairs: Sequence[tuple[NatKind, NatKind]]) -> list[PairResult]:
                     agrees_a=agrees_a,
                     agrees_b=agrees_b,
                     detail=line,
+                    **mappings,
                 )
             )
             print(table(rows[-1:]).splitlines()[-1], file=sys.stderr, flush=True)
@@ -200,6 +276,12 @@ def run(pairs: Sequence[tuple[NatKind, NatKind]]) -> list[PairResult]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m labkit.natdemo", description=__doc__)
     parser.add_argument("--json", type=Path, help="also write the rows here")
+    parser.add_argument(
+        "--picture",
+        type=Path,
+        help="the picture's stem (STEM.png, .svg, .txt; default: beside --json, else "
+        "build/nat-demo)",
+    )
     parser.add_argument(
         "--pair",
         action="append",
@@ -224,6 +306,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps([asdict(r) for r in rows], indent=2) + "\n")
+    stem = args.picture or (args.json.with_suffix("") if args.json else Path("build/nat-demo"))
+    for path in natpicture.write(stem, rows):
+        print(f"wrote {path}", file=sys.stderr)
     return exit_code(rows)
 
 

@@ -29,6 +29,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--out", type=Path, help="run directory (default: chaos-runs/seed<N>-<time>)")
     p.add_argument("--project", help="compose project (default: chaos-<seed>-<random>)")
+    p.add_argument(
+        "--lab",
+        choices=("main", "nat"),
+        default=d.lab,
+        help="main: compose.yaml; nat: the NAT lab, compose.nat.yaml (NAT_A= ... pick its "
+        "routers; default %(default)s)",
+    )
     a = p.parse_args(argv)
     if a.clients < 2:
         p.error("--clients: at least 2")
@@ -36,7 +43,7 @@ def main(argv: list[str] | None = None) -> int:
         p.error("--duration: at least 30 s (warm-up and the quiet end take 20)")
     s = Settings(
         seed=a.seed, duration_s=a.duration, clients=a.clients, rate=a.rate, broken=a.broken,
-        out=a.out, project=a.project,
+        out=a.out, project=a.project, lab=a.lab,
     )  # fmt: skip
     try:
         return run(s)

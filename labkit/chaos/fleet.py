@@ -164,15 +164,19 @@ class Fleet:
 
     # --- starting -------------------------------------------------------------------------
 
+    def client_argv(self, name: str, container: str, broken: bool) -> list[str]:
+        """The command that runs one incarnation of ``name`` in a container so named."""
+        options, program = broken_client_args() if broken else ((), ())
+        return self.lab.argv(
+            "run", "--rm", "--no-deps", "-T", "--name", container,
+            "-v", f"{self.hist_dir.resolve()}:/hist", *options,
+            "client", *program, "-u", name, "--history", f"/hist/{name}.jsonl",
+        )  # fmt: skip
+
     def _spawn(self, c: ClientState) -> Incarnation:
         k = len(c.incarnations) + 1
         cname = f"{self.lab.name}-{c.name}-{k}"
-        options, program = broken_client_args() if c.broken else ((), ())
-        argv = self.lab.argv(
-            "run", "--rm", "--no-deps", "-T", "--name", cname,
-            "-v", f"{self.hist_dir.resolve()}:/hist", *options,
-            "client", *program, "-u", c.name, "--history", f"/hist/{c.name}.jsonl",
-        )  # fmt: skip
+        argv = self.client_argv(c.name, cname, c.broken)
         out = self.log_dir / f"{c.name}.{k}.out"
         err = self.log_dir / f"{c.name}.{k}.err"
         with out.open("wb") as fo, err.open("wb") as fe:

@@ -157,7 +157,7 @@ class Nemesis:
             self._skip(f, "target not up")
             return None
         if f.kind in ("loss", "duplicate"):
-            place = self.lab.place(container.name)
+            place = self.place(f.target, container)
             add = faults.loss if f.kind == "loss" else faults.duplicate
             rule = add(place, f.probability)
 
@@ -187,6 +187,11 @@ class Nemesis:
             self.fleet.kill(f.target, container, f.duration_s)
             return lambda: ""
         raise ValueError(f"unknown fault kind {f.kind!r}")
+
+    def place(self, target: str, container: Container) -> faults.Place:
+        """Where ``target``'s datagram faults go: its container's network namespace."""
+        del target
+        return self.lab.place(container.name)
 
     def _partition(self, f: Fault) -> Callable[[], str] | None:
         lock = self.fleet.network_lock

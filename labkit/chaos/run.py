@@ -34,6 +34,7 @@ from pathlib import Path
 
 from labkit.chaos.fleet import Fleet
 from labkit.chaos.lab import ChaosLab, free_subnet
+from labkit.chaos.natlab import NatChaosLab, NatFleet, NatNemesis
 from labkit.chaos.nemesis import Nemesis, faults_json
 from labkit.chaos.schedule import REQUIRED, kinds_covered, plan
 from labkit.chaos.traffic import Traffic
@@ -67,6 +68,8 @@ class Settings:
     quiet_s: float = 15.0
     out: Path | None = None
     project: str | None = None
+    lab: str = "main"
+    """``main`` (compose.yaml) or ``nat`` (compose.nat.yaml: labkit.chaos.natlab)."""
 
     def names(self) -> list[str]:
         if self.clients < 2:
@@ -170,9 +173,13 @@ def run(s: Settings, log: Callable[[str], None] = print) -> int:
     names = s.names()
     run_dir = _run_dir(s)
     run_dir.mkdir(parents=True, exist_ok=True)
-    lab = ChaosLab(
-        s.project or f"chaos-{s.seed}-{uuid.uuid4().hex[:6]}", run_dir / "compose.chaos.yaml"
-    )
+    prefix = "chaos-nat" if s.lab == "nat" else "chaos"
+    project = s.project or f"{prefix}-{s.seed}-{uuid.uuid4().hex[:6]}"
+    lab: ChaosLab | NatChaosLab
+    if s.lab == "nat":
+        lab = NatChaosLab(project)
+    else:
+        lab = ChaosLab(project, run_dir / "compose.chaos.yaml")
     broken = frozenset(names[:1]) if s.broken else frozenset()
     window = (s.warmup_s, s.duration_s - s.quiet_s)
     schedule = plan(s.seed, names, *window)
@@ -186,8 +193,14 @@ def run(s: Settings, log: Callable[[str], None] = print) -> int:
         log(f"chaos: {names[0]} is broken on purpose: it runs labkit/chaos/broken_client.py")
     if missing:
         log(f"chaos: the window is too short for every kind of fault; none of: {missing}")
-    fleet = Fleet(lab, names, run_dir, broken=broken, log=lambda m: log(f"  {m}"))
-    nemesis = Nemesis(lab, fleet, schedule, log=lambda m: log(f"  {m}"))
+    if isinstance(lab, NatChaosLab):
+        routers = ", ".join(f"{v}={k.value}" for v, k in lab.kinds.items())
+        log(f"chaos: on the NAT lab ({routers}); clients over lan-a, lan-b, lan-c in turn")
+        fleet: Fleet = NatFleet(lab, names, run_dir, broken=broken, log=lambda m: log(f"  {m}"))
+        nemesis: Nemesis = NatNemesis(lab, fleet, schedule, log=lambda m: log(f"  {m}"))
+    else:
+        fleet = Fleet(lab, names, run_dir, broken=broken, log=lambda m: log(f"  {m}"))
+        nemesis = Nemesis(lab, fleet, schedule, log=lambda m: log(f"  {m}"))
     traffic = Traffic(fleet, names, s.rate, s.seed)
     timings = Timings()
     stops = {k: threading.Event() for k in ("supervisor", "traffic", "nemesis")}
@@ -203,7 +216,10 @@ def run(s: Settings, log: Callable[[str], None] = print) -> int:
     codes: dict[str, int | None] = {}
     t_traffic = 0.0
     try:
-        start_server(lab)
+        if isinstance(lab, NatChaosLab):
+            lab.start(names)
+        else:
+            start_server(lab)
         fleet.start_all(START_TIMEOUT_S)
         timings.mark("setup")
         log(f"chaos: server and {len(names)} clients up in {timings.phases['setup']:.1f} s")

@@ -46,8 +46,11 @@ def test_trust_pins_the_key_whois_showed_and_it_stays_verified(
     assert out[shown + 2] == (
         "  new: not pinned yet; compare the safety number with bob, then 'trust bob'"
     )
-    assert out[shown + 3] == out[shown] + " (now trusted)"
-    assert out[shown + 5] == "  verified: pinned as the key you compared"
+    bob_at = server.client_addr("bob")
+    assert out[shown + 3] == f"  endpoints: 127.0.0.1:{bob_at[1]} (public)"  # loopback: not private
+    assert out[shown + 4] == "  path: no session with bob now (the next message opens one)"
+    assert out[shown + 5] == out[shown] + " (now trusted)"
+    assert out[shown + 7] == "  verified: pinned as the key you compared"
     pins = json.loads((home / "pins" / "alice.json").read_text())
     assert pins["version"] == 2 and pins["users"]["bob"]["verified"] is True
 

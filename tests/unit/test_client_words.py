@@ -13,6 +13,7 @@ from chat_client.ui import Output
 from chat_client.words import (
     STATUS_TEXT,
     fail_text,
+    path_text,
     refused_text,
     whois_failed_text,
     whois_text,
@@ -21,6 +22,8 @@ from chat_protocol.const import RELAY_HOST, Timings
 from chat_protocol.errors import UsageError
 from chat_protocol.events import (
     KeyStatus,
+    PathKind,
+    PeerPath,
     PeerRefusal,
     PeerRefused,
     SendFailed,
@@ -59,9 +62,36 @@ def test_whois_says_what_the_key_is(status: KeyStatus) -> None:
     assert lines[2] == "  " + STATUS_TEXT[status].format(
         name="bob", pinned=format_fingerprint(pinned) if pinned else ""
     )
-    assert len(lines) == 3
+    assert lines[3] == "  " + path_text("bob", None)  # no endpoints known, no session
+    assert len(lines) == 4
     # docs/CLI.md shows each status line (fingerprints shortened to XXXX-...).
     assert STATUS_TEXT[status].format(name="bob", pinned="XXXX-...") in CLI_MD
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        None,
+        PeerPath(kind=PathKind.DIRECT, addr=("198.51.100.3", 40123)),
+        PeerPath(kind=PathKind.RELAY, addr=None),
+    ],
+    ids=["none", "direct", "relay"],
+)
+def test_whois_shows_the_endpoints_and_the_path(path: PeerPath | None) -> None:
+    """Issue 21: ``whois bob`` shows bob's endpoints (the directory's public one first, then
+    the private ones he declared) and the path of the session with him, if one works."""
+    endpoints = (("198.51.100.3", 40123), ("10.211.2.10", 40000))
+    info = WhoisInfo(name="bob", key=BOB, pinned=BOB, status=KeyStatus.PINNED,
+                     endpoints=endpoints, path=path)  # fmt: skip
+    lines = whois_text(info, BOB, "alice", OWN).split("\n")
+    assert lines[3] == "  endpoints: 198.51.100.3:40123 (public), 10.211.2.10:40000 (private)"
+    expected = {
+        None: "path: no session with bob now (the next message opens one)",
+        PathKind.DIRECT: "path: direct, to 198.51.100.3:40123",
+        PathKind.RELAY: "path: via relay (the directory forwards the session's ciphertext)",
+    }[path.kind if path else None]
+    assert lines[4] == "  " + expected and len(lines) == 5
+    assert f"`  {expected}`" in CLI_MD  # docs/CLI.md shows each form
 
 
 def test_trust_says_now_trusted() -> None:

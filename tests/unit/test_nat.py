@@ -23,7 +23,13 @@ from chat_protocol.const import (
     RELAY_UPGRADE_S,
     Timings,
 )
-from chat_protocol.events import MessageDelivered, MessageReceived, SendFailed
+from chat_protocol.events import (
+    MessageDelivered,
+    MessageReceived,
+    PathKind,
+    SendFailed,
+    WhoisInfo,
+)
 from chat_protocol.outcomes import FailReason
 from chat_protocol.secure.packets import PacketType
 from chat_protocol.server.hints import HintLimiter
@@ -286,6 +292,46 @@ def test_protocol_md_gives_the_nat_constants() -> None:
     for name, value in rows.items():
         assert value == f"{getattr(const, name):g}", name
     assert {"PUNCH_WINDOW_S", "PEER_KEEPALIVE_S", "PEER_IDLE_S", "RELAY_AFTER_S"} <= set(rows)
+
+
+# --- whois shows the path --------------------------------------------------------------------
+
+
+def whois_of(net: NatNetwork, client: ClientCore, addr: Addr, name: str) -> WhoisInfo:
+    def answers() -> list[WhoisInfo]:
+        return [e for e in net.client_events[addr] if isinstance(e, WhoisInfo)]
+
+    before = len(answers())
+    client.whois(name, net.now)
+    assert net.run_until(lambda: len(answers()) > before, 5)
+    return answers()[-1]
+
+
+@pytest.mark.parametrize(
+    ("kind_a", "kind_b", "path"),
+    [("full-cone", "port-restricted", PathKind.DIRECT), ("symmetric", "symmetric", PathKind.RELAY)],
+)
+def test_whois_shows_the_endpoints_and_the_path_of_a_working_session(
+    kind_a: str, kind_b: str, path: PathKind
+) -> None:
+    """Before any message: bob's endpoints (public as the directory saw it, private as he
+    declared it) and no path; after one: the path the session took, and for a direct one the
+    address it sends to (bob's public endpoint: the punched mapping)."""
+    net = NatNetwork(seed=5)
+    a, b = place(net, kind_a, 1), place(net, kind_b, 2)
+    alice, _ = sign_in(net, ("alice", a), ("bob", b))
+    first = whois_of(net, alice, a, "bob")
+    assert first.path is None
+    assert first.endpoints[1:] == (b,) and first.endpoints[0][0] != b[0]
+    alice.send("bob", "hi", net.now)
+    assert net.run_until(lambda: outcome(net, a), 30)
+    assert isinstance(outcome(net, a)[0], MessageDelivered)
+    then = whois_of(net, alice, a, "bob")
+    assert then.path is not None and then.path.kind is path
+    if path is PathKind.DIRECT:
+        assert then.path.addr == then.endpoints[0]
+    else:
+        assert then.path.addr is None
 
 
 # --- the relay (issue 21's last resort) -----------------------------------------------------

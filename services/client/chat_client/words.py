@@ -7,6 +7,8 @@ from chat_protocol.const import Timings
 from chat_protocol.events import (
     GoneReason,
     KeyStatus,
+    PathKind,
+    PeerPath,
     PeerRefusal,
     PeerRefused,
     SendFailed,
@@ -88,7 +90,21 @@ def whois_text(ev: WhoisInfo, key: bytes, own_name: str, own_key: bytes) -> str:
     else:
         pinned = format_fingerprint(ev.pinned) if ev.pinned is not None else ""
         lines.append("  " + STATUS_TEXT[ev.status].format(name=ev.name, pinned=pinned))
+    if ev.endpoints:
+        public, *private = ev.endpoints
+        shown = [f"{addr_text(public)} (public)", *(f"{addr_text(a)} (private)" for a in private)]
+        lines.append(f"  endpoints: {', '.join(shown)}")
+    lines.append("  " + path_text(ev.name, ev.path))
     return "\n".join(lines)
+
+
+def path_text(name: str, path: PeerPath | None) -> str:
+    """The ``whois`` line of the path to ``name`` (docs/CLI.md shows each form)."""
+    if path is None:
+        return f"path: no session with {name} now (the next message opens one)"
+    if path.kind is PathKind.RELAY or path.addr is None:
+        return "path: via relay (the directory forwards the session's ciphertext)"
+    return f"path: direct, to {addr_text(path.addr)}"
 
 
 def whois_failed_text(ev: WhoisFailed) -> str:

@@ -98,6 +98,23 @@ class PeerRefused:
     reason: PeerRefusal
 
 
+class PathKind(Enum):
+    """How a working session with a peer carries its datagrams (issue 21)."""
+
+    DIRECT = "direct"
+    RELAY = "relay"
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class PeerPath:
+    """The path of this client's working session with a peer, as ``whois`` shows it."""
+
+    kind: PathKind
+    addr: Addr | None
+    """DIRECT: the peer's address the session sends to (the one its datagrams came from last);
+    None for RELAY (the directory carries them)."""
+
+
 @dataclass(frozen=True, kw_only=True, slots=True)
 class WhoisInfo:
     """The answer to ``whois NAME``: the directory's key and the pinned one (either may be None)."""
@@ -109,6 +126,11 @@ class WhoisInfo:
     """True for the answer to ``trust NAME``: ``key`` is now pinned (verified)."""
     status: KeyStatus = KeyStatus.NEW
     """What ``key`` is to this client (before a ``trust``: what it was)."""
+    endpoints: tuple[Addr, ...] = ()
+    """The user's public endpoint as the directory observes it, then the private ones it
+    declared (empty when the directory has none)."""
+    path: PeerPath | None = None
+    """This client's working session with that key, if there is one now."""
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

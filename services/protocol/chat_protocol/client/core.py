@@ -481,7 +481,14 @@ class ClientCore:
                     self.directory.lookup(again.name, again, now)
             case WhoisLookup(name=name, trust=trust, fingerprint=fingerprint):
                 event = whois_answered(
-                    name, trust, fingerprint, answer, pins=self.pins, receiving=self.receiving
+                    name,
+                    trust,
+                    fingerprint,
+                    answer,
+                    pins=self.pins,
+                    receiving=self.receiving,
+                    links=self.links,
+                    now=now,
                 )
                 self._events.append(event)
 

@@ -25,6 +25,7 @@ from chat_protocol.const import (
     RELAY_UPGRADE_S,
 )
 from chat_protocol.errors import MalformedDatagram
+from chat_protocol.events import PathKind, PeerPath
 from chat_protocol.secure.endpoint import SecureEndpoint
 from chat_protocol.secure.errors import LocalSecureError
 from chat_protocol.secure.handshake import IncomingHandshake
@@ -129,6 +130,16 @@ class PeerLinks:
             if session is not None and session.confirmed:  # guard: keepalive
                 self._out.append((session.encrypt(b"", now), session.remote_addr))
                 self.rendezvous.sent(key, now)
+
+    def path(self, key: bytes, now: float) -> PeerPath | None:
+        """How the working session with ``key`` carries datagrams now (None: no session)."""
+        session = self.secure.session(key, now)
+        if session is None or not session.confirmed:
+            return None
+        addr = session.remote_addr
+        if is_relayed(addr):
+            return PeerPath(kind=PathKind.RELAY, addr=None)
+        return PeerPath(kind=PathKind.DIRECT, addr=addr)
 
     def claimed(self, key: bytes) -> str | None:
         """The name ``key``'s handshake (or the directory, for a peer we looked up) gave it."""

@@ -1,15 +1,19 @@
 """What a ``whois`` (or ``trust``) shows when the directory answers (one job of the client:
 :class:`~chat_protocol.client.core.ClientCore` only routes the answer here).
 
-Pins are read and written under the name asked, never the name the answer gives.
+Pins are read and written under the name asked, never the name the answer gives. The answer
+also carries the user's endpoints (the directory's) and our path to that key, if a session
+works (issue 21).
 """
 
 from __future__ import annotations
 
 from chat_protocol.client.directory import LookupAnswer
+from chat_protocol.client.peerlinks import PeerLinks
 from chat_protocol.client.pins import Pins
 from chat_protocol.client.receiving import ReceivePath
 from chat_protocol.events import ClientEvent, WhoisFailed, WhoisFailure, WhoisInfo
+from chat_protocol.wire.endpoints import private_endpoints
 
 
 def whois_answered(
@@ -20,6 +24,8 @@ def whois_answered(
     *,
     pins: Pins,
     receiving: ReceivePath,
+    links: PeerLinks,
+    now: float,
 ) -> ClientEvent:
     """The event that answers ``whois name`` (``trust``: pin the key seen, which must be
     ``fingerprint``'s if given, as verified)."""
@@ -38,4 +44,12 @@ def whois_answered(
         receiving.forget_verdicts(name)
     else:
         pins.showed(name, key)
-    return WhoisInfo(name=reply.name, key=key, pinned=pins.get(name), trusted=trust, status=status)
+    return WhoisInfo(
+        name=reply.name,
+        key=key,
+        pinned=pins.get(name),
+        trusted=trust,
+        status=status,
+        endpoints=(reply.addr, *private_endpoints(reply.local)),
+        path=links.path(key, now),
+    )
