@@ -34,8 +34,11 @@ from chat_protocol.wire.messages import Addr
 
 
 def _bounded(table: OrderedDict[bytes, float], key: bytes, value: float, most: int) -> None:
+    if key in table:
+        table[key] = value
+        table.move_to_end(key)
+        return
     table[key] = value
-    table.move_to_end(key)
     while len(table) > most:
         table.popitem(last=False)
 

@@ -376,12 +376,18 @@ class SecureEndpoint:
         was_at = session.remote_addr
         was_newest = session._newest
         plaintext = session.open(receiver, counter, ciphertext, addr, now)
-        peer = self._peer(session.remote_static, create=False)
+        peer = self._peers.get(session.remote_static)
+        if peer is not None:
+            self._peers.touch(peer)
         if not was_confirmed and peer is not None and peer.next is session:
             peer.next = None
             self._unconfirmed.pop(session.local_index, None)
             self._install(peer, session)
-        newest = session._newest != was_newest and peer is not None and latest(peer, session)
+        newest = (
+            session._newest != was_newest
+            and peer is not None
+            and (peer.current is session or latest(peer, session))
+        )
         received = TransportReceived(session=session, plaintext=plaintext, newest=newest)
         if not newest:  # guard: newest-address-follow
             return received  # older than what the peer sends now: no address moves

@@ -28,6 +28,7 @@ Where this module chooses among what the spec allows:
 
 from __future__ import annotations
 
+import struct
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -53,7 +54,6 @@ MAX_MESSAGE_BYTES = 65535
 """Largest Noise message, handshake or transport (section 3)."""
 
 _ZEROS32 = bytes(32)
-_NONCE_PREFIX = bytes(4)
 
 
 class HashName(Enum):
@@ -146,9 +146,12 @@ def dh(key_pair: KeyPair, public_key: bytes) -> bytes:
 # --- 5.1 CipherState -----------------------------------------------------------------------------
 
 
+_NONCE = struct.Struct("<4xQ")
+
+
 def _nonce(n: int) -> bytes:
     """ChaChaPoly's 96-bit nonce: 32 zero bits, then ``n`` little-endian (section 12.3)."""
-    return _NONCE_PREFIX + n.to_bytes(8, "little")
+    return _NONCE.pack(n)
 
 
 TransportCipher = ChaCha20Poly1305 | bytes
@@ -202,7 +205,7 @@ def encrypt_at(aead: ChaCha20Poly1305, n: int, ad: bytes, plaintext: bytes) -> b
     """``ENCRYPT(k, n, ad, plaintext)`` with an explicit nonce, ``aead`` being built from ``k``."""
     if not 0 <= n < MAX_NONCE:
         raise LocalSecureError("nonce exhausted: start a new handshake")
-    return aead.encrypt(_nonce(n), plaintext, ad)
+    return aead.encrypt(_NONCE.pack(n), plaintext, ad)
 
 
 def decrypt_at(aead: ChaCha20Poly1305, n: int, ad: bytes, ciphertext: bytes) -> bytes:
@@ -214,7 +217,7 @@ def decrypt_at(aead: ChaCha20Poly1305, n: int, ad: bytes, ciphertext: bytes) -> 
     if len(ciphertext) < TAGLEN:
         raise DecryptFailed("ciphertext shorter than its tag")
     try:
-        return aead.decrypt(_nonce(n), ciphertext, ad)
+        return aead.decrypt(_NONCE.pack(n), ciphertext, ad)
     except InvalidTag:
         raise DecryptFailed("authentication failed") from None
 

@@ -270,6 +270,12 @@ class Outbound:
         """Chunks to send now: probes, completion probes, then lost chunks and new ones as far
         as the congestion window and the pacer allow."""
         out: list[Data] = []
+        if not self.queue:  # nothing to send (nor in flight: see _forget_flight)
+            self.probes_due = 0
+            self.completion_due.clear()
+            self.pacing_at = None
+            self.cwnd_limited = False
+            return out
         while self.probes_due > 0:
             self.probes_due -= 1
             item = self._probe_item()
@@ -422,24 +428,38 @@ class Outbound:
         """RFC 9002 §6 on one ACK: newly acknowledged packets, an RTT sample, lost packets."""
         pns = ack.pns
         largest = pns[-1][1] - 1
-        starts = [a for a, _ in pns]
+        sent = self.sent
+        # ``sent`` is in packet-number order: the scan stops at the largest acknowledged.
+        newly: list[int] = []
+        if len(pns) == 1:  # the usual ACK: one range
+            lowest = pns[0][0]
+            for pn in sent:
+                if pn > largest:
+                    break
+                if pn >= lowest:
+                    newly.append(pn)
+        else:
+            starts = [a for a, _ in pns]
+            for pn in sent:
+                if pn > largest:
+                    break
+                i = bisect_right(starts, pn) - 1
+                if i >= 0 and pn < pns[i][1]:
+                    newly.append(pn)
         touched: list[OutMessage] = []
         newest: _Sent | None = None
-        acked_any = False
-        for pn in [p for p in self.sent if p <= largest]:
-            i = bisect_right(starts, pn) - 1
-            if i < 0 or pn >= pns[i][1]:
-                continue
-            s = self.sent.pop(pn)
-            acked_any = True
+        app_limited = not self.cwnd_limited
+        for pn in newly:
+            s = sent.pop(pn)
             if pn == largest:
                 newest = s
-            self.cc.on_packet_acked(s.size, s.time_sent, app_limited=not self.cwnd_limited)
+            self.cc.on_packet_acked(s.size, s.time_sent, app_limited=app_limited)
             msg = s.msg
             if msg.resolved:
                 continue
             msg.outstanding.pop(s.idx, None)
-            msg.lost.discard(s.idx)
+            if msg.lost:
+                msg.lost.discard(s.idx)
             start = s.idx * CHUNK_PAYLOAD_BYTES
             if msg.acked.add(start, start + s.size):
                 self.last_progress = now
@@ -450,7 +470,7 @@ class Outbound:
         if newest is not None:
             self.rtt.update(now - newest.time_sent, ack.ack_delay_us / 1e6, now)
             self.pacer.update_rate(self.cc.congestion_window, self.rtt.smoothed_rtt)
-        if acked_any:
+        if newly:
             self.pto_count = 0
         self._detect_lost(now)
         for msg in touched:
@@ -460,7 +480,7 @@ class Outbound:
         """RFC 9002 §6.1: a packet below the largest acknowledged is lost when
         ``K_PACKET_THRESHOLD`` later ones were acknowledged or it is 9/8 RTT old."""
         self.loss_time = None
-        if self.largest_acked < 0:
+        if self.largest_acked < 0 or not self.sent:
             return
         loss_delay = self.rtt.loss_delay()
         lost: list[tuple[int, _Sent]] = []

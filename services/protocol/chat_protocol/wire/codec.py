@@ -194,11 +194,13 @@ def _addr(addr: Addr | None) -> bytes:
 
 def _endpoints(msg: object, addrs: tuple[Addr, ...]) -> bytes:
     """A count byte, then each address (a list of private endpoints)."""
+    if not addrs:
+        return b"\x00"
     if len(addrs) > MAX_LOCAL_ENDPOINTS:
         raise _invalid(msg, f"{len(addrs)} endpoints, more than {MAX_LOCAL_ENDPOINTS}")
-    if any(a is None for a in addrs):
+    if None in addrs:
         raise _invalid(msg, "an endpoint is empty")
-    return bytes((len(addrs),)) + b"".join(_addr(a) for a in addrs)
+    return bytes((len(addrs),)) + b"".join(map(_addr, addrs))
 
 
 def _build_hello(m: Hello) -> bytes:
@@ -332,30 +334,30 @@ def _build_data(m: Data) -> bytes:
 
 def _build_ack(m: Ack) -> bytes:
     ranges = m.ranges
-    if len(ranges) > MAX_ACK_RANGES:
-        raise _invalid(m, f"{len(ranges)} ranges, more than {MAX_ACK_RANGES}")
+    n_ranges = len(ranges)
+    if n_ranges > MAX_ACK_RANGES:
+        raise _invalid(m, f"{n_ranges} ranges, more than {MAX_ACK_RANGES}")
     pns = m.pns
-    if len(pns) > MAX_ACK_PN_RANGES:
-        raise _invalid(m, f"{len(pns)} packet-number ranges, more than {MAX_ACK_PN_RANGES}")
+    n_pns = len(pns)
+    if n_pns > MAX_ACK_PN_RANGES:
+        raise _invalid(m, f"{n_pns} packet-number ranges, more than {MAX_ACK_PN_RANGES}")
     for a, b in ranges:
         if not a < b:
             raise _invalid(m, f"empty range [{a}, {b})")
     for a, b in pns:
         if not a < b:
             raise _invalid(m, f"empty packet-number range [{a}, {b})")
-    head = _ACK.pack(
-        m.session, m.stream, m.seq, 1 if m.complete else 0, m.ack_delay_us, len(pns), len(ranges)
-    )
-    if not ranges and not pns:
-        return _HEADERS[Kind.ACK] + head
-    return b"".join(
-        (
-            _HEADERS[Kind.ACK],
-            head,
-            *(_PN_RANGE.pack(a, b) for a, b in pns),
-            *(_RANGE.pack(a, b) for a, b in ranges),
-        )
-    )
+    parts = [
+        _HEADERS[Kind.ACK],
+        _ACK.pack(
+            m.session, m.stream, m.seq, 1 if m.complete else 0, m.ack_delay_us, n_pns, n_ranges
+        ),
+    ]
+    for a, b in pns:
+        parts.append(_PN_RANGE.pack(a, b))
+    for a, b in ranges:
+        parts.append(_RANGE.pack(a, b))
+    return b"".join(parts)
 
 
 _BUILDERS: dict[type, Callable[[Any], bytes]] = {
@@ -737,9 +739,10 @@ if set(_PARSERS) != set(Kind) or len(_BUILDERS) != len(Kind):  # pragma: no cove
 
 def decode(data: bytes) -> Message:
     """Parse one datagram, or raise :class:`MalformedDatagram` saying what is wrong with it."""
-    if len(data) > MAX_DATAGRAM_BYTES:
+    n = len(data)
+    if n > MAX_DATAGRAM_BYTES:
         raise MalformedDatagram("oversized")
-    if len(data) < H:
+    if n < H:
         raise MalformedDatagram("truncated")
     magic, version, kind = HEADER.unpack_from(data)
     if magic != MAGIC:
