@@ -47,5 +47,5 @@ it receives, nothing sent to it is larger than what it sent):
 
 Sessions are found by the receiver index, never by source address, so a peer whose NAT rebinds
 keeps its session; :attr:`SecureSession.remote_addr` follows the source of the newest
-authenticated datagram on the peer's latest session (:func:`~chat_protocol.secure.endpoint.latest`).
+authenticated datagram on the peer's latest session (:func:`~chat_protocol.secure.peers.latest`).
 """

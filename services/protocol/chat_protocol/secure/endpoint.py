@@ -1,12 +1,12 @@
-"""The secure layer of one UDP socket: both handshake roles, every session, and the events it
-returns for each datagram received."""
+"""The secure layer of one UDP socket: both handshake roles, every session, and the dispatch of
+each datagram received to the part it is for; what it returns is in
+:mod:`~chat_protocol.secure.received`, the peers it holds in :mod:`~chat_protocol.secure.peers`."""
 
 from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Final
 
 from cryptography.hazmat.primitives.constant_time import bytes_eq
 
@@ -49,7 +49,16 @@ from chat_protocol.secure.packets import (
     parse_packet,
     split_transport,
 )
-from chat_protocol.secure.peers import Peer, PeerTable
+from chat_protocol.secure.peers import Peer, PeerTable, latest
+from chat_protocol.secure.received import (
+    HandshakeRequested,
+    KeyReceived,
+    Received,
+    RetryWithCookie,
+    SendReply,
+    SessionEstablished,
+    TransportReceived,
+)
 from chat_protocol.secure.session import (
     DEFAULT_SESSION_LIMITS,
     SealTap,
@@ -58,90 +67,17 @@ from chat_protocol.secure.session import (
 )
 from chat_protocol.wire.messages import Addr
 
-
-@dataclass(frozen=True, kw_only=True, slots=True)
-class SendReply:
-    """Send ``datagram`` to ``addr`` (a cookie or key reply: never larger than its request)."""
-
-    datagram: bytes
-    addr: Addr
-
-
-@dataclass(frozen=True, kw_only=True, slots=True)
-class HandshakeRequested:
-    """An initiation authenticated; call :meth:`SecureEndpoint.accept` to answer it, or drop it."""
-
-    incoming: IncomingHandshake
-
-
-@dataclass(frozen=True, kw_only=True, slots=True)
-class RetryWithCookie:
-    """The responder at ``addr`` is under load and sent a cookie: send a new initiation now."""
-
-    remote_static: bytes
-    addr: Addr
-
-
-@dataclass(frozen=True, kw_only=True, slots=True)
-class SessionEstablished:
-    """Our initiation was answered; send a first TRANSPORT datagram (b"" will do) at once, so the
-    responder may start sending too."""
-
-    session: SecureSession
-    payload: bytes
-
-
-class TransportReceived:
-    """An authenticated datagram (``plaintext`` b"" is a keepalive) on ``session``.
-
-    ``newest``: its counter is the highest yet on ``session``, and ``session`` is the peer's
-    latest (:func:`latest`): only such a datagram may move the peer's address. One held back on
-    an older session and re-sent from elsewhere after a rekey is authentic but not ``newest``.
-
-    (A plain class, not a dataclass: one is made per datagram, and the compiled core builds
-    it natively, where a dataclass's generated ``__init__`` runs as Python.)"""
-
-    __slots__ = ("newest", "plaintext", "session")
-    __match_args__ = ("session", "plaintext")
-
-    def __init__(self, *, session: SecureSession, plaintext: bytes, newest: bool = True) -> None:
-        self.session: Final = session
-        self.plaintext: Final = plaintext
-        self.newest: Final = newest
-
-
-def latest(peer: Peer, session: SecureSession) -> bool:
-    """True if ``session`` of ``peer`` is one that the peer's newest datagrams come on, so that a
-    datagram newest on it is newer than anything the peer sent before (WireGuard's "latest
-    authenticated packet") and may move the peer's address: the session we send on (current),
-    or the previous one if no session created after it has replaced it. The second case is two
-    handshakes at once: each side then sends on the session the other installed first, which
-    was created (its response received) after the one installed last (its initiation
-    accepted). A previous session that a later handshake replaced (a rekey) is older than what
-    the peer sends now: a datagram held back on it and re-sent from elsewhere moves nothing."""
-    current = peer.current
-    if current is session:
-        return True
-    return peer.previous is session and (current is None or current.created_at < session.created_at)
-
-
-@dataclass(frozen=True, kw_only=True, slots=True)
-class KeyReceived:
-    """The (unauthenticated) static key of the responder at ``addr``, which we asked for."""
-
-    key: bytes
-    addr: Addr
-
-
-Received = (
-    SendReply
-    | HandshakeRequested
-    | RetryWithCookie
-    | SessionEstablished
-    | TransportReceived
-    | KeyReceived
-)
-
+__all__ = [  # (the outcomes of receive: chat_protocol.secure.received)
+    "EndpointCounters",
+    "HandshakeRequested",
+    "KeyReceived",
+    "Received",
+    "RetryWithCookie",
+    "SecureEndpoint",
+    "SendReply",
+    "SessionEstablished",
+    "TransportReceived",
+]
 
 @dataclass(kw_only=True, slots=True)
 class EndpointCounters(Counters):

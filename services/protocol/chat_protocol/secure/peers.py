@@ -100,3 +100,18 @@ class PeerTable:
         else:
             newer.older = older
         peer.older = peer.newer = None
+
+
+def latest(peer: Peer, session: SecureSession) -> bool:
+    """True if ``session`` of ``peer`` is one that the peer's newest datagrams come on, so that a
+    datagram newest on it is newer than anything the peer sent before (WireGuard's "latest
+    authenticated packet") and may move the peer's address: the session we send on (current),
+    or the previous one if no session created after it has replaced it. The second case is two
+    handshakes at once: each side then sends on the session the other installed first, which
+    was created (its response received) after the one installed last (its initiation
+    accepted). A previous session that a later handshake replaced (a rekey) is older than what
+    the peer sends now: a datagram held back on it and re-sent from elsewhere moves nothing."""
+    current = peer.current
+    if current is session:
+        return True
+    return peer.previous is session and (current is None or current.created_at < session.created_at)
