@@ -118,6 +118,7 @@ class SecureEndpoint:
     __slots__ = (
         "_by_index",
         "_key_requests",
+        "_peer_of",
         "_peers",
         "_random_bytes",
         "_unconfirmed",
@@ -178,6 +179,8 @@ class SecureEndpoint:
         """Peers for which this returns True are never evicted to make room (the owner's
         signed-in users, its server, its proven peers): new keys cannot push them out."""
         self._peers = PeerTable()
+        self._peer_of = self._peers.by_key
+        """The peers by key (``self._peers``' own dict: looked up per datagram without a call)."""
         self._by_index: dict[int, SecureSession | Initiator] = {}
         self._unconfirmed: OrderedDict[int, SecureSession] = OrderedDict()
         self._key_requests: dict[Addr, bytes] = {}
@@ -229,7 +232,7 @@ class SecureEndpoint:
 
     def session(self, remote_static: bytes, now: float) -> SecureSession | None:
         """The session to send on to ``remote_static``, if one works now."""
-        peer = self._peers.get(remote_static)
+        peer = self._peer_of.get(remote_static)
         current = peer.current if peer else None
         if current is None or current.expired(now):
             return None
@@ -249,7 +252,7 @@ class SecureEndpoint:
 
     def initiating(self, remote_static: bytes) -> Initiator | None:
         """The handshake we have in flight towards ``remote_static`` (see ``sent_at``)."""
-        peer = self._peers.get(remote_static)
+        peer = self._peer_of.get(remote_static)
         return peer.initiator if peer else None
 
     # --- receiving -------------------------------------------------------------------------------
@@ -312,7 +315,7 @@ class SecureEndpoint:
         was_at = session.remote_addr
         was_newest = session._newest
         plaintext = session.open(receiver, counter, ciphertext, addr, now)
-        peer = self._peers.get(session.remote_static)
+        peer = self._peer_of.get(session.remote_static)
         if peer is not None:
             self._peers.touch(peer)
         if not was_confirmed and peer is not None and peer.next is session:
@@ -341,7 +344,7 @@ class SecureEndpoint:
         if isinstance(outcome, CookieChallenge):
             self.counters.cookie_replies += 1
             return SendReply(datagram=outcome.datagram, addr=outcome.addr)
-        peer = self._peers.get(outcome.remote_static)
+        peer = self._peer_of.get(outcome.remote_static)
         if peer is not None and outcome.timestamp <= peer.timestamp:  # guard: init-timestamp
             self.counters.replayed_initiations += 1
             raise ReplayedDatagram("initiation replayed (timestamp not newer)")
@@ -420,7 +423,7 @@ class SecureEndpoint:
     def abandon(self, remote_static: bytes) -> None:
         """Drop the unconfirmed session just accepted for ``remote_static`` (its response said
         no): a later datagram on it cannot displace the peer's working session."""
-        peer = self._peers.get(remote_static)
+        peer = self._peer_of.get(remote_static)
         if peer is not None and peer.next is not None:
             self._drop(peer.next)
 
@@ -446,7 +449,7 @@ class SecureEndpoint:
     def _drop(self, session: SecureSession) -> None:
         self._drop_index(session)
         self._unconfirmed.pop(session.local_index, None)
-        peer = self._peers.get(session.remote_static)
+        peer = self._peer_of.get(session.remote_static)
         if peer is None:
             return
         if peer.current is session:
@@ -463,7 +466,7 @@ class SecureEndpoint:
     def _drop_initiator(self, initiator: Initiator) -> None:
         if self._by_index.get(initiator.local_index) is initiator:
             del self._by_index[initiator.local_index]
-        peer = self._peers.get(initiator.remote_static)
+        peer = self._peer_of.get(initiator.remote_static)
         if peer is not None and peer.initiator is initiator:
             peer.initiator = None
 
@@ -476,7 +479,7 @@ class SecureEndpoint:
         peer.current = peer.previous = peer.next = None
 
     def _peer(self, remote_static: bytes, *, create: bool) -> Peer | None:
-        peer = self._peers.get(remote_static)
+        peer = self._peer_of.get(remote_static)
         if peer is not None:
             self._peers.touch(peer)
             return peer

@@ -45,11 +45,17 @@ class PeerTable:
 
     def __init__(self) -> None:
         self._by_key: dict[bytes, Peer] = {}
+        """(Read it through :attr:`by_key`; only this class changes it.)"""
         self._oldest: Peer | None = None
         self._newest: Peer | None = None
 
     def __len__(self) -> int:
         return len(self._by_key)
+
+    @property
+    def by_key(self) -> dict[bytes, Peer]:
+        """The peers by key, to read only (an endpoint looks its peers up in it per datagram)."""
+        return self._by_key
 
     def get(self, key: bytes) -> Peer | None:
         return self._by_key.get(key)

@@ -97,7 +97,8 @@ class Outbound(LossRecovery):
         return None
 
     def _chunk_size(self, msg: OutMessage, idx: int) -> int:
-        return min(CHUNK_PAYLOAD_BYTES, len(msg.payload) - idx * CHUNK_PAYLOAD_BYTES)
+        left = len(msg.payload) - idx * CHUNK_PAYLOAD_BYTES
+        return left if left < CHUNK_PAYLOAD_BYTES else CHUNK_PAYLOAD_BYTES
 
     # -- output --
 

@@ -55,7 +55,9 @@ class OutMessage:
 
     def holds(self, idx: int) -> bool:
         start = idx * CHUNK_PAYLOAD_BYTES
-        return self.acked.covers(start, min(start + CHUNK_PAYLOAD_BYTES, len(self.payload)))
+        end = start + CHUNK_PAYLOAD_BYTES
+        total = len(self.payload)
+        return self.acked.covers(start, end if end < total else total)
 
 
 class SentPacket:

@@ -79,6 +79,8 @@ from chat_protocol.wire.messages import (
 )
 from chat_protocol.wire.names import is_valid_name
 
+_ZEROS = bytes(MAX_DATAGRAM_BYTES)
+"""Padding is compared with a slice of this (a datagram is never longer)."""
 
 def _exact(data: bytes, size: int) -> None:
     if len(data) != size:
@@ -161,7 +163,7 @@ def _parse_hello(data: bytes) -> Hello:
     endpoints: tuple[Addr, ...] = ()
     if end < len(data):
         endpoints, end = _endpoints_at(data, end)
-    if data[end:].lstrip(b"\x00"):
+    if data[end:] != _ZEROS[: len(data) - end]:
         raise MalformedDatagram("hello padding not zero")
     return Hello(req_id=req_id, name=name, endpoints=endpoints)
 
@@ -217,7 +219,7 @@ def _parse_refused(data: bytes) -> Refused:
 
 def _zero_padding(data: bytes, end: int) -> None:
     """Bytes from ``end`` on are padding: all zero."""
-    if data[end:].strip(b"\x00"):
+    if data[end:] != _ZEROS[: len(data) - end]:  # (one memcmp; strip tests byte by byte)
         raise MalformedDatagram("padding not zero")
 
 
@@ -319,7 +321,8 @@ def _parse_pong(data: bytes) -> Pong:
 
 
 def _parse_data(data: bytes) -> Data:
-    _at_least(data, DATA_HEADER_BYTES)
+    if len(data) < DATA_HEADER_BYTES:  # (_at_least, inline on the hot path)
+        raise MalformedDatagram("truncated")
     session, stream, base, seq, pn, msg_id, offset, total, n = DATA.unpack_from(data, H)
     start = DATA_HEADER_BYTES + n
     sender = _name_at(data, DATA_HEADER_BYTES, n)
@@ -345,12 +348,14 @@ def _parse_data(data: bytes) -> Data:
 
 
 def _parse_ack(data: bytes) -> Ack:
-    _at_least(data, ACK_HEADER_BYTES)
+    if len(data) < ACK_HEADER_BYTES:  # (_at_least, inline on the hot path)
+        raise MalformedDatagram("truncated")
     session, stream, seq, complete, delay, n_pns, count = ACK.unpack_from(data, H)
     if complete > 1 or count > MAX_ACK_RANGES or n_pns > MAX_ACK_PN_RANGES:
         raise MalformedDatagram("bad ack")
     at = ACK_HEADER_BYTES + n_pns * ACK_PN_RANGE_BYTES
-    _exact(data, at + count * ACK_RANGE_BYTES)
+    if len(data) != at + count * ACK_RANGE_BYTES:
+        _exact(data, at + count * ACK_RANGE_BYTES)  # (raises, saying which)
     pns = tuple(PN_RANGE.iter_unpack(data[ACK_HEADER_BYTES:at])) if n_pns else ()
     ranges = tuple(RANGE.iter_unpack(data[at:])) if count else ()
     for a, b in pns:
