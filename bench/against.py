@@ -10,7 +10,9 @@ this checkout's, and gives both figures of every repetition:
   the raw UDP ping-pong (``bench.baselines udp``) of the same repetition. Issue 10: encryption
   adds at most 0.3 to that ratio (against :data:`PRE_ENCRYPTION`).
 * :func:`core`: the cores' work per message (``bench.corecost``, ``core_message_us``) of both.
-  Issue 13: at least 2x faster than at its start (:data:`ISSUE_13_START`).
+  Issue 13: at least 2x faster than at its start (:data:`ISSUE_13_START`). Also the server's
+  work per lookup, per sign-in and per heartbeat of both (:data:`CORE_FIGURES`; issues 18 and
+  19: no worse than noise), each with min / median / max and the ratio now / before.
 
 ``python -m bench.against p2p|core REV [--reps N]`` prints one JSON object. An earlier tree runs
 on its pure-Python core (before 2026-12 there was no compiled one); this checkout's figures use
@@ -132,22 +134,48 @@ def p2p(rev: str, *, reps: int, pings: int, warmup: int = 200) -> dict[str, Any]
     }
 
 
+CORE_FIGURES = ("core_message_us", "core_lookup_us", "core_sign_in_us", "core_heartbeat_us")
+"""The ``bench.corecost`` figures :func:`core` gives for both trees (issues 18 and 19: the work
+per message, per server lookup, per sign-in and per heartbeat)."""
+
+
+def _spread(xs: list[float]) -> dict[str, float]:
+    return {"min": min(xs), "median": float(statistics.median(xs)), "max": max(xs)}
+
+
 def core(rev: str, *, reps: int, messages: int, users: int = 2000) -> dict[str, Any]:
-    """Per repetition: ``rev``'s and this checkout's ``core_message_us`` (µs)."""
+    """Per repetition: ``rev``'s and this checkout's ``core_message_us`` (µs), and, under
+    ``figures``, each of :data:`CORE_FIGURES` of both (a figure an older tree lacks is left
+    out), with their min / median / max."""
     args = [procs.PY, "-m", "bench.corecost", "--users", str(users), "--rounds", "1"]
     args += ["--messages", str(messages), "--bulk-reps", "1"]
-    before: list[float] = []
-    now: list[float] = []
+    runs: dict[str, list[dict[str, Any]]] = {"before": [], "now": []}
     with worktree(rev) as tree:
         env = tree_env(tree)
         for _ in range(reps):
-            before.append(procs.run_json(args, timeout_s=600, env=env, cwd=tree)["core_message_us"])
-            now.append(procs.run_json(args, timeout_s=600)["core_message_us"])
+            runs["before"].append(procs.run_json(args, timeout_s=600, env=env, cwd=tree))
+            runs["now"].append(procs.run_json(args, timeout_s=600))
+    before = [r["core_message_us"] for r in runs["before"]]
+    now = [r["core_message_us"] for r in runs["now"]]
+    figures: dict[str, Any] = {}
+    for name in CORE_FIGURES:
+        if not all(name in r for rs in runs.values() for r in rs):
+            continue
+        b = [float(r[name]) for r in runs["before"]]
+        n = [float(r[name]) for r in runs["now"]]
+        figures[name] = {
+            "before": b,
+            "now": n,
+            "before_spread": _spread(b),
+            "now_spread": _spread(n),
+            "now_over_before": _spread([y / x for x, y in zip(b, n, strict=True)]),
+        }
     return {
         "rev": rev,
         "before_us": before,
         "now_us": now,
         "speedup": [b / n for b, n in zip(before, now, strict=True)],
+        "figures": figures,
     }
 
 

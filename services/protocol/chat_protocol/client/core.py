@@ -365,7 +365,7 @@ class ClientCore:
         if not self.directory.gone:
             for payload, key, addr in self.sending.datagrams(now):
                 self.links.to_peer(payload, key, addr, now, out)
-        if any(is_relayed(addr) for _, addr in out):
+        if out and any(is_relayed(addr) for _, addr in out):
             out = self.relaying.wrap(out, now)
         return out
 

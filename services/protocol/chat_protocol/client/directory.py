@@ -203,6 +203,7 @@ class DirectorySession:
         self.ended: ClientEvent | None = None
         """The event that ended the session (set once, when the state became ``gone``)."""
         self._heartbeat_s = timings.heartbeat_interval_s
+        self._server_timeout_s = self._timeout_for(self._heartbeat_s)
         self._next_heartbeat = 0.0
         self._heartbeat_sent = 0.0
         self._last_heard = 0.0
@@ -298,8 +299,12 @@ class DirectorySession:
     # -- timers --
 
     def server_timeout_s(self) -> float:
+        return self._server_timeout_s
+
+    def _timeout_for(self, heartbeat_s: float) -> float:
+        """The server is lost after this long silent (its advertised heartbeat scales it)."""
         factor = self.timings.server_timeout_s / self.timings.heartbeat_interval_s
-        return max(self.timings.server_timeout_s, self._heartbeat_s * factor)
+        return max(self.timings.server_timeout_s, heartbeat_s * factor)
 
     @property
     def heartbeat_s(self) -> float:
@@ -309,17 +314,21 @@ class DirectorySession:
     def _set_heartbeat(self, ms: int) -> None:
         """Adopt the interval the server advertises (never below a floor, whatever it says)."""
         self._heartbeat_s = max(ms / 1000, MIN_HEARTBEAT_INTERVAL_S)
+        self._server_timeout_s = self._timeout_for(self._heartbeat_s)
 
     def next_timer(self) -> float | None:
-        if self.gone:
+        state = self.machine.state
+        if state is State.GONE:
             return None
         t = self.requests.next_timer()
-        if self.machine.state is State.REGISTERING:
+        if state is State.REGISTERING:
             live = min(self._next_heartbeat, self._register_by)
             t = live if t is None else min(t, live)
-        elif self.machine.state is not State.SIGNING_IN:
-            live = min(self._next_heartbeat, self._last_heard + self.server_timeout_s())
-            t = live if t is None else min(t, live)
+        elif state is not State.SIGNING_IN:
+            live = self._last_heard + self._server_timeout_s
+            if self._next_heartbeat < live:
+                live = self._next_heartbeat
+            t = live if t is None or live < t else t
         return t
 
     def handle_timer(self, now: float) -> list[LookupAnswer]:

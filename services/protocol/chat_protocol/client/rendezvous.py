@@ -34,8 +34,11 @@ from chat_protocol.wire.messages import Addr
 
 
 def _bounded(table: OrderedDict[bytes, float], key: bytes, value: float, most: int) -> None:
+    if key in table:
+        table[key] = value
+        table.move_to_end(key)
+        return
     table[key] = value
-    table.move_to_end(key)
     while len(table) > most:
         table.popitem(last=False)
 
@@ -138,8 +141,14 @@ class Rendezvous:
     # -- liveness --
 
     def heard(self, key: bytes, now: float) -> None:
-        _bounded(self._heard, key, now, MAX_CANDIDATE_PEERS)
-        self._trying.pop(key, None)
+        heard = self._heard
+        if key in heard:  # (the usual case, without a call)
+            heard[key] = now
+            heard.move_to_end(key)
+        else:
+            _bounded(heard, key, now, MAX_CANDIDATE_PEERS)
+        if self._trying:
+            self._trying.pop(key, None)
 
     def trying(self, key: bytes, now: float) -> float:
         """An initiation goes to ``key``: since when it has gone unanswered."""
@@ -157,11 +166,21 @@ class Rendezvous:
         return heard is not None and now - heard < seconds
 
     def sent(self, key: bytes, now: float) -> None:
-        _bounded(self._sent, key, now, MAX_CANDIDATE_PEERS)
+        sent = self._sent
+        if key in sent:
+            sent[key] = now
+            sent.move_to_end(key)
+        else:
+            _bounded(sent, key, now, MAX_CANDIDATE_PEERS)
 
     def used(self, key: bytes, now: float) -> None:
         """A message went to ``key`` or came from it: its path is in use."""
-        _bounded(self._used, key, now, MAX_CANDIDATE_PEERS)
+        used = self._used
+        if key in used:
+            used[key] = now
+            used.move_to_end(key)
+        else:
+            _bounded(used, key, now, MAX_CANDIDATE_PEERS)
 
     def in_use(self) -> list[bytes]:
         """Peers whose paths are kept open (a message within ``PEER_IDLE_S``, as of the last

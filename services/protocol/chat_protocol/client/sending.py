@@ -158,7 +158,8 @@ class SendPipeline:
         """(plaintext, peer key, the peer's address as the directory gave it)."""
         out: list[tuple[bytes, PeerKey, Addr]] = []
         for key, ob in self.outbound.items():
-            out.extend((encode(d), key, ob.addr) for d in ob.datagrams(now))
+            for d in ob.datagrams(now):
+                out.append((encode(d), key, ob.addr))
         return out
 
     def next_timer(self) -> float | None:

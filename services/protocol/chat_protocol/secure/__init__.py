@@ -10,7 +10,9 @@ One module per job (as wireguard-go's ``device/``), bottom up; each imports only
 in this list:
 
 * ``errors``    - the layer's errors, split by fault;
-* ``noise``     - the Noise Protocol Framework (CipherState, SymmetricState, HandshakeState);
+* ``primitives`` - Noise's crypto functions: X25519, SHA256 / BLAKE2s, HMAC, HKDF;
+* ``cipher``    - Noise's CipherState and the explicit-nonce AEAD of transport datagrams;
+* ``noise``     - the Noise Protocol Framework (SymmetricState, HandshakeState, patterns);
 * ``identity``  - key fingerprints and safety numbers, for people to compare;
 * ``packets``   - the packet formats, their sizes, ``parse_packet`` and the builders;
 * ``cookie``    - mac1/mac2 and the cookie jar: stateless proof of address;
@@ -22,8 +24,9 @@ in this list:
 * ``ratelimit`` - token buckets by source IP (the server's limits, and the handshake gate's);
 * ``handshake_floor`` - each peer key's anti-replay floor, in a store the caller provides;
 * ``handshake_gate`` - when a client makes an initiator prove its address (cookies) first;
+* ``received``  - the typed outcomes of one datagram (what the endpoint returns);
 * ``endpoint``  - :class:`~chat_protocol.secure.endpoint.SecureEndpoint`, which owns all of the
-  above for one UDP socket, and the events it returns.
+  above for one UDP socket.
 
 All of it is sans-I/O: datagrams, ``now`` (seconds, any monotonic origin) and ``random_bytes`` go
 in; datagrams and events come out.
@@ -47,5 +50,5 @@ it receives, nothing sent to it is larger than what it sent):
 
 Sessions are found by the receiver index, never by source address, so a peer whose NAT rebinds
 keeps its session; :attr:`SecureSession.remote_addr` follows the source of the newest
-authenticated datagram on the peer's latest session (:func:`~chat_protocol.secure.endpoint.latest`).
+authenticated datagram on the peer's latest session (:func:`~chat_protocol.secure.peers.latest`).
 """

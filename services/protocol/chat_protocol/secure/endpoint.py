@@ -1,12 +1,12 @@
-"""The secure layer of one UDP socket: both handshake roles, every session, and the events it
-returns for each datagram received."""
+"""The secure layer of one UDP socket: both handshake roles, every session, and the dispatch of
+each datagram received to the part it is for; what it returns is in
+:mod:`~chat_protocol.secure.received`, the peers it holds in :mod:`~chat_protocol.secure.peers`."""
 
 from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Final
 
 from cryptography.hazmat.primitives.constant_time import bytes_eq
 
@@ -49,7 +49,16 @@ from chat_protocol.secure.packets import (
     parse_packet,
     split_transport,
 )
-from chat_protocol.secure.peers import Peer, PeerTable
+from chat_protocol.secure.peers import Peer, PeerTable, latest
+from chat_protocol.secure.received import (
+    HandshakeRequested,
+    KeyReceived,
+    Received,
+    RetryWithCookie,
+    SendReply,
+    SessionEstablished,
+    TransportReceived,
+)
 from chat_protocol.secure.session import (
     DEFAULT_SESSION_LIMITS,
     SealTap,
@@ -58,90 +67,17 @@ from chat_protocol.secure.session import (
 )
 from chat_protocol.wire.messages import Addr
 
-
-@dataclass(frozen=True, kw_only=True, slots=True)
-class SendReply:
-    """Send ``datagram`` to ``addr`` (a cookie or key reply: never larger than its request)."""
-
-    datagram: bytes
-    addr: Addr
-
-
-@dataclass(frozen=True, kw_only=True, slots=True)
-class HandshakeRequested:
-    """An initiation authenticated; call :meth:`SecureEndpoint.accept` to answer it, or drop it."""
-
-    incoming: IncomingHandshake
-
-
-@dataclass(frozen=True, kw_only=True, slots=True)
-class RetryWithCookie:
-    """The responder at ``addr`` is under load and sent a cookie: send a new initiation now."""
-
-    remote_static: bytes
-    addr: Addr
-
-
-@dataclass(frozen=True, kw_only=True, slots=True)
-class SessionEstablished:
-    """Our initiation was answered; send a first TRANSPORT datagram (b"" will do) at once, so the
-    responder may start sending too."""
-
-    session: SecureSession
-    payload: bytes
-
-
-class TransportReceived:
-    """An authenticated datagram (``plaintext`` b"" is a keepalive) on ``session``.
-
-    ``newest``: its counter is the highest yet on ``session``, and ``session`` is the peer's
-    latest (:func:`latest`): only such a datagram may move the peer's address. One held back on
-    an older session and re-sent from elsewhere after a rekey is authentic but not ``newest``.
-
-    (A plain class, not a dataclass: one is made per datagram, and the compiled core builds
-    it natively, where a dataclass's generated ``__init__`` runs as Python.)"""
-
-    __slots__ = ("newest", "plaintext", "session")
-    __match_args__ = ("session", "plaintext")
-
-    def __init__(self, *, session: SecureSession, plaintext: bytes, newest: bool = True) -> None:
-        self.session: Final = session
-        self.plaintext: Final = plaintext
-        self.newest: Final = newest
-
-
-def latest(peer: Peer, session: SecureSession) -> bool:
-    """True if ``session`` of ``peer`` is one that the peer's newest datagrams come on, so that a
-    datagram newest on it is newer than anything the peer sent before (WireGuard's "latest
-    authenticated packet") and may move the peer's address: the session we send on (current),
-    or the previous one if no session created after it has replaced it. The second case is two
-    handshakes at once: each side then sends on the session the other installed first, which
-    was created (its response received) after the one installed last (its initiation
-    accepted). A previous session that a later handshake replaced (a rekey) is older than what
-    the peer sends now: a datagram held back on it and re-sent from elsewhere moves nothing."""
-    current = peer.current
-    if current is session:
-        return True
-    return peer.previous is session and (current is None or current.created_at < session.created_at)
-
-
-@dataclass(frozen=True, kw_only=True, slots=True)
-class KeyReceived:
-    """The (unauthenticated) static key of the responder at ``addr``, which we asked for."""
-
-    key: bytes
-    addr: Addr
-
-
-Received = (
-    SendReply
-    | HandshakeRequested
-    | RetryWithCookie
-    | SessionEstablished
-    | TransportReceived
-    | KeyReceived
-)
-
+__all__ = [  # (the outcomes of receive: chat_protocol.secure.received)
+    "EndpointCounters",
+    "HandshakeRequested",
+    "KeyReceived",
+    "Received",
+    "RetryWithCookie",
+    "SecureEndpoint",
+    "SendReply",
+    "SessionEstablished",
+    "TransportReceived",
+]
 
 @dataclass(kw_only=True, slots=True)
 class EndpointCounters(Counters):
@@ -182,6 +118,7 @@ class SecureEndpoint:
     __slots__ = (
         "_by_index",
         "_key_requests",
+        "_peer_of",
         "_peers",
         "_random_bytes",
         "_unconfirmed",
@@ -242,6 +179,8 @@ class SecureEndpoint:
         """Peers for which this returns True are never evicted to make room (the owner's
         signed-in users, its server, its proven peers): new keys cannot push them out."""
         self._peers = PeerTable()
+        self._peer_of = self._peers.by_key
+        """The peers by key (``self._peers``' own dict: looked up per datagram without a call)."""
         self._by_index: dict[int, SecureSession | Initiator] = {}
         self._unconfirmed: OrderedDict[int, SecureSession] = OrderedDict()
         self._key_requests: dict[Addr, bytes] = {}
@@ -293,7 +232,7 @@ class SecureEndpoint:
 
     def session(self, remote_static: bytes, now: float) -> SecureSession | None:
         """The session to send on to ``remote_static``, if one works now."""
-        peer = self._peers.get(remote_static)
+        peer = self._peer_of.get(remote_static)
         current = peer.current if peer else None
         if current is None or current.expired(now):
             return None
@@ -313,7 +252,7 @@ class SecureEndpoint:
 
     def initiating(self, remote_static: bytes) -> Initiator | None:
         """The handshake we have in flight towards ``remote_static`` (see ``sent_at``)."""
-        peer = self._peers.get(remote_static)
+        peer = self._peer_of.get(remote_static)
         return peer.initiator if peer else None
 
     # --- receiving -------------------------------------------------------------------------------
@@ -376,12 +315,18 @@ class SecureEndpoint:
         was_at = session.remote_addr
         was_newest = session._newest
         plaintext = session.open(receiver, counter, ciphertext, addr, now)
-        peer = self._peer(session.remote_static, create=False)
+        peer = self._peer_of.get(session.remote_static)
+        if peer is not None:
+            self._peers.touch(peer)
         if not was_confirmed and peer is not None and peer.next is session:
             peer.next = None
             self._unconfirmed.pop(session.local_index, None)
             self._install(peer, session)
-        newest = session._newest != was_newest and peer is not None and latest(peer, session)
+        newest = (
+            session._newest != was_newest
+            and peer is not None
+            and (peer.current is session or latest(peer, session))
+        )
         received = TransportReceived(session=session, plaintext=plaintext, newest=newest)
         if not newest:  # guard: newest-address-follow
             return received  # older than what the peer sends now: no address moves
@@ -399,7 +344,7 @@ class SecureEndpoint:
         if isinstance(outcome, CookieChallenge):
             self.counters.cookie_replies += 1
             return SendReply(datagram=outcome.datagram, addr=outcome.addr)
-        peer = self._peers.get(outcome.remote_static)
+        peer = self._peer_of.get(outcome.remote_static)
         if peer is not None and outcome.timestamp <= peer.timestamp:  # guard: init-timestamp
             self.counters.replayed_initiations += 1
             raise ReplayedDatagram("initiation replayed (timestamp not newer)")
@@ -478,7 +423,7 @@ class SecureEndpoint:
     def abandon(self, remote_static: bytes) -> None:
         """Drop the unconfirmed session just accepted for ``remote_static`` (its response said
         no): a later datagram on it cannot displace the peer's working session."""
-        peer = self._peers.get(remote_static)
+        peer = self._peer_of.get(remote_static)
         if peer is not None and peer.next is not None:
             self._drop(peer.next)
 
@@ -504,7 +449,7 @@ class SecureEndpoint:
     def _drop(self, session: SecureSession) -> None:
         self._drop_index(session)
         self._unconfirmed.pop(session.local_index, None)
-        peer = self._peers.get(session.remote_static)
+        peer = self._peer_of.get(session.remote_static)
         if peer is None:
             return
         if peer.current is session:
@@ -521,7 +466,7 @@ class SecureEndpoint:
     def _drop_initiator(self, initiator: Initiator) -> None:
         if self._by_index.get(initiator.local_index) is initiator:
             del self._by_index[initiator.local_index]
-        peer = self._peers.get(initiator.remote_static)
+        peer = self._peer_of.get(initiator.remote_static)
         if peer is not None and peer.initiator is initiator:
             peer.initiator = None
 
@@ -534,7 +479,7 @@ class SecureEndpoint:
         peer.current = peer.previous = peer.next = None
 
     def _peer(self, remote_static: bytes, *, create: bool) -> Peer | None:
-        peer = self._peers.get(remote_static)
+        peer = self._peer_of.get(remote_static)
         if peer is not None:
             self._peers.touch(peer)
             return peer

@@ -1,12 +1,13 @@
 """The Noise Protocol Framework's handshake (revision 34), as a pure object.
 
-This module follows the spec's section 5 object by object: :class:`CipherState` (5.1),
-:class:`SymmetricState` (5.2) and :class:`HandshakeState` (5.3), with the crypto functions of
-section 12: ``25519`` DH, ``ChaChaPoly`` cipher, and ``SHA256`` or ``BLAKE2s`` hash. Every
-primitive comes from the ``cryptography`` package; Noise's ``HKDF`` is built from its HMAC exactly
-as section 4.3 defines it. Only the patterns this chat uses are defined: ``IK`` (the initiator
-already knows the responder's static key, as in WireGuard) and ``XX`` (both keys travel in the
-handshake). No PSK modes, no fallback.
+The spec's section 5, object by object, in three modules: :class:`CipherState` (5.1, in
+:mod:`~chat_protocol.secure.cipher`), and here :class:`SymmetricState` (5.2), the handshake
+patterns (7) and :class:`HandshakeState` (5.3); the crypto functions of section 12 (``25519``
+DH, ``SHA256`` or ``BLAKE2s``, HKDF) are in :mod:`~chat_protocol.secure.primitives`. This
+module re-exports the names of both, so ``chat_protocol.secure.noise`` stays Noise's one face.
+Only the patterns this chat uses are defined: ``IK`` (the initiator already knows the
+responder's static key, as in WireGuard) and ``XX`` (both keys travel in the handshake). No PSK
+modes, no fallback.
 
 Nothing here touches a clock, a socket or the OS random source: a handshake takes its key pairs
 and a ``random_bytes(n)`` function, and ephemeral keys can be injected (the published test vectors
@@ -14,289 +15,70 @@ do). Feeding it messages and draining its output is the caller's job.
 
 Where this module chooses among what the spec allows:
 
-* ``DH()`` signals an error (:class:`HandshakeFailed`) on a public key that yields the all-zero
-  output (section 12.1 allows it; ``cryptography`` does it), instead of continuing with zeros.
 * ``ReadMessage()`` is transactional: a message that fails leaves the ``HandshakeState`` as it was
   before the call (the spec deletes it). So a forged handshake message, which anyone can send,
   cannot abort a genuine handshake in progress; the caller drops it and waits for the real one.
-* Transport messages over UDP carry their nonce (section 11.4): :meth:`CipherState.encrypt_at`
-  and :meth:`CipherState.decrypt_at` take ``n`` explicitly and leave the state alone; the replay
-  check is :class:`chat_protocol.secure.replay.ReplayWindow`'s job. A transport session need not
-  keep its CipherStates at all: :func:`encrypt_at` and :func:`decrypt_at` work on any AEAD context,
-  its own or one borrowed from a :class:`ContextCache` (:data:`TransportCipher`).
+* Transport messages over UDP carry their nonce (section 11.4): see
+  :mod:`~chat_protocol.secure.cipher`.
 """
 
 from __future__ import annotations
 
-from collections import OrderedDict
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import Enum
 
-from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives import hashes, hmac, serialization
-from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
-from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
-
+from chat_protocol.secure.cipher import (
+    CipherState,
+    ContextCache,
+    TransportCipher,
+    decrypt_at,
+    encrypt_at,
+)
 from chat_protocol.secure.errors import DecryptFailed, HandshakeFailed, LocalSecureError
+from chat_protocol.secure.primitives import (
+    DHLEN,
+    HASHLEN,
+    KEYLEN,
+    MAX_MESSAGE_BYTES,
+    MAX_NONCE,
+    TAGLEN,
+    HashName,
+    KeyPair,
+    RandomBytes,
+    dh,
+    hash_bytes,
+    hkdf,
+    hmac_hash,
+)
 
-RandomBytes = Callable[[int], bytes]
-"""``random_bytes(n)`` returns ``n`` uniformly random bytes (the shell passes ``os.urandom``)."""
-
-DHLEN = 32
-KEYLEN = 32
-HASHLEN = 32
-TAGLEN = 16
-MAX_NONCE = 2**64 - 1
-"""Reserved (section 5.1): a CipherState whose ``n`` reaches it refuses to encrypt or decrypt."""
-MAX_MESSAGE_BYTES = 65535
-"""Largest Noise message, handshake or transport (section 3)."""
-
-_ZEROS32 = bytes(32)
-_NONCE_PREFIX = bytes(4)
-
-
-class HashName(Enum):
-    """The hash functions of section 12 this module offers (both have HASHLEN 32, BLOCKLEN 64)."""
-
-    SHA256 = "SHA256"
-    BLAKE2S = "BLAKE2s"
-
-    def algorithm(self) -> hashes.HashAlgorithm:
-        return _ALGORITHMS[self]
-
-
-_ALGORITHMS: dict[HashName, hashes.HashAlgorithm] = {
-    HashName.SHA256: hashes.SHA256(),
-    HashName.BLAKE2S: hashes.BLAKE2s(HASHLEN),
-}
-
-
-def hash_bytes(hash_name: HashName, data: bytes) -> bytes:
-    """``HASH(data)``."""
-    h = hashes.Hash(hash_name.algorithm())
-    h.update(data)
-    return h.finalize()
-
-
-def hmac_hash(hash_name: HashName, key: bytes, data: bytes) -> bytes:
-    """``HMAC-HASH(key, data)``: RFC 2104 HMAC over the chosen hash."""
-    h = hmac.HMAC(key, hash_name.algorithm())
-    h.update(data)
-    return h.finalize()
-
-
-def hkdf(
-    hash_name: HashName, chaining_key: bytes, input_key_material: bytes, num_outputs: int
-) -> tuple[bytes, ...]:
-    """``HKDF(chaining_key, input_key_material, num_outputs)``, word for word from section 4.3."""
-    if num_outputs not in (2, 3):
-        raise LocalSecureError("HKDF returns two or three outputs")
-    temp_key = hmac_hash(hash_name, chaining_key, input_key_material)
-    output1 = hmac_hash(hash_name, temp_key, b"\x01")
-    output2 = hmac_hash(hash_name, temp_key, output1 + b"\x02")
-    if num_outputs == 2:
-        return (output1, output2)
-    output3 = hmac_hash(hash_name, temp_key, output2 + b"\x03")
-    return (output1, output2, output3)
-
-
-# --- DH functions (section 12.1) -----------------------------------------------------------------
-
-
-@dataclass(frozen=True, kw_only=True, slots=True)
-class KeyPair:
-    """An X25519 key pair. ``public`` is the 32-byte encoding Noise puts on the wire."""
-
-    private: X25519PrivateKey = field(repr=False, compare=False)
-    public: bytes
-
-    @classmethod
-    def from_private_bytes(cls, raw: bytes) -> KeyPair:
-        """The key pair of a 32-byte private key (any 32 bytes: X25519 clamps them)."""
-        if len(raw) != DHLEN:
-            raise LocalSecureError(f"an X25519 private key is {DHLEN} bytes, not {len(raw)}")
-        private = X25519PrivateKey.from_private_bytes(raw)
-        public = private.public_key().public_bytes(
-            serialization.Encoding.Raw, serialization.PublicFormat.Raw
-        )
-        return cls(private=private, public=public)
-
-    @classmethod
-    def generate(cls, random_bytes: RandomBytes) -> KeyPair:
-        """``GENERATE_KEYPAIR()``: 32 random bytes are a uniformly chosen X25519 private key."""
-        return cls.from_private_bytes(random_bytes(DHLEN))
-
-    def private_bytes(self) -> bytes:
-        return self.private.private_bytes(
-            serialization.Encoding.Raw,
-            serialization.PrivateFormat.Raw,
-            serialization.NoEncryption(),
-        )
-
-
-def dh(key_pair: KeyPair, public_key: bytes) -> bytes:
-    """``DH(key_pair, public_key)``. An invalid or low-order key raises :class:`HandshakeFailed`."""
-    try:
-        return key_pair.private.exchange(X25519PublicKey.from_public_bytes(public_key))
-    except ValueError as exc:  # wrong length, or the all-zero output of a low-order point
-        raise HandshakeFailed("invalid Diffie-Hellman public key") from exc
-
-
-# --- 5.1 CipherState -----------------------------------------------------------------------------
-
-
-def _nonce(n: int) -> bytes:
-    """ChaChaPoly's 96-bit nonce: 32 zero bits, then ``n`` little-endian (section 12.3)."""
-    return _NONCE_PREFIX + n.to_bytes(8, "little")
-
-
-TransportCipher = ChaCha20Poly1305 | bytes
-"""What a transport session keeps to send with: the AEAD context built from its 32-byte key,
-or (a lean session) its bare keys.
-
-A context costs about 2.2 KB of OpenSSL memory and about a microsecond to build. A party with
-few sessions and latency to care about (a client) keeps one per direction; one with many mostly
-idle sessions (the directory server) keeps only the keys and borrows contexts from a small
-:class:`ContextCache` shared by all its sessions, which builds one when the key is not among the
-most recently used (:class:`chat_protocol.secure.session.SecureSession`'s ``contexts``)."""
-
-
-class ContextCache:
-    """AEAD contexts for the most recently used keys, at most ``size`` of them: what a lean
-    endpoint's sessions (bare keys) borrow, so its few most active sessions skip building a
-    context per datagram while its memory stays bounded (:data:`TransportCipher`)."""
-
-    __slots__ = ("_contexts", "hits", "misses", "size")
-
-    def __init__(self, size: int) -> None:
-        if size < 1:
-            raise LocalSecureError("a context cache holds at least one context")
-        self.size = size
-        self.hits = 0
-        self.misses = 0
-        self._contexts: OrderedDict[bytes, ChaCha20Poly1305] = OrderedDict()
-
-    def __len__(self) -> int:
-        return len(self._contexts)
-
-    def get(self, key: bytes) -> ChaCha20Poly1305:
-        """The context for the 32-byte ``key``: kept, or built (and the least recently used
-        one dropped when there are ``size``)."""
-        contexts = self._contexts
-        context = contexts.get(key)
-        if context is not None:
-            self.hits += 1
-            contexts.move_to_end(key)
-            return context
-        if len(key) != KEYLEN:
-            raise LocalSecureError(f"a cipher key is {KEYLEN} bytes")
-        self.misses += 1
-        context = contexts[key] = ChaCha20Poly1305(key)
-        if len(contexts) > self.size:
-            contexts.popitem(last=False)
-        return context
-
-
-def encrypt_at(aead: ChaCha20Poly1305, n: int, ad: bytes, plaintext: bytes) -> bytes:
-    """``ENCRYPT(k, n, ad, plaintext)`` with an explicit nonce, ``aead`` being built from ``k``."""
-    if not 0 <= n < MAX_NONCE:
-        raise LocalSecureError("nonce exhausted: start a new handshake")
-    return aead.encrypt(_nonce(n), plaintext, ad)
-
-
-def decrypt_at(aead: ChaCha20Poly1305, n: int, ad: bytes, ciphertext: bytes) -> bytes:
-    """``DECRYPT(k, n, ad, ciphertext)`` with an explicit nonce, ``aead`` being built from ``k``;
-    :class:`DecryptFailed` if it does not authenticate (or ``n`` is out of range, or it is
-    shorter than its tag)."""
-    if not 0 <= n < MAX_NONCE:
-        raise DecryptFailed("nonce out of range")
-    if len(ciphertext) < TAGLEN:
-        raise DecryptFailed("ciphertext shorter than its tag")
-    try:
-        return aead.decrypt(_nonce(n), ciphertext, ad)
-    except InvalidTag:
-        raise DecryptFailed("authentication failed") from None
-
-
-class CipherState:
-    """A key ``k`` (or none yet) and a nonce counter ``n``.
-
-    Its AEAD context is built at the first use of the key, so the two that :meth:`split` returns
-    cost nothing to a session that keeps only their keys (:data:`TransportCipher`)."""
-
-    __slots__ = ("_aead", "_key", "n")
-
-    def __init__(self, key: bytes | None = None) -> None:
-        self._key: bytes | None = None
-        self._aead: ChaCha20Poly1305 | None = None
-        self.n = 0
-        self.initialize_key(key)
-
-    def initialize_key(self, key: bytes | None) -> None:
-        if key is not None and len(key) != KEYLEN:
-            raise LocalSecureError(f"a cipher key is {KEYLEN} bytes")
-        self._key = key
-        self._aead = None
-        self.n = 0
-
-    def _context(self) -> ChaCha20Poly1305:
-        if self._aead is None:
-            if self._key is None:
-                raise LocalSecureError("this CipherState has no key")
-            self._aead = ChaCha20Poly1305(self._key)
-        return self._aead
-
-    def has_key(self) -> bool:
-        return self._key is not None
-
-    @property
-    def key(self) -> bytes | None:
-        """``k``: what a transport session keeps instead of this object (see
-        :data:`TransportCipher`)."""
-        return self._key
-
-    def set_nonce(self, nonce: int) -> None:
-        self.n = nonce
-
-    def encrypt_with_ad(self, ad: bytes, plaintext: bytes) -> bytes:
-        if self._key is None:
-            return plaintext
-        ciphertext = self.encrypt_at(self.n, ad, plaintext)
-        self.n += 1
-        return ciphertext
-
-    def decrypt_with_ad(self, ad: bytes, ciphertext: bytes) -> bytes:
-        """Raises :class:`DecryptFailed` (and leaves ``n`` alone) if authentication fails."""
-        if self._key is None:
-            return ciphertext
-        plaintext = self.decrypt_at(self.n, ad, ciphertext)
-        self.n += 1
-        return plaintext
-
-    def encrypt_at(self, n: int, ad: bytes, plaintext: bytes) -> bytes:
-        """``ENCRYPT(k, n, ad, plaintext)`` with an explicit nonce; ``self.n`` is not used."""
-        return encrypt_at(self._context(), n, ad, plaintext)
-
-    def decrypt_at(self, n: int, ad: bytes, ciphertext: bytes) -> bytes:
-        """``DECRYPT(k, n, ad, ciphertext)`` with an explicit nonce; ``self.n`` is not used."""
-        return decrypt_at(self._context(), n, ad, ciphertext)
-
-    def rekey(self) -> None:
-        """``Rekey()``: ``k = REKEY(k)``, the default of section 4.2; ``n`` is kept (11.3)."""
-        n = self.n
-        self.initialize_key(self._context().encrypt(_nonce(MAX_NONCE), _ZEROS32, b"")[:KEYLEN])
-        self.n = n
-
-    def _snapshot(self) -> tuple[bytes | None, int]:
-        return (self._key, self.n)
-
-    def _restore(self, snapshot: tuple[bytes | None, int]) -> None:
-        key, n = snapshot
-        if key != self._key:
-            self.initialize_key(key)
-        self.n = n
-
+__all__ = [
+    "DHLEN",
+    "HASHLEN",
+    "IK",
+    "KEYLEN",
+    "MAX_MESSAGE_BYTES",
+    "MAX_NONCE",
+    "TAGLEN",
+    "XX",
+    "CipherState",
+    "ContextCache",
+    "HandshakePattern",
+    "HandshakeResult",
+    "HandshakeState",
+    "HashName",
+    "KeyPair",
+    "RandomBytes",
+    "SymmetricState",
+    "Token",
+    "TransportCipher",
+    "decrypt_at",
+    "dh",
+    "encrypt_at",
+    "hash_bytes",
+    "hkdf",
+    "hmac_hash",
+    "protocol_name",
+]
 
 # --- 5.2 SymmetricState --------------------------------------------------------------------------
 

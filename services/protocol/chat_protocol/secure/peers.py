@@ -45,11 +45,17 @@ class PeerTable:
 
     def __init__(self) -> None:
         self._by_key: dict[bytes, Peer] = {}
+        """(Read it through :attr:`by_key`; only this class changes it.)"""
         self._oldest: Peer | None = None
         self._newest: Peer | None = None
 
     def __len__(self) -> int:
         return len(self._by_key)
+
+    @property
+    def by_key(self) -> dict[bytes, Peer]:
+        """The peers by key, to read only (an endpoint looks its peers up in it per datagram)."""
+        return self._by_key
 
     def get(self, key: bytes) -> Peer | None:
         return self._by_key.get(key)
@@ -100,3 +106,18 @@ class PeerTable:
         else:
             newer.older = older
         peer.older = peer.newer = None
+
+
+def latest(peer: Peer, session: SecureSession) -> bool:
+    """True if ``session`` of ``peer`` is one that the peer's newest datagrams come on, so that a
+    datagram newest on it is newer than anything the peer sent before (WireGuard's "latest
+    authenticated packet") and may move the peer's address: the session we send on (current),
+    or the previous one if no session created after it has replaced it. The second case is two
+    handshakes at once: each side then sends on the session the other installed first, which
+    was created (its response received) after the one installed last (its initiation
+    accepted). A previous session that a later handshake replaced (a rekey) is older than what
+    the peer sends now: a datagram held back on it and re-sent from elsewhere moves nothing."""
+    current = peer.current
+    if current is session:
+        return True
+    return peer.previous is session and (current is None or current.created_at < session.created_at)

@@ -220,11 +220,18 @@ class SecureSession:
                 f"a transport datagram carries at most {MAX_TRANSPORT_PLAINTEXT_BYTES} bytes"
             )
         counter = self._send_counter
-        if counter >= self.limits.reject_after_messages or self.expired(now):
+        limits = self.limits
+        # (Confirmed, so expired(now) is the age check alone.)
+        if (
+            counter >= limits.reject_after_messages
+            or now - self.created_at >= limits.reject_after_time_s
+        ):
             raise SessionExpired("session expired: start a new handshake")
         self._send_counter = counter + 1
         head = TRANSPORT_HEAD.pack(PacketType.TRANSPORT, self.remote_index, counter)
-        datagram = head + encrypt_at(self._aead(sending=True), counter, b"", plaintext)
+        own = self._send
+        aead = own if isinstance(own, ChaCha20Poly1305) else self._aead(sending=True)
+        datagram = head + encrypt_at(aead, counter, b"", plaintext)
         if self.tap is not None:
             self.tap(datagram, plaintext)
         return datagram
@@ -264,16 +271,19 @@ class SecureSession:
             self._dropped().stale += 1
             raise ReplayRejected("counter beyond the session's limit")
         newest = self._newest
+        if counter <= newest:  # (a counter above the newest is new: nothing to check)
+            try:
+                window_check(newest, self._bits, REPLAY_WINDOW_BITS, counter)
+            except ReplayedDatagram:
+                self._dropped().replayed += 1
+                raise
+            except StaleDatagram:
+                self._dropped().stale += 1
+                raise
         try:
-            window_check(newest, self._bits, REPLAY_WINDOW_BITS, counter)
-        except ReplayedDatagram:
-            self._dropped().replayed += 1
-            raise
-        except StaleDatagram:
-            self._dropped().stale += 1
-            raise
-        try:
-            plaintext = decrypt_at(self._aead(sending=False), counter, b"", ciphertext)
+            own = self._receive
+            aead = own if isinstance(own, ChaCha20Poly1305) else self._aead(sending=False)
+            plaintext = decrypt_at(aead, counter, b"", ciphertext)
         except DecryptFailed:
             self._dropped().forged += 1
             raise

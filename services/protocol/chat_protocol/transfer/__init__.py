@@ -1,5 +1,5 @@
-"""Reliable delivery over datagrams: messages to peers (``outbound``, ``inbound``, over
-``rangeset``) and requests to the server (``requests``).
+"""Reliable delivery over datagrams: messages to peers (``outbound`` on ``recovery`` and
+``outmessage``, ``inbound``, over ``rangeset``) and requests to the server (``requests``).
 
 Messages: reliable, ordered, exactly-once, one direction of one peer pair.
 

@@ -82,8 +82,9 @@ class Inbound:
         """
         if d.sender != self.sender:
             raise ChunkRejected("sender name changed within a session")
-        if d.offset % CHUNK_PAYLOAD_BYTES or len(d.payload) != min(
-            CHUNK_PAYLOAD_BYTES, d.total - d.offset
+        left = d.total - d.offset
+        if d.offset % CHUNK_PAYLOAD_BYTES or len(d.payload) != (
+            left if left < CHUNK_PAYLOAD_BYTES else CHUNK_PAYLOAD_BYTES
         ):
             raise ChunkRejected("chunk not aligned")
         if d.stream < self.stream:
@@ -190,7 +191,8 @@ class Inbound:
             self.largest_pn_at = now
 
     def _want_ack(self, seq: int, size: int) -> None:
-        self.pending_acks[seq] = max(size, self.pending_acks.get(seq, 0))
+        if size >= self.pending_acks.get(seq, 0):
+            self.pending_acks[seq] = size
 
     def _hand_over(self, seq: int, p: _Partial) -> tuple[int, int, bytes]:
         self.unshown[seq] = p.total  # its bytes stay counted in ``buffered`` until shown

@@ -47,7 +47,10 @@ class RangeSet:
         if j == i + 1 and lo <= start and end <= hi:
             return 0  # already held: the common duplicate, no change
         held = hi - lo if j == i + 1 else sum(ends[k] - starts[k] for k in range(i, j))
-        lo, hi = min(lo, start), max(hi, end)
+        if start < lo:
+            lo = start
+        if end > hi:
+            hi = end
         starts[i:j] = (lo,)
         ends[i:j] = (hi,)
         added = hi - lo - held

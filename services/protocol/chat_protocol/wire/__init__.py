@@ -1,2 +1,3 @@
 """The wire: typed messages (``messages``), the name rule (``names``), and the one parser and
-one builder per message kind (``codec``). It imports nothing of the layers above it."""
+one builder per message kind (``codec``: ``layouts``, ``build``, ``parse``). It imports nothing
+of the layers above it."""
