@@ -439,12 +439,17 @@ class TerminalInput:
 
         self._input = terminal_input()
         self._parts = parts or PromptParts()
+        self._entered = False
+        """Enter was pressed: the prompt is drawn a last time, without the live area."""
         erase = self._parts.erase
 
         class EraseOnEnter(Validator):
-            """Accepts every line; decides, as Enter is taken, whether it leaves the screen."""
+            """Accepts every line; decides, as Enter is taken, whether it leaves the screen, and
+            takes the live area out of the prompt: the line stays on the screen as typed, the
+            live area goes on with the next prompt (it is not left behind above it)."""
 
             def validate(inner, document: Document) -> None:
+                self._entered = True
                 self._session.app.erase_when_done = erase is not None and erase(document.text)
 
         self._session: PromptSession[str] = PromptSession(
@@ -459,7 +464,7 @@ class TerminalInput:
 
     def _message(self) -> Any:
         above = self._parts.above
-        if above is None:
+        if above is None or self._entered:
             return PROMPT
         width = self._session.app.output.get_size().columns or FALLBACK_COLUMNS
         return [*above(width), ("", PROMPT)]
@@ -470,6 +475,7 @@ class TerminalInput:
 
     async def readline(self) -> str | None:
         """The next line; UsageError for a line over :data:`MAX_TYPED_CHARS`."""
+        self._entered = False
         try:
             line = await self._session.prompt_async(self._message)
         except (EOFError, KeyboardInterrupt):
