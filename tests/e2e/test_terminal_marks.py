@@ -21,6 +21,7 @@ import os
 import re
 import signal
 import stat
+import subprocess
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -31,7 +32,7 @@ import pytest
 
 from chat_protocol.const import DEFAULT_TIMINGS
 from labkit.procs import terminate
-from labkit.util import import_or_unavailable
+from labkit.util import import_or_unavailable, wait_until
 
 pyte = import_or_unavailable("pyte", "the terminal rendering tests (the dev extra)")
 
@@ -58,11 +59,11 @@ def client_env() -> dict[str, str]:
 class Screen:
     """``chat-client`` on an 80x24 pty; what it writes goes, unfiltered, into a pyte screen."""
 
-    def __init__(self, name: str, port: int) -> None:
+    def __init__(self, name: str, port: int, extra: tuple[str, ...] = ()) -> None:
         self.name = name
         self.child = pexpect.spawn(
             "chat-client",
-            ["-u", name, "-sip", "127.0.0.1", "-sp", str(port)],
+            ["-u", name, "-sip", "127.0.0.1", "-sp", str(port), *extra],
             env=client_env(),
             dimensions=(LINES, COLUMNS),
             encoding=None,
@@ -167,10 +168,10 @@ def started() -> Iterator[list[Screen]]:
 
 @pytest.fixture
 def screens(server: Any, started: list[Screen]) -> Callable[..., list[Screen]]:
-    def start(*names: str) -> list[Screen]:
+    def start(*names: str, extra: tuple[str, ...] = ()) -> list[Screen]:
         out = []
         for name in names:
-            s = Screen(name, server.port)
+            s = Screen(name, server.port, extra)
             started.append(s)
             s.signed_in()
             out.append(s)
@@ -189,7 +190,7 @@ def test_the_tick_comes_when_bob_is_shown_the_message_and_not_before(
 ) -> None:
     bob, alice = screens("bob", "alice")
     os.kill(bob.child.pid, signal.SIGSTOP)
-    assert stopped(bob.child.pid)
+    wait_until(lambda: stopped(bob.child.pid), WAIT_S, "bob's client to stop")
     # A text holding a tick, and a typed ESC (Ctrl-V Esc) starting a colour: neither is a mark.
     alice.enter("send bob ok ✓ \x16\x1b[32m✓")
     alice.wait_for("alice's own line", lambda s: s.own("ok ✓"))
@@ -202,6 +203,8 @@ def test_the_tick_comes_when_bob_is_shown_the_message_and_not_before(
         assert alice.colour_of(y, "✓") == ["default", "default"], alice.dump()
     assert r"\x1b[32m✓" in alice.rows()[y], alice.dump()  # shown escaped
 
+    alice.type("half typed")  # the mark changes under a line being typed, which stays
+    alice.wait_prompt("half typed")
     os.kill(bob.child.pid, signal.SIGCONT)
 
     def ticked(s: Screen) -> int | None:
@@ -218,6 +221,7 @@ def test_the_tick_comes_when_bob_is_shown_the_message_and_not_before(
     assert alice.colour_of(y, "✓") == ["default", "default", "green"], alice.dump()
     assert len(alice.own("ok ✓")) == 1, alice.dump()  # one line, updated: never a second block
     assert "…" not in row
+    alice.wait_prompt("half typed")
 
 
 def test_a_message_nobody_acknowledges_is_marked_not_delivered(
@@ -247,6 +251,7 @@ def test_a_large_message_shows_its_progress_up_to_100_percent(
     bob, alice = screens("bob", "alice")
     size = 20_000
     os.kill(bob.child.pid, signal.SIGSTOP)
+    wait_until(lambda: stopped(bob.child.pid), WAIT_S, "bob's client to stop")
     alice.enter("send bob " + "y" * size)
     alice.wait_for(
         "progress at 0 %",
@@ -295,3 +300,36 @@ def test_typed_lines_are_recalled_after_a_restart(
     again.wait_prompt("/quit")
     again.type("\x1b[A")
     again.wait_prompt("send nobody remember me")
+
+
+def test_time_is_shown_on_a_terminal_unless_no_time_and_piped_only_with_time(
+    server: Any, screens: Callable[..., list[Screen]], tmp_path: Path
+) -> None:
+    [bob] = screens("bob", extra=("--no-time",))
+    out = tmp_path / "alice.out"
+    with out.open("wb") as f:
+        alice = subprocess.Popen(
+            ["chat-client", "-u", "alice", "-sip", "127.0.0.1", "-sp", str(server.port), "--time"],
+            stdin=subprocess.PIPE,
+            stdout=f,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        wait_until(lambda: "signed in as alice" in out.read_text(), START_S, "alice's sign-in")
+        assert alice.stdin is not None
+        alice.stdin.write(b"send bob from a pipe\n")
+        alice.stdin.flush()
+        received = r"^alice \(127\.0\.0\.1:\d+\)(?: \(new\))?: from a pipe$"
+        bob.wait_for("alice's line", lambda s: any(re.match(received, r) for r in s.rows()))
+        bob.enter("send alice back")
+        timed = r"^\d\d:\d\d bob \(127\.0\.0\.1:\d+\)(?: \(new\))?: back$"
+        wait_until(
+            lambda: re.search(timed, out.read_text(), re.M),
+            WAIT_S,
+            "bob's line, timed",
+            out.read_text,
+        )
+        assert "you →" not in out.read_text()  # piped: no echo of one's own lines
+        bob.wait_for("bob's own line, untimed", lambda s: "you → alice: back ✓" in s.rows())
+    finally:
+        terminate([alice])

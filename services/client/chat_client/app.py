@@ -380,12 +380,13 @@ def execute(cmd: Command, shell: ClientShell) -> None:
 
 
 def is_send(line: str) -> bool:
-    """A line that sends a message: on a terminal its echo (with its mark) replaces it."""
+    """A line that sends a message: on a terminal its echo (with its mark) replaces it. (A line
+    the core refuses, such as one naming an invalid user, stays: its error follows it.)"""
     try:
         cmd = parse_command(line)
     except UsageError:
         return False
-    return cmd is not None and cmd.name == "send"
+    return cmd is not None and cmd.name == "send" and is_valid_name(cmd.user)
 
 
 async def read_commands(shell: ClientShell, lines: LineInput) -> None:
