@@ -23,7 +23,7 @@ def test_a_screen_is_drawn_with_its_colours_and_cropped(tmp_path: Path) -> None:
     image = Image.open(out).convert("RGB")
     width, height = image.size
     assert width > 40 * 5 and height < 24 * 10  # 3 rows of 24, not the whole screen
-    pixels = list(image.getdata())
+    pixels = [image.getpixel((x, y)) for y in range(height) for x in range(width)]
     assert screenshot.BACKGROUND in pixels
 
     def near(colour: tuple[int, int, int]) -> int:
