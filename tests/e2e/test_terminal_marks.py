@@ -274,12 +274,14 @@ def test_tab_completes_commands_and_names_online(
     alice.wait_prompt("/msg ")
     alice.type("b\t")
     alice.wait_prompt("/msg bob ")  # bob came from the quiet list alice asked for at sign-in
+    assert "online (" not in "\n".join(alice.rows()), alice.dump()  # which printed nothing
     alice.enter("hi bob")
     bob.wait_for("alice's message", lambda s: any(r.endswith("): hi bob") for r in s.rows()))
 
     screens("carol")  # carol signs in after alice's quiet list
     alice.enter("/who")
     alice.wait_text("online (3): alice, bob, carol")
+    assert "\n".join(alice.rows()).count("online (") == 1, alice.dump()
     alice.type("/whois c\t")
     alice.wait_prompt("/whois carol ")
 
