@@ -542,11 +542,7 @@ class Swarm:
 
                 def endpoints() -> str:
                     r = self.docker(
-                        "network",
-                        "inspect",
-                        "--format",
-                        "{{json .Containers}}",
-                        GWBRIDGE,
+                        "network", "inspect", "--format", "{{json .Containers}}", GWBRIDGE,
                         check=False,
                     )
                     return f"endpoints on {GWBRIDGE}: {(r.stdout or r.stderr).strip()}"

@@ -21,7 +21,9 @@ class LabError(RuntimeError):
     """Something the lab needs did not work (a command failed, a server never got ready)."""
 
 
-def poll_until(probe: Callable[[], T | None], timeout: float, interval: float = 0.02) -> T | None:
+def poll_until(
+    probe: Callable[[], T | None], timeout: float, interval: float = 0.02
+) -> T | None:
     """Poll ``probe`` every ``interval`` s until it returns something truthy (returned), for at
     most ``timeout`` s (then None: the caller decides what a timeout means). The probe runs at
     least once, and once more at the deadline."""

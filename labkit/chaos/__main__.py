@@ -19,7 +19,9 @@ def main(argv: list[str] | None = None) -> int:
         "--duration", type=float, default=d.duration_s, help="seconds of traffic (%(default)s)"
     )
     p.add_argument("--clients", type=int, default=d.clients, help="(%(default)s)")
-    p.add_argument("--rate", type=float, default=d.rate, help="messages/s per client (%(default)s)")
+    p.add_argument(
+        "--rate", type=float, default=d.rate, help="messages/s per client (%(default)s)"
+    )
     p.add_argument(
         "--broken",
         action="store_true",

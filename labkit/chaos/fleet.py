@@ -228,7 +228,9 @@ class Fleet:
                     inc.lines.put(None)
                     code = inc.proc.returncode
                     final = not self.restarting
-                    self._event(inc, "ended", inc.ended_at, code=code, killed=c.killed, final=final)
+                    self._event(
+                        inc, "ended", inc.ended_at, code=code, killed=c.killed, final=final
+                    )
                     if not c.killed and not final:
                         self.log(f"{inc.container_name} ended by itself (exit {code})")
                     if code in FATAL_EXITS and not c.killed:

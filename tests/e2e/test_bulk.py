@@ -54,7 +54,9 @@ def messages_from(out: str, sender: str, port: int) -> list[str]:
     """The texts of the ``SENDER (127.0.0.1:PORT): TEXT`` lines of a piped client's stdout (the
     first may be marked ``SENDER (127.0.0.1:PORT) (new): TEXT``)."""
     prefixes = (f"{sender} (127.0.0.1:{port}): ", f"{sender} (127.0.0.1:{port}) (new): ")
-    return [ln[len(p) :] for ln in out.split("\n") for p in prefixes if ln.startswith(p)]
+    return [
+        ln[len(p) :] for ln in out.split("\n") for p in prefixes if ln.startswith(p)
+    ]
 
 
 def commands(*lines: str) -> bytes:

@@ -41,7 +41,9 @@ def test_the_wire_shows_no_secret_and_replays_change_nothing(
     bob = local.piped_client(reaper, "bob", server.port, tmp_path, prefix=ns.prefix)
     alice.wait_signed_in()
     bob.wait_signed_in()
-    alice.feed(("list\nwhois bob\n" + "".join(f"send bob {s}\n" for s in SECRETS)).encode())
+    alice.feed(
+        ("list\nwhois bob\n" + "".join(f"send bob {s}\n" for s in SECRETS)).encode()
+    )
     bob.feed(b"send alice roger\n")
     wait_until(lambda: all(s in bob.stdout() for s in SECRETS), 15, "bob to show the secrets")
     wait_until(lambda: "roger" in alice.stdout(), 15, "alice to show the reply")

@@ -175,9 +175,5 @@ def test_the_broken_client_is_mounted_from_labkit_and_run_by_the_images_python()
     imported = {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
     imported |= {n.module or "" for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
     assert {m.split(".")[0] for m in imported} <= {
-        "__future__",
-        "sys",
-        "unittest",
-        "chat_client",
-        "chat_protocol",
+        "__future__", "sys", "unittest", "chat_client", "chat_protocol"
     }, imported

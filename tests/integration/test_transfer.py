@@ -230,7 +230,6 @@ def test_duplicates_and_a_paused_server_change_nothing(compose_project: Compose)
     wait_until(
         lambda: f"{lines[-1]}\n" in bob.read_available(), 30, "the last message", bob.transcript
     )
-
     # Sends to a live peer reuse the directory's answer (issue 24), so the server may have sent
     # only a few heartbeat answers so far: ask it for lists until one of its datagrams went out
     # twice (each `list` is one answer, duplicated with DUPLICATION's chance).

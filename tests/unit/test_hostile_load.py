@@ -128,10 +128,8 @@ def test_a_flood_of_made_up_sessions_does_not_cut_alice_from_bob() -> None:
     assert len(b.receiving._inbound) <= MAX_PEERS_TRACKED + 1
     say(net, a, "after the flood")
     assert shown(net, B) == ["before", "after the flood"]
-    print(
-        f"\n{sessions} made-up sessions: bob holds {b.receiving.held_bytes} bytes, "
-        f"{len(b.receiving._inbound)} receive states; alice -> bob still delivered"
-    )
+    print(f"\n{sessions} made-up sessions: bob holds {b.receiving.held_bytes} bytes, "
+          f"{len(b.receiving._inbound)} receive states; alice -> bob still delivered")
 
 
 def proven_attacker(net: FakeNetwork, b: ClientCore, name: str, addr: Addr) -> ClientCore:
@@ -171,10 +169,8 @@ def test_a_proven_sender_with_made_up_sessions_cannot_cut_alice_from_bob(session
     assert mallorys <= MAX_SESSIONS_PER_PEER
     say(net, a, "after the flood")
     assert shown(net, B)[-1] == "after the flood" and shown(net, B).count("after the flood") == 1
-    print(
-        f"\n{sessions} made-up sessions of a proven sender: it keeps {mallorys} receive "
-        f"states at bob; alice -> bob still delivered"
-    )
+    print(f"\n{sessions} made-up sessions of a proven sender: it keeps {mallorys} receive "
+          f"states at bob; alice -> bob still delivered")
 
 
 def test_proven_senders_hoarding_partials_cannot_starve_alice() -> None:
@@ -184,29 +180,24 @@ def test_proven_senders_hoarding_partials_cannot_starve_alice() -> None:
     _, a, b = signed_in(net)
     say(net, a, "first")
     total = 4 * 1024 * 1024
-    hoarders = [proven_attacker(net, b, f"hoarder{i}", ("10.6.6.9", 9000 + i)) for i in range(8)]
+    hoarders = [
+        proven_attacker(net, b, f"hoarder{i}", ("10.6.6.9", 9000 + i)) for i in range(8)
+    ]
     for i, m in enumerate(hoarders):  # 8 keys x 4 sessions x 4 MiB offered: 128 MiB
         for s in range(MAX_SESSIONS_PER_PEER):
             for off in range(CHUNK_PAYLOAD_BYTES, total, CHUNK_PAYLOAD_BYTES):
-                raw_from(
-                    net,
-                    m,
-                    ("10.6.6.9", 9000 + i),
-                    b,
-                    chunk(100 + s, 0, off, total, sender=f"hoarder{i}"),
-                )
+                raw_from(net, m, ("10.6.6.9", 9000 + i), b, chunk(100 + s, 0, off, total,
+                                                                   sender=f"hoarder{i}"))
     assert b.receiving.held_bytes <= RECEIVE_BUDGET_BYTES
     assert b.receiving.stats.over_budget > 0
     big = "x" * (20 * CHUNK_PAYLOAD_BYTES)  # many chunks: room must be made, not found
     say(net, a, big)
     assert shown(net, B)[-1] == big
     assert b.receiving.stats.reclaimed_bytes > 0
-    print(
-        f"\n128 MiB of partials offered by 8 proven senders: bob holds "
-        f"{b.receiving.held_bytes / 2**20:.1f} MiB (budget {RECEIVE_BUDGET_BYTES / 2**20:.0f}); "
-        f"{b.receiving.stats.reclaimed_bytes / 2**20:.1f} MiB of partials given back (to smaller "
-        "holders: the hoarders among themselves, then alice)"
-    )
+    print(f"\n128 MiB of partials offered by 8 proven senders: bob holds "
+          f"{b.receiving.held_bytes / 2**20:.1f} MiB (budget {RECEIVE_BUDGET_BYTES / 2**20:.0f}); "
+          f"{b.receiving.stats.reclaimed_bytes / 2**20:.1f} MiB of partials given back (to smaller "
+          "holders: the hoarders among themselves, then alice)")
 
 
 def test_many_attacker_keys_cannot_evict_a_proven_peer() -> None:
@@ -243,10 +234,8 @@ def test_repeated_chunks_of_a_large_partial_cost_no_more_than_fresh_ones() -> No
     assert partial.have.count == n // 2  # thousands of ranges held...
     acks = ib.acks()
     assert all(len(x.ranges) <= 32 for x in acks)  # ...an ACK still reads a bounded prefix
-    print(
-        f"\nrepeated chunk {repeated * 1e6:.0f} us vs fresh {fresh * 1e6:.0f} us "
-        f"({repeated / fresh:.2f}x) with {partial.have.count} ranges held"
-    )
+    print(f"\nrepeated chunk {repeated * 1e6:.0f} us vs fresh {fresh * 1e6:.0f} us "
+          f"({repeated / fresh:.2f}x) with {partial.have.count} ranges held")
     assert b.online
 
 
@@ -266,10 +255,8 @@ def test_the_receive_budget_bounds_what_all_senders_together_make_bob_hold() -> 
     assert held <= RECEIVE_BUDGET_BYTES // 4 + CHUNK_PAYLOAD_BYTES  # unproven: a quarter
     assert b.receiving.stats.over_budget > 0
     say(net, a, "the proven peer still gets through")
-    print(
-        f"\n160 MiB of partials offered by {senders} senders: bob holds {held / 2**20:.1f} MiB "
-        f"(budget {RECEIVE_BUDGET_BYTES / 2**20:.0f} MiB, unproven share a quarter)"
-    )
+    print(f"\n160 MiB of partials offered by {senders} senders: bob holds {held / 2**20:.1f} MiB "
+          f"(budget {RECEIVE_BUDGET_BYTES / 2**20:.0f} MiB, unproven share a quarter)")
     # A sender that goes quiet has its partials freed after the timeout.
     net.run(PARTIAL_TIMEOUT_S + 2)
     assert b.receiving.held_bytes == 0
@@ -298,10 +285,8 @@ def test_one_ip_gets_at_most_its_quota_of_names_and_real_users_still_sign_in() -
     assert net.run_until(lambda: real.online and "alice" in srv.users, 5)
     fakes = sum(name.startswith("fake") for name in srv.users)
     assert fakes == 20
-    print(
-        f"\n40 sign-ins from one IP: {fakes} names kept (quota 20), {refused} refused "
-        "'too many users from your address'; a user elsewhere signs in"
-    )
+    print(f"\n40 sign-ins from one IP: {fakes} names kept (quota 20), {refused} refused "
+          "'too many users from your address'; a user elsewhere signs in")
 
 
 def test_a_crowded_directory_does_not_stretch_liveness_past_its_bound() -> None:
@@ -328,10 +313,8 @@ def test_a_stalled_partial_is_freed_and_its_live_sender_was_told() -> None:
     net.flush()
     assert net.run_until(lambda: b.receiving.held_bytes > 0, 10)
     net.blocked.add((A, B))  # what is on the wire still arrives; nothing more does
-    assert net.run_until(
-        lambda: any(isinstance(e, SendFailed) and e.handle == h for e in net.client_events[A]),
-        T.delivery_timeout_s + 5,
-    )
+    assert net.run_until(lambda: any(isinstance(e, SendFailed) and e.handle == h
+                                     for e in net.client_events[A]), T.delivery_timeout_s + 5)
     assert b.receiving.held_bytes > 0  # bob still holds the partial message...
     net.run(PARTIAL_TIMEOUT_S + 2)
     assert b.receiving.held_bytes == 0  # ...until it times out
@@ -340,3 +323,4 @@ def test_a_stalled_partial_is_freed_and_its_live_sender_was_told() -> None:
     net.blocked.clear()
     say(net, a, "after")
     assert shown(net, B)[-1] == "after"
+

@@ -43,7 +43,6 @@ FRESH: Addr = ("10.9.9.9", 9999)
 
 Ev = TypeVar("Ev", bound=ClientEvent)
 
-
 def signed_in(net: FakeNetwork, *names_addrs: tuple[str, Addr]) -> list[ClientCore]:
     srv = net.nodes.get(S) or net.add_server(S, T)
     assert isinstance(srv, ServerCore)
@@ -67,10 +66,8 @@ def converse(net: FakeNetwork, a: ClientCore, b: ClientCore, texts: list[str]) -
         b.send("alice", "re: " + t, net.now)
     net.flush()
     assert net.run_until(
-        lambda: (
-            len(events(net, A, MessageDelivered)) == before_a + len(texts)
-            and len(events(net, B, MessageDelivered)) == before_b + len(texts)
-        ),
+        lambda: len(events(net, A, MessageDelivered)) == before_a + len(texts)
+        and len(events(net, B, MessageDelivered)) == before_b + len(texts),
         30,
     )
 

@@ -280,7 +280,9 @@ def test_packet_threshold_declares_loss(acked: tuple[int, int], lost: list[int])
 
 
 @pytest.mark.parametrize(("late_ack_at", "halved"), [(0.011, False), (0.060, True)])
-def test_a_loss_cuts_the_window_only_while_a_queue_builds(late_ack_at: float, halved: bool) -> None:
+def test_a_loss_cuts_the_window_only_while_a_queue_builds(
+    late_ack_at: float, halved: bool
+) -> None:
     """CC_RANDOM_LOSS_QUEUE_S: a loss with no queueing delay (smoothed_rtt - min_rtt) is the
     link's, and the window stays; with the RTT grown by a queue, NewReno halves it."""
     ob = outbound()

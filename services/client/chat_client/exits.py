@@ -177,7 +177,8 @@ def failure_table() -> str:
     in; ``error:`` lines go to stderr when piped)."""
     shown = {"error": "`error: {}`", "info": "`{}`", "none": "(nothing)"}
     rows = [
-        f"| {shown[f.shown].format(f.template) if f.template else shown['none']} | {int(f.code)} |"
+        f"| {shown[f.shown].format(f.template) if f.template else shown['none']} | "
+        f"{int(f.code)} |"
         for f in Failure
     ]
     return "\n".join(["| line | exit code |", "| --- | --- |", *rows])

@@ -19,5 +19,5 @@ def compiled() -> bool:
 
 
 def core_kind() -> str:
-    """ "compiled core" or "pure-Python core": for the programs' start-up lines."""
+    """"compiled core" or "pure-Python core": for the programs' start-up lines."""
     return "compiled core" if compiled() else "pure-Python core"

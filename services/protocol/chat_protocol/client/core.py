@@ -399,7 +399,9 @@ class ClientCore:
             out = self._through_relay(out, now)
         return out
 
-    def _through_relay(self, out: list[tuple[bytes, Addr]], now: float) -> list[tuple[bytes, Addr]]:
+    def _through_relay(
+        self, out: list[tuple[bytes, Addr]], now: float
+    ) -> list[tuple[bytes, Addr]]:
         """Datagrams for a pseudo-address go in a RELAY to the directory (client/relay.py)."""
         direct: list[tuple[bytes, Addr]] = []
         for datagram, addr in out:

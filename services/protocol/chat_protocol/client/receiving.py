@@ -130,7 +130,9 @@ class ReceivePath:
             sessions = self._sessions.setdefault(key, OrderedDict())
             if len(sessions) >= MAX_SESSIONS_PER_PEER:
                 self._drop_state((key, next(iter(sessions))))  # its own, least recently heard
-            ib = Inbound(addr=addr, sender=claimed, session=d.session, stream=d.stream, base=d.base)
+            ib = Inbound(
+                addr=addr, sender=claimed, session=d.session, stream=d.stream, base=d.base
+            )
             self._inbound[ikey] = ib
             sessions[d.session] = None
             if len(self._inbound) > MAX_PEERS_TRACKED:

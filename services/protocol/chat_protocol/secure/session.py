@@ -144,7 +144,9 @@ class SecureSession:
         lean = contexts is not None
         # A lean session keeps its two keys as one 64-byte string (33 bytes less than two):
         # the send key, then the receive key; in _receive, the cache it borrows contexts from.
-        self._send: TransportCipher = send_key + receive_key if lean else ChaCha20Poly1305(send_key)
+        self._send: TransportCipher = (
+            send_key + receive_key if lean else ChaCha20Poly1305(send_key)
+        )
         self._receive: ChaCha20Poly1305 | ContextCache = (
             contexts if contexts is not None else ChaCha20Poly1305(receive_key)
         )
@@ -251,7 +253,9 @@ class SecureSession:
             receiver, counter, ciphertext = split_transport(datagram)
         return self.open(receiver, counter, ciphertext, addr, now)
 
-    def open(self, receiver: int, counter: int, ciphertext: bytes, addr: Addr, now: float) -> bytes:
+    def open(
+        self, receiver: int, counter: int, ciphertext: bytes, addr: Addr, now: float
+    ) -> bytes:
         if receiver != self.local_index:
             raise UnknownReceiver("transport datagram for another session")
         if self.expired(now):

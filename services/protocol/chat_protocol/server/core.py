@@ -369,7 +369,9 @@ class ServerCore:
             self.stats.malformed += 1
             return
         if isinstance(msg, Ping):
-            if not (self._pings.allow(addr[0], now) and self._pongs.allow(TOTAL, now)):
+            if not (
+                self._pings.allow(addr[0], now) and self._pongs.allow(TOTAL, now)
+            ):
                 self.stats.rate_limited += 1
                 return
             self._out.append((encode(Pong(nonce=msg.nonce)), addr))  # no user count

@@ -113,13 +113,8 @@ if (  # pragma: no cover
 _ADDR_MAX = 1 + 16 + _PORT.size  # an IPv6 address
 if (  # pragma: no cover
     H + _LOOKUP.size + NAME_MAX_CHARS != LOOKUP_BYTES
-    or H
-    + _U32_U8.size
-    + NAME_MAX_CHARS
-    + _ADDR_MAX
-    + STATIC_KEY_BYTES
-    + 1
-    + MAX_LOCAL_ENDPOINTS * _ADDR_MAX
+    or H + _U32_U8.size + NAME_MAX_CHARS + _ADDR_MAX + STATIC_KEY_BYTES
+    + 1 + MAX_LOCAL_ENDPOINTS * _ADDR_MAX
     != LOOKUP_REPLY_BYTES
 ):
     raise ImportError("const.LOOKUP_BYTES / LOOKUP_REPLY_BYTES disagree with the layouts")
@@ -256,7 +251,9 @@ def _build_punch(m: Punch) -> bytes:
     if len(m.key) != STATIC_KEY_BYTES:
         raise _invalid(m, f"key of {len(m.key)} bytes, not {STATIC_KEY_BYTES}")
     head = _TOKEN_KEY_U8.pack(_token(m, m.token), m.key, len(name))
-    return b"".join((_HEADERS[Kind.PUNCH], head, name, _addr(m.addr), _endpoints(m, m.local)))
+    return b"".join(
+        (_HEADERS[Kind.PUNCH], head, name, _addr(m.addr), _endpoints(m, m.local))
+    )
 
 
 def _build_relay_body(m: Relay | Relayed, key: bytes) -> bytes:
