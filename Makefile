@@ -42,7 +42,7 @@ IN_CI := $(shell cd '$(CURDIR)' && python3 -c 'from labkit.util import in_ci; pr
 ENGINE_UP := scripts/lab-check.sh engine >/dev/null
 COMPOSE_V2 := scripts/lab-check.sh compose >/dev/null
 
-.PHONY: core help install lab lab-ready images up down logs demo trace graph lint unit-test e2e-test bench-smoke \
+.PHONY: core help install lab lab-ready images up down logs demo trace graph screenshot lint unit-test e2e-test bench-smoke \
 	integration-test test bench bench-full chaos clean clean-images nat-up nat-down nat-demo \
 	swarm-up swarm-scale swarm-check swarm-client swarm-down swarm-test swarm-nodes-test
 
@@ -146,6 +146,9 @@ demo: images ## a scripted conversation, then bob killed and the server stopped;
 # labelled from the senders' own logs (CHAT_WIRE_LOG); fails if any DATA touched the server.
 trace: images ## alice sends bob one message, every datagram captured: traces/trace.{png,svg,txt}
 	$(PYTHON) -m labkit.trace
+
+screenshot: $(ENV_READY) ## the README's terminal picture: a real run on loopback, alice's pyte screen -> docs/terminal.{png,txt}
+	$(PYTHON) -m labkit.screenshot docs/terminal.png
 
 graph: $(ENV_READY) ## the running labs' topology from the docker SDK: traces/graph-PROJECT.{png,svg,txt}
 	$(PYTHON) -m labkit.graph

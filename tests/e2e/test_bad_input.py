@@ -583,9 +583,9 @@ def test_typed_control_characters_are_text_and_no_line_merges(
     as text; no traceback, and the next line is a line of its own."""
     c = tty("tc")
     c.enter("send nobody A\x16\x1b[31mRED\x16\x07B")
-    c.expect(r"error: no such user: nobody\r?\n")
+    c.expect(r"✗ no such user: nobody\r?\n")
     c.enter("send nobody \x1b[5;7R")  # a cursor position report, typed
-    c.expect(r"error: no such user: nobody\r?\n")
+    c.expect(r"✗ no such user: nobody\r?\n")
     assert "tc" in c.list_names()
     c.enter("exit")
     assert c.wait_exit(BOUND_S) == ExitCode.OK
@@ -595,7 +595,7 @@ def test_typed_control_characters_are_text_and_no_line_merges(
 @pytest.mark.parametrize(
     ("chars", "answer"),
     [
-        (64 * 1024 - 100, r"error: no such user: nobody\r?\n"),
+        (64 * 1024 - 100, r"✗ no such user: nobody\r?\n"),
         (
             1 << 20,
             "error: "

@@ -65,6 +65,19 @@ def test_commands_are_case_insensitive(server: Server, clients: Clients) -> None
     bob.expect(r"send USER MESSAGE")
 
 
+def test_a_send_to_nobody_is_marked_failed_on_its_own_line_and_the_client_keeps_working(
+    server: Server, clients: Clients
+) -> None:
+    """On a terminal a failed send is its echo with the failure mark, not an error line."""
+    alice, bob = clients("alice", "bob")
+    alice.enter("send zed hello?")
+    alice.expect(r"(?<!\S)\d\d:\d\d you → zed: hello\? ✗ no such user: zed\r?\n")
+    alice.expect(PROMPT_RE)
+    assert "error" not in alice.child.before
+    alice.enter("send bob still here")
+    bob.expect(received("alice", real_port(server, alice), "still here"))
+
+
 def test_a_taken_name_is_refused_with_exit_3_and_the_first_holder_keeps_working(
     server: Server, clients: Clients, spawn_tty: Callable[[str], TtyClient]
 ) -> None:
@@ -93,9 +106,8 @@ def test_a_taken_name_is_refused_with_exit_3_and_the_first_holder_keeps_working(
         ("send", "error: usage: send USER MESSAGE"),
         ("send bob", "error: usage: send USER MESSAGE"),
         ("send bob   ", "error: empty message, not sent"),
-        ("send zed hello?", "error: no such user: zed"),
     ],
-    ids=["unknown-command", "send-alone", "send-no-text", "send-blank-text", "unknown-user"],
+    ids=["unknown-command", "send-alone", "send-no-text", "send-blank-text"],
 )
 def test_a_mistake_prints_one_error_line_and_the_client_keeps_working(
     server: Server, clients: Clients, line: str, error: str

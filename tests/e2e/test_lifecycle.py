@@ -73,7 +73,7 @@ def test_leaving_signs_out_with_exit_0_and_the_others_stop_listing_the_user(
     assert alice.list_names() == ["alice", "carol"]
     assert carol.list_names() == ["alice", "carol"]
     alice.enter("send bob are you there?")
-    alice.expect(r"error: no such user: bob\r?\n")
+    alice.expect(r"✗ no such user: bob\r?\n")
 
 
 def test_a_killed_client_drops_off_the_list_and_a_send_to_it_fails(
@@ -104,10 +104,10 @@ def test_a_killed_client_drops_off_the_list_and_a_send_to_it_fails(
     assert gone_after > CLIENT_TIMEOUT_S - HEARTBEAT_S, f"carol dropped after {gone_after:.1f} s"
     server.wait_log(r"\bcarol timed out\b", timeout=1)
     alice.enter("send carol hello?")
-    alice.expect(r"error: no such user: carol\r?\n")
+    alice.expect(r"✗ no such user: carol\r?\n")
 
     bob.expect(
-        r"error: not delivered to carol \(no acknowledgement for 10 s\)\r?\n",
+        r"✗ not delivered to carol \(no acknowledgement for 10 s\)\r?\n",
         timeout=max(sent + DELIVERY_TIMEOUT_S + SLACK_S - time.monotonic(), 0.5),
     )
     assert time.monotonic() - sent > DELIVERY_TIMEOUT_S - 0.5

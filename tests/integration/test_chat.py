@@ -118,7 +118,7 @@ def test_taken_name_and_user_errors(compose_project: Compose) -> None:
 
     # Mistakes get one line each, and the client carries on.
     alice.enter("send zed hello?")
-    alice.expect(r"error: no such user: zed")
+    alice.expect(r"✗ no such user: zed")  # (a terminal: the send's mark)
     alice.enter("shout hello")
     alice.expect(r"error: unknown command 'shout'; type 'help' for the commands")
     alice.enter("send bob    ")

@@ -74,7 +74,7 @@ def test_a_client_that_exits_or_dies_leaves_the_directory(compose_project: Compo
     gone = wait_until_unlisted([alice, bob], "carol", t0, SIGN_OUT_BOUND_S)
     print(f"carol (exit) unlisted after {seconds(gone)}")
     alice.enter("send carol are you there?")
-    alice.expect(r"error: no such user: carol")
+    alice.expect(r"✗ no such user: carol")
 
     # `docker kill` (SIGKILL, no goodbye): the server notices the silence.
     alice.enter("send dave before the crash")  # alice has talked to dave: no cached shortcut
@@ -85,9 +85,9 @@ def test_a_client_that_exits_or_dies_leaves_the_directory(compose_project: Compo
     print(f"dave (docker kill) unlisted after {seconds(detected)}")
     assert dave.wait_exit() != 0
     alice.enter("send dave hello after the crash")
-    alice.expect(r"error: no such user: dave")
+    alice.expect(r"✗ no such user: dave")
     bob.enter("send dave hello from bob")
-    bob.expect(r"error: no such user: dave")
+    bob.expect(r"✗ no such user: dave")
     # The survivors still talk to each other.
     bob.enter("send alice still here")
     alice.expect(r"bob \([0-9.]+:\d+\)(?: \(new\))?: still here")

@@ -170,7 +170,7 @@ def test_partition_shorter_than_the_timeouts_loses_nothing_silently(
         for s in senders:
             last = sent[s.name][-1]
             if s.name not in settled and (
-                f"{last}\n" in received or "error: not delivered to bob" in s.read_available()
+                f"{last}\n" in received or "✗ not delivered to bob" in s.read_available()
             ):
                 settled[s.name] = time.monotonic() - t0 - cut_s
         return len(settled) == len(senders)
@@ -193,7 +193,7 @@ def test_partition_shorter_than_the_timeouts_loses_nothing_silently(
         got = [m["text"] for m in bob.messages(s.name)]
         assert got[0] == f"before-{token}", got
         during = got[1:]
-        failed = s.transcript().count("error: not delivered to bob")
+        failed = s.transcript().count("✗ not delivered to bob")
         report.append(f"{s.name}: {len(sent[s.name])} sent, {len(during)} arrived, {failed} failed")
         assert len(during) == len(set(during)), f"duplicates from {s.name}: {during}"
         indices = [sent[s.name].index(t) for t in during]  # ValueError: never sent

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from budget import examples
 from chat_protocol.client.core import ClientCore
 from chat_protocol.client.directory import State
-from chat_protocol.const import CHUNK_PAYLOAD_BYTES, Timings
+from chat_protocol.const import CHUNK_PAYLOAD_BYTES, SEND_PROGRESS_STEPS, Timings
 from chat_protocol.events import (
     ClientEvent,
     GoneReason,
@@ -20,6 +20,7 @@ from chat_protocol.events import (
     PeerRefusal,
     PeerRefused,
     SendFailed,
+    SendProgress,
     ServerGone,
     SignedIn,
     SignedOut,
@@ -70,6 +71,32 @@ def assert_delivered_means_shown(net: FakeNetwork, sender: Addr, receiver: Addr)
     assert delivered <= shown, f"delivered but never shown: {sorted(delivered - shown)}"
 
 
+def assert_progress_sound(net: FakeNetwork, addr: Addr, sizes: dict[int, int]) -> None:
+    """``SendProgress`` (``sizes``: handle -> bytes sent): only for messages of more than one
+    chunk, rising, at most one per step, never after the outcome, and at the total exactly when
+    the message was delivered."""
+    done: set[int] = set()
+    last: dict[int, int] = {}
+    delivered = outcomes(net, addr)
+    for e in net.client_events[addr]:
+        if isinstance(e, MessageDelivered | SendFailed):
+            done.add(e.handle)
+        if not isinstance(e, SendProgress):
+            continue
+        assert e.handle not in done, f"progress of {e.handle} after its outcome"
+        assert sizes[e.handle] > CHUNK_PAYLOAD_BYTES and e.total == sizes[e.handle]
+        assert last.get(e.handle, 0) < e.acked <= e.total
+        last[e.handle] = e.acked
+    for handle, size in sizes.items():
+        if size > CHUNK_PAYLOAD_BYTES and delivered.get(handle):
+            assert last.get(handle) == size, f"{handle} delivered, progress {last.get(handle)}"
+    counts = [
+        sum(isinstance(e, SendProgress) and e.handle == h for e in net.client_events[addr])
+        for h in sizes
+    ]
+    assert max(counts, default=0) <= SEND_PROGRESS_STEPS
+
+
 def sender_session(net: FakeNetwork, addr: Addr) -> int:
     node = net.nodes[addr]
     assert isinstance(node, ClientCore)
@@ -111,6 +138,7 @@ def test_exactly_once_in_order_under_loss_duplication_reordering(
     delivered = outcomes(net, A)
     assert not any(delivered[h] for h, t in zip(handles, sent, strict=True) if t not in texts)
     assert_delivered_means_shown(net, A, B)
+    assert_progress_sound(net, A, dict(zip(handles, sizes, strict=True)))
 
 
 @given(seed=st.integers(0, 2**32), loss=st.floats(0, 0.5))
@@ -131,10 +159,15 @@ def test_one_mebibyte_arrives_whole_at_25_percent_loss() -> None:
     net = FakeNetwork(seed=7, link=Link(loss=0.25, duplicate=0.05, reorder=0.1))
     a, _ = setup(net, ("alice", A), ("bob", B))
     text = "".join(chr(0x41 + i % 26) for i in range(1 << 20))
-    a.send("bob", text, net.now)
+    handle = a.send("bob", text, net.now)
     net.flush()
     assert net.run_until(lambda: received(net, B), 120)
     assert [m.text for m in received(net, B)] == [text]
+    assert net.run_until(lambda: outcomes(net, A), 30)
+    assert_progress_sound(net, A, {handle: len(text)})
+    steps = [e.acked for e in of_type(net, A, SendProgress)]
+    assert len(steps) > SEND_PROGRESS_STEPS // 2, "progress in too few steps"  # not all at the end
+    assert steps[-1] == len(text)
 
 
 def test_three_senders_each_in_order_to_one_receiver() -> None:

@@ -237,3 +237,30 @@ def test_the_architecture_picture_names_every_module_of_the_roles(role: str) -> 
     modules = {p.stem for p in (CORE / role).glob("*.py")} - {"__init__"}
     assert modules, f"no modules found under {CORE / role}"
     assert sorted(modules - named) == [], f"docs/ARCHITECTURE.md's picture omits {role}/ modules"
+
+
+# --- the client's commands: README.md and docs/CLI.md against chat_client.commands.TABLE ----
+
+
+def test_readme_commands_table_is_the_commands_table() -> None:
+    from chat_client.commands import TABLE
+
+    text = section(ROOT / "README.md", "## Using the client")
+    start = text.index("| command | alias |")
+    table = text[start : text.index("\n\n", start)]
+    rows = body_rows(table)
+    shown = [(re.findall(r"`([^`]+)`", r[0]), re.findall(r"`([^`]+)`", r[1])) for r in rows]
+    expected = [([s.usage], [f"{a} {s.args}".rstrip() for a in s.aliases]) for s in TABLE]
+    assert shown == expected
+
+
+def test_cli_md_names_every_command_and_alias() -> None:
+    from chat_client.commands import TABLE
+
+    text = section(ROOT / "docs/CLI.md", "## chat-client")
+    line = text[text.index("- Commands (case-insensitive") :]
+    line = line[: line.index("\n- ")]
+    for s in TABLE:
+        words = [f"`{s.usage}`", *(f"`{a} {s.args}`".replace(" `", "`") for a in s.aliases)]
+        entry = words[0] + (f" (alias {', '.join(words[1:])})" if s.aliases else "")
+        assert " ".join(entry.split()) in " ".join(line.split()), entry

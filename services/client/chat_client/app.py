@@ -13,9 +13,19 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from chat_client.commands import HELP, Command, parse_command
+from chat_client.commands import HELP, TABLE, Command, parse_command
+from chat_client.complete import NAMES_FRESH_S, ChatCompleter
 from chat_client.exits import Ending, ExitCode, Failure, failure_of, reason_of, say
-from chat_client.ui import LineInput, Output, install_excepthooks, open_input
+from chat_client.outbox import Outbox, clock
+from chat_client.recall import TypedLines, recall_path
+from chat_client.ui import (
+    LineInput,
+    Output,
+    PromptParts,
+    TerminalInput,
+    install_excepthooks,
+    open_input,
+)
 from chat_client.words import (
     ended,
     fail_text,
@@ -35,6 +45,7 @@ from chat_protocol.events import (
     MessageReceived,
     PeerRefused,
     SendFailed,
+    SendProgress,
     ServerGone,
     ServerKeyPinned,
     SignedIn,
@@ -76,8 +87,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
         prog="chat-client",
         description="P2P UDP chat client: signs in to a directory server, then sends messages "
-        "directly to other users. Commands: list, send USER MESSAGE, whois USER, "
-        "trust USER [FINGERPRINT], help, exit.",
+        "directly to other users. Commands: " + ", ".join(c.usage for c in TABLE) + ".",
     )
     p.add_argument("-u", "--user", required=True, type=user_name, help="your user name")
     cli.add_server_options(p)
@@ -99,6 +109,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         dest="relay",
         action="store_false",
         help="never go through the directory's relay: a peer no direct path reaches is an error",
+    )
+    p.add_argument(
+        "--time",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="show the local time (12:04) before each message line; default: on a terminal, "
+        "not when stdin is a pipe or a file",
     )
     p.add_argument("-v", "--verbose", action="store_true", help="log protocol details to stderr")
     return p.parse_args(argv)
@@ -124,11 +141,22 @@ class ClientShell(aio.DatagramShell[ClientEvent]):
         out: Output,
         pins: PinStore | None = None,
         history: HistoryWriter | None = None,
+        *,
+        show_time: bool = False,
+        outbox: Outbox | None = None,
     ) -> None:
         super().__init__(core)
         self.out = out
         self.pins = pins
         self.history = history
+        self.show_time = show_time
+        self.outbox = outbox
+        """The user's own lines and their marks (on a terminal)."""
+        self.names: tuple[str, ...] = ()
+        """The names of the last list seen (what Tab completes)."""
+        self.names_at = -NAMES_FRESH_S
+        self.quiet_lists = 0
+        """Lists asked for Tab's names whose answers are not printed."""
         self.incarnation = incarnation_of(core.session)
         self.signed_in: asyncio.Future[None] = self.loop.create_future()
         self.finished: asyncio.Future[ExitCode] = self.loop.create_future()
@@ -140,6 +168,20 @@ class ClientShell(aio.DatagramShell[ClientEvent]):
         self.ending = False
         """:meth:`end` was called: its sign-out is under way."""
         out.on_reader_gone = lambda: self.loop.call_soon(self.end, say(Failure.READER_GONE))
+
+    def refresh_names(self) -> None:
+        """Ask the directory for the names online, quietly, unless the last list or the last
+        such question is more recent than :data:`NAMES_FRESH_S`."""
+        now = self.now()
+        if now - self.names_at < NAMES_FRESH_S or not self.core.online or self.ending:
+            return
+        self.names_at = now  # (also for the question: at most one per NAMES_FRESH_S)
+        try:
+            self.core.list_users(now)
+        except UsageError:
+            return
+        self.quiet_lists += 1
+        self.pump()
 
     def mid(self, handle: int) -> str:
         return message_id(self.incarnation, handle)
@@ -183,22 +225,37 @@ class ClientShell(aio.DatagramShell[ClientEvent]):
                 if not self.signed_in.done():
                     self.signed_in.set_result(None)
             case MessageReceived():
-                out.message(event.sender, event.addr, event.text, new=event.new)
+                when = clock() if self.show_time else ""
+                out.message(event.sender, event.addr, event.text, new=event.new, when=when)
                 mid = message_id(incarnation_of(event.session), event.msg_id)
                 self.record(lambda h: h.shown(event.sender, mid, event.text))
             case MessageDelivered():
+                if self.outbox is not None:
+                    self.outbox.delivered(event.handle)
                 self.record(lambda h: h.delivered(self.mid(event.handle), event.to))
+            case SendProgress():
+                if self.outbox is not None:
+                    self.outbox.progress(event.handle, event.acked, event.total)
             case SendFailed():
                 text = fail_text(event, self.core.timings)
-                out.error(text)
+                marked = self.outbox is not None and self.outbox.failed(event.handle, text)
+                if not marked:
+                    out.error(text)
                 reason = event.reason.name.lower()
                 self.record(
                     lambda h: h.not_delivered(self.mid(event.handle), event.to, reason, text)
                 )
             case UserList():
-                out.info(f"online ({event.total}): {', '.join(event.names)}")
+                self.names, self.names_at = event.names, self.now()
+                if self.quiet_lists:
+                    self.quiet_lists -= 1
+                else:
+                    out.info(f"online ({event.total}): {', '.join(event.names)}")
             case ListFailed():
-                out.error("the server did not answer the list")
+                if self.quiet_lists:
+                    self.quiet_lists -= 1
+                else:
+                    out.error("the server did not answer the list")
             case WhoisInfo(key=None):
                 out.error(f"no such user: {event.name}")
             case WhoisInfo(key=bytes() as key):
@@ -301,6 +358,8 @@ def execute(cmd: Command, shell: ClientShell) -> None:
                 handle = core.send(cmd.user, cmd.text, now)
                 if not shell.record(lambda h: h.send(shell.mid(handle), cmd.user, cmd.text)):
                     return  # not recorded, so not sent (:meth:`ClientShell.end` halted it)
+                if shell.outbox is not None:
+                    shell.outbox.sent(handle, cmd.user, cmd.text)
             case "whois":
                 core.whois(cmd.user, now)
             case "trust":
@@ -311,6 +370,16 @@ def execute(cmd: Command, shell: ClientShell) -> None:
     except UsageError as exc:
         out.error(str(exc))
     shell.pump()
+
+
+def is_send(line: str) -> bool:
+    """A line that sends a message: on a terminal its echo (with its mark) replaces it. (A line
+    the core refuses, such as one naming an invalid user, stays: its error follows it.)"""
+    try:
+        cmd = parse_command(line)
+    except UsageError:
+        return False
+    return cmd is not None and cmd.name == "send" and is_valid_name(cmd.user)
 
 
 async def read_commands(shell: ClientShell, lines: LineInput) -> None:
@@ -381,10 +450,18 @@ async def run(args: argparse.Namespace) -> int:
             )
         except OSError as exc:
             return out.ending(say(Failure.HISTORY, path=args.history, reason=reason_of(exc)))
+    show_time = out.interactive if args.time is None else args.time
+    outbox = (
+        Outbox(print_rows=out.rows, changed=lambda: None, show_time=show_time, width=out.width)
+        if out.interactive
+        else None
+    )
     local = "::" if ":" in server[0] else "0.0.0.0"
     try:
         shell = await aio.open_endpoint(
-            lambda: ClientShell(core, out, pins, history), host=local, port=0
+            lambda: ClientShell(core, out, pins, history, show_time=show_time, outbox=outbox),
+            host=local,
+            port=0,
         )
     except OSError as exc:
         return out.ending(say(Failure.SOCKET, reason=reason_of(exc)))
@@ -402,7 +479,18 @@ async def run(args: argparse.Namespace) -> int:
         if shell.finished.done():
             code = shell.finished.result()
             return code
-        async with open_input(out) as lines:
+        parts = None
+        if outbox is not None:
+            parts = PromptParts(
+                above=outbox.live,
+                completer=ChatCompleter(lambda: shell.names, shell.refresh_names),
+                history=TypedLines(recall_path(store.home, args.user), out.warning),
+                erase=is_send,
+            )
+            shell.refresh_names()
+        async with open_input(out, parts) as lines:
+            if outbox is not None and isinstance(lines, TerminalInput):
+                outbox.changed = lines.redraw
             reader = asyncio.create_task(read_commands(shell, lines))
             reader.add_done_callback(_report_failure(shell))
             code = await shell.finished

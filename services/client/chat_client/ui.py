@@ -20,6 +20,7 @@ import stat
 import sys
 import threading
 from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Protocol, TextIO
 
@@ -120,20 +121,37 @@ class Output:
         self._write(render_lines(f"error: {text}"), err=True)
 
     def message(
-        self, sender: str, addr: Addr, text: str, *, verified: bool = True, new: bool = False
+        self,
+        sender: str,
+        addr: Addr,
+        text: str,
+        *,
+        verified: bool = True,
+        new: bool = False,
+        when: str = "",
     ) -> None:
         """``alice (172.18.0.3:40211): hello``; escaped, wrapped and marked by
         :func:`chat_client.render.render_message`. ``new``: the first line shown from a sender
-        never pinned before, marked ``alice (172.18.0.3:40211) (new): hello``."""
+        never pinned before, marked ``alice (172.18.0.3:40211) (new): hello``. ``when``: the
+        local time it was shown, before the name (``12:04 alice (...): hello``)."""
         who, mark = (sender, "") if verified else (f"{sender}?", " [unverified]")
         if new:
             mark += NEW_MARK
         width = terminal_width(sys.stdout)
         where = "via relay" if addr[0] == RELAY_HOST else addr_text(addr)
-        shown = "\n".join(render_message(f"{who} ({where}){mark}", text, width))
-        if width is not None and os.environ.get("TERM") != "dumb":
+        prefix = f"{when} {who} ({where}){mark}" if when else f"{who} ({where}){mark}"
+        self.rows(render_message(prefix, text, width))
+
+    def rows(self, rows: list[str]) -> None:
+        """Rows that already fit the terminal (a message, an own line with its mark)."""
+        shown = "\n".join(rows)
+        if terminal_width(sys.stdout) is not None and os.environ.get("TERM") != "dumb":
             shown = NO_AUTOWRAP + shown + AUTOWRAP
         self._write(shown)
+
+    def width(self) -> int | None:
+        """The terminal's columns, or None when stdout is not a terminal."""
+        return terminal_width(sys.stdout)
 
 
 def install_excepthooks(
@@ -397,17 +415,69 @@ def terminal_input(stdin: TextIO | None = None) -> Any:
     return TypedInput()
 
 
+@dataclass(frozen=True, kw_only=True)
+class PromptParts:
+    """What the terminal prompt shows and offers besides the typed line."""
+
+    above: Callable[[int], list[tuple[str, str]]] | None = None
+    """The live area drawn above ``+> `` (formatted text for a width), redrawn on
+    :meth:`TerminalInput.redraw`."""
+    completer: Any = None
+    """A prompt_toolkit completer for Tab (readline-like: the common part is inserted)."""
+    history: Any = None
+    """A prompt_toolkit history (Up/Down recall typed lines)."""
+    erase: Callable[[str], bool] | None = None
+    """Whether an entered line leaves the screen (a send: its echo takes its place)."""
+
+
 class TerminalInput:
-    def __init__(self) -> None:
+    def __init__(self, parts: PromptParts | None = None) -> None:
         from prompt_toolkit import PromptSession
+        from prompt_toolkit.document import Document
+        from prompt_toolkit.shortcuts import CompleteStyle
+        from prompt_toolkit.validation import Validator
 
         self._input = terminal_input()
-        self._session: PromptSession[str] = PromptSession(input=self._input)
+        self._parts = parts or PromptParts()
+        self._entered = False
+        """Enter was pressed: the prompt is drawn a last time, without the live area."""
+        erase = self._parts.erase
+
+        class EraseOnEnter(Validator):
+            """Accepts every line; decides, as Enter is taken, whether it leaves the screen, and
+            takes the live area out of the prompt: the line stays on the screen as typed, the
+            live area goes on with the next prompt (it is not left behind above it)."""
+
+            def validate(inner, document: Document) -> None:
+                self._entered = True
+                self._session.app.erase_when_done = erase is not None and erase(document.text)
+
+        self._session: PromptSession[str] = PromptSession(
+            input=self._input,
+            completer=self._parts.completer,
+            complete_while_typing=False,
+            complete_style=CompleteStyle.READLINE_LIKE,
+            reserve_space_for_menu=0,
+            history=self._parts.history,
+            validator=EraseOnEnter(),
+        )
+
+    def _message(self) -> Any:
+        above = self._parts.above
+        if above is None or self._entered:
+            return PROMPT
+        width = self._session.app.output.get_size().columns or FALLBACK_COLUMNS
+        return [*above(width), ("", PROMPT)]
+
+    def redraw(self) -> None:
+        """Draw the live area again (from the event loop; nothing if no prompt is shown)."""
+        self._session.app.invalidate()
 
     async def readline(self) -> str | None:
         """The next line; UsageError for a line over :data:`MAX_TYPED_CHARS`."""
+        self._entered = False
         try:
-            line = await self._session.prompt_async(PROMPT)
+            line = await self._session.prompt_async(self._message)
         except (EOFError, KeyboardInterrupt):
             return None
         refused = self._input.ended.popleft() if self._input.ended else None
@@ -438,7 +508,7 @@ def _no_cursor_position_requests() -> None:
 
 
 @contextlib.asynccontextmanager
-async def open_input(out: Output) -> AsyncIterator[LineInput]:
+async def open_input(out: Output, parts: PromptParts | None = None) -> AsyncIterator[LineInput]:
     if not out.interactive:
         yield await PipeInput.open()
         return
@@ -446,4 +516,4 @@ async def open_input(out: Output) -> AsyncIterator[LineInput]:
 
     _no_cursor_position_requests()
     with patch_stdout(raw=True):
-        yield TerminalInput()
+        yield TerminalInput(parts)

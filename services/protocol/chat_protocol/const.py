@@ -16,6 +16,9 @@ MAX_DATAGRAM_BYTES = 1400
 """Largest datagram either side sends or accepts (fits a 1500-byte Ethernet MTU with headers)."""
 CHUNK_PAYLOAD_BYTES = 1200
 """Message bytes carried by one DATA datagram."""
+SEND_PROGRESS_STEPS = 100
+"""A message of more than one chunk reports its progress (``SendProgress``) each time the bytes
+the receiver holds reach a further 1/SEND_PROGRESS_STEPS of it (at most this many events each)."""
 MIN_HELLO_BYTES = 64
 """A HELLO is padded to at least this size, so no reply to an unvalidated address is larger."""
 PING_BYTES = 16

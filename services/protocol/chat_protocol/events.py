@@ -211,6 +211,19 @@ class MessageDelivered:
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
+class SendProgress:
+    """A message of more than one chunk: the receiver holds ``acked`` of its ``total`` bytes (it
+    has not necessarily shown it yet). Emitted each time ``acked`` reaches a further
+    1/``SEND_PROGRESS_STEPS`` of ``total``, and with ``acked == total`` before the
+    ``MessageDelivered`` of such a message if not already (a message shown is held whole)."""
+
+    handle: int
+    to: str
+    acked: int
+    total: int
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
 class SendFailed:
     handle: int
     to: str
@@ -241,6 +254,7 @@ ClientEvent = (
     | WhoisFailed
     | MessageReceived
     | MessageDelivered
+    | SendProgress
     | SendFailed
     | ServerGone
     | SignedOut

@@ -6,7 +6,8 @@ pinned for that name (a first key is pinned), else the send fails ``KEY_CHANGED`
 sent. Destinations are kept by key, not address: the secure layer finds the peer wherever it is.
 Sends leave in the order they were typed even when lookups are answered out of order. Every
 send ends in exactly one event: ``MessageDelivered`` (the receiver
-showed it) or ``SendFailed`` with a :class:`~chat_protocol.outcomes.FailReason`.
+showed it) or ``SendFailed`` with a :class:`~chat_protocol.outcomes.FailReason`. A message of
+more than one chunk also reports ``SendProgress`` on its way (bytes the receiver holds).
 """
 
 from __future__ import annotations
@@ -16,8 +17,13 @@ from collections.abc import Callable
 from typing import Final
 
 from chat_protocol.client.pins import Pins
-from chat_protocol.const import MAX_PEERS_TRACKED, Timings
-from chat_protocol.events import ClientEvent, MessageDelivered, SendFailed
+from chat_protocol.const import (
+    CHUNK_PAYLOAD_BYTES,
+    MAX_PEERS_TRACKED,
+    SEND_PROGRESS_STEPS,
+    Timings,
+)
+from chat_protocol.events import ClientEvent, MessageDelivered, SendFailed, SendProgress
 from chat_protocol.outcomes import FailReason
 from chat_protocol.transfer.outbound import Outbound, Resolved
 from chat_protocol.wire.codec import encode
@@ -62,6 +68,9 @@ class SendPipeline:
         self._next_handle = 1
         self._next_stream = 1
         self.outbound: OrderedDict[PeerKey, Outbound] = OrderedDict()
+        self._progress: dict[int, tuple[int, int]] = {}
+        """Handle of a message of more than one chunk in transfer -> (the progress step last
+        reported, its total bytes)."""
 
     @property
     def pending(self) -> int:
@@ -115,6 +124,8 @@ class SendPipeline:
             self._outbound_for(ps.key, ps.addr).enqueue(
                 msg_id=ps.handle, to=ps.canonical or ps.to, payload=ps.payload, now=now
             )
+            if len(ps.payload) > CHUNK_PAYLOAD_BYTES:
+                self._progress[ps.handle] = (0, len(ps.payload))
 
     def _outbound_for(self, key: PeerKey, addr: Addr) -> Outbound:
         ob = self.outbound.get(key)
@@ -142,11 +153,28 @@ class SendPipeline:
         out = self.outbound.get(key)
         if out is None:
             return False
-        self._resolved(out.on_ack(ack, now))
+        resolved = out.on_ack(ack, now)
+        if self._progress:
+            for m in out.queue:
+                if m.msg_id in self._progress:
+                    self._report(m.msg_id, m.to, len(m.acked))
+        self._resolved(resolved)
         return True
+
+    def _report(self, handle: int, to: str, acked: int) -> None:
+        """``SendProgress`` if ``acked`` reached a further step of the message's total."""
+        last, total = self._progress[handle]
+        step = acked * SEND_PROGRESS_STEPS // total
+        if step > last:
+            self._progress[handle] = (step, total)
+            self._emit(SendProgress(handle=handle, to=to, acked=acked, total=total))
 
     def _resolved(self, items: list[Resolved]) -> None:
         for r in items:
+            if r.msg_id in self._progress:
+                if r.delivered:  # shown, so held whole
+                    self._report(r.msg_id, r.to, self._progress[r.msg_id][1])
+                del self._progress[r.msg_id]
             if r.delivered:
                 self._emit(MessageDelivered(handle=r.msg_id, to=r.to))
             else:
@@ -183,6 +211,7 @@ class SendPipeline:
         fresh = None
         for m in ob.queue:
             if m.next_new > 0:
+                self._progress.pop(m.msg_id, None)
                 self._emit(SendFailed(handle=m.msg_id, to=m.to, reason=FailReason.PEER_RESTARTED))
                 continue
             if fresh is None:
@@ -195,6 +224,7 @@ class SendPipeline:
             self._emit(SendFailed(handle=ps.handle, to=ps.to, reason=reason))
         self._sends.clear()
         self._by_handle.clear()
+        self._progress.clear()
         for ob in self.outbound.values():
             for m in ob.queue:
                 self._emit(SendFailed(handle=m.msg_id, to=m.to, reason=reason))
