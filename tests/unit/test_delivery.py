@@ -165,7 +165,7 @@ def test_one_mebibyte_arrives_whole_at_25_percent_loss() -> None:
     assert [m.text for m in received(net, B)] == [text]
     assert net.run_until(lambda: outcomes(net, A), 30)
     assert_progress_sound(net, A, {handle: len(text)})
-    steps = [e.acked for e in of_type(net, A, SendProgress)]
+    steps = [e.acked for e in net.events_of(A, SendProgress)]
     assert len(steps) > SEND_PROGRESS_STEPS // 2, "progress in too few steps"  # not all at the end
     assert steps[-1] == len(text)
 
