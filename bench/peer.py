@@ -35,7 +35,11 @@ RCVBUF_BYTES = 1 << 20
 
 
 class SyncPeer:
-    def __init__(self, name: str, server: Addr, bind_host: str = "127.0.0.1") -> None:
+    def __init__(
+        self, name: str, server: Addr, bind_host: str = "127.0.0.1", *, relay: bool = True
+    ) -> None:
+        """``relay=False``: never reach a peer through the directory's relay (a peer that
+        stops answering stays at its address instead of moving to a pseudo-address)."""
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self.sock.bind((bind_host, 0))
         self.sock.setblocking(False)
@@ -47,6 +51,7 @@ class SyncPeer:
             server=server,
             identity=KeyPair.generate(os.urandom),
             clock_offset_s=time.time() - time.monotonic(),
+            relay=relay,
         )
         self.server = server
         self.events: deque[ClientEvent] = deque()

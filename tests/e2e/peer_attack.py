@@ -116,7 +116,9 @@ class Attacker:
     """mallory, signed in, with a secure session to bob that raw DATA is written on."""
 
     def __init__(self, host: str, port: int, claim: str | None) -> None:
-        self.peer = SyncPeer(NAME, (host, port), bind_host=host)
+        # No relay: bob, busy under the flood, may miss a keepalive, and the core would then
+        # move the session to a relay pseudo-address that a raw sendto cannot reach.
+        self.peer = SyncPeer(NAME, (host, port), bind_host=host, relay=False)
         self.peer.sign_in(10)
         core = self.peer.core
         self.sender = claim or NAME
