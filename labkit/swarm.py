@@ -23,6 +23,7 @@ import json
 import math
 import os
 import re
+import secrets
 import subprocess
 import sys
 import tarfile
@@ -94,6 +95,19 @@ class Node:
 def node(i: int) -> Node:
     name = f"{NODE_PREFIX}{i}"
     return Node(name, ("docker", "exec", "-i", name, "docker"), container=name)
+
+
+@dataclass(frozen=True)
+class Task:
+    """One task of a service, as ``docker service ps`` shows it."""
+
+    id: str
+    name: str
+    """``SERVICE.SLOT``"""
+    slot: int
+    node: str
+    state: str
+    """Running, Starting, Preparing, ..."""
 
 
 MESSAGES_RE = re.compile(r"^([\d,]+) messages:", re.M)
@@ -293,6 +307,9 @@ class Swarm:
             "BOTS_PER_TASK": str(per_task),
             "BOTS_RATE": str(rate),
             "BOTS_MESSAGES": str(messages),
+            # Bots' keys derived from it (chat-bots --key-seed): a task started on another
+            # node (a drained one, or placed elsewhere after a kill) signs in as the same users.
+            "BOTS_KEY_SEED": self.env.get("BOTS_KEY_SEED") or secrets.token_hex(16),
             # stack.yaml's image names (interpolated by the CLI that deploys: in a node, its own)
             "CHAT_IMAGE_PREFIX": self.env.get("CHAT_IMAGE_PREFIX", "p2p-chat"),
             "CHAT_IMAGE_TAG": self.env.get("CHAT_IMAGE_TAG", "latest"),
@@ -426,13 +443,15 @@ class Swarm:
 
     # --- scale ------------------------------------------------------------------------------
 
-    def scale(self, bots: int, *, wait: bool = True) -> None:
+    def scale(self, bots: int, *, wait: bool = True, env: dict[str, str] | None = None) -> None:
         """Run ``bots`` clients in all (see :func:`tasks_for`); 0 stops every bot (each signs
-        out first)."""
+        out first). ``env``: more of the bots' settings (``BOTS_RATE``, ``BOTS_MESSAGES``)."""
         tasks, per_task = tasks_for(bots)
         args = ["service", "update", "--detach=true", "--replicas", str(tasks)]
         if tasks:
             args += ["--env-add", f"BOTS={per_task}"]
+        for k, v in (env or {}).items():
+            args += ["--env-add", f"{k}={v}"]
         self.docker(*args, BOTS_SERVICE, timeout=120)
         if not wait:
             return
@@ -465,6 +484,68 @@ class Swarm:
         wait_until(
             stopped, STOP_TIMEOUT_S, "every bot container to end", self.describe, interval=0.5
         )
+
+    # --- faults (labkit.chaos.swarmlab) -------------------------------------------------------
+
+    def node_named(self, name: str) -> Node:
+        """The engine a ``docker service ps`` NODE column names."""
+        if self.node_count > 1 and name.startswith(NODE_PREFIX):
+            return node(int(name[len(NODE_PREFIX) :]))
+        return self.manager
+
+    def tasks(self, service: str) -> list[Task]:
+        """The service's tasks that are to run (desired state running), whatever their state."""
+        r = self.docker(
+            "service", "ps", service, "--no-trunc", "--filter", "desired-state=running",
+            "--format", "{{.ID}} {{.Name}} {{.Node}} {{.CurrentState}}",
+        )  # fmt: skip
+        out = []
+        for line in r.stdout.splitlines():
+            parts = line.split()
+            if len(parts) >= 4 and "." in parts[1]:
+                slot = parts[1].rsplit(".", 1)[1]
+                out.append(Task(parts[0], parts[1], int(slot) if slot.isdigit() else 0,
+                                parts[2], parts[3]))  # fmt: skip
+        return out
+
+    def running_task(self, service: str, slot: int = 1) -> Task | None:
+        """The task of ``slot`` that runs now (None: none does)."""
+        return next(
+            (t for t in self.tasks(service) if t.slot == slot and t.state == "Running"), None
+        )
+
+    def kill_task(self, task: Task) -> None:
+        """SIGKILL the task's container, on its node (exit 137: the swarm starts another)."""
+        self.docker("kill", f"{task.name}.{task.id}", node=self.node_named(task.node))
+
+    def availability(self, name: str) -> str:
+        """A node's availability: active, pause or drain."""
+        r = self.docker("node", "inspect", name, "--format", "{{.Spec.Availability}}")
+        return r.stdout.strip()
+
+    def set_availability(self, name: str, value: str) -> None:
+        self.docker("node", "update", "--availability", value, name)
+
+    def restart_directory(self) -> Task:
+        """Replace the directory's task (``docker service update --force``): a new task, with
+        the same volume (key, bound names), on the manager. The task replaced."""
+        old = self.running_task(SERVER_SERVICE)
+        if old is None:
+            raise LabError("the directory has no running task")
+        self.docker("service", "update", "--detach=true", "--force", SERVER_SERVICE, timeout=120)
+        return old
+
+    def dropped(self, n: Node) -> int:
+        """Datagrams the partition rules on node ``n`` dropped so far (both directions)."""
+        assert n.container
+        total = 0
+        for chain in ("INPUT", "OUTPUT"):
+            r = self._host("exec", n.container, "iptables", "-nvxL", chain, check=False)
+            for line in r.stdout.splitlines():
+                cols = line.split()
+                if len(cols) > 2 and cols[2] == "DROP" and "eth0" in cols and cols[0].isdigit():
+                    total += int(cols[0])
+        return total
 
     # --- check ------------------------------------------------------------------------------
 

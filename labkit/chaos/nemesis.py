@@ -37,17 +37,16 @@ class Active:
     """Ends the fault; returns a note (empty if all went as planned)."""
 
 
-class Nemesis:
-    def __init__(
-        self,
-        lab: Compose,
-        fleet: Fleet,
-        schedule: list[Fault],
-        *,
-        log: Callable[[str], None] = print,
-    ) -> None:
-        self.lab = lab
-        self.fleet = fleet
+class FaultRunner:
+    """The schedule's clock: each fault started (:meth:`_apply`) and ended (the undo it
+    returned) at its time, and recorded (faults.json). Subclasses say how to apply a fault:
+    :class:`Nemesis` on a compose lab, :class:`labkit.chaos.swarmlab.SwarmNemesis` on the
+    Swarm stack."""
+
+    INSTANT: frozenset[str] = frozenset({"kill"})
+    """Kinds recorded as a moment (a line on the plot), undone at once."""
+
+    def __init__(self, schedule: list[Fault], *, log: Callable[[str], None] = print) -> None:
         self.schedule = sorted(schedule, key=lambda f: f.at_s)
         self.log = log
         self.applied: list[dict[str, object]] = []
@@ -93,7 +92,7 @@ class Nemesis:
         with self._lock:
             self._active[i] = Active(f, now, undo)
         self.log(f"fault: {f.describe()}")
-        if f.kind == "kill":
+        if f.kind in self.INSTANT:
             self._record(f, now, now, "")
             with self._lock:
                 del self._active[i]
@@ -126,12 +125,15 @@ class Nemesis:
             self._end(i)
         self._ends.clear()
 
+    def detail(self, f: Fault) -> str:
+        """faults.json's ``detail`` of a fault carried out."""
+        del f
+        return ""
+
     def _record(self, f: Fault, start: float, end: float, note: str) -> None:
-        detail = f"{f.probability:.0%}" if f.kind in ("loss", "duplicate") else ""
-        if f.kind == "kill":
-            detail = f"down >= {f.duration_s:.1f} s"
         entry: dict[str, object] = {
-            "start": start, "end": end, "kind": f.kind, "target": f.target, "detail": detail,
+            "start": start, "end": end, "kind": f.kind, "target": f.target,
+            "detail": self.detail(f),
         }  # fmt: skip
         if note:
             entry["note"] = note
@@ -140,6 +142,31 @@ class Nemesis:
     def _skip(self, f: Fault, why: str) -> None:
         self.log(f"fault skipped: {f.describe()}: {why}")
         self.skipped.append({**f.to_json(), "why": why})
+
+    def _apply(self, f: Fault) -> Callable[[], str] | None:
+        """Start ``f``; how to end it (None: skipped)."""
+        raise NotImplementedError
+
+
+class Nemesis(FaultRunner):
+    """The faults of :mod:`labkit.chaos.schedule` on a compose lab and its fleet of clients."""
+
+    def __init__(
+        self,
+        lab: Compose,
+        fleet: Fleet,
+        schedule: list[Fault],
+        *,
+        log: Callable[[str], None] = print,
+    ) -> None:
+        super().__init__(schedule, log=log)
+        self.lab = lab
+        self.fleet = fleet
+
+    def detail(self, f: Fault) -> str:
+        if f.kind == "kill":
+            return f"down >= {f.duration_s:.1f} s"
+        return f"{f.probability:.0%}" if f.kind in ("loss", "duplicate") else ""
 
     # --- one fault -------------------------------------------------------------------------
 

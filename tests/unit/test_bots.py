@@ -97,3 +97,24 @@ def test_partners_only_among_the_prefix(tmp_path: Path) -> None:
     bot.script = Script(**{**bot.script.__dict__, "partner_prefix": "bot"})
     bot.on_list(("bot1-000", "alice", "bot2-001", "me"))
     assert bot.partners == {"bot1-000", "bot2-001"}
+
+
+def test_a_key_seed_gives_each_bot_the_same_key_in_any_home(tmp_path: Path) -> None:
+    """A task started on another node (another home) signs its bots in with the keys the
+    directory bound their names to; without a seed each home makes its own."""
+    seeded = Script(**{**SCRIPT.__dict__, "key_seed": "lab-seed"})
+
+    def bot(home: Path, script: Script, name: str = "bot1-000") -> Bot:
+        return Bot(
+            name, server=("127.0.0.1", 5000), store=KeyStore(home), hist_path="unused",
+            script=script, tally=Tally(), rng=random.Random(), stopping=asyncio.Event(),
+        )  # fmt: skip
+
+    a, b = tmp_path / "node1", tmp_path / "node2"
+    assert bot(a, seeded).identity().public == bot(b, seeded).identity().public
+    assert bot(a, seeded).identity().public != bot(a, seeded, "bot1-001").identity().public
+    other = Script(**{**SCRIPT.__dict__, "key_seed": "another"})
+    assert bot(a, seeded).identity().public != bot(a, other).identity().public
+    assert bot(a, SCRIPT).identity().public != bot(b, SCRIPT).identity().public
+    assert bot(a, SCRIPT).identity().public == bot(a, SCRIPT).identity().public  # kept
+    assert parse_args(["--key-seed", "s"]).key_seed == "s"

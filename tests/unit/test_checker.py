@@ -952,6 +952,17 @@ def test_the_timeline_plot_renders_a_png(tmp_path: Path) -> None:
     )
     assert done.returncode == 0, done.stderr
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
+    from chat_check.plot import read_shaded
+
+    # The PNG says what it shaded, read back from its text chunk: a span and a line.
+    shaded = read_shaded(png)
+    assert [(s["kind"], s["target"], s["as"]) for s in shaded] == [
+        ("loss", "bob", "span"),
+        ("kill", "carol", "line"),
+    ]
+    loss, kill = shaded
+    assert 0 <= float(loss["x0"]) < float(loss["x1"])  # type: ignore[arg-type]
+    assert kill["x0"] == kill["x1"]
 
     (tmp_path / "bad.json").write_text(json.dumps([{"start": 2, "end": 1, "kind": "x"}]))
     done = run_cli(str(tmp_path / "h"), "--plot", str(png), "--faults", str(tmp_path / "bad.json"))

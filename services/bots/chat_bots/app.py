@@ -14,6 +14,11 @@ and signs in again after ``--retry`` seconds as a new incarnation (a new session
 and key, kept in ``--home``). SIGTERM or SIGINT: every bot stops sending, waits for its sends'
 outcomes, signs out, and the program exits 0 (a second signal: at once).
 
+With ``--key-seed`` (``$BOTS_KEY_SEED``) a bot's key is derived from the seed and its name
+instead of kept in ``--home``: a task of the stack started on another node (its node drained, or
+placed elsewhere after a kill) signs its bots in as the same users, whose names the directory
+has bound to those keys. Anybody with the seed is any of the bots: a lab's, never a person's.
+
 With ``--messages M`` each bot stops sending after M messages; once all have and every outcome
 is in, the program prints ``bots: done`` and goes on receiving until it is told to stop.
 """
@@ -23,6 +28,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import hashlib
 import logging
 import os
 import random
@@ -48,6 +54,7 @@ from chat_protocol.events import (
     SignInFailed,
     UserList,
 )
+from chat_protocol.secure.primitives import KeyPair
 from chat_protocol.wire.names import NAME_RULE, is_valid_name
 from chat_shell import aio, cli
 from chat_shell.keystore import KeyStore, KeyStoreError, add_home_option, resolve_home
@@ -63,6 +70,17 @@ REPORT_EVERY_S = 10.0
 """How often the program prints its counters (default of ``--report-every``)."""
 STOP_GRACE_S = 15.0
 """On SIGTERM, how long bots wait for their sends' outcomes and the sign-out before exiting."""
+KEY_PERSON = b"chat-bots key"
+"""BLAKE2b personalisation of a key derived from ``--key-seed``."""
+
+
+def derived_key(seed: str, name: str) -> KeyPair:
+    """The key pair of bot ``name`` under ``seed``: BLAKE2b-256 of the name, keyed with the
+    seed (at most 64 bytes of it). The same seed and name give the same key on any node."""
+    raw = hashlib.blake2b(
+        name.casefold().encode(), key=seed.encode()[:64], digest_size=32, person=KEY_PERSON
+    ).digest()
+    return KeyPair.from_private_bytes(raw)
 
 
 @dataclass
@@ -98,6 +116,8 @@ class Script:
     partner_prefix: str = ""
     """Only names starting with it are picked as partners (the stack: other bots, whose
     histories the check reads, not people who joined with a client)."""
+    key_seed: str = ""
+    """Non-empty: each bot's key is :func:`derived_key` of it, not one kept in the home."""
 
 
 class BotShell(aio.DatagramShell[ClientEvent]):
@@ -198,6 +218,12 @@ class Bot:
         """Sent all it was asked to, and has every outcome."""
         return 0 < self.script.messages <= self.sent and self.outstanding == 0
 
+    def identity(self) -> KeyPair:
+        """Its key: derived from the script's seed, else kept in (or made in) the home."""
+        if self.script.key_seed:
+            return derived_key(self.script.key_seed, self.name)
+        return self.store.user_key(self.name)
+
     def sign_in_failed(self, event: SignInFailed) -> None:
         """Say why, once per reason (the bot tries again every ``--retry`` seconds)."""
         why = (
@@ -241,7 +267,7 @@ class Bot:
         core = ClientCore(
             name=self.name,
             server=server,
-            identity=self.store.user_key(self.name),
+            identity=self.identity(),
             clock_offset_s=time.time() - loop.time(),
         )
         history = HistoryWriter(
@@ -376,6 +402,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "else anyone listed)",
     )
     p.add_argument(
+        "--key-seed",
+        default=os.environ.get("BOTS_KEY_SEED", ""),
+        metavar="SEED",
+        help="derive each bot's key from SEED and its name instead of keeping it in the home "
+        "(the same users on any node; default: $BOTS_KEY_SEED, else keys in the home)",
+    )
+    p.add_argument(
         "--window", type=pos, default=8, help="unresolved sends per bot at most (default 8)"
     )
     p.add_argument(
@@ -450,6 +483,7 @@ async def run(args: argparse.Namespace) -> int:
         retry_s=args.retry,
         size=args.size,
         partner_prefix=args.partners,
+        key_seed=args.key_seed,
     )
     tally = Tally()
     stopping = asyncio.Event()

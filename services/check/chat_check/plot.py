@@ -10,6 +10,10 @@ Two panels share the x axis (seconds since the run's first send, by the ``wall``
 Fault intervals come from a ``faults.json`` (docs/HISTORY.md): a JSON list of objects
 ``{"start": wall, "end": wall, "kind": str, "target": str}``; each is shaded on both panels and
 labelled ``kind target``. matplotlib (the ``bench`` extra) is imported only when a plot is drawn.
+
+The PNG says what it shaded: a text chunk :data:`SHADED_KEY` holds a JSON list of
+``{"kind", "target", "x0", "x1", "as"}`` (seconds on the x axis; ``as``: ``span`` or ``line``),
+one per fault drawn, which :func:`read_shaded` reads back (the chaos tests do).
 """
 
 from __future__ import annotations
@@ -17,6 +21,8 @@ from __future__ import annotations
 import json
 import math
 import os
+import struct
+import zlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -25,6 +31,10 @@ from chat_check.checker import Checker, open_regular
 Timeline = Iterable[tuple[float, str, float | None, float | None]]
 """What :meth:`chat_check.checker.Checker.timeline` yields: (send wall, outcome, outcome wall,
 latency)."""
+
+
+SHADED_KEY = "chat-check faults"
+"""The PNG text chunk listing the faults the plot shaded."""
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -148,18 +158,55 @@ def plot_timeline(
 
     colors = ("#fdae61", "#abd9e9", "#d9ef8b", "#f4a582", "#cab2d6")
     kinds: dict[str, str] = {}
+    shaded: list[dict[str, object]] = []
     for f in faults:
         color = kinds.setdefault(f.kind, colors[len(kinds) % len(colors)])
+        line = f.end - f.start < width / 10  # an instant (a kill): a line
         for ax in (top, bottom):
-            if f.end - f.start < width / 10:  # an instant (a kill): a line
+            if line:
                 ax.axvline(f.start - t0, color=color, lw=2)
             else:
                 ax.axvspan(f.start - t0, f.end - t0, color=color, alpha=0.35, lw=0)
         top.annotate(f"{f.kind} {f.target}".strip(), xy=(f.start - t0, 1.0),
                      xycoords=("data", "axes fraction"), rotation=90, va="top", ha="right",
                      fontsize="x-small")  # fmt: skip
-    fig.savefig(os.fspath(out), dpi=110)
+        shaded.append({"kind": f.kind, "target": f.target, "x0": round(f.start - t0, 3),
+                       "x1": round(f.end - t0, 3), "as": "line" if line else "span"})  # fmt: skip
+    fig.savefig(os.fspath(out), dpi=110, metadata={SHADED_KEY: json.dumps(shaded)})
     plt.close(fig)
+
+
+def read_shaded(path: str | os.PathLike[str]) -> list[dict[str, object]]:
+    """The faults a PNG drawn by :func:`plot_timeline` shaded (its :data:`SHADED_KEY` text
+    chunk); ``ValueError`` if it has none."""
+    with open(path, "rb") as f:
+        data = f.read()
+    if data[:8] != b"\x89PNG\r\n\x1a\n":
+        raise ValueError(f"{os.fspath(path)}: not a PNG")
+    i = 8
+    while i + 8 <= len(data):
+        (length,) = struct.unpack(">I", data[i : i + 4])
+        kind, body = data[i + 4 : i + 8], data[i + 8 : i + 8 + length]
+        i += 12 + length
+        if kind == b"tEXt":
+            key, _, text = body.partition(b"\0")
+        elif kind == b"zTXt":
+            key, _, rest = body.partition(b"\0")
+            text = zlib.decompress(rest[1:])
+        elif kind == b"iTXt":
+            key, _, rest = body.partition(b"\0")
+            compressed, rest = rest[0], rest[2:]
+            _lang, _, rest = rest.partition(b"\0")
+            _tkey, _, text = rest.partition(b"\0")
+            text = zlib.decompress(text) if compressed else text
+        else:
+            continue
+        if key.decode("latin-1") == SHADED_KEY:
+            loaded = json.loads(text.decode("utf-8" if kind == b"iTXt" else "latin-1"))
+            if not isinstance(loaded, list):
+                raise ValueError(f"{os.fspath(path)}: {SHADED_KEY!r} is not a list")
+            return loaded
+    raise ValueError(f"{os.fspath(path)}: no {SHADED_KEY!r} text chunk")
 
 
 def plot_checker(
