@@ -44,7 +44,7 @@ COMPOSE_V2 := scripts/lab-check.sh compose >/dev/null
 
 .PHONY: core help install lab lab-ready images up down logs demo trace graph screenshot lint unit-test e2e-test bench-smoke \
 	integration-test test bench bench-full chaos clean clean-images nat-up nat-down nat-demo \
-	swarm-up swarm-scale swarm-check swarm-client swarm-down swarm-test swarm-nodes-test
+	swarm-up swarm-scale swarm-check swarm-client swarm-down swarm-test swarm-nodes-test swarm-chaos
 
 help: ## list the targets
 	@echo "usage: make TARGET   (PYTHON=$(PYTHON))"
@@ -249,6 +249,16 @@ swarm-client: ## an interactive client on the overlay network (NAME=alice)
 
 swarm-down: $(ENV_READY) ## remove the stack, its network and volumes; leave the swarm if swarm-up made it
 	$(PYTHON) -m labkit.swarm down
+
+# A chaos run on the stack (docs/SWARM.md, "Faults"): on the swarm that is up, else on one made
+# for it (NODES=3: kill_task, drain_node, partition_node, restart_directory; NODES=1: no drain or
+# partition) and taken down after. DURATION (default 120 here) and BOTS (80) given on the command
+# line count; output in chaos-runs/swarm-seed<N>-<time>/; exit status chat-check's (3: the lab failed).
+SWARM_CHAOS_DURATION = $(if $(filter command line,$(origin DURATION)),$(DURATION),120)
+SWARM_CHAOS_BOTS = $(if $(filter command line,$(origin BOTS)),$(BOTS),80)
+swarm-chaos: lab-ready images ## bots of the stack under seeded swarm faults, judged by chat-check --plot (SEED= DURATION= NODES=3 BOTS= BOTS_RATE=)
+	$(PYTHON) -m labkit.chaos.swarmlab --seed $(SEED) --duration $(SWARM_CHAOS_DURATION) \
+		--bots $(SWARM_CHAOS_BOTS) --rate $(BOTS_RATE) --nodes $(NODES)
 
 swarm-test: $(ENV_READY) ## the Swarm suite (tests/integration/test_swarm.py: 200 bots, a killed task; several minutes)
 	CHAT_SWARM_TESTS=1 $(PYTEST) tests/integration/test_swarm.py $(PYTEST_ARGS)

@@ -2,7 +2,10 @@
 node containers, docs/SWARM.md): 200 bots spread over all three nodes exchange their 20 000
 messages while a worker node is cut off for 10 s and healed, with zero checker violations
 (messages to and from its bots are delivered late or reported not delivered, never lost
-silently); then nothing of it is left.
+silently); a short swarm chaos run (``make swarm-chaos``) with each of the swarm's four faults
+(a bot task killed, a worker drained, a worker partitioned, the directory's task restarted),
+each in faults.json and shaded on the plot, each seen to happen, with zero violations; then
+nothing of it is left.
 
 Its own suite (``make swarm-nodes-test``, CI's ``swarm-nodes`` phase; about ten minutes):
 skipped unless ``CHAT_SWARM_NODES_TESTS=1``.
@@ -10,6 +13,7 @@ skipped unless ``CHAT_SWARM_NODES_TESTS=1``.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -20,7 +24,9 @@ from pathlib import Path
 
 import pytest
 
+from chat_check.plot import read_shaded
 from labkit import swarm as sw
+from labkit.chaos import swarmlab
 from labkit.util import wait_until
 
 if os.environ.get("CHAT_SWARM_NODES_TESTS") != "1":
@@ -92,6 +98,48 @@ def test_200_bots_on_three_nodes_survive_a_partitioned_worker(
     )
     assert result.code == 0, result.report
     assert messages >= BOTS * MESSAGES, result.report
+
+
+CHAOS = swarmlab.Settings(seed=1, duration_s=90.0, bots=80, rate=1.0)
+"""Four bot tasks over the three nodes; seed 1's schedule in 90 s: the directory restarted, a
+task killed, a worker partitioned, the other drained (checked below, without Docker first)."""
+
+
+def test_swarm_chaos_run_applies_each_fault_and_keeps_the_promise(
+    stack: sw.Swarm, tmp_path: Path
+) -> None:
+    tasks, _ = sw.tasks_for(CHAOS.bots)
+    workers = [f"{sw.NODE_PREFIX}{i}" for i in range(2, NODES + 1)]
+    planned = swarmlab.plan(
+        CHAOS.seed, tasks, workers, CHAOS.warmup_s, CHAOS.duration_s - CHAOS.quiet_s
+    )
+    assert {f.kind for f in planned} == set(swarmlab.KINDS), planned
+    start = time.monotonic()
+    result = swarmlab.run_on(
+        stack, swarmlab.Settings(**{**CHAOS.__dict__, "out": tmp_path / "run"}), log=note
+    )
+    note(f"swarm chaos run: {time.monotonic() - start:.0f} s, {result.figures}\n{result.report}")
+    assert result.status == 0, result.report  # chat-check: no violation of any kind
+    assert isinstance(result.figures.get("messages"), int) and result.figures["messages"] > 0
+
+    faults = json.loads((result.run_dir / "faults.json").read_text())
+    assert sorted(f["kind"] for f in faults) == sorted(f.kind for f in planned), faults
+    assert not [f for f in faults if f.get("note")], faults  # each ended as planned
+    # Shaded on the timeline: the PNG's own list of what it drew, one per fault.
+    shaded = read_shaded(result.run_dir / "timeline.png")
+    assert sorted((s["kind"], s["target"]) for s in shaded) == sorted(
+        (f["kind"], f["target"]) for f in faults
+    )
+    assert all(s["as"] == "span" and s["x1"] > s["x0"] >= 0 for s in shaded), shaded
+    # And each happened: the swarm shows it.
+    for f in faults:
+        seen = f["observed"]
+        if f["kind"] in ("kill_task", "restart_directory"):  # a new task in its place
+            assert seen["replaced_by"] and seen["replaced_by"] != seen["task"], f
+        elif f["kind"] == "drain_node":  # the node's availability changed and came back
+            assert seen["availability"] == ["active", "drain", "active"], f
+        elif f["kind"] == "partition_node":  # the cut dropped datagrams
+            assert seen["dropped"] > 0, f
 
 
 def test_down_leaves_no_node() -> None:
