@@ -13,6 +13,7 @@ skipped unless ``CHAT_SWARM_NODES_TESTS=1``.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
@@ -115,12 +116,11 @@ def test_swarm_chaos_run_applies_each_fault_and_keeps_the_promise(
     )
     assert {f.kind for f in planned} == set(swarmlab.KINDS), planned
     start = time.monotonic()
-    result = swarmlab.run_on(
-        stack, swarmlab.Settings(**{**CHAOS.__dict__, "out": tmp_path / "run"}), log=note
-    )
+    result = swarmlab.run_on(stack, dataclasses.replace(CHAOS, out=tmp_path / "run"), log=note)
     note(f"swarm chaos run: {time.monotonic() - start:.0f} s, {result.figures}\n{result.report}")
     assert result.status == 0, result.report  # chat-check: no violation of any kind
-    assert isinstance(result.figures.get("messages"), int) and result.figures["messages"] > 0
+    messages = result.figures.get("messages")
+    assert isinstance(messages, int) and messages > 0, result.report
 
     faults = json.loads((result.run_dir / "faults.json").read_text())
     assert sorted(f["kind"] for f in faults) == sorted(f.kind for f in planned), faults

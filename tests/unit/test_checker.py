@@ -961,7 +961,7 @@ def test_the_timeline_plot_renders_a_png(tmp_path: Path) -> None:
         ("kill", "carol", "line"),
     ]
     loss, kill = shaded
-    assert 0 <= float(loss["x0"]) < float(loss["x1"])  # type: ignore[arg-type]
+    assert 0 <= float(loss["x0"]) < float(loss["x1"])
     assert kill["x0"] == kill["x1"]
 
     (tmp_path / "bad.json").write_text(json.dumps([{"start": 2, "end": 1, "kind": "x"}]))

@@ -25,6 +25,7 @@ import struct
 import zlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from chat_check.checker import Checker, open_regular
 
@@ -176,7 +177,7 @@ def plot_timeline(
     plt.close(fig)
 
 
-def read_shaded(path: str | os.PathLike[str]) -> list[dict[str, object]]:
+def read_shaded(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
     """The faults a PNG drawn by :func:`plot_timeline` shaded (its :data:`SHADED_KEY` text
     chunk); ``ValueError`` if it has none."""
     with open(path, "rb") as f:
