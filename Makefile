@@ -263,7 +263,7 @@ swarm-chaos: lab-ready images ## bots of the stack under seeded swarm faults, ju
 swarm-test: $(ENV_READY) ## the Swarm suite (tests/integration/test_swarm.py: 200 bots, a killed task; several minutes)
 	CHAT_SWARM_TESTS=1 $(PYTEST) tests/integration/test_swarm.py $(PYTEST_ARGS)
 
-swarm-nodes-test: $(ENV_READY) ## three node containers, 200 bots spread, a worker partitioned 10 s (test_swarm_nodes.py; ~10 min)
+swarm-nodes-test: $(ENV_READY) ## three node containers, 200 bots spread, a worker partitioned 10 s, a swarm chaos run (test_swarm_nodes.py; ~10 min)
 	CHAT_SWARM_NODES_TESTS=1 $(PYTEST) tests/integration/test_swarm_nodes.py $(PYTEST_ARGS)
 
 clean: ## remove build output and caches (not .venv, not the images: see clean-images)
