@@ -33,8 +33,11 @@ RTT_CASES = [
     ([(0.1, 0.0), (0.105, 0.004)], (0.1, 0.100125, 0.03775)),
     # ... but never below min_rtt: 0.102 - 0.004 < 0.1, so the raw sample is used.
     ([(0.1, 0.0), (0.102, 0.004)], (0.1, 0.10025, 0.038)),
-    # ... and is capped at max_ack_delay.
-    ([(0.1, 0.0), (0.2, 1.0)], (0.1, 0.2 * 1 / 8 + 0.1 * 7 / 8 - MAX_ACK_DELAY_S / 8, None)),
+    # ... the peer's max_ack_delay is the longest it reported (here 50 ms, all taken off) ...
+    ([(0.1, 0.0), (0.2, 0.05)], (0.1, 0.15 * 1 / 8 + 0.1 * 7 / 8, None)),
+    # ... but no report longer than its own sample is believed (1 s: capped at 0.2, which
+    # would go below min_rtt, so the raw sample is used).
+    ([(0.1, 0.0), (0.2, 1.0)], (0.1, 0.2 * 1 / 8 + 0.1 * 7 / 8, None)),
     # min_rtt is the least sample, the ack delay not taken off.
     ([(0.1, 0.0), (0.05, 0.01)], (0.05, None, None)),
 ]
