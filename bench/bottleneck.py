@@ -127,8 +127,12 @@ def _tcp_sink_main(args: argparse.Namespace) -> int:
 
 
 def _tcp_source_main(args: argparse.Namespace) -> int:
-    """In the senders' namespace: send zeros to the sink for ``--seconds``."""
-    conn = socket.create_connection((args.to, TCP_PORT))
+    """In the senders' namespace: send zeros to the sink for ``--seconds`` (with the congestion
+    control ``--cc``, if given: else the kernel's default)."""
+    conn = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    if args.cc:
+        conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_CONGESTION, args.cc.encode())
+    conn.connect((args.to, TCP_PORT))
     block = bytes(1 << 16)
     end = time.time() + args.seconds
     while time.time() < end:
@@ -146,14 +150,26 @@ def _json_line(child: Child) -> dict[str, Any]:
     return got
 
 
-def measure(reps: int, message_bytes: int) -> dict[str, Any]:
-    """Every figure of the module docstring, ``reps`` times each."""
-    out: dict[str, list[float]] = {
-        "goodput_ratio": [],
-        "retransmit_share": [],
-        "jain": [],
-        "tcp_share": [],
-    }
+PARTS = ("goodput", "fairness", "tcp")
+"""The measurements of the module docstring, in the order they run."""
+
+
+def measure(
+    reps: int,
+    message_bytes: int,
+    parts: tuple[str, ...] = PARTS,
+    tcp_cc: str | None = None,
+) -> dict[str, Any]:
+    """The figures of the module docstring, ``reps`` times each, of those in ``parts`` (the TCP
+    flow with congestion control ``tcp_cc``, else the kernel's default)."""
+    out: dict[str, list[float]] = {}
+    if "goodput" in parts:
+        out["goodput_ratio"] = []
+        out["retransmit_share"] = []
+    if "fairness" in parts:
+        out["jain"] = []
+    if "tcp" in parts:
+        out["tcp_share"] = []
     rate_bps = RATE_MBIT * 1e6
     env = procs.loop_env("uvloop")
     me = [procs.PY, "-m", "bench.bottleneck"]
@@ -222,18 +238,23 @@ def measure(reps: int, message_bytes: int) -> dict[str, Any]:
 
                 bits = message_bytes * 8
                 for rep in range(reps):
-                    [alone] = go(senders(1, 3 * rep))
-                    out["goodput_ratio"].append(bits / (alone["end"] - alone["start"]) / rate_bps)
-                    out["retransmit_share"].append(
-                        alone["retransmissions"] / max(1, alone["datagrams"])
-                    )
-                    pair = go(senders(2, 3 * rep + 1))
-                    both_end = min(x["end"] for x in pair)
-                    both_start = max(x["start"] for x in pair)
-                    rates = [bits / (x["end"] - x["start"]) for x in pair]
-                    if both_end <= both_start:  # (one finished before the other began)
-                        rates = [1.0, 0.0]
-                    out["jain"].append(sum(rates) ** 2 / (2 * sum(x * x for x in rates)))
+                    if "goodput" in parts:
+                        [alone] = go(senders(1, 3 * rep))
+                        span = alone["end"] - alone["start"]
+                        out["goodput_ratio"].append(bits / span / rate_bps)
+                        out["retransmit_share"].append(
+                            alone["retransmissions"] / max(1, alone["datagrams"])
+                        )
+                    if "fairness" in parts:
+                        pair = go(senders(2, 3 * rep + 1))
+                        both_end = min(x["end"] for x in pair)
+                        both_start = max(x["start"] for x in pair)
+                        rates = [bits / (x["end"] - x["start"]) for x in pair]
+                        if both_end <= both_start:  # (one finished before the other began)
+                            rates = [1.0, 0.0]
+                        out["jain"].append(sum(rates) ** 2 / (2 * sum(x * x for x in rates)))
+                    if "tcp" not in parts:
+                        continue
                     sink = stack.enter_context(
                         procs.child([*b.prefix, *me, "tcp-sink", "--bind", IP_RECV])
                     )
@@ -242,7 +263,13 @@ def measure(reps: int, message_bytes: int) -> dict[str, Any]:
                     [ours] = senders(1, 3 * rep + 2)
                     source = stack.enter_context(
                         procs.child(
-                            [*a.prefix, *me, "tcp-source", "--to", IP_RECV, "--seconds", "60"]
+                            [
+                                *a.prefix,
+                                *me,
+                                "tcp-source",
+                                *("--to", IP_RECV, "--seconds", "60"),
+                                *(("--cc", tcp_cc) if tcp_cc else ()),
+                            ]
                         )
                     )
                     time.sleep(1.0)  # TCP first, so it holds the link when ours starts
@@ -253,8 +280,8 @@ def measure(reps: int, message_bytes: int) -> dict[str, Any]:
                     samples = [
                         (float(t), int(n))
                         for _, line in sink_lines.stamped
-                        if len(parts := line.split()) == 2
-                        for t, n in [parts]
+                        if len(cols := line.split()) == 2
+                        for t, n in [cols]
                     ]
                     inside = [n for t, n in samples if mine["start"] <= t <= mine["end"]]
                     span = mine["end"] - mine["start"]
@@ -279,8 +306,19 @@ def main(argv: list[str] | None = None) -> int:
     o = sub.add_parser("tcp-source")
     o.add_argument("--to", required=True)
     o.add_argument("--seconds", type=float, default=60)
+    o.add_argument("--cc", help="the TCP congestion control (default: the kernel's)")
     p.add_argument("--reps", type=int, default=1)
     p.add_argument("--bytes", type=int, default=MESSAGE_BYTES)
+    p.add_argument(
+        "--parts",
+        default=",".join(PARTS),
+        help="comma-separated, of %(default)s: the measurements to run",
+    )
+    p.add_argument(
+        "--tcp-cc",
+        help="congestion control of the TCP flow beside ours (bbr, cubic, reno: "
+        "/proc/sys/net/ipv4/tcp_available_congestion_control; default: the kernel's)",
+    )
     args = p.parse_args(argv)
     if args.cmd == "sender":
         return _sender_main(args)
@@ -288,7 +326,10 @@ def main(argv: list[str] | None = None) -> int:
         return _tcp_sink_main(args)
     if args.cmd == "tcp-source":
         return _tcp_source_main(args)
-    print(json.dumps(measure(args.reps, args.bytes)))
+    parts = tuple(x for x in args.parts.split(",") if x)
+    if unknown := set(parts) - set(PARTS):
+        p.error(f"--parts: unknown {', '.join(sorted(unknown))} (of {', '.join(PARTS)})")
+    print(json.dumps(measure(args.reps, args.bytes, parts, args.tcp_cc)))
     return 0
 
 

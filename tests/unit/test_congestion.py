@@ -10,13 +10,16 @@ import pytest
 from chat_protocol import const
 from chat_protocol.const import (
     CC_INITIAL_WINDOW_PACKETS,
+    CC_MIN_RTT_WINDOW_S,
     CC_MINIMUM_WINDOW_PACKETS,
+    CC_QUEUE_TARGET_S,
+    CC_WINDOW_USED_SLACK_PACKETS,
     K_GRANULARITY_S,
     MAX_ACK_DELAY_S,
     PACING_BURST_PACKETS,
     PACING_TIMER_SLACK_S,
 )
-from chat_protocol.transfer.congestion import NewReno, Pacer, RttEstimator
+from chat_protocol.transfer.congestion import NewReno, Pacer, RttEstimator, WindowedMin
 
 MSS = 1200
 IW = CC_INITIAL_WINDOW_PACKETS * MSS
@@ -33,8 +36,11 @@ RTT_CASES = [
     ([(0.1, 0.0), (0.105, 0.004)], (0.1, 0.100125, 0.03775)),
     # ... but never below min_rtt: 0.102 - 0.004 < 0.1, so the raw sample is used.
     ([(0.1, 0.0), (0.102, 0.004)], (0.1, 0.10025, 0.038)),
-    # ... and is capped at max_ack_delay.
-    ([(0.1, 0.0), (0.2, 1.0)], (0.1, 0.2 * 1 / 8 + 0.1 * 7 / 8 - MAX_ACK_DELAY_S / 8, None)),
+    # ... the peer's max_ack_delay is the longest it reported (here 50 ms, all taken off) ...
+    ([(0.1, 0.0), (0.2, 0.05)], (0.1, 0.15 * 1 / 8 + 0.1 * 7 / 8, None)),
+    # ... but no report longer than its own sample is believed (1 s: capped at 0.2, which
+    # would go below min_rtt, so the raw sample is used).
+    ([(0.1, 0.0), (0.2, 1.0)], (0.1, 0.2 * 1 / 8 + 0.1 * 7 / 8, None)),
     # min_rtt is the least sample, the ack delay not taken off.
     ([(0.1, 0.0), (0.05, 0.01)], (0.05, None, None)),
 ]
@@ -66,6 +72,67 @@ def test_pto_and_loss_delay() -> None:
     tiny.update(0.0, 0.0, 0.0)
     assert tiny.loss_delay() == K_GRANULARITY_S
     assert tiny.pto() == pytest.approx(K_GRANULARITY_S + MAX_ACK_DELAY_S)
+
+
+def test_pto_waits_for_the_ack_delay_the_peer_reports() -> None:
+    """RFC 9002 §6.2.1: PTO = smoothed_rtt + max(4 rttvar, kGranularity) + max_ack_delay, the
+    peer's: a receiver that holds ACKs 40 ms is not probed 5 ms after its RTT. Its reports are
+    forgotten CC_MIN_RTT_WINDOW_S later, and none counts for more than its own sample."""
+    rtt = RttEstimator(0.333)
+    rtt.update(0.060, 0.040, 0.0)
+    assert rtt.max_ack_delay == pytest.approx(0.040)
+    assert rtt.pto() == pytest.approx(0.060 + 4 * 0.030 + 0.040)
+    t = 0.0
+    while t < CC_MIN_RTT_WINDOW_S + 1:  # prompt ACKs from then on
+        t += 0.05
+        rtt.update(0.020, 0.0001, t)
+        if t < CC_MIN_RTT_WINDOW_S:
+            assert rtt.max_ack_delay == pytest.approx(0.040)
+    assert rtt.max_ack_delay == MAX_ACK_DELAY_S
+    assert rtt.pto() == pytest.approx(
+        rtt.smoothed_rtt + max(4 * rtt.rttvar, K_GRANULARITY_S) + MAX_ACK_DELAY_S
+    )
+    rtt.update(0.020, 5.0, t + 1)
+    assert rtt.max_ack_delay == 0.020
+
+
+def test_min_rtt_forgets_an_old_minimum() -> None:
+    """CC_MIN_RTT_WINDOW_S: a path that got longer (a new route) is learned again; with an
+    all-time minimum its RTT would look like a standing queue for ever (and the queue-delay
+    signal would cut the window on every round trip)."""
+    rtt = RttEstimator(0.333)
+    rtt.update(0.010, 0.0, 0.0)
+    t = 0.0
+    while t < CC_MIN_RTT_WINDOW_S + 1:
+        t += 0.05
+        rtt.update(0.050, 0.0, t)
+        if t <= CC_MIN_RTT_WINDOW_S:
+            assert rtt.min_rtt == 0.010
+    assert rtt.min_rtt == 0.050
+
+
+# (time, value) samples, then the windowed minimum after each, with a 10 s window.
+MINMAX_CASES = {
+    "a lower sample is the minimum at once": ([(0, 5), (1, 3), (2, 4)], [5, 3, 3]),
+    "the minimum expires; the best later sample takes over": (
+        [(0, 1), (3, 5), (6, 4), (11, 6)],
+        [1, 1, 1, 4],
+    ),
+    "a quarter window on, a new second best is taken": (
+        [(0, 1), (3, 9), (4, 8), (11, 9)],
+        [1, 1, 1, 8],
+    ),
+    "nothing left in the window: the new sample alone": ([(0, 1), (30, 7)], [1, 7]),
+}
+
+
+@pytest.mark.parametrize(("samples", "mins"), MINMAX_CASES.values(), ids=MINMAX_CASES.keys())
+def test_windowed_min(samples: list[tuple[float, float]], mins: list[float]) -> None:
+    f = WindowedMin(10.0)
+    got = []
+    for i, (t, v) in enumerate(samples):
+        got.append(f.reset(t, v) if i == 0 else f.update(t, v))
+    assert got == mins
 
 
 # --- NewReno (§7, Appendix B) -------------------------------------------------------------------
@@ -166,6 +233,53 @@ def test_congestion_avoidance_grows_by_one_datagram_per_window() -> None:
         cc.on_packet_sent(MSS)
         cc.on_packet_acked(MSS, 2.0, app_limited=False)
     assert start + MSS - 2 * MSS // 10 <= cc.congestion_window <= start + MSS
+
+
+def test_delay_signal_halves_once_per_round_trip_and_sends_nothing_extra() -> None:
+    cc = NewReno(MSS)
+    rtt = RttEstimator(0.333)
+    rtt.update(0.010, 0.0, 0.0)
+    for _ in range(CC_INITIAL_WINDOW_PACKETS):
+        cc.on_packet_sent(MSS)
+    cc.on_rtt_sample(rtt, 0.0, 0.010)
+    assert cc.congestion_window == IW  # no queue
+    for i in range(1, 20):  # the RTT climbs: a queue builds
+        rtt.update(0.010 + i * 0.005, 0.0, i * 0.01)
+        cc.on_rtt_sample(rtt, 0.001, i * 0.01)  # all sent before the first cut
+    assert cc.congestion_window == IW // 2  # one cut, not one per sample
+    assert not cc.can_send(MSS)  # unlike a loss, no datagram beyond the window
+    rtt.update(0.2, 0.0, 0.5)
+    cc.on_rtt_sample(rtt, 0.4, 0.5)  # sent after the cut, the queue still there: again
+    assert cc.congestion_window == IW // 4
+
+
+def test_a_late_sample_alone_is_not_a_queue() -> None:
+    """Both the latest sample and smoothed_rtt must be over the target: one late ACK (a
+    receiver's pause) is not a standing queue."""
+    rtt = RttEstimator(0.333)
+    rtt.update(0.010, 0.0, 0.0)
+    rtt.update(0.010 + 3 * CC_QUEUE_TARGET_S, 0.0, 0.1)
+    assert not rtt.queue_beyond_target()
+    for t in range(2, 40):  # (within CC_MIN_RTT_WINDOW_S: min_rtt stays)
+        rtt.update(0.010 + 3 * CC_QUEUE_TARGET_S, 0.0, t / 10)
+    assert rtt.queue_beyond_target()
+
+
+@pytest.mark.parametrize(
+    ("flight", "backlogged", "used"),
+    [
+        (IW, False, True),  # the window full
+        (IW - CC_WINDOW_USED_SLACK_PACKETS * MSS, False, True),  # near it
+        (IW - (CC_WINDOW_USED_SLACK_PACKETS + 1) * MSS, False, False),  # not near: app limited
+        (MSS, True, True),  # more ready than the window holds
+    ],
+)
+def test_a_packet_uses_the_window_when_the_flight_is_near_it(
+    flight: int, backlogged: bool, used: bool
+) -> None:
+    cc = NewReno(MSS)
+    cc.on_packet_sent(flight - MSS)
+    assert cc.on_packet_sent(MSS, backlogged=backlogged) is used
 
 
 def test_window_full_blocks_sending_except_one_on_entering_recovery() -> None:

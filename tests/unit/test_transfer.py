@@ -18,8 +18,11 @@ from chat_protocol.const import (
     ACK_PN_RANGE_BYTES,
     ACK_RANGE_BYTES,
     CC_INITIAL_WINDOW_PACKETS,
+    CC_QUEUE_TARGET_S,
     CC_RANDOM_LOSS_QUEUE_S,
+    CC_WINDOW_USED_SLACK_PACKETS,
     CHUNK_PAYLOAD_BYTES,
+    MAX_ACK_DELAY_S,
     MAX_ACK_RANGES,
     MAX_BUFFERED_BYTES_PER_PEER,
     MAX_MESSAGE_BYTES,
@@ -131,6 +134,21 @@ def test_flow_control_caps_the_window() -> None:
             ob.on_ack(pn_ack(0, (sent[0].pn, sent[-1].pn + 1)), now)
     assert most == SEND_WINDOW_CHUNKS
     assert ob.cc.congestion_window > SEND_WINDOW_CHUNKS * CHUNK_PAYLOAD_BYTES
+    # ... but once the flight is capped well under it, the window is not used and stops growing
+    # (slow start may double what it was when the cap was last near it, no more).
+    grown = ob.cc.congestion_window
+    slack = CC_WINDOW_USED_SLACK_PACKETS * CHUNK_PAYLOAD_BYTES
+    assert grown <= 2 * (SEND_WINDOW_CHUNKS * CHUNK_PAYLOAD_BYTES + slack)
+    for _ in range(12):
+        sent = ob.datagrams(now)
+        while ob.pacing_at is not None:
+            now = ob.pacing_at
+            ob.handle_timer(now)
+            sent += ob.datagrams(now)
+        now += 0.01
+        if sent:
+            ob.on_ack(pn_ack(0, (sent[0].pn, sent[-1].pn + 1)), now)
+    assert ob.cc.congestion_window == grown
 
 
 def test_enqueue_refuses_sizes_the_wire_cannot_carry() -> None:
@@ -280,9 +298,7 @@ def test_packet_threshold_declares_loss(acked: tuple[int, int], lost: list[int])
 
 
 @pytest.mark.parametrize(("late_ack_at", "halved"), [(0.011, False), (0.060, True)])
-def test_a_loss_cuts_the_window_only_while_a_queue_builds(
-    late_ack_at: float, halved: bool
-) -> None:
+def test_a_loss_cuts_the_window_only_while_a_queue_builds(late_ack_at: float, halved: bool) -> None:
     """CC_RANDOM_LOSS_QUEUE_S: a loss with no queueing delay (smoothed_rtt - min_rtt) is the
     link's, and the window stays; with the RTT grown by a queue, NewReno halves it."""
     ob = outbound()
@@ -325,6 +341,85 @@ def test_rtt_sample_takes_the_ack_delay_off() -> None:
     ob.on_ack(pn_ack(0, (0, 2), delay_us=4000), 0.05)
     assert ob.rtt.latest_rtt == pytest.approx(0.05)
     assert ob.rtt.smoothed_rtt == pytest.approx(7 / 8 * 0.02 + 1 / 8 * 0.046)
+
+
+def _acked_one_by_one(ob: Outbound, rtts: list[float]) -> list[int]:
+    """Send what the window and pacer allow, then ACK the oldest packet in flight after each
+    RTT of ``rtts`` in turn (no loss; the clock moves only forward); the window after each."""
+    now = 0.0
+    windows = []
+    for rtt in rtts:
+        ob.datagrams(now)
+        pn, s = next(iter(ob.sent.items()))
+        now = max(now, s.time_sent + rtt)
+        ob.on_ack(pn_ack(0, (pn, pn + 1)), now)
+        windows.append(ob.cc.congestion_window)
+    return windows
+
+
+def test_a_queue_beyond_the_target_cuts_the_window_without_loss() -> None:
+    """CC_QUEUE_TARGET_S: the RTT rising over min_rtt + the target, no datagram lost, is a
+    congestion event: the window halves, once per round trip."""
+    ob = outbound()
+    ob.enqueue(msg_id=1, to="bob", payload=b"f" * (200 * CHUNK_PAYLOAD_BYTES), now=0.0)
+    base = 0.010
+    rtts = [base] * 5 + [base + CC_QUEUE_TARGET_S * (1 + i / 4) for i in range(1, 30)]
+    windows = _acked_one_by_one(ob, rtts)
+    assert ob.retransmit == [] and ob.retransmissions == 0
+    assert ob.rtt.min_rtt == base
+    top = max(windows)
+    assert ob.cc.congestion_window <= top // 2
+    assert ob.cc.ssthresh < float("inf")  # out of slow start
+    cuts = [i for i in range(1, len(windows)) if windows[i] < windows[i - 1]]
+    assert cuts
+    # Once per round trip: the ACKs of packets sent before a cut do not cut again.
+    for i, j in itertools.pairwise(cuts):
+        assert sum(rtts[i + 1 : j + 1]) >= rtts[i]
+
+
+def test_a_steady_rtt_under_the_target_does_not_cut() -> None:
+    ob = outbound()
+    ob.enqueue(msg_id=1, to="bob", payload=b"f" * (200 * CHUNK_PAYLOAD_BYTES), now=0.0)
+    windows = _acked_one_by_one(ob, [0.010] * 5 + [0.010 + CC_QUEUE_TARGET_S * 0.9] * 30)
+    assert windows == sorted(windows)
+    assert ob.cc.ssthresh == float("inf")
+
+
+def test_an_app_limited_sender_does_not_grow_the_window() -> None:
+    """RFC 9002 §7.8: one short message at a time, each acknowledged, never fills the window;
+    its ACKs must not grow it (else a later burst would go out at a rate never tried)."""
+    ob = outbound()
+    now = 0.0
+    for i in range(50):
+        ob.enqueue(msg_id=i, to="bob", payload=b"hi", now=now)
+        [d] = ob.datagrams(now)
+        now += 0.01
+        ob.on_ack(pn_ack(i, (d.pn, d.pn + 1)), now)
+        ob.on_ack(ack(i, complete=True), now)
+    assert ob.cc.congestion_window == CC_INITIAL_WINDOW_PACKETS * CHUNK_PAYLOAD_BYTES
+
+
+def test_a_backlogged_sender_grows_the_window_from_its_first_burst() -> None:
+    """The other side of the rule: a sender with more ready than the window holds uses it,
+    though the first datagrams of its burst left with little in flight."""
+    ob = outbound()
+    ob.enqueue(msg_id=1, to="bob", payload=b"y" * (100 * CHUNK_PAYLOAD_BYTES), now=0.0)
+    sent = ob.datagrams(0.0)
+    assert all(s.window_used for s in ob.sent.values())
+    ob.on_ack(pn_ack(0, (0, len(sent))), 0.01)
+    assert ob.cc.congestion_window == 2 * CC_INITIAL_WINDOW_PACKETS * CHUNK_PAYLOAD_BYTES
+
+
+def test_first_rtt_sample_replaces_the_initial_estimate() -> None:
+    """RFC 9002 §5.3: before a sample the PTO is retransmit_initial_s; the first sample sets
+    smoothed_rtt to itself and rttvar to half of it (not an average with the guess)."""
+    ob = outbound()
+    assert ob.rtt.pto() == pytest.approx(T.retransmit_initial_s)
+    ob.enqueue(msg_id=1, to="bob", payload=b"f" * (3 * CHUNK_PAYLOAD_BYTES), now=0.0)
+    ob.datagrams(0.0)
+    ob.on_ack(pn_ack(0, (0, 1)), 0.004)
+    assert (ob.rtt.smoothed_rtt, ob.rtt.rttvar) == (0.004, 0.002)
+    assert ob.rtt.pto() == pytest.approx(0.004 + 4 * 0.002 + MAX_ACK_DELAY_S)
 
 
 # --- receiver -----------------------------------------------------------------------------------

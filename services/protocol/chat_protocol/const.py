@@ -73,13 +73,27 @@ passed since it was sent."""
 K_GRANULARITY_S = 0.001
 """The timer granularity: no loss delay or probe timeout's variance term is shorter."""
 MAX_ACK_DELAY_S = 0.005
-"""The longest a receiver holds an ACK (ours answers each batch of datagrams at once; this
-covers an event loop's turn)."""
+"""The longest a receiver is assumed to hold an ACK (ours answers each batch of datagrams at
+once; this covers an event loop's turn): the least max_ack_delay a sender uses. A peer that
+reports longer ack delays raises it (the longest reported in ``CC_MIN_RTT_WINDOW_S``)."""
 CC_INITIAL_WINDOW_PACKETS = 10
 """NewReno's first congestion window, in full DATA datagrams (RFC 9002 §7.2: 10)."""
 CC_MINIMUM_WINDOW_PACKETS = 2
 """The congestion window never shrinks below this many full DATA datagrams."""
 CC_LOSS_REDUCTION_FACTOR = 0.5
+"""The window's cut on a congestion event (a loss, or a queue beyond ``CC_QUEUE_TARGET_S``)."""
+CC_QUEUE_TARGET_S = 0.030
+"""RTT above min_rtt + this (the latest sample and smoothed_rtt both) is a standing queue at the
+bottleneck: a congestion event without loss, at most once per round trip (LEDBAT's target
+delay, BBR's point that a full pipe needs no queue). So a flow does not fill a bottleneck's
+buffer and starve a TCP flow beside it."""
+CC_MIN_RTT_WINDOW_S = 10.0
+"""min_rtt is the least RTT sample of this long (Kathleen Nichols' windowed filter, as Linux's
+win_minmax for BBR), so a path that got longer is learned again."""
+CC_WINDOW_USED_SLACK_PACKETS = 3
+"""The window grows on an acknowledged datagram only if, when it was sent, bytes in flight were
+within this many full datagrams of the window (or at least half of it, in slow start): not
+while the sender leaves it unused (app limited, RFC 9002 §7.8)."""
 CC_RANDOM_LOSS_QUEUE_S = 0.005
 """A loss while the path's queueing delay (smoothed_rtt - min_rtt) is below this is taken for
 the link's own loss, not a full queue: the chunk is resent, the window is not cut (our choice

@@ -1,5 +1,6 @@
-"""Congestion control of one destination: RFC 9002's RTT estimator (§5), NewReno controller
-(§7, Appendix B) and a pacer (§7.7, a token bucket), each a small sans-I/O object.
+"""Congestion control of one destination: RFC 9002's RTT estimator (§5) with a windowed
+min_rtt, NewReno controller (§7, Appendix B) with a queue-delay signal beside loss, and a pacer
+(§7.7, a token bucket), each a small sans-I/O object.
 
 Names follow RFC 9002 so a reader can hold the code beside it: ``smoothed_rtt``, ``rttvar``,
 ``min_rtt``, ``latest_rtt``; ``congestion_window``, ``bytes_in_flight``, ``ssthresh``,
@@ -12,8 +13,11 @@ from __future__ import annotations
 from chat_protocol.const import (
     CC_INITIAL_WINDOW_PACKETS,
     CC_LOSS_REDUCTION_FACTOR,
+    CC_MIN_RTT_WINDOW_S,
     CC_MINIMUM_WINDOW_PACKETS,
     CC_PERSISTENT_CONGESTION_THRESHOLD,
+    CC_QUEUE_TARGET_S,
+    CC_WINDOW_USED_SLACK_PACKETS,
     K_GRANULARITY_S,
     K_TIME_THRESHOLD_DEN,
     K_TIME_THRESHOLD_NUM,
@@ -26,18 +30,84 @@ from chat_protocol.const import (
 _INF = float("inf")
 
 
-class RttEstimator:
-    """RFC 9002 §5: ``latest_rtt``, ``min_rtt``, ``smoothed_rtt``, ``rttvar``."""
+class WindowedMin:
+    """The least value seen in the last ``window`` seconds: Kathleen Nichols' windowed filter,
+    as Linux's ``lib/win_minmax.c`` (BBR's min_rtt). It keeps the best, second best and third
+    best samples of three sub-windows, so an old minimum is forgotten ``window`` after it was
+    seen, in constant memory. Times must not go backwards."""
 
-    __slots__ = ("first_sample_time", "latest_rtt", "min_rtt", "rttvar", "smoothed_rtt")
+    __slots__ = ("t0", "t1", "t2", "v0", "v1", "v2", "window")
+
+    def __init__(self, window: float) -> None:
+        self.window = window
+        self.t0 = self.t1 = self.t2 = -_INF
+        self.v0 = self.v1 = self.v2 = _INF
+
+    def reset(self, now: float, value: float) -> float:
+        self.t0 = self.t1 = self.t2 = now
+        self.v0 = self.v1 = self.v2 = value
+        return value
+
+    def update(self, now: float, value: float) -> float:
+        """Take a sample; return the windowed minimum."""
+        win = self.window
+        if value <= self.v0 or now - self.t2 > win:
+            return self.reset(now, value)  # a new minimum, or nothing left in the window
+        if value <= self.v1:
+            self.t1 = self.t2 = now
+            self.v1 = self.v2 = value
+        elif value <= self.v2:
+            self.t2 = now
+            self.v2 = value
+        dt = now - self.t0
+        if dt > win:  # the best one expired: the second and third move up
+            self.t0, self.v0 = self.t1, self.v1
+            self.t1, self.v1 = self.t2, self.v2
+            self.t2, self.v2 = now, value
+            if now - self.t0 > win:
+                self.t0, self.v0 = self.t1, self.v1
+                self.t1, self.v1 = self.t2, self.v2
+                self.t2, self.v2 = now, value
+        elif self.t1 == self.t0 and dt > win / 4:  # a quarter passed: a new second best
+            self.t1 = self.t2 = now
+            self.v1 = self.v2 = value
+        elif self.t2 == self.t1 and dt > win / 2:  # half passed: a new third best
+            self.t2 = now
+            self.v2 = value
+        return self.v0
+
+
+class RttEstimator:
+    """RFC 9002 §5: ``latest_rtt``, ``min_rtt``, ``smoothed_rtt``, ``rttvar``; and the peer's
+    ``max_ack_delay`` (§6.2.1), learned from the ack delays it reports."""
+
+    __slots__ = (
+        "_ack_delays",
+        "_min_filter",
+        "first_sample_time",
+        "latest_rtt",
+        "max_ack_delay",
+        "min_rtt",
+        "rttvar",
+        "smoothed_rtt",
+    )
 
     def __init__(self, initial_rtt: float) -> None:
         self.latest_rtt = 0.0
         self.min_rtt = _INF
+        """The least sample of the last ``CC_MIN_RTT_WINDOW_S`` (not of all time: a path that
+        got longer, a new route, is learned again)."""
         self.smoothed_rtt = initial_rtt
         self.rttvar = initial_rtt / 2
+        self.max_ack_delay = MAX_ACK_DELAY_S
+        """The longest the peer holds an ACK (RFC 9002's max_ack_delay, which QUIC's peer
+        declares): the longest ack delay it reported in ``CC_MIN_RTT_WINDOW_S`` (each no more
+        than the RTT sample it came with), at least ``MAX_ACK_DELAY_S``."""
         self.first_sample_time: float | None = None
         """When the first sample was taken (persistent congestion needs a sample before it)."""
+        self._min_filter = WindowedMin(CC_MIN_RTT_WINDOW_S)
+        self._ack_delays = WindowedMin(CC_MIN_RTT_WINDOW_S)
+        """Of the reported ack delays, negated: its minimum is their maximum."""
 
     @property
     def has_sample(self) -> bool:
@@ -45,16 +115,20 @@ class RttEstimator:
 
     def update(self, latest_rtt: float, ack_delay: float, now: float) -> None:
         """One sample: ``latest_rtt`` of the largest newly acknowledged packet, and the
-        ``ack_delay`` the peer says it held the ACK (capped at ``MAX_ACK_DELAY_S``)."""
+        ``ack_delay`` the peer says it held the ACK (capped at ``max_ack_delay``)."""
         self.latest_rtt = latest_rtt
+        reported = -min(ack_delay, latest_rtt)
         if self.first_sample_time is None:
+            # §5.3: the first sample replaces the initial estimate (not averaged with it).
             self.first_sample_time = now
-            self.min_rtt = latest_rtt
+            self.min_rtt = self._min_filter.reset(now, latest_rtt)
+            self.max_ack_delay = max(MAX_ACK_DELAY_S, -self._ack_delays.reset(now, reported))
             self.smoothed_rtt = latest_rtt
             self.rttvar = latest_rtt / 2
             return
-        self.min_rtt = min(self.min_rtt, latest_rtt)
-        ack_delay = min(ack_delay, MAX_ACK_DELAY_S)
+        self.min_rtt = self._min_filter.update(now, latest_rtt)
+        self.max_ack_delay = max(MAX_ACK_DELAY_S, -self._ack_delays.update(now, reported))
+        ack_delay = min(ack_delay, self.max_ack_delay)
         adjusted = latest_rtt
         if latest_rtt >= self.min_rtt + ack_delay:
             adjusted = latest_rtt - ack_delay
@@ -69,8 +143,14 @@ class RttEstimator:
         return max(0.0, self.smoothed_rtt - self.min_rtt)
 
     def pto(self) -> float:
-        """The probe timeout before backoff (§6.2.1)."""
-        return self.smoothed_rtt + max(4 * self.rttvar, K_GRANULARITY_S) + MAX_ACK_DELAY_S
+        """The probe timeout before backoff (§6.2.1), with the peer's ``max_ack_delay``."""
+        return self.smoothed_rtt + max(4 * self.rttvar, K_GRANULARITY_S) + self.max_ack_delay
+
+    def queue_beyond_target(self) -> bool:
+        """The RTT, latest and smoothed both, is over min_rtt + ``CC_QUEUE_TARGET_S``: a
+        standing queue at the bottleneck (both, so one late sample is not taken for one)."""
+        rtt = self.latest_rtt if self.latest_rtt < self.smoothed_rtt else self.smoothed_rtt
+        return self.first_sample_time is not None and rtt > self.min_rtt + CC_QUEUE_TARGET_S
 
     def loss_delay(self) -> float:
         """How long after a later packet was acknowledged an earlier one is lost (§6.1.2):
@@ -81,7 +161,9 @@ class RttEstimator:
 
 class NewReno:
     """RFC 9002 Appendix B: slow start, congestion avoidance, a recovery period, persistent
-    congestion. It counts bytes; the caller tells it what was sent, acknowledged and lost."""
+    congestion; and a queue-delay signal (``CC_QUEUE_TARGET_S``) that is a congestion event as
+    a loss is. It counts bytes; the caller tells it what was sent, acknowledged and lost, and
+    each RTT sample."""
 
     __slots__ = (
         "bytes_in_flight",
@@ -116,14 +198,27 @@ class NewReno:
     def can_send(self, size: int) -> bool:
         return self.bytes_in_flight + size <= self.congestion_window or self.recovery_allowance > 0
 
-    def on_packet_sent(self, sent_bytes: int) -> None:
+    def window_used(self, flight: int) -> bool:
+        """``flight`` bytes in flight use the window: they are within
+        ``CC_WINDOW_USED_SLACK_PACKETS`` full datagrams of it."""
+        slack = CC_WINDOW_USED_SLACK_PACKETS * self.max_datagram_size
+        return flight + slack >= self.congestion_window
+
+    def on_packet_sent(self, sent_bytes: int, *, backlogged: bool = False) -> bool:
+        """One packet sent; return whether it used the window (RFC 9002 §7.8): bytes in
+        flight, it included, are near the window (:meth:`window_used`), or the sender is
+        ``backlogged`` (it has enough ready to fill the window; the window or the pacer hold it
+        back, not want of data). Its acknowledgement grows the window only then
+        (``app_limited`` of :meth:`on_packet_acked` is the opposite)."""
         if self.bytes_in_flight + sent_bytes > self.congestion_window and self.recovery_allowance:
             self.recovery_allowance -= 1
         self.bytes_in_flight += sent_bytes
+        return backlogged or self.window_used(self.bytes_in_flight)
 
     def on_packet_acked(self, sent_bytes: int, time_sent: float, *, app_limited: bool) -> None:
         """One acknowledged packet (B.5): the window grows unless the packet was sent during the
-        current recovery period or the sender was not using the window (app limited, §7.8)."""
+        current recovery period or the sender was not using the window when it sent it (app
+        limited, §7.8: see :meth:`on_packet_sent`)."""
         self.bytes_in_flight -= sent_bytes
         if app_limited or self.in_congestion_recovery(time_sent):
             return
@@ -137,14 +232,22 @@ class NewReno:
         state is gone)."""
         self.bytes_in_flight -= sent_bytes
 
-    def on_congestion_event(self, sent_time: float, now: float) -> None:
-        """B.6: at most one reduction per round trip (the recovery period)."""
+    def on_congestion_event(self, sent_time: float, now: float, *, loss: bool = True) -> None:
+        """B.6: at most one reduction per round trip (the recovery period). After a ``loss``,
+        one datagram may leave beyond the window (the lost one, resent)."""
         if self.in_congestion_recovery(sent_time):
             return
         self.congestion_recovery_start_time = now
         self.ssthresh = self.congestion_window * CC_LOSS_REDUCTION_FACTOR
         self.congestion_window = max(int(self.ssthresh), self.minimum_window)
-        self.recovery_allowance = 1
+        self.recovery_allowance = 1 if loss else 0
+
+    def on_rtt_sample(self, rtt: RttEstimator, sent_time: float, now: float) -> None:
+        """After ``rtt`` took the sample of a packet sent at ``sent_time``: a queue beyond
+        ``CC_QUEUE_TARGET_S`` is a congestion event (once per round trip, as a loss is), so
+        the window shrinks before the bottleneck's buffer fills and drops."""
+        if rtt.queue_beyond_target():
+            self.on_congestion_event(sent_time, now, loss=False)
 
     def on_packets_lost(
         self,

@@ -48,6 +48,9 @@ class Outbound(LossRecovery):
         """Messages whose completion probe is due at the next :meth:`datagrams`."""
         self.retransmissions = 0
         self.datagrams_sent = 0
+        self.backlogged = False
+        """At the last :meth:`datagrams`, enough was ready to fill the congestion window (its
+        datagrams use the window, though the window or pacer stop it first: not app limited)."""
 
     # -- queueing --
 
@@ -110,8 +113,8 @@ class Outbound(LossRecovery):
             self.retransmissions += 1
         msg.lost.discard(idx)
         msg.outstanding[idx] = pn
-        self.sent[pn] = SentPacket(msg=msg, idx=idx, size=size, time_sent=now)
-        self.cc.on_packet_sent(size)
+        used = self.cc.on_packet_sent(size, backlogged=self.backlogged)
+        self.sent[pn] = SentPacket(msg=msg, idx=idx, size=size, time_sent=now, window_used=used)
         self.pacer.on_sent(size, now)
         self.time_of_last_ack_eliciting = now
         self.datagrams_sent += 1
@@ -142,6 +145,18 @@ class Outbound(LossRecovery):
                 msg.next_new += 1  # the destination already has it
         return None
 
+    def _ready_bytes(self, enough: int) -> int:
+        """Bytes ready to send (lost chunks, then new ones of the messages the destination may
+        take), counted up to ``enough`` at most."""
+        c = CHUNK_PAYLOAD_BYTES
+        ready = len(self.retransmit) * c
+        window_seq = self.queue[0].seq + MAX_PARTIAL_MESSAGES_PER_PEER
+        for msg in self.queue:
+            if ready >= enough or msg.seq >= window_seq:
+                break
+            ready += (msg.n_chunks - msg.next_new) * c
+        return ready
+
     def _probe_item(self) -> tuple[OutMessage, int] | None:
         """What a PTO probe carries: a chunk declared lost, else the oldest chunk in flight,
         else a new one (RFC 9002 §6.2.4)."""
@@ -162,8 +177,12 @@ class Outbound(LossRecovery):
             self.probes_due = 0
             self.completion_due.clear()
             self.pacing_at = None
-            self.cwnd_limited = False
             return out
+        # Flow control caps the flight: a window beyond it is not used (app limited).
+        flight = self.cc.bytes_in_flight
+        room = min(self.cc.congestion_window, _MAX_WINDOW_BYTES) - flight
+        ready = self._ready_bytes(room) if room > 0 else 0
+        self.backlogged = self.cc.window_used(flight + min(ready, room))
         while self.probes_due > 0:
             self.probes_due -= 1
             item = self._probe_item()
@@ -176,7 +195,6 @@ class Outbound(LossRecovery):
                 self._send(msg, msg.n_chunks - 1, now, out, new=False)
         self.completion_due.clear()
         self.pacing_at = None
-        self.cwnd_limited = False
         while True:
             item = self._next_retransmission() or self._next_new()
             if item is None:
@@ -185,11 +203,9 @@ class Outbound(LossRecovery):
             if self.cc.bytes_in_flight + size > _MAX_WINDOW_BYTES:
                 break  # flow control, not congestion: app limited
             if not self.cc.can_send(size):
-                self.cwnd_limited = True
                 break
             at = self.pacer.next_send_time(size, now)
             if at > now:
-                self.cwnd_limited = True
                 self.pacing_at = at
                 break
             self._send(item[0], item[1], now, out, new=self._consume(item))

@@ -64,13 +64,18 @@ class SentPacket:
     """One DATA datagram sent and neither acknowledged nor declared lost (RFC 9002's
     sent_packets entry). A plain class, built natively by the compiled core."""
 
-    __slots__ = ("idx", "msg", "size", "time_sent")
+    __slots__ = ("idx", "msg", "size", "time_sent", "window_used")
 
-    def __init__(self, *, msg: OutMessage, idx: int, size: int, time_sent: float) -> None:
+    def __init__(
+        self, *, msg: OutMessage, idx: int, size: int, time_sent: float, window_used: bool
+    ) -> None:
         self.msg: Final = msg
         self.idx: Final = idx
         self.size: Final = size
         self.time_sent: Final = time_sent
+        self.window_used: Final = window_used
+        """Bytes in flight were near the congestion window when it was sent (its ACK may grow
+        the window: ``NewReno.on_packet_sent``)."""
 
 
 @dataclass(kw_only=True, slots=True, init=False, unsafe_hash=True)

@@ -47,8 +47,6 @@ class LossRecovery:
         self.pacer = Pacer(CHUNK_PAYLOAD_BYTES)
         self.pacing_at: float | None = None
         """When the pacer lets the next datagram go, if it held one back."""
-        self.cwnd_limited = False
-        """The last :meth:`datagrams` stopped at the congestion window (not app limited)."""
         self.last_progress = 0.0
         """When the destination last acknowledged new bytes or completed a message."""
 
@@ -111,12 +109,11 @@ class LossRecovery:
                     newly.append(pn)
         touched: list[OutMessage] = []
         newest: SentPacket | None = None
-        app_limited = not self.cwnd_limited
         for pn in newly:
             s = sent.pop(pn)
             if pn == largest:
                 newest = s
-            self.cc.on_packet_acked(s.size, s.time_sent, app_limited=app_limited)
+            self.cc.on_packet_acked(s.size, s.time_sent, app_limited=not s.window_used)
             msg = s.msg
             if msg.resolved:
                 continue
@@ -132,6 +129,7 @@ class LossRecovery:
             self.largest_acked = largest
         if newest is not None:
             self.rtt.update(now - newest.time_sent, ack.ack_delay_us / 1e6, now)
+            self.cc.on_rtt_sample(self.rtt, newest.time_sent, now)
             self.pacer.update_rate(self.cc.congestion_window, self.rtt.smoothed_rtt)
         if newly:
             self.pto_count = 0
