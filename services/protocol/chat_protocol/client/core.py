@@ -357,15 +357,17 @@ class ClientCore:
         self._settle(now)
 
     def datagrams_to_send(self, now: float) -> list[tuple[bytes, Addr]]:
-        out = self.links.datagrams()
+        links = self.links
+        out = links.outbox  # (PeerLinks.datagrams, without the call: this runs on every poll)
+        links.outbox = []
         for payload, _ in self.directory.datagrams():
             self.link.to_server(payload, now, out)
         # Acknowledgements of shown messages go out even after the session ended.
         for payload, key in self.receiving.datagrams(now):
-            self.links.to_peer(payload, key, None, now, out)
+            links.to_peer(payload, key, None, now, out)
         if not self.directory.gone:
             for payload, key, addr in self.sending.datagrams(now):
-                self.links.to_peer(payload, key, addr, now, out)
+                links.to_peer(payload, key, addr, now, out)
         for _, addr in out:  # (a loop, not any(): this runs for every datagram)
             if addr[0] == RELAY_HOST:  # relay.is_relayed
                 return self.relaying.wrap(out, now)

@@ -421,7 +421,8 @@ class DirectorySession:
             case SendLookup() | VerifyLookup() | WhoisLookup(), LookupReply():
                 # An answer must echo its question (as a DNS reply does): one for another name
                 # would pin, send to or vouch for that user's key under the name asked.
-                if name_key(msg.name) != name_key(purpose.name):  # guard: asked-name
+                asked = purpose.name  # (equal strings need no folding: no calls)
+                if msg.name != asked and name_key(msg.name) != name_key(asked):  # guard: asked-name
                     self.misanswered += 1
                     answer = LookupAnswer(purpose=purpose, reply=None, wrong_name=True)
                 else:
