@@ -381,12 +381,12 @@ class ClientCore:
     def next_timer(self) -> float | None:
         if self.directory.gone:
             return None
-        times = [self._next_sweep]
         punch = self.links.rendezvous.next_punch() if self.directory.online else None
+        first = self._next_sweep  # the earliest of these (comparisons, not a list and min())
         for t in (self.directory.next_timer(), self.sending.next_timer(), punch):
-            if t is not None:
-                times.append(t)
-        return min(times)
+            if t is not None and t < first:
+                first = t
+        return first
 
     def handle_timer(self, now: float) -> None:
         if self.directory.gone:

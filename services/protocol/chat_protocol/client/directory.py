@@ -376,7 +376,9 @@ class DirectorySession:
         return answers
 
     def datagrams(self) -> list[tuple[bytes, Addr]]:
-        out = self.requests.datagrams()
+        requests = self.requests
+        out = requests.outbox  # (Requests.datagrams, without the call: every poll runs this)
+        requests.outbox = []
         if self.outbox:
             out.extend(self.outbox)
             self.outbox = []

@@ -348,6 +348,7 @@ class ReceivePath:
         if self._acks_due:
             for ib, key in self._acks_due.items():
                 if ib.pending_acks:
-                    out.extend((encode(a), key) for a in ib.acks(now))
+                    for a in ib.acks(now):  # (a loop, not a generator)
+                        out.append((encode(a), key))
             self._acks_due.clear()
         return out
