@@ -7,9 +7,11 @@ by hand, no sockets) and gives per message:
 
 * ``instructions``: the interpreter's instructions under ``valgrind --tool=callgrind`` (when
   valgrind is installed), taken as the difference between a run of ``--messages`` and one of
-  ``--messages // 5`` messages after the same warm-up, so start-up and handshakes cancel out;
+  ``--messages // 5`` messages after the same warm-up, so start-up and handshakes cancel out
+  (a run before them writes the bytecode caches of a fresh worktree, which both then read);
 * ``calls``: the Python function calls (``sys.setprofile`` "call" events, generator resumptions
-  included), likewise the difference of two counts inside one process;
+  included) and ``c_calls`` the calls of built-in functions ("c_call"), counted over the
+  ``--messages`` messages after the warm-up;
 * ``top``: with ``--top K``, the K source files with the most bytecodes per message (opcode
   tracing), to show where the work is.
 
@@ -184,6 +186,7 @@ def measure(tree: Path, messages: int, top: int) -> dict[str, Any]:
     n = messages - small
     out: dict[str, Any] = {}
     if shutil.which("valgrind"):
+        _child(tree, 1, "plain")  # writes the tree's bytecode caches: both runs below read them
         lo = _child(tree, small, "plain", valgrind=True)["ir"]
         hi = _child(tree, messages, "plain", valgrind=True)["ir"]
         out["instructions"] = (hi - lo) / n

@@ -179,7 +179,8 @@ class Outbound(LossRecovery):
         self.pacing_at = None
         self.cwnd_limited = False
         while True:
-            item = self._next_retransmission() or self._next_new()
+            # (no call for an empty retransmit queue: the usual case, once per datagram)
+            item = (self._next_retransmission() if self.retransmit else None) or self._next_new()
             if item is None:
                 break
             msg, idx = item
