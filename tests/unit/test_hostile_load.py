@@ -64,7 +64,7 @@ class Attacker:
         self.core = ClientCore(
             name="mallory", server=S, identity=net.key(owner), random_bytes=net.random_bytes
         )
-        self.core.directory.machine.state = State.ONLINE  # it needs no directory
+        self.core.directory.set_state(State.ONLINE)  # it needs no directory
         self.core.links.intro = encode(Hello(req_id=0, name="carol"))
         self.victim_key = victim.identity.public
 

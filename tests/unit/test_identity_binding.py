@@ -301,7 +301,7 @@ def test_a_message_begun_under_another_claim_is_not_shown_under_it() -> None:
         )
 
     def to_bob(plaintext: bytes) -> None:
-        m.links.to_peer(plaintext, bob_key, B, net.now, m.links._out)
+        m.links.to_peer(plaintext, bob_key, B, net.now, m.links.outbox)
         net.flush()
         net.run(0.5)
 
@@ -309,7 +309,7 @@ def test_a_message_begun_under_another_claim_is_not_shown_under_it() -> None:
     to_bob(chunk(0))
     assert b.links._claims[net.key("mallory").public] == "alice"
     speak_as(net, m, "mallory")
-    m.links.handshake(bob_key, B, net.now, m.links._out, payload=m.links.intro)
+    m.links.handshake(bob_key, B, net.now, m.links.outbox, payload=m.links.intro)
     net.flush()
     net.run(0.5)
     assert b.links._claims[net.key("mallory").public] == "mallory"

@@ -249,7 +249,7 @@ def test_a_datagram_with_a_forged_source_address_is_never_shown(claim: str) -> N
     )
     mallory.name = mallory.sending.name = claim
     mallory.links.intro = encode(Hello(req_id=0, name=claim))
-    mallory.directory.machine.state = State.ONLINE  # it needs no directory to attack
+    mallory.directory.set_state(State.ONLINE)  # it needs no directory to attack
     handle = mallory.sending.queue("bob", b"please wire 500 EUR to carol")
     mallory.sending.looked_up(
         handle, LookupReply(req_id=0, name="bob", addr=B, key=b.identity.public), net.now

@@ -43,7 +43,7 @@ from chat_protocol.client.directory import (
 from chat_protocol.client.peerlinks import PeerLinks
 from chat_protocol.client.pins import Pins
 from chat_protocol.client.receiving import ReceivePath
-from chat_protocol.client.relay import RelayLink, is_relayed
+from chat_protocol.client.relay import RelayLink
 from chat_protocol.client.sending import SendPipeline
 from chat_protocol.client.signin import ServerSignIn
 from chat_protocol.client.stats import ClientStats
@@ -53,6 +53,7 @@ from chat_protocol.const import (
     ENDPOINT_SWEEP_S,
     MAX_HALF_OPEN_PEER_SESSIONS,
     MAX_MESSAGE_BYTES,
+    RELAY_HOST,
     Timings,
 )
 from chat_protocol.errors import MalformedDatagram, UsageError
@@ -263,7 +264,7 @@ class ClientCore:
         self._events.append(event)
 
     def _require_online(self) -> None:
-        if not self.online:
+        if not self.directory.online:
             raise UsageError("not signed in")
 
     # -- commands --
@@ -356,17 +357,20 @@ class ClientCore:
         self._settle(now)
 
     def datagrams_to_send(self, now: float) -> list[tuple[bytes, Addr]]:
-        out = self.links.datagrams()
+        links = self.links
+        out = links.outbox  # (PeerLinks.datagrams, without the call: this runs on every poll)
+        links.outbox = []
         for payload, _ in self.directory.datagrams():
             self.link.to_server(payload, now, out)
         # Acknowledgements of shown messages go out even after the session ended.
         for payload, key in self.receiving.datagrams(now):
-            self.links.to_peer(payload, key, None, now, out)
+            links.to_peer(payload, key, None, now, out)
         if not self.directory.gone:
             for payload, key, addr in self.sending.datagrams(now):
-                self.links.to_peer(payload, key, addr, now, out)
-        if out and any(is_relayed(addr) for _, addr in out):
-            out = self.relaying.wrap(out, now)
+                links.to_peer(payload, key, addr, now, out)
+        for _, addr in out:  # (a loop, not any(): this runs for every datagram)
+            if addr[0] == RELAY_HOST:  # relay.is_relayed
+                return self.relaying.wrap(out, now)
         return out
 
     def events(self) -> list[ClientEvent]:
@@ -377,12 +381,12 @@ class ClientCore:
     def next_timer(self) -> float | None:
         if self.directory.gone:
             return None
-        times = [self._next_sweep]
-        punch = self.links.rendezvous.next_punch() if self.online else None
+        punch = self.links.rendezvous.next_punch() if self.directory.online else None
+        first = self._next_sweep  # the earliest of these (comparisons, not a list and min())
         for t in (self.directory.next_timer(), self.sending.next_timer(), punch):
-            if t is not None:
-                times.append(t)
-        return min(times)
+            if t is not None and t < first:
+                first = t
+        return first
 
     def handle_timer(self, now: float) -> None:
         if self.directory.gone:
@@ -394,9 +398,9 @@ class ClientCore:
             server_key = self.link.rekey_due(now)
             if server_key is not None:
                 self.links.rekey(server_key, self.server, now)
-            if self.online:
+            if self.directory.online:
                 self.links.keepalive(now)
-        if self.online:
+        if self.directory.online:
             self.links.punch(now)
         for answer in self.directory.handle_timer(now):
             self._route(answer, now)
@@ -416,7 +420,7 @@ class ClientCore:
             self.links.established(key, session, payload, now)
 
     def _incoming(self, incoming: IncomingHandshake, now: float) -> None:
-        if not self.online or incoming.remote_static == self.server_key:
+        if not self.directory.online or incoming.remote_static == self.link.server_key:
             self._unexpected += 1
             return
         self.links.incoming(incoming, now)
@@ -429,11 +433,11 @@ class ClientCore:
         except MalformedDatagram:
             self._malformed += 1
             return
-        if key == self.server_key:
+        if key == self.link.server_key:
             self._from_server(msg, now)
         elif isinstance(msg, Data):
             claimed = self.links.claimed(key)
-            if claimed is None or not self.online:
+            if claimed is None or not self.directory.online:
                 self._unexpected += 1
                 return
             verify = self.receiving.on_data(msg, len(plaintext), key, claimed, addr, now)

@@ -209,26 +209,30 @@ class DirectorySession:
         self._last_heard = 0.0
         self._register_by = 0.0
         """When signing in (HELLO, then registering) gives up: request_timeout_s after connect."""
-        self._out: list[tuple[bytes, Addr]] = []
+        self.outbox: list[tuple[bytes, Addr]] = []
+        self.state = State.SIGNING_IN
+        self.online = False
+        """Signed in: commands may be given (``closing`` still finishes earlier ones)."""
+        self.gone = False
 
     # -- state --
 
-    @property
-    def state(self) -> State:
-        return self.machine.state
+    def move(self, trigger: Trigger) -> None:
+        """Fire ``trigger``; the state and what follows from it, as plain attributes (read on
+        every datagram, so not computed on each access)."""
+        self.machine.fire(trigger)
+        self.set_state(self.machine.state)
 
-    @property
-    def online(self) -> bool:
-        """Signed in: commands may be given (``closing`` still finishes earlier ones)."""
-        return self.machine.state in (State.ONLINE, State.CLOSING)
+    def set_state(self, state: State) -> None:
+        """Be in ``state`` (:meth:`move`; a test's core that needs no directory: ``ONLINE``)."""
+        self.machine.state = state
+        self.state = state
+        self.online = state in (State.ONLINE, State.CLOSING)
+        self.gone = state is State.GONE
 
     def ours(self, token: bytes) -> bool:
         """``token`` is this session's, and it is online: a notice from the server is for us."""
         return self.online and bool(self.token) and token == self.token
-
-    @property
-    def gone(self) -> bool:
-        return self.machine.state is State.GONE
 
     def refuse_server_key(self) -> None:
         """The server answered with a key we do not trust: give up signing in."""
@@ -242,7 +246,7 @@ class DirectorySession:
         self.requests.resend()
 
     def _end(self, trigger: Trigger, event: ClientEvent) -> None:
-        self.machine.fire(trigger)
+        self.move(trigger)
         self.requests.clear()
         self.ended = event
 
@@ -273,12 +277,12 @@ class DirectorySession:
         )
 
     def close(self, now: float) -> None:
-        if self.machine.state in (State.SIGNING_IN, State.REGISTERING):
+        if self.state in (State.SIGNING_IN, State.REGISTERING):
             # (A registration that did reach the server expires there: nothing was shown as
             # signed in, and a BYE needs the answer we are still waiting for.)
             self._end(Trigger.CLOSE, SignedOut())
-        elif self.machine.state is State.ONLINE:
-            self.machine.fire(Trigger.CLOSE)
+        elif self.state is State.ONLINE:
+            self.move(Trigger.CLOSE)
 
     @property
     def answers_pending(self) -> int:
@@ -288,7 +292,7 @@ class DirectorySession:
 
     def drained(self, now: float) -> None:
         """Everything asked before ``close`` is answered: sign out."""
-        self.machine.fire(Trigger.DRAINED)
+        self.move(Trigger.DRAINED)
         self.requests.start(
             lambda rid: Bye(token=self.token, req_id=rid),
             SignOut(),
@@ -317,7 +321,7 @@ class DirectorySession:
         self._server_timeout_s = self._timeout_for(self._heartbeat_s)
 
     def next_timer(self) -> float | None:
-        state = self.machine.state
+        state = self.state
         if state is State.GONE:
             return None
         t = self.requests.next_timer()
@@ -350,9 +354,9 @@ class DirectorySession:
                     self._emit(ListFailed())
                 case SendLookup() | VerifyLookup() | WhoisLookup():
                     answers.append(LookupAnswer(purpose=purpose, reply=None))
-        if self.machine.state is State.SIGNING_IN:
+        if self.state is State.SIGNING_IN:
             return answers
-        if self.machine.state is State.REGISTERING and now >= self._register_by:
+        if self.state is State.REGISTERING and now >= self._register_by:
             self._end(
                 Trigger.NO_ANSWER,
                 SignInFailed(failure=SignInFailure.NO_ANSWER, server=self.server),
@@ -367,15 +371,17 @@ class DirectorySession:
             # whole interval, or a lossy link would look like a dead server.
             if self._next_heartbeat >= self._heartbeat_sent + self._heartbeat_s:
                 self._heartbeat_sent = now
-            self._out.append((encode(Heartbeat(token=self.token)), self.server))
+            self.outbox.append((encode(Heartbeat(token=self.token)), self.server))
             self._next_heartbeat = now + self.timings.request_retry_s
         return answers
 
     def datagrams(self) -> list[tuple[bytes, Addr]]:
-        out = self.requests.datagrams()
-        if self._out:
-            out.extend(self._out)
-            self._out = []
+        requests = self.requests
+        out = requests.outbox  # (Requests.datagrams, without the call: every poll runs this)
+        requests.outbox = []
+        if self.outbox:
+            out.extend(self.outbox)
+            self.outbox = []
         return out
 
     # -- from the server --
@@ -401,11 +407,11 @@ class DirectorySession:
                 self.token = msg.token
                 self.observed = msg.observed
                 self._set_heartbeat(msg.heartbeat_ms)
-                self.machine.fire(Trigger.WELCOMED)
+                self.move(Trigger.WELCOMED)
                 # The server registers us when this (or any datagram on the session) arrives;
                 # its answer is what says we are signed in.
                 self._heartbeat_sent = now
-                self._out.append((encode(Heartbeat(token=self.token)), self.server))
+                self.outbox.append((encode(Heartbeat(token=self.token)), self.server))
                 self._next_heartbeat = now + self.timings.request_retry_s
             case SignIn(), Refused():
                 self._end(
@@ -417,7 +423,8 @@ class DirectorySession:
             case SendLookup() | VerifyLookup() | WhoisLookup(), LookupReply():
                 # An answer must echo its question (as a DNS reply does): one for another name
                 # would pin, send to or vouch for that user's key under the name asked.
-                if name_key(msg.name) != name_key(purpose.name):  # guard: asked-name
+                asked = purpose.name  # (equal strings need no folding: no calls)
+                if msg.name != asked and name_key(msg.name) != name_key(asked):  # guard: asked-name
                     self.misanswered += 1
                     answer = LookupAnswer(purpose=purpose, reply=None, wrong_name=True)
                 else:
@@ -450,12 +457,12 @@ class DirectorySession:
             case HeartbeatAck():
                 self._set_heartbeat(msg.heartbeat_ms)
                 self._next_heartbeat = self._heartbeat_sent + self._heartbeat_s
-                if self.machine.state is State.REGISTERING:
-                    self.machine.fire(Trigger.REGISTERED)
+                if self.state is State.REGISTERING:
+                    self.move(Trigger.REGISTERED)
                     self._emit(SignedIn(name=self.name))
             case Shutdown():
                 self._end(Trigger.SERVER_SHUTDOWN, ServerGone(reason=GoneReason.SHUTDOWN))
-            case UnknownSession() if self.machine.state is State.SIGNING_OUT:
+            case UnknownSession() if self.state is State.SIGNING_OUT:
                 self._end(Trigger.BYE_DONE, SignedOut())
             case UnknownSession():
                 self._end(Trigger.SERVER_LOST, ServerGone(reason=GoneReason.SESSION_UNKNOWN))

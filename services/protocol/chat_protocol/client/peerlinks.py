@@ -22,6 +22,7 @@ from chat_protocol.const import (
     PEER_SILENT_REHANDSHAKE_S,
     PUNCH_NOT_NEEDED_S,
     RELAY_AFTER_S,
+    RELAY_HOST,
     RELAY_UPGRADE_S,
 )
 from chat_protocol.errors import MalformedDatagram
@@ -85,17 +86,17 @@ class PeerLinks:
         """Peer key (reached through the relay) -> when to try a direct path next."""
         self.rendezvous = Rendezvous()
         """Each peer's candidate endpoints, punching on hints, keepalives (client/rendezvous.py)."""
-        self._out: list[tuple[bytes, Addr]] = []
+        self.outbox: list[tuple[bytes, Addr]] = []
         self.malformed = 0
         """Peer initiations dropped: no HELLO in them, or not answerable."""
 
     def datagrams(self) -> list[tuple[bytes, Addr]]:
-        out, self._out = self._out, []
+        out, self.outbox = self.outbox, []
         return out
 
     def reply(self, datagram: bytes, addr: Addr) -> None:
         """Queue ``datagram`` (a cookie reply the secure endpoint made) for ``addr``."""
-        self._out.append((datagram, addr))
+        self.outbox.append((datagram, addr))
 
     def heard_from(self, session: SecureSession, now: float) -> None:
         """An authenticated datagram on ``session``: its peer answers; and if it confirmed the
@@ -121,14 +122,14 @@ class PeerLinks:
         for key in r.due(now):
             public = r.public(key)
             if public is not None:
-                self.handshake(key, public, now, self._out, payload=self.intro)
+                self.handshake(key, public, now, self.outbox, payload=self.intro)
 
     def keepalive(self, now: float) -> None:
         """An empty datagram to each peer in use we sent nothing to for PEER_KEEPALIVE_S."""
         for key in self.rendezvous.keepalives_due(now):
             session = self.secure.session(key, now)
             if session is not None and session.confirmed:  # guard: keepalive
-                self._out.append((session.encrypt(b"", now), session.remote_addr))
+                self.outbox.append((session.encrypt(b"", now), session.remote_addr))
                 self.rendezvous.sent(key, now)
 
     def path(self, key: bytes, now: float) -> PeerPath | None:
@@ -150,7 +151,7 @@ class PeerLinks:
 
     def rekey(self, key: bytes, addr: Addr, now: float) -> None:
         """Start (or restart) a handshake with ``key`` at ``addr``, carrying our intro."""
-        self.handshake(key, addr, now, self._out, payload=self.intro)
+        self.handshake(key, addr, now, self.outbox, payload=self.intro)
 
     def handshake(
         self,
@@ -196,7 +197,7 @@ class PeerLinks:
         if session is not None and session.confirmed:
             out.append((session.encrypt(payload, now), session.remote_addr))
             self.rendezvous.sent(key, now)
-            if is_relayed(session.remote_addr):
+            if session.remote_addr[0] == RELAY_HOST:  # (relay.is_relayed, inline)
                 self._upgrade(key, now, out)
             since = self._unanswered.setdefault(key, now)
             silent = now - since > PEER_SILENT_REHANDSHAKE_S
@@ -231,7 +232,7 @@ class PeerLinks:
         if isinstance(intro, Hello):
             self._note_run(key, intro.req_id, now)
         for plaintext in self._waiting.pop(key, []) or [b""]:
-            self._out.append((session.encrypt(plaintext, now), session.remote_addr))
+            self.outbox.append((session.encrypt(plaintext, now), session.remote_addr))
 
     def incoming(self, incoming: IncomingHandshake, now: float) -> None:
         """A peer's initiation (the caller checked it may be answered at all): answer it if it
@@ -254,7 +255,7 @@ class PeerLinks:
         answered = parse_packet(response)
         assert isinstance(answered, HandshakeResponse)
         _remember(self._unconfirmed_runs, incoming.remote_static, (answered.sender, intro.req_id))
-        self._out.append((response, incoming.addr))
+        self.outbox.append((response, incoming.addr))
 
     def _note_run(self, key: bytes, run: int, now: float) -> None:
         """A peer's handshake named its run: a different run than before means it restarted."""

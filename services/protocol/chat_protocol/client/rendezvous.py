@@ -132,11 +132,15 @@ class Rendezvous:
 
     def next_punch(self) -> float | None:
         """When :meth:`due` should next be asked (None: nobody to punch towards)."""
-        if not self._punch_until:
-            return None
-        return min(
-            min(self._next_punch.get(k, until), until) for k, until in self._punch_until.items()
-        )
+        best: float | None = None
+        next_punch = self._next_punch
+        for k, until in self._punch_until.items():  # (a loop, not min() of a generator)
+            at = next_punch.get(k, until)
+            if until < at:
+                at = until
+            if best is None or at < best:
+                best = at
+        return best
 
     # -- liveness --
 

@@ -70,24 +70,6 @@ class Outbound(LossRecovery):
     def pending(self) -> int:
         return len(self.queue)
 
-    def _base(self) -> int:
-        return self.queue[0].seq if self.queue else self.next_seq
-
-    def _chunk(self, msg: OutMessage, idx: int, pn: int) -> Data:
-        off = idx * CHUNK_PAYLOAD_BYTES
-        return Data(
-            session=self.session,
-            stream=self.stream,
-            base=self._base(),
-            seq=msg.seq,
-            pn=pn,
-            msg_id=msg.msg_id,
-            offset=off,
-            total=len(msg.payload),
-            sender=self.sender,
-            payload=msg.payload[off : off + CHUNK_PAYLOAD_BYTES],
-        )
-
     def _find(self, seq: int) -> OutMessage | None:
         if not self.queue:
             return None
@@ -99,26 +81,45 @@ class Outbound(LossRecovery):
                 return m
         return None
 
-    def _chunk_size(self, msg: OutMessage, idx: int) -> int:
-        left = len(msg.payload) - idx * CHUNK_PAYLOAD_BYTES
-        return left if left < CHUNK_PAYLOAD_BYTES else CHUNK_PAYLOAD_BYTES
-
     # -- output --
 
-    def _send(self, msg: OutMessage, idx: int, now: float, out: list[Data], *, new: bool) -> None:
+    def _send(
+        self, msg: OutMessage, idx: int, now: float, out: list[Data], *, new: bool, size: int = -1
+    ) -> None:
+        """Send chunk ``idx`` of ``msg`` (``size``: its size, if the caller knows it). One call
+        per datagram: the DATA is built here, its ``base`` the oldest unresolved message."""
         pn = self.next_pn
         self.next_pn += 1
-        size = self._chunk_size(msg, idx)
+        off = idx * CHUNK_PAYLOAD_BYTES
+        payload = msg.payload
+        if size < 0:
+            left = len(payload) - off
+            size = left if left < CHUNK_PAYLOAD_BYTES else CHUNK_PAYLOAD_BYTES
         if not new:
             self.retransmissions += 1
-        msg.lost.discard(idx)
+        if msg.lost:
+            msg.lost.discard(idx)
         msg.outstanding[idx] = pn
         used = self.cc.on_packet_sent(size, backlogged=self.backlogged)
         self.sent[pn] = SentPacket(msg=msg, idx=idx, size=size, time_sent=now, window_used=used)
         self.pacer.on_sent(size, now)
         self.time_of_last_ack_eliciting = now
         self.datagrams_sent += 1
-        out.append(self._chunk(msg, idx, pn))
+        queue = self.queue
+        out.append(
+            Data(
+                session=self.session,
+                stream=self.stream,
+                base=queue[0].seq if queue else self.next_seq,
+                seq=msg.seq,
+                pn=pn,
+                msg_id=msg.msg_id,
+                offset=off,
+                total=len(payload),
+                sender=self.sender,
+                payload=payload[off : off + CHUNK_PAYLOAD_BYTES],
+            )
+        )
 
     def _next_retransmission(self) -> tuple[OutMessage, int] | None:
         """The first chunk declared lost that is still wanted (dropping those that are not)."""
@@ -196,10 +197,13 @@ class Outbound(LossRecovery):
         self.completion_due.clear()
         self.pacing_at = None
         while True:
-            item = self._next_retransmission() or self._next_new()
+            # (no call for an empty retransmit queue: the usual case, once per datagram)
+            item = (self._next_retransmission() if self.retransmit else None) or self._next_new()
             if item is None:
                 break
-            size = self._chunk_size(item[0], item[1])
+            msg, idx = item
+            left = len(msg.payload) - idx * CHUNK_PAYLOAD_BYTES  # the chunk's size
+            size = left if left < CHUNK_PAYLOAD_BYTES else CHUNK_PAYLOAD_BYTES
             if self.cc.bytes_in_flight + size > _MAX_WINDOW_BYTES:
                 break  # flow control, not congestion: app limited
             if not self.cc.can_send(size):
@@ -208,7 +212,7 @@ class Outbound(LossRecovery):
             if at > now:
                 self.pacing_at = at
                 break
-            self._send(item[0], item[1], now, out, new=self._consume(item))
+            self._send(msg, idx, now, out, new=self._consume(item), size=size)
         return out
 
     def _consume(self, item: tuple[OutMessage, int]) -> bool:
@@ -319,8 +323,9 @@ class Outbound(LossRecovery):
     def _newly_held(self, msg: OutMessage, now: float) -> None:
         """Chunks the destination holds need no recovery; once it holds every byte, ask for
         the ``complete`` ACK with the last chunk after a probe timeout, backing off."""
-        for idx in [i for i in msg.outstanding if msg.holds(i)]:
-            del msg.outstanding[idx]
+        if msg.outstanding:
+            for idx in [i for i in msg.outstanding if msg.holds(i)]:
+                del msg.outstanding[idx]
         if msg.all_acked and msg.probe_at is None:
             msg.probe_tries = 0
             msg.probe_at = now + self._probe_backoff(0)

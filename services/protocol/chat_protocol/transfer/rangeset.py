@@ -35,6 +35,15 @@ class RangeSet:
         if start >= end:
             raise ValueError(f"empty range [{start}, {end})")
         starts, ends = self._starts, self._ends
+        if not ends or start > ends[-1]:  # past every range (the usual case): a new last one
+            starts.append(start)
+            ends.append(end)
+            self._size += end - start
+            return end - start
+        if start == ends[-1]:  # right after the last range: it grows
+            ends[-1] = end
+            self._size += end - start
+            return end - start
         # Ranges i .. j-1 overlap or touch [start, end): their end >= start and start <= end.
         i = bisect_left(ends, start)
         j = bisect_right(starts, end, i)

@@ -36,7 +36,7 @@ class Requests(Generic[P]):
         self.retry_s = retry_s
         self._random = random_bytes
         self._pending: dict[int, _Pending[P]] = {}
-        self._out: list[tuple[bytes, Addr]] = []
+        self.outbox: list[tuple[bytes, Addr]] = []
 
     def start(
         self, build: Callable[[int], Message], purpose: P, now: float, *, timeout_s: float
@@ -52,7 +52,7 @@ class Requests(Generic[P]):
             deadline=now + timeout_s,
             next_retry=now + self.retry_s,
         )
-        self._out.append((payload, self.server))
+        self.outbox.append((payload, self.server))
         return rid
 
     def purpose(self, req_id: int) -> P | None:
@@ -73,12 +73,12 @@ class Requests(Generic[P]):
         return len(self._pending)
 
     def datagrams(self) -> list[tuple[bytes, Addr]]:
-        out, self._out = self._out, []
+        out, self.outbox = self.outbox, []
         return out
 
     def resend(self) -> None:
         for p in self._pending.values():
-            self._out.append((p.payload, self.server))
+            self.outbox.append((p.payload, self.server))
 
     def next_timer(self) -> float | None:
         if not self._pending:
@@ -94,5 +94,5 @@ class Requests(Generic[P]):
                 expired.append(p.purpose)
             elif p.next_retry <= now:
                 p.next_retry = now + self.retry_s
-                self._out.append((p.payload, self.server))
+                self.outbox.append((p.payload, self.server))
         return expired
