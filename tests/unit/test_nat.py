@@ -13,11 +13,14 @@ from natsim import NatNetwork
 
 from budget import examples
 from chat_protocol.client.core import ClientCore
+from chat_protocol.client.rendezvous import Rendezvous
 from chat_protocol.const import (
     HINTS_PER_ASKER_PER_S,
     HINTS_PER_TARGET_PER_S,
     PEER_IDLE_S,
     PEER_KEEPALIVE_S,
+    PUNCH_REHINT_S,
+    PUNCH_REHINTS,
     PUNCH_WINDOW_S,
     RELAY_HOST,
     RELAY_UPGRADE_S,
@@ -35,6 +38,7 @@ from chat_protocol.secure.packets import PacketType
 from chat_protocol.server.hints import HintLimiter
 from chat_protocol.server.relay import RelayPolicy
 from chat_protocol.wire.messages import Addr
+from chat_protocol.wire.names import name_key
 from netsim import Link
 
 T = Timings()
@@ -217,6 +221,69 @@ def test_hint_rates_per_asker_and_per_target() -> None:
     per_target = sum(limiter.allow(x, target, 1.0) for x in askers)
     assert per_target == int(HINTS_PER_TARGET_PER_S)
     assert not limiter.allow(target, target, 5.0)  # nobody is hinted towards itself
+
+
+def _lose_the_hint(net: NatNetwork, bob: ClientCore) -> tuple[Addr, Addr]:
+    """Drop what the directory sends Bob's public endpoint (his PUNCH hint, when Alice sends);
+    the (source, destination) pair blocked, to unblock."""
+    blocked = (S, net.server_at(S).users[name_key(bob.name)].addr)
+    net.blocked.add(blocked)
+    return blocked
+
+
+@pytest.mark.parametrize("seed", [11, 12, 13])
+def test_a_lost_hint_is_asked_for_again(seed: int) -> None:
+    """Full cone x port-restricted without the relay, Bob's PUNCH hint lost: Bob never punches
+    and his router drops Alice's initiations, so Alice, unanswered for PUNCH_REHINT_S, asks the
+    directory to hint him again; he punches, and the message arrives directly."""
+    net = NatNetwork(seed=seed)
+    a, b = place(net, "full-cone", 1), place(net, "port-restricted", 2)
+    alice, bob = sign_in(net, ("alice", a), ("bob", b), relay=False)
+    srv = net.server_at(S)
+    blocked = _lose_the_hint(net, bob)
+    alice.send("bob", "hi", net.now)
+    net.flush()  # the LOOKUP leaves now (not with its retry)
+    assert net.run_until(lambda: srv.stats.hints >= 1, 5)  # sent, and dropped on the way
+    net.blocked.discard(blocked)
+    assert bob.links.rendezvous.punching() == []
+    assert net.run_until(lambda: outcome(net, a), 30)
+    assert isinstance(outcome(net, a)[0], MessageDelivered)
+    (shown,) = received(net, b)
+    assert shown.text == "hi" and shown.addr[0] == "198.51.100.1"  # Alice's router: direct
+    assert srv.stats.hints == 2  # the lost one, and the one asked again
+    assert srv.stats.relayed == 0
+
+
+@pytest.mark.guard("rehints-bounded")
+def test_hints_asked_again_are_bounded() -> None:
+    """Every hint to Bob lost: Alice asks PUNCH_REHINTS more, at growing intervals, then stops
+    asking; the send fails for want of a direct path."""
+    net = NatNetwork(seed=14)
+    a, b = place(net, "full-cone", 1), place(net, "port-restricted", 2)
+    alice, bob = sign_in(net, ("alice", a), ("bob", b), relay=False)
+    _lose_the_hint(net, bob)
+    alice.send("bob", "hi", net.now)
+    net.flush()
+    assert net.run_until(lambda: outcome(net, a), 30)
+    assert _failed(outcome(net, a)[0]) is FailReason.NO_DIRECT_PATH
+    assert net.server_at(S).stats.hints == 1 + PUNCH_REHINTS
+
+
+@pytest.mark.guard("rehints-bounded")
+def test_rehints_are_due_at_growing_intervals_until_the_peer_is_heard() -> None:
+    """PUNCH_REHINTS asks, at 1, 3, 7 x PUNCH_REHINT_S, then none (whatever the delivery
+    timeout); hearing the peer stops them, and a later handshake asks from the start."""
+    r = Rendezvous()
+    key = b"k" * 32
+    assert not r.rehint_due(key, 0.0)  # nothing sent to it: nothing to ask
+    r.trying(key, 100.0)
+    due = [t / 10 for t in range(1000, 1200) if r.rehint_due(key, t / 10)]
+    gaps = [PUNCH_REHINT_S * (2**n - 1) for n in range(1, PUNCH_REHINTS + 1)]
+    assert due == [100.0 + g for g in gaps]
+    r.heard(key, 120.0)
+    assert not r.rehint_due(key, 130.0)
+    r.trying(key, 200.0)  # a new handshake: asks again from the start
+    assert r.rehint_due(key, 200.0 + PUNCH_REHINT_S)
 
 
 def test_punching_on_a_hint_stops_after_its_window() -> None:

@@ -318,6 +318,14 @@ that): both sides punch for at most 10 s per lookup."""
 PUNCH_NOT_NEEDED_S = 30.0
 """A hint about a peer heard from on a working session within this long starts no punching
 (its path is open: keepalives cross it every PEER_KEEPALIVE_S while it is in use)."""
+PUNCH_REHINT_S = 1.0
+"""A send's handshake towards a peer unanswered this long asks the directory for another PUNCH
+hint to that peer (a LOOKUP with the punch flag): a hint is one datagram, and without it a peer
+behind a port-restricted or symmetric NAT never punches and its router drops our initiations.
+Each further ask waits twice as long as the one before (at 1, 3, 7 s of ``PUNCH_REHINTS``)."""
+PUNCH_REHINTS = 3
+"""Hints a client asks again per unanswered handshake, at most: the last at 7 s, within the
+delivery timeout (10 s). Hearing from the peer stops them."""
 MAX_PUNCH_TARGETS = 32
 """Peers a client punches towards at once on hints (the least recent hint is dropped beyond)."""
 MAX_CANDIDATE_PEERS = 1024

@@ -34,6 +34,7 @@ from collections.abc import Callable, Collection, Mapping
 
 from chat_protocol.client.answers import AnswerCache
 from chat_protocol.client.directory import (
+    HintLookup,
     LookupAnswer,
     SendLookup,
     State,
@@ -368,6 +369,9 @@ class ClientCore:
         if not self.directory.gone:
             for payload, key, addr in self.sending.datagrams(now):
                 links.to_peer(payload, key, addr, now, out)
+            if self._ask_hints(now):
+                for payload, _ in self.directory.datagrams():
+                    self.link.to_server(payload, now, out)
         for _, addr in out:  # (a loop, not any(): this runs for every datagram)
             if addr[0] == RELAY_HOST:  # relay.is_relayed
                 return self.relaying.wrap(out, now)
@@ -407,6 +411,18 @@ class ClientCore:
         if not self.directory.gone:
             self.sending.handle_timer(now)
         self._settle(now)
+
+    def _ask_hints(self, now: float) -> bool:
+        """Ask the directory again to hint each peer whose handshake stays unanswered
+        (client/peerlinks.py); True if any lookup was started."""
+        keys = self.links.rehints()
+        if not keys or not self.online:
+            return False
+        for key in keys:
+            name = self.links.claimed(key)
+            if name is not None:
+                self.directory.lookup(name, HintLookup(name, key), now)
+        return True
 
     # -- the secure layer -------------------------------------------------------------------
 
@@ -479,6 +495,9 @@ class ClientCore:
                     self.links.looked_up(reply)
                 self.answers.note(asked, answer, now)
                 self.sending.looked_up(handle, reply, now, wrong_name=answer.wrong_name)
+            case HintLookup(key=key):
+                if reply is not None and reply.key == key:
+                    self.links.looked_up(reply)  # its endpoints, as the directory sees them now
             case VerifyLookup() as v:
                 again = self.receiving.verified(v, reply, now, wrong_name=answer.wrong_name)
                 if again is not None:

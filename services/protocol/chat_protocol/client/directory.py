@@ -146,8 +146,18 @@ class WhoisLookup:
     fingerprint: bytes | None = None
 
 
-Purpose = SignIn | SignOut | ListPage | SendLookup | VerifyLookup | WhoisLookup
-LookupPurpose = SendLookup | VerifyLookup | WhoisLookup
+@dataclass(frozen=True, slots=True)
+class HintLookup:
+    """A send's handshake towards ``name`` (key ``key``) still unanswered: ask the directory
+    to hint the receiver again (client/peerlinks.py), in case its PUNCH was lost; the answer
+    only refreshes the peer's endpoints."""
+
+    name: str
+    key: bytes
+
+
+Purpose = SignIn | SignOut | ListPage | SendLookup | VerifyLookup | WhoisLookup | HintLookup
+LookupPurpose = SendLookup | VerifyLookup | WhoisLookup | HintLookup
 
 
 class LookupAnswer:
@@ -266,9 +276,13 @@ class DirectorySession:
 
     def lookup(self, name: str, purpose: LookupPurpose, now: float) -> None:
         self.requests.start(
-            # Only a lookup to send asks the directory to hint the receiver to punch towards us.
+            # Only a lookup to send (or to ask its hint again) asks the directory to hint the
+            # receiver to punch towards us.
             lambda rid: Lookup(
-                token=self.token, req_id=rid, name=name, punch=isinstance(purpose, SendLookup)
+                token=self.token,
+                req_id=rid,
+                name=name,
+                punch=isinstance(purpose, (SendLookup, HintLookup)),
             ),
             purpose,
             now,
@@ -352,7 +366,7 @@ class DirectorySession:
                     return answers
                 case ListPage():
                     self._emit(ListFailed())
-                case SendLookup() | VerifyLookup() | WhoisLookup():
+                case SendLookup() | VerifyLookup() | WhoisLookup() | HintLookup():
                     answers.append(LookupAnswer(purpose=purpose, reply=None))
         if self.state is State.SIGNING_IN:
             return answers
@@ -420,7 +434,7 @@ class DirectorySession:
                         failure=SignInFailure.REFUSED, server=self.server, refused=msg.reason
                     ),
                 )
-            case SendLookup() | VerifyLookup() | WhoisLookup(), LookupReply():
+            case SendLookup() | VerifyLookup() | WhoisLookup() | HintLookup(), LookupReply():
                 # An answer must echo its question (as a DNS reply does): one for another name
                 # would pin, send to or vouch for that user's key under the name asked.
                 asked = purpose.name  # (equal strings need no folding: no calls)

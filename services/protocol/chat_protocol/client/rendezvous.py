@@ -10,6 +10,9 @@
 * **punching**: after a PUNCH hint, initiations go to the asker every ``HANDSHAKE_RETRY_S`` for
   ``PUNCH_WINDOW_S`` or until the asker is heard on a session, so that both NATs see outbound
   traffic first (simultaneous open);
+* **hints asked again**: a hint is one datagram, which may be lost; while a send's handshake
+  goes unanswered, the sender asks the directory for another one after ``PUNCH_REHINT_S``, then
+  after twice as long each time, ``PUNCH_REHINTS`` times at most (hearing the peer stops it);
 * **keepalives**: a peer in use (a message sent to it or received from it within
   ``PEER_IDLE_S``) gets an empty datagram when nothing was sent to it for ``PEER_KEEPALIVE_S``,
   which keeps the NAT mappings on both sides open; an idle peer gets none.
@@ -27,6 +30,8 @@ from chat_protocol.const import (
     MAX_PUNCH_TARGETS,
     PEER_IDLE_S,
     PEER_KEEPALIVE_S,
+    PUNCH_REHINT_S,
+    PUNCH_REHINTS,
     PUNCH_WINDOW_S,
 )
 from chat_protocol.wire.endpoints import private_endpoints
@@ -49,6 +54,7 @@ class Rendezvous:
         "_heard",
         "_next_punch",
         "_punch_until",
+        "_rehints",
         "_sent",
         "_since",
         "_trying",
@@ -73,6 +79,9 @@ class Rendezvous:
         self._trying: OrderedDict[bytes, float] = OrderedDict()
         """Peer key -> when our first initiation it has not answered went (hearing from it
         clears it): how long direct paths had to open."""
+        self._rehints: OrderedDict[bytes, float] = OrderedDict()
+        """Peer key -> hints asked again since its first unanswered initiation (hearing from it
+        clears it, as it clears ``_trying``)."""
 
     # -- candidates --
 
@@ -153,6 +162,7 @@ class Rendezvous:
             _bounded(heard, key, now, MAX_CANDIDATE_PEERS)
         if self._trying:
             self._trying.pop(key, None)
+            self._rehints.pop(key, None)
 
     def trying(self, key: bytes, now: float) -> float:
         """An initiation goes to ``key``: since when it has gone unanswered."""
@@ -161,6 +171,21 @@ class Rendezvous:
             _bounded(self._trying, key, now, MAX_CANDIDATE_PEERS)
             return now
         return since
+
+    def rehint_due(self, key: bytes, now: float) -> bool:
+        """Should we ask the directory to hint ``key`` again now? True once its handshake has
+        gone unanswered for ``PUNCH_REHINT_S`` x (2, 4, 8 ... - 1) since the first initiation,
+        ``PUNCH_REHINTS`` times at most (counted as asked when True)."""
+        since = self._trying.get(key)
+        if since is None:
+            return False
+        asked = int(self._rehints.get(key, 0))
+        if asked >= PUNCH_REHINTS:  # guard: rehints-bounded
+            return False
+        if now - since < PUNCH_REHINT_S * (2 ** (asked + 1) - 1):
+            return False
+        _bounded(self._rehints, key, asked + 1, MAX_CANDIDATE_PEERS)
+        return True
 
     def ever_heard(self, key: bytes) -> bool:
         return key in self._heard
