@@ -81,6 +81,18 @@ def tasks_for(bots: int, per_task: int = BOTS_PER_TASK) -> tuple[int, int]:
     return tasks, math.ceil(bots / tasks)
 
 
+def udp_socket_stats(proc_net_udp: str, port: int) -> dict[str, int] | None:
+    """``rx_queue`` (bytes waiting) and ``drops`` of the UDP socket bound to ``port`` in the
+    text of ``/proc/net/udp`` (and ``udp6``); None if no socket is bound to it."""
+    for line in proc_net_udp.splitlines():
+        f = line.split()
+        if len(f) < 13 or ":" not in f[1] or not f[0].rstrip(":").isdigit():
+            continue
+        if int(f[1].rsplit(":", 1)[1], 16) == port:
+            return {"rx_queue": int(f[4].split(":")[1], 16), "drops": int(f[12])}
+    return None
+
+
 @dataclass(frozen=True)
 class Node:
     """An engine of the swarm: ``docker`` is the argv that runs its CLI (this machine's, or
@@ -371,6 +383,28 @@ class Swarm:
             node=node,
         )
         return [line for line in r.stdout.splitlines() if line.strip()]
+
+    def directory_socket(self) -> dict[str, int] | None:
+        """The directory's UDP socket as its kernel sees it (``/proc/net/udp`` in the server's
+        container on the manager): bytes waiting to be read and datagrams dropped because the
+        receive buffer was full. A directory that answers late (a backlog) shows a full queue
+        and growing drops; one that stopped reading shows the same with no answers at all; an
+        empty queue while clients time out points at the network. None: no running task."""
+        for line in self.service_containers(SERVER_SERVICE):
+            r = self.docker(
+                "exec", line.split()[0], "cat", "/proc/net/udp", "/proc/net/udp6",
+                check=False, timeout=30,
+            )  # fmt: skip
+            return udp_socket_stats(r.stdout, SERVER_PORT)
+        return None
+
+    def directory_log(self) -> str:
+        """The output of the directory's running container (sign-ins, time-outs, errors)."""
+        out = []
+        for line in self.service_containers(SERVER_SERVICE):
+            r = self.docker("logs", line.split()[0], check=False, timeout=60)
+            out.append(r.stdout + r.stderr)
+        return "".join(out)
 
     def replicas(self, service: str) -> int:
         r = self.docker(

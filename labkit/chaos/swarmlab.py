@@ -68,6 +68,8 @@ REPLACE_WAIT_S = 45.0
 """At a fault's end, how long to wait for the replacement of a task it killed."""
 SENDING_TIMEOUT_S = 180.0
 PROGRESS_S = 15.0
+SAMPLE_S = 2.0
+"""How often a run samples the directory's socket (directory.json)."""
 LAB_FAILED = 3
 
 
@@ -225,6 +227,21 @@ class Result:
 COUNTS_RE = re.compile(r"([\d,]+) messages: ([\d,]+) delivered, ([\d,]+) not delivered")
 
 
+def sample_directory(swarm: sw.Swarm, stop: threading.Event, out: list[dict[str, object]]) -> None:
+    """Every ``SAMPLE_S`` until ``stop``: the directory's socket (``Swarm.directory_socket``:
+    receive queue, drops) with the wall clock, appended to ``out`` (the run's directory.json),
+    so a run whose lookups go unanswered tells a directory behind on its datagrams (a full
+    queue, drops growing) from datagrams that never reach it (an empty queue)."""
+    while not stop.wait(SAMPLE_S):
+        sample: dict[str, object] = {"wall": round(time.time(), 2)}
+        try:
+            got = swarm.directory_socket()
+            sample.update(got if got is not None else {"task": "none"})
+        except (LabError, subprocess.SubprocessError) as exc:
+            sample["error"] = str(exc)[:200]
+        out.append(sample)
+
+
 def clear_histories(swarm: sw.Swarm) -> None:
     """Remove the bots' history files of earlier runs on every node (the bots stopped)."""
     for n in swarm.nodes():
@@ -267,6 +284,7 @@ def run_on(swarm: sw.Swarm, s: Settings, log: Callable[[str], None] = print) -> 
         "schedule": [f.to_json() for f in schedule],
     }
     stop = threading.Event()
+    samples: list[dict[str, object]] = []
     thread: threading.Thread | None = None
     status = LAB_FAILED
     report = ""
@@ -292,6 +310,10 @@ def run_on(swarm: sw.Swarm, s: Settings, log: Callable[[str], None] = print) -> 
             target=nemesis.run, args=(t0, stop), name="swarm-nemesis", daemon=True
         )
         thread.start()
+        sampler = threading.Thread(
+            target=sample_directory, args=(swarm, stop, samples), name="swarm-sampler", daemon=True
+        )
+        sampler.start()
         end = t0 + s.duration_s
         while (left := end - time.monotonic()) > 0:
             time.sleep(min(PROGRESS_S, left))  # the traffic's length: nothing to wait on
@@ -324,6 +346,11 @@ def run_on(swarm: sw.Swarm, s: Settings, log: Callable[[str], None] = print) -> 
                     log(f"swarm-chaos: {f['target']} not made active again: {exc}")
         applied = sorted(nemesis.applied, key=lambda x: float(x["start"]))  # type: ignore[arg-type]
         (run_dir / "faults.json").write_text(json.dumps(applied, indent=1) + "\n")
+        (run_dir / "directory.json").write_text(json.dumps(samples, indent=1) + "\n")
+        try:
+            (run_dir / "server.log").write_text(swarm.directory_log())
+        except (LabError, subprocess.SubprocessError) as exc:
+            log(f"swarm-chaos: the directory's log not saved: {exc}")
         info.update(applied=applied, skipped=nemesis.skipped)
     if "error" not in info:
         status = check(run_dir, log)

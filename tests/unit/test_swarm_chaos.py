@@ -43,3 +43,19 @@ def test_a_short_window_holds_what_fits() -> None:
     assert plan(1, 4, WORKERS, 8.0, 10.0) == []
     with pytest.raises(ValueError):
         plan(1, 0, WORKERS, 8.0, 80.0)
+
+
+# /proc/net/udp of a directory container with a backlog: the server's socket on port 5000
+# (0x1388) with 1.9 MB waiting and 6 433 datagrams dropped, and Docker's DNS socket beside it.
+PROC_NET_UDP = """\
+   sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode ref pointer drops
+ 9940: 0B00007F:C374 00000000:0000 07 00000000:00000000 00:00000000 00000000     0        0 4661970 2 000000001e2ea465 0
+14056: 00000000:1388 00000000:0000 07 00000000:001C5C80 00:00000000 00000000 10001        0 4662090 2 000000008f1c4ec0 6433
+"""  # noqa: E501
+
+
+def test_the_directory_socket_is_read_from_proc_net_udp() -> None:
+    assert sw.udp_socket_stats(PROC_NET_UDP, 5000) == {"rx_queue": 0x1C5C80, "drops": 6433}
+    assert sw.udp_socket_stats(PROC_NET_UDP, 50036) == {"rx_queue": 0, "drops": 0}
+    assert sw.udp_socket_stats(PROC_NET_UDP, 5001) is None
+    assert sw.udp_socket_stats("", 5000) is None
