@@ -359,19 +359,18 @@ class ClientCore:
 
     def datagrams_to_send(self, now: float) -> list[tuple[bytes, Addr]]:
         links = self.links
-        out = links.outbox  # (PeerLinks.datagrams, without the call: this runs on every poll)
+        out = links.outbox  # (taken without a call: this runs on every poll)
         links.outbox = []
-        for payload, _ in self.directory.datagrams():
-            self.link.to_server(payload, now, out)
         # Acknowledgements of shown messages go out even after the session ended.
         for payload, key in self.receiving.datagrams(now):
             links.to_peer(payload, key, None, now, out)
         if not self.directory.gone:
             for payload, key, addr in self.sending.datagrams(now):
                 links.to_peer(payload, key, addr, now, out)
-            if self._ask_hints(now):
-                for payload, _ in self.directory.datagrams():
-                    self.link.to_server(payload, now, out)
+            self._ask_hints(now)
+        # Last, so that the hint lookups the sends above asked for go in this flush.
+        for payload, _ in self.directory.datagrams():
+            self.link.to_server(payload, now, out)
         for _, addr in out:  # (a loop, not any(): this runs for every datagram)
             if addr[0] == RELAY_HOST:  # relay.is_relayed
                 return self.relaying.wrap(out, now)
@@ -412,17 +411,16 @@ class ClientCore:
             self.sending.handle_timer(now)
         self._settle(now)
 
-    def _ask_hints(self, now: float) -> bool:
+    def _ask_hints(self, now: float) -> None:
         """Ask the directory again to hint each peer whose handshake stays unanswered
-        (client/peerlinks.py); True if any lookup was started."""
+        (client/peerlinks.py)."""
         keys = self.links.rehints()
-        if not keys or not self.online:
-            return False
+        if not keys or not self.directory.online:
+            return
         for key in keys:
             name = self.links.claimed(key)
             if name is not None:
                 self.directory.lookup(name, HintLookup(name, key), now)
-        return True
 
     # -- the secure layer -------------------------------------------------------------------
 

@@ -4,7 +4,7 @@ for one, the name each peer's handshake claimed, and whether a peer restarted.
 :class:`PeerLinks` is one job of the client (:class:`~chat_protocol.client.core.ClientCore` only
 routes to it): it owns the per-peer tables beside the secure endpoint's sessions, and queues the
 datagrams it makes on its own (responses, first datagrams of a new session, rekeys) until
-:meth:`PeerLinks.datagrams` drains them.
+the core takes them (``PeerLinks.outbox``).
 """
 
 from __future__ import annotations
@@ -91,10 +91,6 @@ class PeerLinks:
         """Peer keys whose hint the directory should send again (:meth:`rehints`)."""
         self.malformed = 0
         """Peer initiations dropped: no HELLO in them, or not answerable."""
-
-    def datagrams(self) -> list[tuple[bytes, Addr]]:
-        out, self.outbox = self.outbox, []
-        return out
 
     def rehints(self) -> list[bytes]:
         """Peers a send's handshake towards is still unanswered, due for another PUNCH hint
