@@ -43,7 +43,7 @@ ENGINE_UP := scripts/lab-check.sh engine >/dev/null
 COMPOSE_V2 := scripts/lab-check.sh compose >/dev/null
 
 .PHONY: core help install lab lab-ready images up down logs demo trace graph screenshot lint unit-test e2e-test bench-smoke \
-	integration-test test bench bench-full chaos clean clean-images nat-up nat-down nat-demo \
+	integration-test test bench bench-full bench-series chaos clean clean-images nat-up nat-down nat-demo \
 	swarm-up swarm-scale swarm-check swarm-client swarm-down swarm-test swarm-nodes-test swarm-chaos
 
 help: ## list the targets
@@ -211,6 +211,16 @@ bench: $(ENV_READY) $(CORE_STAMP) ## quick benchmarks (the compiled core, if the
 
 bench-full: $(ENV_READY) $(CORE_STAMP) ## full benchmarks (the compiled core, if there is one)
 	$(CORE_ENV) $(PYTHON) -m bench.run --full
+
+RUNS ?= 3
+bench-series: $(ENV_READY) $(CORE_STAMP) ## RUNS (3) bench-full runs in a row, judged together (bench/results/series.md)
+	@set -e; for i in $$(seq 1 $(RUNS)); do \
+		echo "==> bench-full run $$i of $(RUNS)"; \
+		$(CORE_ENV) $(PYTHON) -m bench.run --full --out bench/results/full-$$i; \
+	done; \
+	rc=0; $(PYTHON) -m bench.series $$(seq -f 'bench/results/full-%g/summary.json' 1 $(RUNS)) \
+		> bench/results/series.md || rc=$$?; \
+	cat bench/results/series.md; exit $$rc
 
 # A chaos run (docs/CHAOS.md): SEED picks the faults and the texts, DURATION the seconds of
 # traffic, CLIENTS and RATE (messages/s per client) its size; BROKEN=1 breaks one client on

@@ -1,5 +1,11 @@
-"""The goals ``make bench`` judges (issue 13), in one table: each a ratio or a size taken in the
-same run as its baseline, never an absolute time.
+"""The goals ``make bench`` judges (issues 13 and 24), in one table: each a ratio or a size taken
+in the same run as its baseline, never an absolute time.
+
+Issue 24 restated the goals a Python server cannot reach against an echo server: lookups and
+heartbeats are judged against the *encrypted ceiling* of the same run (the echo plus the
+server's own decrypt and encrypt, ``ceilings``), and the transport against ENet (pyenet, driven
+from Python as we are). The 10 % loss figure's stability over three ``make bench-full`` runs is
+judged across runs by ``bench.series``.
 
 ``judge(summary)`` gives each goal's name -> met (None when its figure is missing);
 ``text(name)`` the goal as the README table shows it ("≤ 1.5×").
@@ -23,17 +29,27 @@ class Goal:
 
 
 GOALS: tuple[Goal, ...] = (
+    # Issue 13's goals that issue 24 keeps: the cores' own work, what encryption adds, memory.
     Goal("core_message_le_0.75x_raw_udp", "core_vs_raw", True, 0.75),
     Goal("core_message_2x_faster_than_issue_start", "core_speedup_vs_issue_start", False, 2.0),
     Goal("encryption_adds_le_0.3_to_p2p_vs_raw", "encryption_adds_to_p2p_vs_raw", True, 0.3, ""),
-    Goal("p2p_p50_le_1.5x_raw_udp", "p2p_vs_raw", True, 1.5),
-    Goal("p2p_p99_le_2x_raw_udp", "p2p_p99_vs_raw", True, 2.0),
-    Goal("send_le_3x_raw_udp", "send_vs_raw", True, 3.0),
-    Goal("bulk_le_2x_enet", "bulk_vs_enet", True, 2.0),
-    Goal("bulk_loss10_le_1.5x_enet", "bulk_loss10_vs_enet", True, 1.5),
-    Goal("lookups_per_cpu_ge_0.8x_echo", "lookup_vs_echo_per_cpu", False, 0.8),
     Goal("users_100k_rss_le_150mb", "users_100k_rss_mb", True, 150.0, " MB"),
-    Goal("heartbeat_cpu_le_1x_echo", "hb_vs_echo_cpu", True, 1.0),
+    # Issue 24's, which replace the rest of issue 13's: ENet is the peer, the encrypted server
+    # the ceiling.
+    Goal("bulk_le_2x_enet", "bulk_vs_enet", True, 2.0),
+    *(
+        Goal(f"bulk_loss{pct}_le_1x_enet", f"bulk_loss{pct}_vs_enet", True, 1.0)
+        for pct in (1, 5, 10, 20)
+    ),
+    Goal("bottleneck_goodput_ge_0.8", "bottleneck_goodput_ratio", False, 0.8, ""),
+    Goal("bottleneck_retransmit_le_0.02", "bottleneck_retransmit_share", True, 0.02, ""),
+    Goal("bottleneck_jain_ge_0.9", "bottleneck_jain", False, 0.9, ""),
+    Goal("bottleneck_tcp_share_ge_0.4", "bottleneck_tcp_share", False, 0.4, ""),
+    Goal("p2p_p50_le_2x_enet", "p2p_vs_enet", True, 2.0),
+    Goal("p2p_p99_le_2x_enet", "p2p_p99_vs_enet", True, 2.0),
+    Goal("first_send_le_5x_enet", "first_send_vs_enet", True, 5.0),
+    Goal("lookups_per_cpu_ge_0.8x_ceiling", "lookup_vs_ceiling", False, 0.8),
+    Goal("heartbeat_cpu_le_1.25x_ceiling", "hb_vs_ceiling", True, 1.25),
 )
 BY_NAME = {g.name: g for g in GOALS}
 
@@ -50,6 +66,13 @@ def derived(s: dict[str, Any]) -> dict[str, float]:
         if a is not None and b:
             out[key] = a / b
     out.update(ceilings(s))
+    for key, (num, den) in {
+        "lookup_vs_ceiling": ("lookup_vs_echo_per_cpu", "lookup_ceiling_crypto"),
+        "hb_vs_ceiling": ("hb_vs_echo_cpu", "hb_ceiling_crypto"),
+    }.items():  # issue 24: the server judged against what an encrypting server can reach
+        a, b = s.get(num), out.get(den)
+        if a is not None and b:
+            out[key] = a / b
     return out
 
 

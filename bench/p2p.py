@@ -12,6 +12,10 @@ peers; the second part alone is reported too, from the first DATA leaving to the
 arriving. The receiver's check of the sender's name
 (a LOOKUP of its own, cached 60 s) happens on the first message only; warm-up messages take it.
 
+``--first-sends N`` then times N *first* sends (issue 24): each from a sender signed in afresh
+(new keys, no session, nothing cached), so a send is the LOOKUP, the Noise handshake with the
+receiver, the receiver's check of the new sender's name, and DATA -> ACK.
+
 Prints one JSON object.
 """
 
@@ -34,7 +38,14 @@ every run's peers have fresh keys."""
 
 
 def measure(
-    *, pings: int, warmup: int, bulk_bytes: int, bulk_reps: int, loop: str, timeout_s: float
+    *,
+    pings: int,
+    warmup: int,
+    bulk_bytes: int,
+    bulk_reps: int,
+    loop: str,
+    timeout_s: float,
+    first_sends: int = 0,
 ) -> dict[str, object]:
     procs.pin_self(procs.NEAR)  # the sender here, the server and the receiver on another CPU
     run_tag = os.urandom(4).hex()
@@ -54,19 +65,19 @@ def measure(
         try:
             a.sign_in(timeout_s=10)
 
-            def one(text: str) -> tuple[float, float]:
-                a.first_peer_send_at = None
-                t0 = a.now()
-                handle = a.core.send(receiver, text, t0)
-                a.pump()
-                ev = a.run_until(
+            def one(text: str, by: SyncPeer = a) -> tuple[float, float]:
+                by.first_peer_send_at = None
+                t0 = by.now()
+                handle = by.core.send(receiver, text, t0)
+                by.pump()
+                ev = by.run_until(
                     lambda e: isinstance(e, MessageDelivered | SendFailed) and e.handle == handle,
                     timeout_s,
                 )
-                t1 = a.now()
+                t1 = by.now()
                 if isinstance(ev, SendFailed):
                     raise RuntimeError(f"message not delivered: {ev.reason.value}")
-                data_at = a.first_peer_send_at if a.first_peer_send_at is not None else t0
+                data_at = by.first_peer_send_at if by.first_peer_send_at is not None else t0
                 return t1 - t0, t1 - data_at
 
             for i in range(warmup):
@@ -86,6 +97,14 @@ def measure(
                 bulk_ms.append(total * 1e3)
                 bulk_data_ms.append(data_part * 1e3)
             retrans = a.core.stats.retransmissions - retrans_before
+            first_us: list[float] = []
+            for i in range(first_sends):
+                fresh = SyncPeer(f"bench-f{i}-{run_tag}", srv.addr, bind_host=srv.host)
+                try:
+                    fresh.sign_in(timeout_s=10)
+                    first_us.append(one(f"first {i}", fresh)[0] * 1e6)
+                finally:
+                    fresh.close()
         finally:
             a.close()
         b_proc.stdin.close()
@@ -98,6 +117,7 @@ def measure(
         "bulk_ms": bulk_ms,
         "bulk_data_ms": bulk_data_ms,
         "bulk_retransmissions": retrans,
+        "first_send_us": first_us,
         "receiver": b_stats,
     }
 
@@ -109,6 +129,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--bulk-bytes", type=int, default=1 << 20)
     p.add_argument("--bulk-reps", type=int, default=5)
     p.add_argument("--loop", default="uvloop", help="event loop of the chat-server child")
+    p.add_argument(
+        "--first-sends", type=int, default=0, help="first sends to time, each by a new sender"
+    )
     p.add_argument("--timeout", type=float, default=60.0, help="seconds allowed per message")
     args = p.parse_args(argv)
     t0 = time.monotonic()
@@ -119,6 +142,7 @@ def main(argv: list[str] | None = None) -> int:
         bulk_reps=args.bulk_reps,
         loop=args.loop,
         timeout_s=args.timeout,
+        first_sends=args.first_sends,
     )
     result["elapsed_s"] = time.monotonic() - t0
     print(json.dumps(result), flush=True)
