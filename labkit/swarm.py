@@ -414,21 +414,7 @@ class Swarm:
 
     def running_tasks(self, service: str) -> list[tuple[str, str]]:
         """(task name, node) of the service's tasks that are running now."""
-        r = self.docker(
-            "service",
-            "ps",
-            service,
-            "--filter",
-            "desired-state=running",
-            "--format",
-            "{{.Name}} {{.Node}} {{.CurrentState}}",
-        )
-        out = []
-        for line in r.stdout.splitlines():
-            parts = line.split()
-            if len(parts) >= 3 and parts[2] == "Running":
-                out.append((parts[0], parts[1]))
-        return out
+        return [(t.name, t.node) for t in self.tasks(service) if t.state == "Running"]
 
     def bot_clients(self) -> int:
         r = self.docker(

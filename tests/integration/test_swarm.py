@@ -147,9 +147,9 @@ def test_killed_bot_task_leaves_and_comes_back(
         return set(watcher.list_names())
 
     wait_until(lambda: set(slot2) <= listed(), BACK_TIMEOUT_S, "task 2's bots listed", interval=1.0)
-    victim = stack.docker("ps", "-q", "--filter", f"name={sw.BOTS_SERVICE}.2.").stdout.split()
-    assert len(victim) == 1, victim
-    stack.docker("kill", victim[0])  # SIGKILL: no sign-out; exit 137, so the swarm restarts it
+    victim = stack.running_task(sw.BOTS_SERVICE, 2)
+    assert victim is not None, stack.tasks(sw.BOTS_SERVICE)
+    stack.kill_task(victim)  # SIGKILL: no sign-out; exit 137, so the swarm restarts it
     wait_until(
         lambda: not set(slot2) & listed(), LEAVE_TIMEOUT_S, "task 2's bots gone", interval=1.0
     )

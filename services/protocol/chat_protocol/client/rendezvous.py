@@ -23,6 +23,7 @@ Pure bookkeeping: times come in, decisions go out; the owner does the sending.
 from __future__ import annotations
 
 from collections import OrderedDict
+from typing import TypeVar
 
 from chat_protocol.const import (
     HANDSHAKE_RETRY_S,
@@ -37,8 +38,12 @@ from chat_protocol.const import (
 from chat_protocol.wire.endpoints import private_endpoints
 from chat_protocol.wire.messages import Addr
 
+V = TypeVar("V")
 
-def _bounded(table: OrderedDict[bytes, float], key: bytes, value: float, most: int) -> None:
+
+def _bounded(table: OrderedDict[bytes, V], key: bytes, value: V, most: int) -> None:
+    """``table[key] = value`` as its most recent entry, the least recent dropped beyond
+    ``most``."""
     if key in table:
         table[key] = value
         table.move_to_end(key)
@@ -79,7 +84,7 @@ class Rendezvous:
         self._trying: OrderedDict[bytes, float] = OrderedDict()
         """Peer key -> when our first initiation it has not answered went (hearing from it
         clears it): how long direct paths had to open."""
-        self._rehints: OrderedDict[bytes, float] = OrderedDict()
+        self._rehints: OrderedDict[bytes, int] = OrderedDict()
         """Peer key -> hints asked again since its first unanswered initiation (hearing from it
         clears it, as it clears ``_trying``)."""
 
@@ -179,7 +184,7 @@ class Rendezvous:
         since = self._trying.get(key)
         if since is None:
             return False
-        asked = int(self._rehints.get(key, 0))
+        asked = self._rehints.get(key, 0)
         if asked >= PUNCH_REHINTS:  # guard: rehints-bounded
             return False
         if now - since < PUNCH_REHINT_S * (2 ** (asked + 1) - 1):
