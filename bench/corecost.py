@@ -262,6 +262,30 @@ def _endpoints(now: float) -> tuple[SecureSession, SecureEndpoint, Addr, bytes]:
     return established.session, b, a_addr, a.static.public
 
 
+def handshake_costs(reps: int = 21, inner: int = 20) -> list[float]:
+    """Microseconds, per repetition, of one whole Noise IK handshake between two endpoints in
+    memory (the initiation built, read and answered, the answer read: every X25519 operation
+    on a first send's critical path, and nothing else; the endpoints and their static keys are
+    made beforehand, untimed): the floor under any first send."""
+    a_addr: Addr = ("127.0.0.2", 1)
+    samples = []
+    for _ in range(reps):
+        pairs = [
+            (
+                SecureEndpoint(static=KeyPair.generate(os.urandom), random_bytes=os.urandom),
+                SecureEndpoint(static=KeyPair.generate(os.urandom), random_bytes=os.urandom),
+            )
+            for _ in range(inner)
+        ]
+        t0 = time.perf_counter()
+        for a, b in pairs:
+            requested = b.receive(a.connect(b.static.public, b"", 0.0, timestamp=1), a_addr, 0.0)
+            assert isinstance(requested, HandshakeRequested)
+            a.receive(b.accept(requested.incoming, b"", 0.0), SERVER, 0.0)
+        samples.append((time.perf_counter() - t0) / inner * 1e6)
+    return samples
+
+
 def crypto_costs(plaintext_sizes: list[int], reps: int = 21, inner: int = 500) -> list[float]:
     """Microseconds, per repetition, to encrypt and decrypt (``SecureEndpoint.receive``) one
     datagram of each of ``plaintext_sizes``, summed."""
@@ -353,6 +377,7 @@ def client_costs(messages: int, bulk_bytes: int, bulk_reps: int) -> dict[str, An
         "crypto_send_us": crypto_send,
         "crypto_server_lookup_us": server_crypto_costs(lookup_b, reply_b),
         "crypto_server_heartbeat_us": server_crypto_costs(hb_b, hb_ack_b),
+        "core_handshake_us": handshake_costs(),
     }
     return {
         **{k: statistics.median(v) for k, v in figures.items()},

@@ -60,6 +60,8 @@ def derived(s: dict[str, Any]) -> dict[str, float]:
     pairs = {
         "core_vs_raw": ("core_message_us", "raw_udp_rtt_p50_us"),
         "p2p_p99_vs_raw": ("p2p_rtt_p99_us", "raw_udp_rtt_p99_us"),
+        # The floor under a first send: its handshake's work alone, against ENet's ping-pong.
+        "first_send_ceiling_vs_enet": ("core_handshake_us", "enet_rtt_p50_us"),
     }
     for key, (num, den) in pairs.items():
         a, b = s.get(num), s.get(den)

@@ -186,6 +186,13 @@ def table(s: dict[str, Any]) -> str:
             *_goal(g, "first_send_le_5x_enet"),
         ),
         _row(
+            "24",
+            "… its floor: the Noise IK handshake's work alone, both sides, no I/O",
+            _num(s.get("core_handshake_us"), "µs"),
+            f"ENet {_num(s.get('enet_rtt_p50_us'), 'µs')}",
+            _ratio(s.get("first_send_ceiling_vs_enet")),
+        ),
+        _row(
             "3",
             "1 MiB message, 0 % loss",
             _num(s.get("bulk_1mib_ms"), "ms", 1),
