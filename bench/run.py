@@ -12,7 +12,8 @@ figures' notes say so.
 2. Reliable direct message round trip between two clients (send -> every chunk acknowledged),
    p50 and p99, against blocking Python UDP ping-pong and ENet reliable ping-pong; and a first
    send (a sender signed in afresh: LOOKUP + handshake + DATA -> ACK). Beside it, the secure
-   layer's CPU per message (``crypto_us_per_message``) and the three cores' work per message (``core_message_us``).
+   layer's CPU per message (``crypto_us_per_message``) and the three cores' work per message
+   (``core_message_us``).
 3. A 1 MiB message at 0, 1, 5, 10 and 20 % loss (iptables in a network namespace), against ENet
    sending 1 MiB reliably; and a tbf bottleneck (bench.bottleneck): goodput, retransmissions,
    fairness between two senders, a TCP flow's share.
@@ -31,8 +32,8 @@ together (bench.series).
 summary.json holds every figure, its notes, the goals as booleans, and ``spread``: the min /
 median / max of each figure's repetitions (issue 13). Writes bench/results/summary.json,
 summary.md, rtt_distribution.png, lookup_throughput.png and loss_curve.png, and prints the
-Markdown table. Exit status 1 if a measurement could not be made (the summary is written anyway, with null and a
-reason for what is missing).
+Markdown table. Exit status 1 if a measurement could not be made (the summary is written anyway,
+with null and a reason for what is missing).
 """
 
 from __future__ import annotations
