@@ -64,6 +64,9 @@ RESULTS = Path(__file__).resolve().parent / "results"
 MIB = 1 << 20
 LOSS_LEVELS = (0.01, 0.05, 0.10, 0.20)
 """Random loss levels of the 1 MiB figures (issue 24)."""
+ENET_ATTEMPTS = 3
+"""Runs of the ENet baseline at one loss level before it counts as unavailable: at 20 % loss
+ENet sometimes gives its peer up (pyenet cannot raise ENet's peer timeout)."""
 FULL_USERS = 100_000
 """The user count of goal 4; a mode that signs in fewer projects the memory figure to it."""
 SERVER_CAPACITY = int(
@@ -548,11 +551,20 @@ class Bench:
                 # Two warm-up messages: the receiver's LOOKUP of the sender happens on the first.
                 r = self.p2p(ns, pings=0, bulk_reps=p.loss_bulk_reps, warmup=2)
                 e = None
-                if not enet_why:
+                enet_dropped = 0
+                while not enet_why and e is None:
                     try:
                         e = self.enet(ns, pings=0, bulk_reps=p.loss_bulk_reps, warmup=2)
                     except RuntimeError as exc:  # at high loss ENet may drop its own peer
-                        enet_why = f"the ENet baseline failed: {str(exc).splitlines()[-1]}"
+                        enet_dropped += 1
+                        if enet_dropped >= ENET_ATTEMPTS:
+                            last = str(exc).splitlines()[-1]
+                            enet_why = f"the ENet baseline failed {enet_dropped} times: {last}"
+                if enet_dropped and e is not None:
+                    self.notes[keys[1]] = (
+                        f"ENet dropped its own peer (its retransmission limit) in {enet_dropped} "
+                        "run(s) at this loss before one completed (a fresh connection each)"
+                    )
             self.put(
                 keys[0],
                 None,

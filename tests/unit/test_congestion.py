@@ -14,12 +14,15 @@ from chat_protocol.const import (
     CC_MINIMUM_WINDOW_PACKETS,
     CC_QUEUE_TARGET_S,
     CC_WINDOW_USED_SLACK_PACKETS,
+    DEFAULT_TIMINGS,
     K_GRANULARITY_S,
     MAX_ACK_DELAY_S,
     PACING_BURST_PACKETS,
     PACING_TIMER_SLACK_S,
 )
+from chat_protocol.events import MessageDelivered
 from chat_protocol.transfer.congestion import NewReno, Pacer, RttEstimator, WindowedMin
+from netsim import FakeNetwork, Link
 
 MSS = 1200
 IW = CC_INITIAL_WINDOW_PACKETS * MSS
@@ -353,3 +356,37 @@ def test_a_fast_pacer_holds_what_it_sends_in_the_timer_slack() -> None:
         p.on_sent(MSS, PACING_TIMER_SLACK_S)
         sent += 1
     assert sent >= 200
+
+
+def test_a_short_path_is_paced_at_its_own_rtt_not_a_millisecond() -> None:
+    """RFC 9002 §7.7's rate is N x window / smoothed_rtt with no floor: a 50 us loopback or LAN
+    path is paced at its own RTT (a millisecond floor capped it at 1.25 windows per ms)."""
+    p = Pacer(MSS)
+    p.update_rate(IW, 50e-6)
+    assert p.rate == pytest.approx(1.25 * IW / 50e-6)
+    p.update_rate(IW, 0.0)  # a fake clock's sample of 0: the rate stays finite
+    assert p.rate == pytest.approx(1.25 * IW / const.PACING_MIN_RTT_S)
+
+
+def test_one_mib_over_a_short_path_is_not_capped_by_the_pacer() -> None:
+    """In fake time (tests/netsim.py: no CPU cost, 25 us each way), 1 MiB goes in well under
+    the 10 ms a millisecond floor in the pacing rate made it take: the window and the flow
+    control bound it, as on a real LAN."""
+    net = FakeNetwork(seed=1, link=Link(latency_s=25e-6))
+    a, _ = net.sign_in(
+        ("10.0.0.1", 9000), DEFAULT_TIMINGS, ("alice", ("10.0.0.2", 1)), ("bob", ("10.0.0.3", 1))
+    )
+    sent = net.client_events[("10.0.0.2", 1)]
+
+    def delivered() -> bool:
+        return any(isinstance(e, MessageDelivered) for e in sent)
+
+    a.send("bob", "warm-up", net.now)  # the session and the receiver's name check
+    net.flush()
+    assert net.run_until(delivered, 30)
+    sent.clear()
+    t0 = net.now
+    a.send("bob", "x" * (1 << 20), net.now)
+    net.flush()
+    assert net.run_until(delivered, 30)
+    assert net.now - t0 < 0.003  # fake seconds: 0.8 ms here; 10.1 ms with the floor

@@ -108,6 +108,12 @@ PACING_BURST_PACKETS = 10
 PACING_TIMER_SLACK_S = 0.002
 """... or what the pacing rate sends in this long, if more: a timer that fires this late (a
 millisecond poll, a busy event loop) costs no rate."""
+PACING_MIN_RTT_S = 1e-6
+"""The pacing rate divides by smoothed_rtt, taken as at least this (a fake clock's sample may
+be 0): a microsecond, under any real path's. Not ``K_GRANULARITY_S``: a millisecond floor
+capped every path shorter than that (loopback, a LAN) at 1.25 windows per millisecond, and the
+window, app limited by that cap, never grew past it: 1 MiB took 10 ms over a 50 us path that
+carries it in 0.8 ms."""
 MAX_ACK_PN_RANGES = 8
 """Packet-number ranges in one ACK (the newest ones); fewer when the DATA that asked is small."""
 ACK_PN_RANGE_BYTES = 16

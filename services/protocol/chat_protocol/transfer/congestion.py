@@ -24,6 +24,7 @@ from chat_protocol.const import (
     MAX_ACK_DELAY_S,
     PACING_BURST_PACKETS,
     PACING_GAIN,
+    PACING_MIN_RTT_S,
     PACING_TIMER_SLACK_S,
 )
 
@@ -292,7 +293,7 @@ class Pacer:
         self.last = -_INF
 
     def update_rate(self, congestion_window: int, smoothed_rtt: float) -> None:
-        self.rate = PACING_GAIN * congestion_window / max(smoothed_rtt, K_GRANULARITY_S)
+        self.rate = PACING_GAIN * congestion_window / max(smoothed_rtt, PACING_MIN_RTT_S)
         # The bucket holds at least what the rate sends in PACING_TIMER_SLACK_S: a timer that
         # fires that much late (a millisecond poll, a busy event loop) costs no rate.
         self.capacity = max(self.burst, int(self.rate * PACING_TIMER_SLACK_S))
