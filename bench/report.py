@@ -24,6 +24,26 @@ def _ratio(v: float | None) -> str:
     return "n/a" if v is None else f"{v:.2f}×"
 
 
+def _ns(s: dict[str, Any], key: str, unit: str = "", digits: int = 0) -> str:
+    """The figure ``key`` as :func:`_num` shows it, with the min-max of its repetitions when
+    it has more than one."""
+    text = _num(s.get(key), unit, digits)
+    sp = s.get("spread", {}).get(key)
+    if s.get(key) is not None and sp and sp.get("n", 0) > 1:
+        text += f" ({sp['min']:,.{digits}f}–{sp['max']:,.{digits}f})"
+    return text
+
+
+def _rs(s: dict[str, Any], key: str) -> str:
+    """The ratio ``key`` of the summary, with the min-max of its repetitions when it has more
+    than one (issue 24: every figure with its spread)."""
+    text = _ratio(s.get(key))
+    sp = s.get("spread", {}).get(key)
+    if s.get(key) is not None and sp and sp.get("n", 0) > 1:
+        text += f" ({sp['min']:.2f}–{sp['max']:.2f})"
+    return text
+
+
 def _met(goals: dict[str, bool | None], key: str) -> str:
     v = goals.get(key)
     return "n/a" if v is None else ("**yes**" if v else "**no**")
@@ -62,14 +82,14 @@ def table(s: dict[str, Any]) -> str:
             f"Directory lookups/s, peak ({loop})",
             _num(s.get("lookup_per_s"), "/s"),
             f"echo {_num(s.get('echo_ceiling_per_s'), '/s')}",
-            _ratio(s.get("lookup_vs_echo")),
+            _rs(s, "lookup_vs_echo"),
         ),
         _row(
             "1",
             "… per second of server CPU",
             _num(s.get("lookup_per_cpu_s"), "/s"),
             f"echo {_num(s.get('echo_per_cpu_s'), '/s')}",
-            _ratio(s.get("lookup_vs_echo_per_cpu")),
+            _rs(s, "lookup_vs_echo_per_cpu"),
         ),
         _row(
             "1",
@@ -83,9 +103,9 @@ def table(s: dict[str, Any]) -> str:
         _row(
             "24",
             "… lookups per CPU second against that encrypted ceiling (issue 24)",
-            _ratio(s.get("lookup_vs_echo_per_cpu")),
+            _rs(s, "lookup_vs_echo_per_cpu"),
             f"ceiling {_ratio(s.get('lookup_ceiling_crypto'))}",
-            _ratio(s.get("lookup_vs_ceiling")),
+            _rs(s, "lookup_vs_ceiling"),
             *_goal(g, "lookups_per_cpu_ge_0.8x_ceiling"),
         ),
         _row(
@@ -104,16 +124,16 @@ def table(s: dict[str, Any]) -> str:
                 "Directory lookups/s, peak (asyncio)",
                 _num(s.get("lookup_per_s_asyncio"), "/s"),
                 f"echo {_num(s.get('echo_ceiling_per_s_asyncio'), '/s')}",
-                _ratio(s.get("lookup_vs_echo_asyncio")),
+                _rs(s, "lookup_vs_echo_asyncio"),
             )
         )
     rows += [
         _row(
             "2",
             "Direct message round trip p50 (DATA → ACK)",
-            _num(s.get("p2p_rtt_p50_us"), "µs"),
+            _ns(s, "p2p_rtt_p50_us", "µs"),
             f"raw UDP {_num(s.get('raw_udp_rtt_p50_us'), 'µs')}",
-            _ratio(s.get("p2p_vs_raw")),
+            _rs(s, "p2p_vs_raw"),
         ),
         _row(
             "2",
@@ -125,16 +145,16 @@ def table(s: dict[str, Any]) -> str:
         _row(
             "2",
             "Direct message round trip p99",
-            _num(s.get("p2p_rtt_p99_us"), "µs"),
+            _ns(s, "p2p_rtt_p99_us", "µs"),
             f"raw UDP {_num(s.get('raw_udp_rtt_p99_us'), 'µs')}",
-            _ratio(s.get("p2p_p99_vs_raw")),
+            _rs(s, "p2p_p99_vs_raw"),
         ),
         _row(
             "2",
             "… a whole send to a live session (LOOKUP cached under the liveness bound), p50",
             _num(s.get("send_rtt_p50_us"), "µs"),
             f"raw UDP {_num(s.get('raw_udp_rtt_p50_us'), 'µs')}",
-            _ratio(s.get("send_vs_raw")),
+            _rs(s, "send_vs_raw"),
         ),
         _row(
             "2",
@@ -156,7 +176,7 @@ def table(s: dict[str, Any]) -> str:
         _row(
             "2",
             f"… DATA → ACK / raw UDP, vs before encryption ({PRE}), both in this run",
-            _ratio(s.get("p2p_vs_raw_beside_it")),
+            _rs(s, "p2p_vs_raw_beside_it"),
             f"{PRE} {_ratio(s.get('p2p_vs_raw_before_encryption'))}",
             _signed(s.get("encryption_adds_to_p2p_vs_raw")),
             *_goal(g, "encryption_adds_le_0.3_to_p2p_vs_raw"),
@@ -164,40 +184,40 @@ def table(s: dict[str, Any]) -> str:
         _row(
             "2",
             "Direct message round trip p50 vs ENet",
-            _num(s.get("p2p_rtt_p50_us"), "µs"),
-            f"ENet {_num(s.get('enet_rtt_p50_us'), 'µs')}",
-            _ratio(s.get("p2p_vs_enet")),
+            _ns(s, "p2p_rtt_p50_us", "µs"),
+            f"ENet {_ns(s, 'enet_rtt_p50_us', 'µs')}",
+            _rs(s, "p2p_vs_enet"),
             *_goal(g, "p2p_p50_le_2x_enet"),
         ),
         _row(
             "24",
             "Direct message round trip p99 vs ENet",
-            _num(s.get("p2p_rtt_p99_us"), "µs"),
-            f"ENet {_num(s.get('enet_rtt_p99_us'), 'µs')}",
-            _ratio(s.get("p2p_p99_vs_enet")),
+            _ns(s, "p2p_rtt_p99_us", "µs"),
+            f"ENet {_ns(s, 'enet_rtt_p99_us', 'µs')}",
+            _rs(s, "p2p_p99_vs_enet"),
             *_goal(g, "p2p_p99_le_2x_enet"),
         ),
         _row(
             "24",
             "A first send (LOOKUP + handshake + the receiver's name check + DATA → ACK), p50",
-            _num(s.get("first_send_p50_us"), "µs"),
-            f"ENet {_num(s.get('enet_rtt_p50_us'), 'µs')}",
-            _ratio(s.get("first_send_vs_enet")),
+            _ns(s, "first_send_p50_us", "µs"),
+            f"ENet {_ns(s, 'enet_rtt_p50_us', 'µs')}",
+            _rs(s, "first_send_vs_enet"),
             *_goal(g, "first_send_le_5x_enet"),
         ),
         _row(
             "24",
             "… its floor: the Noise IK handshake's work alone, both sides, no I/O",
             _num(s.get("core_handshake_us"), "µs"),
-            f"ENet {_num(s.get('enet_rtt_p50_us'), 'µs')}",
-            _ratio(s.get("first_send_ceiling_vs_enet")),
+            f"ENet {_ns(s, 'enet_rtt_p50_us', 'µs')}",
+            _rs(s, "first_send_ceiling_vs_enet"),
         ),
         _row(
             "3",
             "1 MiB message, 0 % loss",
-            _num(s.get("bulk_1mib_ms"), "ms", 1),
-            f"ENet {_num(s.get('enet_bulk_1mib_ms'), 'ms', 1)}",
-            _ratio(s.get("bulk_vs_enet")),
+            _ns(s, "bulk_1mib_ms", "ms", 1),
+            f"ENet {_ns(s, 'enet_bulk_1mib_ms', 'ms', 1)}",
+            _rs(s, "bulk_vs_enet"),
             *_goal(g, "bulk_le_2x_enet"),
         ),
         _row(
@@ -208,18 +228,18 @@ def table(s: dict[str, Any]) -> str:
         _row(
             "3",
             "1 MiB message, 10 % loss",
-            _num(s.get("bulk_1mib_loss10_ms"), "ms", 1),
-            f"ENet {_num(s.get('enet_bulk_1mib_loss10_ms'), 'ms', 1)}",
-            _ratio(s.get("bulk_loss10_vs_enet")),
+            _ns(s, "bulk_1mib_loss10_ms", "ms", 1),
+            f"ENet {_ns(s, 'enet_bulk_1mib_loss10_ms', 'ms', 1)}",
+            _rs(s, "bulk_loss10_vs_enet"),
             *_goal(g, "bulk_loss10_le_1x_enet"),
         ),
         *[
             _row(
                 "24",
                 f"1 MiB message, {pct} % loss",
-                _num(s.get(f"bulk_1mib_loss{pct}_ms"), "ms", 1),
-                f"ENet {_num(s.get(f'enet_bulk_1mib_loss{pct}_ms'), 'ms', 1)}",
-                _ratio(s.get(f"bulk_loss{pct}_vs_enet")),
+                _ns(s, f"bulk_1mib_loss{pct}_ms", "ms", 1),
+                f"ENet {_ns(s, f'enet_bulk_1mib_loss{pct}_ms', 'ms', 1)}",
+                _rs(s, f"bulk_loss{pct}_vs_enet"),
                 *_goal(g, f"bulk_loss{pct}_le_1x_enet"),
             )
             for pct in (1, 5, 20)
@@ -227,7 +247,7 @@ def table(s: dict[str, Any]) -> str:
         _row(
             "24",
             "8 MiB alone through a 20 Mbit/s tbf bottleneck: goodput / link rate",
-            _num(s.get("bottleneck_goodput_ratio"), "", 2),
+            _ns(s, "bottleneck_goodput_ratio", "", 2),
             "link rate",
             "",
             *_goal(g, "bottleneck_goodput_ge_0.8"),
@@ -235,7 +255,7 @@ def table(s: dict[str, Any]) -> str:
         _row(
             "24",
             "… of its DATA datagrams, retransmitted",
-            _num(s.get("bottleneck_retransmit_share"), "", 3),
+            _ns(s, "bottleneck_retransmit_share", "", 3),
             "",
             "",
             *_goal(g, "bottleneck_retransmit_le_0.02"),
@@ -243,7 +263,7 @@ def table(s: dict[str, Any]) -> str:
         _row(
             "24",
             "… two senders through it at once: Jain's fairness index",
-            _num(s.get("bottleneck_jain"), "", 2),
+            _ns(s, "bottleneck_jain", "", 2),
             "",
             "",
             *_goal(g, "bottleneck_jain_ge_0.9"),
@@ -251,7 +271,7 @@ def table(s: dict[str, Any]) -> str:
         _row(
             "24",
             "… a TCP transfer beside one message: TCP's share of the link",
-            _num(s.get("bottleneck_tcp_share"), "", 2),
+            _ns(s, "bottleneck_tcp_share", "", 2),
             "",
             "",
             *_goal(g, "bottleneck_tcp_share_ge_0.4"),
@@ -276,7 +296,7 @@ def table(s: dict[str, Any]) -> str:
             f"{_num(s.get('heartbeat_interval_s'), 's', 2)})",
             f"{_num(s.get('users_100k_hb_cpu_pct'), '%')} of a core",
             f"echo, same rate {_num(s.get('users_100k_echo_cpu_pct'), '%')}",
-            _ratio(s.get("hb_vs_echo_cpu")),
+            _rs(s, "hb_vs_echo_cpu"),
         ),
         _row(
             "4",
@@ -296,9 +316,9 @@ def table(s: dict[str, Any]) -> str:
         _row(
             "24",
             "… heartbeat CPU against that encrypted ceiling (issue 24)",
-            _ratio(s.get("hb_vs_echo_cpu")),
+            _rs(s, "hb_vs_echo_cpu"),
             f"ceiling {_ratio(s.get('hb_ceiling_crypto'))}",
-            _ratio(s.get("hb_vs_ceiling")),
+            _rs(s, "hb_vs_ceiling"),
             *_goal(g, "heartbeat_cpu_le_1.25x_ceiling"),
         ),
         _row(
