@@ -213,10 +213,12 @@ bench-full: $(ENV_READY) $(CORE_STAMP) ## full benchmarks (the compiled core, if
 	$(CORE_ENV) $(PYTHON) -m bench.run --full
 
 RUNS ?= 3
-bench-series: $(ENV_READY) $(CORE_STAMP) ## RUNS (3) bench-full runs in a row, judged together (bench/results/series.md)
+ONLY ?=
+bench-series: $(ENV_READY) $(CORE_STAMP) ## RUNS (3) bench-full runs in a row, judged together (bench/results/series.md); ONLY=loss,rtt: those sections
 	@set -e; for i in $$(seq 1 $(RUNS)); do \
 		echo "==> bench-full run $$i of $(RUNS)"; \
-		$(CORE_ENV) $(PYTHON) -m bench.run --full --out bench/results/full-$$i; \
+		$(CORE_ENV) $(PYTHON) -m bench.run --full $(if $(ONLY),--only $(ONLY)) \
+			--out bench/results/full-$$i; \
 	done; \
 	rc=0; $(PYTHON) -m bench.series $$(seq -f 'bench/results/full-%g/summary.json' 1 $(RUNS)) \
 		> bench/results/series.md || rc=$$?; \

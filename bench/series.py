@@ -1,6 +1,7 @@
 """Judge several ``bench.run`` summaries taken in a row (issue 24: three ``make bench-full``).
 
-A goal holds for the series when it holds in every run; the 10 % loss figure must also stay
+A goal holds for the series when it holds in every run (a goal no run measured, in a series of
+some sections only, is listed as such and not judged); the 10 % loss figure must also stay
 within ``STABLE_WITHIN`` of its median over the runs. ``python -m bench.series A.json B.json
 C.json`` prints a Markdown table (one column per run) and exits 0 when everything holds, 1 when
 something does not, 2 when a summary cannot be read.
@@ -36,8 +37,12 @@ def judge(summaries: list[dict[str, Any]]) -> tuple[list[str], bool]:
     head = "| Goal | " + " | ".join(f"run {i + 1}" for i in range(n)) + " | Met in all |"
     lines = [head, "| --- |" + " ---: |" * n + " --- |"]
     ok = True
+    unmeasured = []
     for g in goals.GOALS:
         figures = [s.get(g.figure) for s in summaries]
+        if all(v is None for v in figures):  # a series of some sections only (ONLY=...)
+            unmeasured.append(g.name)
+            continue
         met = [s.get("goals", {}).get(g.name) for s in summaries]
         held = all(m is True for m in met)
         ok &= held
@@ -45,6 +50,8 @@ def judge(summaries: list[dict[str, Any]]) -> tuple[list[str], bool]:
         lines.append(
             f"| {g.name} ({goals.text(g.name)}) | " + " | ".join(cells) + f" | {_yes(held)} |"
         )
+    if unmeasured:
+        lines.append(f"| not measured in any run: {', '.join(unmeasured)} |" + " |" * (n + 1))
     values = [s.get(STABLE_KEY) for s in summaries]
     if any(v is None for v in values) or n < 2:
         lines.append(f"| {STABLE_KEY} within ±{STABLE_WITHIN:.0%} of its median | n/a | no |")

@@ -54,3 +54,16 @@ def test_the_command_reads_files_and_exits_by_the_verdict(tmp_path: Path) -> Non
     (tmp_path / "s1.json").write_text(json.dumps(run(200.0)))
     assert series.main(paths) == 1
     assert series.main([str(tmp_path / "absent.json")]) == 2
+
+
+def test_a_goal_no_run_measured_is_listed_not_judged_but_one_run_missing_it_fails() -> None:
+    runs = [run(100.0), run(100.0), run(100.0)]
+    for r in runs:
+        r["bulk_vs_enet"] = None
+        r["goals"]["bulk_le_2x_enet"] = None
+    lines, ok = series.judge(runs)
+    assert ok
+    assert any("not measured in any run: bulk_le_2x_enet" in line for line in lines)
+    runs[0]["bulk_vs_enet"] = 1.0
+    _, ok = series.judge(runs)
+    assert not ok
