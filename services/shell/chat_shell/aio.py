@@ -66,6 +66,11 @@ class DatagramShell(asyncio.DatagramProtocol, Generic[E]):
     an acknowledgement of a shown message is sent only after it was shown. Time is the loop's
     monotonic clock, passed to the core as ``now``. ``CHAT_WIRE_LOG=PATH`` logs every datagram
     (:mod:`chat_shell.wirelog`).
+
+    A burst is answered together (issue 24): the first datagram of a loop turn is answered at
+    once (a lone request or DATA waits for nothing), and the rest that the loop hands over in the
+    same turn (uvloop reads up to 32 per wake-up) are fed to the core and answered by one pump
+    when the turn ends: one ACK for a burst of DATA, one timer re-armed, not one each.
     """
 
     def __init__(self, core: Core[E]) -> None:
@@ -74,6 +79,10 @@ class DatagramShell(asyncio.DatagramProtocol, Generic[E]):
         self.transport: asyncio.DatagramTransport | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
+        self._in_burst = False
+        """A datagram of this loop turn was answered; the rest wait for the turn's end."""
+        self._burst_due = False
+        """Datagrams were fed to the core since that answer."""
         log_path = os.environ.get(WIRE_LOG_ENV)
         secure = getattr(core, "secure", None)
         endpoint = secure if isinstance(secure, SecureEndpoint) else None
@@ -99,7 +108,18 @@ class DatagramShell(asyncio.DatagramProtocol, Generic[E]):
         if self.wire_log is not None:
             self.wire_log.received(data, peer)
         self.core.receive_datagram(data, peer, self.loop.time())
+        if self._in_burst:
+            self._burst_due = True  # answered with the rest of the burst, at the turn's end
+            return
+        self._in_burst = True
+        self.loop.call_soon(self._end_burst)
         self.pump()
+
+    def _end_burst(self) -> None:
+        self._in_burst = False
+        if self._burst_due:
+            self._burst_due = False
+            self.pump()
 
     def error_received(self, exc: Exception) -> None:
         """ICMP errors (a peer's port closed) surface here; the protocol's timers handle them."""
