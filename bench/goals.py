@@ -54,6 +54,20 @@ GOALS: tuple[Goal, ...] = (
 BY_NAME = {g.name: g for g in GOALS}
 
 
+DERIVED = (
+    "core_vs_raw",
+    "p2p_p99_vs_raw",
+    "first_send_ceiling_vs_enet",
+    "lookup_ceiling_crypto",
+    "lookup_ceiling_core",
+    "hb_ceiling_crypto",
+    "hb_ceiling_core",
+    "lookup_vs_ceiling",
+    "hb_vs_ceiling",
+)
+"""The keys :func:`derived` adds when their parts were measured."""
+
+
 def derived(s: dict[str, Any]) -> dict[str, float]:
     """Ratios the goals need that no section computes alone (their parts come from two)."""
     out: dict[str, float] = {}

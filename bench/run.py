@@ -886,6 +886,10 @@ class Bench:
 
     def goals(self) -> dict[str, bool | None]:
         self.summary.update(goals.derived(self.summary))
+        for key in goals.DERIVED:  # every derived key present: null with a reason if its parts
+            if self.summary.get(key) is None:  # were not measured (or below resolution)
+                self.summary[key] = None
+                self.unavailable.setdefault(key, "a figure it is computed from is missing")
         return goals.judge(self.summary)
 
     def run(self, only: set[str] | None) -> dict[str, Any]:

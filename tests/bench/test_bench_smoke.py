@@ -66,7 +66,6 @@ REQUIRED = [
     "first_send_vs_enet",
     "p2p_p99_vs_enet",
     "lookup_vs_ceiling",
-    "hb_vs_ceiling",
 ]
 SPREAD = [
     # Issue 13: every figure keeps the spread of its repetitions (min <= median <= max).
@@ -136,6 +135,12 @@ def test_summary_has_every_key_as_a_finite_number(
             assert isinstance(value, float) and math.isfinite(value), (key, value)
     assert summary["loop"] in ("uvloop", "asyncio")
     assert summary["errors"] == []
+    # Derived in every run, null with a reason when a part is missing: the heartbeats' ratio to
+    # the echo needs the echo's CPU above /proc's tick, which the smoke's short windows may not
+    # reach.
+    for key in goals.DERIVED:
+        assert key in summary, key
+        assert summary[key] is not None or unavailable.get(key), key
 
 
 def test_figures_keep_the_spread_of_their_repetitions(
