@@ -313,5 +313,6 @@ class Pacer:
         return now + (size - self.tokens) / self.rate
 
     def on_sent(self, size: int, now: float) -> None:
-        self._refill(now)
+        if now > self.last:  # (else refilled already: by next_send_time, for the same now)
+            self._refill(now)
         self.tokens = max(0.0, self.tokens - size)

@@ -183,9 +183,7 @@ class Inbound:
 
     def _note_pn(self, pn: int, now: float) -> None:
         """A chunk taken (new or a duplicate): its packet number is acknowledged."""
-        self.pns.add(pn, pn + 1)
-        if self.pns.count > MAX_PN_RANGES_KEPT:
-            self.pns.drop_lowest()
+        self.pns.add_kept(pn, pn + 1, MAX_PN_RANGES_KEPT)
         if pn > self.largest_pn:
             self.largest_pn = pn
             self.largest_pn_at = now
