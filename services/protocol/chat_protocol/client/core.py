@@ -358,27 +358,36 @@ class ClientCore:
         self._settle(now)
 
     def datagrams_to_send(self, now: float) -> list[tuple[bytes, Addr]]:
+        # (Every poll runs this, most with nothing to send: what is empty is skipped without a
+        # call, read from the parts' queues.)
         links = self.links
-        out = links.outbox  # (taken without a call: this runs on every poll)
+        out = links.outbox
         links.outbox = []
         # Acknowledgements of shown messages go out even after the session ended.
-        for payload, key in self.receiving.datagrams(now):
-            links.to_peer(payload, key, None, now, out)
-        if not self.directory.gone:
+        if self.receiving.acks_due:
+            for payload, key in self.receiving.datagrams(now):
+                links.to_peer(payload, key, None, now, out)
+        directory = self.directory
+        if not directory.gone:
             for payload, key, addr in self.sending.datagrams(now):
                 links.to_peer(payload, key, addr, now, out)
-            self._ask_hints(now)
+            if links.rehints_due:
+                self._ask_hints(now)
         # Last, so that the hint lookups the sends above asked for go in this flush.
-        for payload, _ in self.directory.datagrams():
-            self.link.to_server(payload, now, out)
+        if directory.outbox or directory.requests.outbox:
+            for payload, _ in directory.datagrams():
+                self.link.to_server(payload, now, out)
         for _, addr in out:  # (a loop, not any(): this runs for every datagram)
             if addr[0] == RELAY_HOST:  # relay.is_relayed
                 return self.relaying.wrap(out, now)
         return out
 
     def events(self) -> list[ClientEvent]:
-        out = self._events[:]  # the parts hold ``self._events.append``: empty it in place
-        self._events.clear()
+        events = self._events
+        if not events:  # (most polls)
+            return []
+        out = events[:]  # the parts hold ``self._events.append``: empty it in place
+        events.clear()
         return out
 
     def next_timer(self) -> float | None:
