@@ -369,8 +369,9 @@ class ClientCore:
                 links.to_peer(payload, key, None, now, out)
         directory = self.directory
         if not directory.gone:
-            for payload, key, addr in self.sending.datagrams(now):
-                links.to_peer(payload, key, addr, now, out)
+            if self.sending.outbound:
+                for payload, key, addr in self.sending.datagrams(now):
+                    links.to_peer(payload, key, addr, now, out)
             if links.rehints_due:
                 self._ask_hints(now)
         # Last, so that the hint lookups the sends above asked for go in this flush.
