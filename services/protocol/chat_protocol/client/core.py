@@ -355,7 +355,9 @@ class ClientCore:
                     self.links.reply(reply, to)
                 else:
                     self._unexpected += 1  # a client answers no key requests
-        self._settle(now)
+        d = self.directory
+        if d.gone or d.state is State.CLOSING:  # (else _settle has nothing to do: no call)
+            self._settle(now)
 
     def datagrams_to_send(self, now: float) -> list[tuple[bytes, Addr]]:
         # (Every poll runs this, most with nothing to send: what is empty is skipped without a

@@ -150,7 +150,7 @@ class ServerCore:
             self._plaintext(data, addr, now)
             return
         try:
-            loaded = self._under_load(data, addr, now)
+            loaded = data[:1] == _INIT_BYTE and self._under_load(addr, now)
             got = self.secure.receive(data, addr, now, under_load=loaded)
         except MalformedDatagram:
             self.stats.malformed += 1
@@ -208,13 +208,12 @@ class ServerCore:
     def _keeps(self, static: bytes) -> bool:
         return static in self._by_static
 
-    def _under_load(self, data: bytes, addr: Addr, now: float) -> bool:
-        """For an initiation: True when its source must first prove its address with a cookie
-        (WireGuard's "under load"): the whole server is busy, or this IP spent its handshake
-        rate. Forged sources can empty an IP's bucket, but not keep a real user there from
-        answering a cookie; the cookie-proven get a bucket of their own (:meth:`_sign_in`)."""
-        if data[:1] != _INIT_BYTE:
-            return False
+    def _under_load(self, addr: Addr, now: float) -> bool:
+        """For an initiation (the caller checks its first byte): True when its source must
+        first prove its address with a cookie (WireGuard's "under load"): the whole server is
+        busy, or this IP spent its handshake rate. Forged sources can empty an IP's bucket, but
+        not keep a real user there from answering a cookie; the cookie-proven get a bucket of
+        their own (:meth:`_sign_in`)."""
         start, count = self._handshake_window
         if now - start >= 1.0:
             start, count = now, 0
