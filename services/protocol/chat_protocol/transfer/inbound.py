@@ -37,6 +37,8 @@ class _Partial:
         return len(self.have) == self.total
 
     def join(self) -> bytes:
+        if self.total <= CHUNK_PAYLOAD_BYTES:  # one chunk, the usual message: no generator
+            return self.chunks[0]
         return b"".join(self.chunks[off] for off in range(0, self.total, CHUNK_PAYLOAD_BYTES))
 
 
