@@ -49,6 +49,19 @@ def test_matches_a_set_of_integers(adds: list[tuple[int, int]], probes: list[int
         assert rs.ranges(limit) == tuple(runs(model)[:limit])
 
 
+@given(st.lists(spans, max_size=40), st.integers(1, 4))
+def test_add_kept_is_add_then_the_lowest_range_forgotten(
+    adds: list[tuple[int, int]], keep: int
+) -> None:
+    kept, model = RangeSet(), RangeSet()
+    for start, end in adds:
+        assert kept.add_kept(start, end, keep) == model.add(start, end)
+        if model.count > keep:
+            model.drop_lowest()
+        assert kept == model and len(kept) == len(model)
+        assert kept.count <= keep
+
+
 def test_in_order_adds_stay_one_range() -> None:
     rs = RangeSet()
     for off in range(0, 1200 * 500, 1200):

@@ -31,6 +31,7 @@ from chat_protocol.secure.session import SecureSession
 from chat_protocol.server.bindings import NameBindings
 from chat_protocol.server.core import ServerCore
 from chat_protocol.server.signin import PendingSignIn
+from chat_protocol.server.users import UserTrigger
 from chat_protocol.wire.codec import decode, encode
 from chat_protocol.wire.messages import (
     Addr,
@@ -462,6 +463,27 @@ def _fill(h: Harness, users: int) -> None:
         addr = (f"10.{i >> 16}.{(i >> 8) & 255}.{i & 255}", 4000)
         assert h.core.sign_ins.register(pending, i.to_bytes(32, "big"), addr, h.now) is not None
     h.core.events()
+
+
+def test_a_request_extends_a_user_by_the_timeout_of_the_directorys_size_now() -> None:
+    """expires_at keeps the lifetime between requests: a join or a leave changes it."""
+    timings = Timings(max_heartbeats_per_s=2)
+    h = Harness(timings)
+    table = h.core.table
+    factor = timings.client_timeout_s / timings.heartbeat_interval_s
+    _fill(h, 3)
+    seen = set()
+    for users in (3, 10, 4):
+        for i in range(len(table), users):  # more join
+            pending = PendingSignIn(name=f"v{i}", key=f"v{i}", token=b"v" * 8, req_id=1, at=h.now)
+            assert h.core.sign_ins.register(pending, b"v" * 31 + bytes([i]), ("10.9.0.1", i), h.now)
+        while len(table) > users:  # some leave
+            table.remove(next(iter(table.users.values())), UserTrigger.BYE)
+        lifetime = table.heartbeat_interval_s() * factor
+        assert table.expires_at(100.0) == 100.0 + lifetime
+        assert table.expires_at(101.0) == 101.0 + lifetime
+        seen.add(lifetime)
+    assert len(seen) == 3
 
 
 @pytest.mark.parametrize("users", [10, 25_000])

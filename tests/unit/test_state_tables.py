@@ -10,7 +10,7 @@ import pytest
 from chat_protocol.client.directory import CLIENT_TRANSITIONS, State, Trigger
 from chat_protocol.errors import IllegalTransition
 from chat_protocol.machine import StateMachine, rows, transition
-from chat_protocol.server.users import USER_TRANSITIONS, UserState, UserTrigger
+from chat_protocol.server.users import USER_TRANSITIONS, User, UserState, UserTrigger
 
 
 @pytest.mark.parametrize(
@@ -31,6 +31,19 @@ def test_every_client_row(state: State, trigger: Trigger, expected: State) -> No
 )
 def test_every_server_user_row(state: UserState, trigger: UserTrigger, expected: UserState) -> None:
     assert transition(USER_TRANSITIONS, state, trigger) is expected
+
+
+@pytest.mark.parametrize("state", list(UserState), ids=lambda s: s.name)
+def test_a_users_request_is_the_tables_request_row(state: UserState) -> None:
+    """User.request skips the lookup for an online user: the same as the table's row."""
+    user = User(name="a", key="a", addr=("10.0.0.1", 1), token=b"t" * 8, expires=0.0)
+    user.state = state
+    if UserTrigger.REQUEST not in USER_TRANSITIONS[state]:
+        with pytest.raises(IllegalTransition):
+            user.request()
+        return
+    user.request()
+    assert user.state is USER_TRANSITIONS[state][UserTrigger.REQUEST]
 
 
 def test_every_move_a_table_lacks_is_refused() -> None:

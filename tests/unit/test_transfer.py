@@ -27,6 +27,7 @@ from chat_protocol.const import (
     MAX_BUFFERED_BYTES_PER_PEER,
     MAX_MESSAGE_BYTES,
     MAX_PARTIAL_MESSAGES_PER_PEER,
+    MAX_PN_RANGES_KEPT,
     PACING_BURST_PACKETS,
     SEND_WINDOW_CHUNKS,
     Timings,
@@ -563,6 +564,23 @@ def test_ack_is_never_larger_than_the_datagram_that_caused_it() -> None:
     assert len(encode(last)) < ACK_HEADER_BYTES + 2 * (ACK_PN_RANGE_BYTES + ACK_RANGE_BYTES)
     assert a.ranges == ((0, 1200),)  # the lowest that fit beside one packet-number range
     assert a.pns == ((0, 1),)  # every chunk had packet number 0 here
+
+
+def test_the_receivers_packet_number_memory_is_bounded() -> None:
+    """Every other packet number: one range each, the oldest forgotten past MAX_PN_RANGES_KEPT
+    (and in order, one range that grows)."""
+    n = MAX_PN_RANGES_KEPT + 10
+    for step in (2, 1):
+        ib = inbound()
+        for seq in range(n):
+            d = dataclasses.replace(chunk(seq, 0, 5, base=seq), pn=step * seq)
+            for shown, _, _ in ib.on_data(d, 40, 0.0):
+                ib.shown(shown)
+        if step == 2:
+            assert ib.pns.count == MAX_PN_RANGES_KEPT
+            assert ib.pns.bounds() == (2 * (n - MAX_PN_RANGES_KEPT), 2 * n - 1)
+        else:
+            assert ib.pns.ranges() == ((0, n),)
 
 
 def test_ack_work_does_not_grow_with_what_is_held(monkeypatch: pytest.MonkeyPatch) -> None:

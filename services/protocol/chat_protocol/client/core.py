@@ -355,38 +355,52 @@ class ClientCore:
                     self.links.reply(reply, to)
                 else:
                     self._unexpected += 1  # a client answers no key requests
-        self._settle(now)
+        d = self.directory
+        if d.gone or d.state is State.CLOSING:  # (else _settle has nothing to do: no call)
+            self._settle(now)
 
     def datagrams_to_send(self, now: float) -> list[tuple[bytes, Addr]]:
+        # (Every poll runs this, most with nothing to send: what is empty is skipped without a
+        # call, read from the parts' queues.)
         links = self.links
-        out = links.outbox  # (taken without a call: this runs on every poll)
+        out = links.outbox
         links.outbox = []
         # Acknowledgements of shown messages go out even after the session ended.
-        for payload, key in self.receiving.datagrams(now):
-            links.to_peer(payload, key, None, now, out)
-        if not self.directory.gone:
-            for payload, key, addr in self.sending.datagrams(now):
-                links.to_peer(payload, key, addr, now, out)
-            self._ask_hints(now)
+        if self.receiving.acks_due:
+            for payload, key in self.receiving.datagrams(now):
+                links.to_peer(payload, key, None, now, out)
+        directory = self.directory
+        if not directory.gone:
+            if self.sending.outbound:
+                for payload, key, addr in self.sending.datagrams(now):
+                    links.to_peer(payload, key, addr, now, out)
+            if links.rehints_due:
+                self._ask_hints(now)
         # Last, so that the hint lookups the sends above asked for go in this flush.
-        for payload, _ in self.directory.datagrams():
-            self.link.to_server(payload, now, out)
+        if directory.outbox or directory.requests.outbox:
+            for payload, _ in directory.datagrams():
+                self.link.to_server(payload, now, out)
         for _, addr in out:  # (a loop, not any(): this runs for every datagram)
             if addr[0] == RELAY_HOST:  # relay.is_relayed
                 return self.relaying.wrap(out, now)
         return out
 
     def events(self) -> list[ClientEvent]:
-        out = self._events[:]  # the parts hold ``self._events.append``: empty it in place
-        self._events.clear()
+        events = self._events
+        if not events:  # (most polls)
+            return []
+        out = events[:]  # the parts hold ``self._events.append``: empty it in place
+        events.clear()
         return out
 
     def next_timer(self) -> float | None:
         if self.directory.gone:
             return None
         punch = self.links.rendezvous.next_punch() if self.directory.online else None
+        sending = self.sending
+        sends = sending.next_timer() if sending.outbound else None  # (no destination: no call)
         first = self._next_sweep  # the earliest of these (comparisons, not a list and min())
-        for t in (self.directory.next_timer(), self.sending.next_timer(), punch):
+        for t in (self.directory.next_timer(), sends, punch):
             if t is not None and t < first:
                 first = t
         return first

@@ -417,6 +417,16 @@ class DirectorySession:
         purpose = self.requests.purpose(msg.req_id)
         answer: LookupAnswer | None = None
         match purpose, msg:
+            case SendLookup() | VerifyLookup() | WhoisLookup() | HintLookup(), LookupReply():
+                # (First: the answer every send waits for. The cases are disjoint.)
+                # An answer must echo its question (as a DNS reply does): one for another name
+                # would pin, send to or vouch for that user's key under the name asked.
+                asked = purpose.name  # (equal strings need no folding: no calls)
+                if msg.name != asked and name_key(msg.name) != name_key(asked):  # guard: asked-name
+                    self.misanswered += 1
+                    answer = LookupAnswer(purpose=purpose, reply=None, wrong_name=True)
+                else:
+                    answer = LookupAnswer(purpose=purpose, reply=msg)
             case SignIn(), Welcome():
                 self.token = msg.token
                 self.observed = msg.observed
@@ -434,15 +444,6 @@ class DirectorySession:
                         failure=SignInFailure.REFUSED, server=self.server, refused=msg.reason
                     ),
                 )
-            case SendLookup() | VerifyLookup() | WhoisLookup() | HintLookup(), LookupReply():
-                # An answer must echo its question (as a DNS reply does): one for another name
-                # would pin, send to or vouch for that user's key under the name asked.
-                asked = purpose.name  # (equal strings need no folding: no calls)
-                if msg.name != asked and name_key(msg.name) != name_key(asked):  # guard: asked-name
-                    self.misanswered += 1
-                    answer = LookupAnswer(purpose=purpose, reply=None, wrong_name=True)
-                else:
-                    answer = LookupAnswer(purpose=purpose, reply=msg)
             case ListPage(), ListReply():
                 purpose.names.extend(msg.names)
                 if msg.more and msg.names:

@@ -87,15 +87,16 @@ class PeerLinks:
         self.rendezvous = Rendezvous()
         """Each peer's candidate endpoints, punching on hints, keepalives (client/rendezvous.py)."""
         self.outbox: list[tuple[bytes, Addr]] = []
-        self._rehints: list[bytes] = []
-        """Peer keys whose hint the directory should send again (:meth:`rehints`)."""
+        self.rehints_due: list[bytes] = []
+        """Peer keys whose hint the directory should send again (:meth:`rehints` takes them;
+        the owner reads this to skip that call when none is due)."""
         self.malformed = 0
         """Peer initiations dropped: no HELLO in them, or not answerable."""
 
     def rehints(self) -> list[bytes]:
         """Peers a send's handshake towards is still unanswered, due for another PUNCH hint
         (the owner asks the directory: a LOOKUP with the punch flag; client/rendezvous.py)."""
-        out, self._rehints = self._rehints, []
+        out, self.rehints_due = self.rehints_due, []
         return out
 
     def reply(self, datagram: bytes, addr: Addr) -> None:
@@ -197,10 +198,9 @@ class PeerLinks:
         out: list[tuple[bytes, Addr]],
     ) -> None:
         session = self.secure.session(key, now)
-        self.rendezvous.used(key, now)
         if session is not None and session.confirmed:
             out.append((session.encrypt(payload, now), session.remote_addr))
-            self.rendezvous.sent(key, now)
+            self.rendezvous.sent_message(key, now)  # (used and sent, one call)
             if session.remote_addr[0] == RELAY_HOST:  # (relay.is_relayed, inline)
                 self._upgrade(key, now, out)
             since = self._unanswered.setdefault(key, now)
@@ -210,6 +210,7 @@ class PeerLinks:
             if addr is not None and (silent or session.needs_rekey(now)):
                 self.handshake(key, session.remote_addr, now, out, payload=self.intro)
             return
+        self.rendezvous.used(key, now)
         if addr is None:
             return  # an ACK with no session left: the sender retransmits and rekeys
         waiting = self._waiting.setdefault(key, [])
@@ -219,7 +220,7 @@ class PeerLinks:
         # The peer's hint (one datagram) may have been lost: then it never punches, and its
         # router drops our initiations. Ask the directory to hint it again, a few times.
         if self.rendezvous.rehint_due(key, now):
-            self._rehints.append(key)
+            self.rehints_due.append(key)
 
     def _upgrade(self, key: bytes, now: float, out: list[tuple[bytes, Addr]]) -> None:
         """On the relay: every RELAY_UPGRADE_S, a direct initiation to the peer's candidates;

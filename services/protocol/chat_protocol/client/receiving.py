@@ -92,8 +92,9 @@ class ReceivePath:
         self._key_bytes: dict[PeerKey, int] = {}
         """Key -> bytes held for it, all its sessions together (at most
         MAX_BUFFERED_BYTES_PER_PEER)."""
-        self._acks_due: dict[Inbound, PeerKey] = {}
-        """Receive states with acknowledgements to send (so a pump does not walk them all)."""
+        self.acks_due: dict[Inbound, PeerKey] = {}
+        """Receive states with acknowledgements to send (so a pump does not walk them all; the
+        owner skips :meth:`datagrams` while it is empty)."""
         self._retired: OrderedDict[tuple[PeerKey, int], None] = OrderedDict()
         self._verified: dict[tuple[str, PeerKey], tuple[bool, float]] = {}
         """(sender name key, sender key) -> (directory and pin agree, until when trusted)."""
@@ -149,7 +150,7 @@ class ReceivePath:
         finally:
             self._account(key, ib.buffered - held_before)
             if ib.pending_acks:
-                self._acks_due[ib] = key
+                self.acks_due[ib] = key
         self._heard[ikey] = now
         self.stats.duplicate_chunks += ib.duplicates - before
         if not complete:
@@ -241,7 +242,7 @@ class ReceivePath:
             self._retire(key, session)
         ib = self._inbound.pop(ikey)
         self._heard.pop(ikey, None)
-        self._acks_due.pop(ib, None)
+        self.acks_due.pop(ib, None)
         sessions = self._sessions[key]
         del sessions[session]
         if not sessions:
@@ -336,7 +337,7 @@ class ReceivePath:
             before = ib.buffered
             ib.shown(h.seq)
             self._account(key, ib.buffered - before)
-            self._acks_due[ib] = key
+            self.acks_due[ib] = key
 
     def drop_held(self) -> None:
         """The client is going away: what was never shown is dropped (and never acknowledged)."""
@@ -345,10 +346,10 @@ class ReceivePath:
 
     def datagrams(self, now: float | None = None) -> list[tuple[bytes, PeerKey]]:
         out: list[tuple[bytes, PeerKey]] = []
-        if self._acks_due:
-            for ib, key in self._acks_due.items():
+        if self.acks_due:
+            for ib, key in self.acks_due.items():
                 if ib.pending_acks:
                     for a in ib.acks(now):  # (a loop, not a generator)
                         out.append((encode(a), key))
-            self._acks_due.clear()
+            self.acks_due.clear()
         return out

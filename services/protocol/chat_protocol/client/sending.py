@@ -186,13 +186,18 @@ class SendPipeline:
         """(plaintext, peer key, the peer's address as the directory gave it)."""
         out: list[tuple[bytes, PeerKey, Addr]] = []
         for key, ob in self.outbound.items():
-            for d in ob.datagrams(now):
-                out.append((encode(d), key, ob.addr))
+            # (no call for an empty queue, the usual poll: nothing is due then, since the
+            # destination's flight was forgotten when its queue emptied)
+            if ob.queue:
+                for d in ob.datagrams(now):
+                    out.append((encode(d), key, ob.addr))
         return out
 
     def next_timer(self) -> float | None:
         t: float | None = None
         for ob in self.outbound.values():
+            if not ob.queue:  # (no timer then: no call)
+                continue
             o = ob.next_timer()
             if o is not None and (t is None or o < t):
                 t = o

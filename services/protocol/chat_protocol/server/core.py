@@ -21,7 +21,6 @@ a datagram held back and re-sent from another source, on an older session, moves
 
 from __future__ import annotations
 
-import contextlib
 import os
 from collections.abc import Callable
 
@@ -77,6 +76,8 @@ from chat_protocol.wire.messages import (
     UnknownSession,
 )
 from chat_protocol.wire.names import name_key
+
+_INIT_BYTE = bytes((PacketType.HANDSHAKE_INIT,))
 
 Request = Heartbeat | Lookup | ListUsers | Bye | Relay
 """What a signed-in user asks the server, each carrying the user's token."""
@@ -149,7 +150,7 @@ class ServerCore:
             self._plaintext(data, addr, now)
             return
         try:
-            loaded = self._under_load(data, addr, now)
+            loaded = data[:1] == _INIT_BYTE and self._under_load(addr, now)
             got = self.secure.receive(data, addr, now, under_load=loaded)
         except MalformedDatagram:
             self.stats.malformed += 1
@@ -165,7 +166,7 @@ class ServerCore:
                     return
                 self._sign_in(incoming, now)
             case SendReply(datagram=datagram, addr=to):
-                if data[:1] == bytes((PacketType.HANDSHAKE_INIT,)):
+                if data[:1] == _INIT_BYTE:
                     self.stats.cookies += 1
                 self._out.append((datagram, to))
             case _:
@@ -176,8 +177,11 @@ class ServerCore:
         return out
 
     def events(self) -> list[ServerEvent]:
-        out = self._events[:]  # the user table holds ``self._events``: empty it in place
-        self._events.clear()
+        events = self._events
+        if not events:  # (most polls)
+            return []
+        out = events[:]  # the user table holds ``self._events``: empty it in place
+        events.clear()
         return out
 
     def next_timer(self) -> float | None:
@@ -204,13 +208,12 @@ class ServerCore:
     def _keeps(self, static: bytes) -> bool:
         return static in self._by_static
 
-    def _under_load(self, data: bytes, addr: Addr, now: float) -> bool:
-        """For an initiation: True when its source must first prove its address with a cookie
-        (WireGuard's "under load"): the whole server is busy, or this IP spent its handshake
-        rate. Forged sources can empty an IP's bucket, but not keep a real user there from
-        answering a cookie; the cookie-proven get a bucket of their own (:meth:`_sign_in`)."""
-        if data[:1] != bytes((PacketType.HANDSHAKE_INIT,)):
-            return False
+    def _under_load(self, addr: Addr, now: float) -> bool:
+        """For an initiation (the caller checks its first byte): True when its source must
+        first prove its address with a cookie (WireGuard's "under load"): the whole server is
+        busy, or this IP spent its handshake rate. Forged sources can empty an IP's bucket, but
+        not keep a real user there from answering a cookie; the cookie-proven get a bucket of
+        their own (:meth:`_sign_in`)."""
         start, count = self._handshake_window
         if now - start >= 1.0:
             start, count = now, 0
@@ -238,9 +241,12 @@ class ServerCore:
         self._send_raw(encode(msg), user.static, now)
 
     def _send_raw(self, plaintext: bytes, static: bytes, now: float) -> None:
-        # No working session: the client rekeys, or times out and is removed.
-        with contextlib.suppress(LocalSecureError, SessionExpired):
+        # No working session: the client rekeys, or times out and is removed. (try, not
+        # contextlib.suppress: three calls fewer for every answer.)
+        try:  # noqa: SIM105
             self._out.append(self.secure.send(static, plaintext, now))
+        except (LocalSecureError, SessionExpired):
+            pass
 
     def _transport(
         self, static: bytes, addr: Addr, plaintext: bytes, now: float, newest: bool
@@ -289,7 +295,7 @@ class ServerCore:
             self._relay(msg, user, now)  # not a sign of life: heartbeats are
             return
         if type(msg) is not Bye:
-            user.move(UserTrigger.REQUEST)
+            user.request()
         user.expires = self.table.expires_at(now)
         match msg:
             case Heartbeat():

@@ -75,6 +75,12 @@ class User:
     def move(self, trigger: UserTrigger) -> None:
         self.state = transition(USER_TRANSITIONS, self.state, trigger)
 
+    def request(self) -> None:
+        """:meth:`move` on REQUEST. Every request runs it: an online user, the table's row
+        ONLINE -> ONLINE, is left as it is without the table lookup (and its enum hashing)."""
+        if self.state is not UserState.ONLINE:
+            self.move(UserTrigger.REQUEST)
+
     def __lt__(self, other: User) -> bool:
         """The expiry heap's order: a user is its own entry (8 bytes, not a tuple)."""
         return self.filed < other.filed
@@ -98,6 +104,9 @@ class UserTable:
         a user it pops early (:meth:`_file`)."""
         self._last_sweep = float("-inf")
         self._timeout_factor = timings.client_timeout_s / timings.heartbeat_interval_s
+        self._lifetime = (-1, 0.0)
+        """(users signed in, how long a user heard from then lives): :meth:`expires_at` on
+        every request computes the lifetime only when the count changed."""
 
     def __len__(self) -> int:
         return len(self.users)
@@ -110,7 +119,11 @@ class UserTable:
 
     def expires_at(self, now: float) -> float:
         """When a user heard from at ``now`` times out."""
-        return now + self.heartbeat_interval_s() * self._timeout_factor
+        n, lifetime = self._lifetime
+        if n != len(self.users):
+            lifetime = self.heartbeat_interval_s() * self._timeout_factor
+            self._lifetime = (len(self.users), lifetime)
+        return now + lifetime
 
     def full(self) -> bool:
         """No room for another user without stretching the liveness timers past their bound."""

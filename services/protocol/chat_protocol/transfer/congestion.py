@@ -52,8 +52,10 @@ class WindowedMin:
     def update(self, now: float, value: float) -> float:
         """Take a sample; return the windowed minimum."""
         win = self.window
-        if value <= self.v0 or now - self.t2 > win:
-            return self.reset(now, value)  # a new minimum, or nothing left in the window
+        if value <= self.v0 or now - self.t2 > win:  # a new minimum, or nothing left in it
+            self.t0 = self.t1 = self.t2 = now  # (reset, inline: the usual sample)
+            self.v0 = self.v1 = self.v2 = value
+            return value
         if value <= self.v1:
             self.t1 = self.t2 = now
             self.v1 = self.v2 = value
@@ -314,5 +316,6 @@ class Pacer:
         return now + (size - self.tokens) / self.rate
 
     def on_sent(self, size: int, now: float) -> None:
-        self._refill(now)
+        if now > self.last:  # (else refilled already: by next_send_time, for the same now)
+            self._refill(now)
         self.tokens = max(0.0, self.tokens - size)

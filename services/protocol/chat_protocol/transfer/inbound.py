@@ -37,6 +37,8 @@ class _Partial:
         return len(self.have) == self.total
 
     def join(self) -> bytes:
+        if self.total <= CHUNK_PAYLOAD_BYTES:  # one chunk, the usual message: no generator
+            return self.chunks[0]
         return b"".join(self.chunks[off] for off in range(0, self.total, CHUNK_PAYLOAD_BYTES))
 
 
@@ -183,9 +185,7 @@ class Inbound:
 
     def _note_pn(self, pn: int, now: float) -> None:
         """A chunk taken (new or a duplicate): its packet number is acknowledged."""
-        self.pns.add(pn, pn + 1)
-        if self.pns.count > MAX_PN_RANGES_KEPT:
-            self.pns.drop_lowest()
+        self.pns.add_kept(pn, pn + 1, MAX_PN_RANGES_KEPT)
         if pn > self.largest_pn:
             self.largest_pn = pn
             self.largest_pn_at = now

@@ -284,9 +284,12 @@ class Outbound(LossRecovery):
     def on_ack(self, ack: Ack, now: float) -> list[Resolved]:
         if ack.session != self.session or ack.stream != self.stream:
             return []
-        if ack.pns:
-            self._on_packet_numbers(ack, now)
+        touched = self._on_packet_numbers(ack, now) if ack.pns else []
         msg = self._find(ack.seq)
+        done = msg if ack.complete else None
+        for m in touched:
+            if m is not done:  # (a message this ACK completes needs no completion probe)
+                self._newly_held(m, now)
         if msg is None:
             return []
         if ack.complete:

@@ -66,6 +66,20 @@ class RangeSet:
         self._size += added
         return added
 
+    def add_kept(self, start: int, end: int, keep: int) -> int:
+        """:meth:`add`, then forget the lowest range if more than ``keep`` are held (a bounded
+        memory: of packet numbers). One call per packet: the range right after the last one
+        (the usual case) grows it without :meth:`add`."""
+        ends = self._ends
+        if ends and start == ends[-1] and start < end:
+            ends[-1] = end
+            self._size += end - start
+            return end - start
+        added = self.add(start, end)
+        if len(self._starts) > keep:
+            self.drop_lowest()
+        return added
+
     def covers(self, start: int, end: int) -> bool:
         """Is every integer of ``[start, end)`` in the set? (True for an empty range.)"""
         if start >= end:

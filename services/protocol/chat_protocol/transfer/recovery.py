@@ -55,10 +55,6 @@ class LossRecovery:
         """DATA datagrams neither acknowledged nor declared lost."""
         return len(self.sent)
 
-    def _newly_held(self, msg: OutMessage, now: float) -> None:
-        """The destination holds new bytes of ``msg`` (the subclass's bookkeeping)."""
-        raise NotImplementedError
-
     def _loss_detection_timer(self) -> float | None:
         if self.loss_time is not None:
             return self.loss_time
@@ -85,8 +81,10 @@ class LossRecovery:
         self.pto_count = 0
         self.pacing_at = None
 
-    def _on_packet_numbers(self, ack: Ack, now: float) -> None:
-        """RFC 9002 §6 on one ACK: newly acknowledged packets, an RTT sample, lost packets."""
+    def _on_packet_numbers(self, ack: Ack, now: float) -> list[OutMessage]:
+        """RFC 9002 §6 on one ACK: newly acknowledged packets, an RTT sample, lost packets.
+        Returns the unresolved messages of which the destination now holds new bytes (for the
+        subclass's bookkeeping: which chunks need no recovery, when to ask for completion)."""
         pns = ack.pns
         largest = pns[-1][1] - 1
         sent = self.sent
@@ -134,8 +132,7 @@ class LossRecovery:
         if newly:
             self.pto_count = 0
         self._detect_lost(now)
-        for msg in touched:
-            self._newly_held(msg, now)
+        return touched
 
     def _detect_lost(self, now: float) -> None:
         """RFC 9002 §6.1: a packet below the largest acknowledged is lost when
