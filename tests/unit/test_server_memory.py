@@ -51,9 +51,7 @@ def _addr(i: int) -> Addr:
 
 
 def _sign_in(core: ServerCore, i: int, now: float, rng: random.Random) -> None:
-    signins = SignIns(
-        server=SERVER, key=core.identity.public, window=1, random_bytes=rng.randbytes
-    )
+    signins = SignIns(server=SERVER, key=core.identity.public, window=1, random_bytes=rng.randbytes)
     signins.add(i, f"user{i:05d}")
     out = signins.step(now)
     while out:
