@@ -71,7 +71,7 @@ def _quiet() -> None:
     address: in the real server the clients are other processes), the small name cache, and
     the garbage."""
     parse._ip_text.cache_clear()
-    is_valid_name.cache_clear()  # (bounded: 4 096 names, full in a large server)
+    is_valid_name.cache_clear()  # (the clients' checks of their own names; 4 096 at most)
     gc.collect()
 
 
