@@ -6,7 +6,7 @@ I/O: users signed in through the client's own sign-in (bench.signin.SignIns, one
 per user, so nothing of the clients stays), and what Python allocated meanwhile and still holds
 (tracemalloc), per user. Bytes, not time: the figure does not depend on the machine's load.
 
-At 29708e7 a copy of each user's WELCOME address sat in the codec's address cache (about 150 B
+At 29708e7 a copy of each user's WELCOME address sat in the codec's address cache (150 to 200 B
 per user here). The bounds leave ~8% over today's figures (the same to a few bytes from run to
 run: every draw is seeded, and nothing here is timed), so per-user state of that size coming
 back fails the test.
@@ -34,13 +34,14 @@ SIGN_INS_PER_S = 0.5 * HANDSHAKES_PER_S_UNDER_LOAD
 WARM_USERS = 1366
 """Signed in first: the per-user tables (dicts of 2 048 slots, 1 365 usable) have just grown to
 4 096 slots (2 730 usable), so they do not grow while the next ``USERS`` sign in: the figure is
-what each user adds (objects, entries), the same to a few bytes from run to run. (A table that
-grew in the window would add from 25 to 100 B per user, depending on where the window falls.)"""
+what each user's own objects add (their entries go into slots already there), the same to a few
+bytes from run to run; a per-user table that is new grows in the window, and counts. (Where a
+table's growth falls in a window would otherwise move the figure by 25 to 100 B per user.)"""
 USERS = 1300
 BOUND_PURE = 1000
-"""Bytes per user at most, pure-Python core (measured 928; 1 072 at 29708e7)."""
+"""Bytes per user at most, pure-Python core (measured 936; 1 072 at 29708e7)."""
 BOUND_COMPILED = 880
-"""... and compiled (measured 816, native classes keep floats and ints unboxed; 1 019 at
+"""... and compiled (measured 824, native classes keep floats and ints unboxed; 1 019 at
 29708e7)."""
 
 
