@@ -13,7 +13,7 @@ from test_server_core import A, B, Harness
 from chat_client.exits import ExitCode, exit_code
 from chat_client.words import sign_in_failed
 from chat_protocol.client.directory import State
-from chat_protocol.const import NAME_USE_RECORD_S, Timings
+from chat_protocol.const import NAME_USE_RECORD_S, NAMES_DB_CACHE_KIB, Timings
 from chat_protocol.events import SignInFailed, SignInFailure
 from chat_protocol.server.bindings import MemoryNames, NameBindings, NameStoreError
 from chat_protocol.server.core import ServerCore
@@ -176,6 +176,14 @@ def test_sqlite_store_survives_reopening_never_rebinds_and_releases(tmp_path: Pa
     reopened.bind("alice", k2)
     assert reopened.lookup("alice") == k2
     reopened.close()
+
+
+def test_sqlite_store_keeps_a_small_page_cache(tmp_path: Path) -> None:
+    """SQLite's own cache stays at NAMES_DB_CACHE_KIB (not its 2 MB default), so the server's
+    memory does not grow with the bindings (bench users_bytes_per_user)."""
+    store = SqliteNames(tmp_path)
+    assert store._db.execute("PRAGMA cache_size").fetchone()[0] == -NAMES_DB_CACHE_KIB
+    store.close()
 
 
 @pytest.mark.guard("name-binding")

@@ -131,6 +131,10 @@ MAX_VERIFIED_ENTRIES = 4096
 NAME_USE_RECORD_S = 3600.0
 """The server's name store notes a name's latest sign-in (``chat-server names list``) at most
 this often, so a busy directory does not write on every sign-in."""
+NAMES_DB_CACHE_KIB = 256
+"""SQLite's own page cache for the server's name store, in KiB (its default is 2000): a
+lookup or bind per sign-in reads a few pages, which the OS's file cache holds anyway; a larger
+cache only grows the server's memory with the bindings (about 45 B per name up to 2 MB)."""
 MAX_USERS = 1_000_000
 """Names a directory server holds at most; beyond, sign-ins are refused SERVER_FULL."""
 LIST_PAGE_MAX_BYTES = 1200

@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from chat_protocol.const import NAME_USE_RECORD_S
+from chat_protocol.const import NAME_USE_RECORD_S, NAMES_DB_CACHE_KIB
 from chat_protocol.errors import ChatError
 from chat_protocol.server.bindings import NameStoreError
 
@@ -69,6 +69,7 @@ class SqliteNames:
                 )
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.execute(f"PRAGMA cache_size=-{NAMES_DB_CACHE_KIB}")  # KiB, not pages
             self._db.execute(_SCHEMA)
             self._db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
         except (OSError, sqlite3.Error) as exc:

@@ -176,8 +176,9 @@ class SecureEndpoint:
         )
         self.counters = EndpointCounters()
         self.keep: Callable[[bytes], bool] | None = None
-        """Peers for which this returns True are never evicted to make room (the owner's
-        signed-in users, its server, its proven peers): new keys cannot push them out."""
+        """Peers for which this returns True (or that hold an :meth:`owner`) are never evicted
+        to make room (the owner's signed-in users, its server, its proven peers): new keys
+        cannot push them out."""
         self._peers = PeerTable()
         self._peer_of = self._peers.by_key
         """The peers by key (``self._peers``' own dict: looked up per datagram without a call)."""
@@ -256,6 +257,19 @@ class SecureEndpoint:
         """The static key of the session or handshake whose local index is ``receiver``."""
         entry = self._by_index.get(receiver)
         return entry.remote_static if entry is not None else None
+
+    def owner(self, remote_static: bytes) -> object:
+        """What :meth:`set_owner` filed under ``remote_static`` (None if nothing)."""
+        peer = self._peer_of.get(remote_static)
+        return None if peer is None else peer.owner
+
+    def set_owner(self, remote_static: bytes, owner: object) -> None:
+        """File ``owner`` under ``remote_static`` (:attr:`Peer.owner`; None takes it back): the
+        owner's own record for that key (the directory's signed-in user), kept on the key's peer
+        rather than in a table beside it. The peer is not evicted while it holds one."""
+        peer = self._peer(remote_static, create=owner is not None)
+        if peer is not None:
+            peer.owner = owner
 
     def initiating(self, remote_static: bytes) -> Initiator | None:
         """The handshake we have in flight towards ``remote_static`` (see ``sent_at``)."""
@@ -502,7 +516,7 @@ class SecureEndpoint:
         look from the oldest; if every one looked at is protected, keep them all for now)."""
         keep = self.keep
         for peer in self._peers.oldest(EVICTION_SCAN):
-            if keep is not None and keep(peer.key):
+            if peer.owner is not None or (keep is not None and keep(peer.key)):
                 self._peers.touch(peer)
                 continue
             self._peers.pop(peer.key)

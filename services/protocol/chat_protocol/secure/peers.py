@@ -10,7 +10,17 @@ from chat_protocol.secure.session import SecureSession
 class Peer:
     """What an endpoint holds for one authenticated static key (WireGuard's keypairs)."""
 
-    __slots__ = ("current", "initiator", "key", "newer", "next", "older", "previous", "timestamp")
+    __slots__ = (
+        "current",
+        "initiator",
+        "key",
+        "newer",
+        "next",
+        "older",
+        "owner",
+        "previous",
+        "timestamp",
+    )
 
     def __init__(self, key: bytes) -> None:
         self.key = key
@@ -28,6 +38,10 @@ class Peer:
         self.initiator: Initiator | None = None
         self.timestamp = -1
         """The greatest initiation timestamp accepted from this key."""
+        self.owner: object = None
+        """What the endpoint's owner files under this key (the directory: the user signed in
+        with it), so it needs no table of its own by key (one per signed-in user: ~45 bytes
+        each). The endpoint never reads it; a peer that holds one is never evicted."""
 
     def sessions(self) -> list[SecureSession]:
         return [s for s in (self.current, self.previous, self.next) if s is not None]

@@ -117,14 +117,12 @@ class ServerCore:
         # OpenSSL contexts each (a datagram on a session whose keys are not among the most
         # recently used costs about 1 us more, to build its context).
         self.secure = SecureEndpoint(static=identity, random_bytes=random_bytes, lean_sessions=True)
-        self.secure.keep = self._keeps
         self._events: list[ServerEvent] = []
         self.stats = ServerStats()
-        self.table = UserTable(timings=timings, events=self._events)
+        self.table = UserTable(timings=timings, events=self._events, keys=self.secure)
         """The signed-in users (server/users.py)."""
         self.users = self.table.users
         """Name (case-folded) -> signed-in user."""
-        self._by_static = self.table.by_static
         self.sign_ins = SignIns(
             users=self.table,
             names=self.names,
@@ -205,9 +203,6 @@ class ServerCore:
 
     # -- internals --
 
-    def _keeps(self, static: bytes) -> bool:
-        return static in self._by_static
-
     def _under_load(self, addr: Addr, now: float) -> bool:
         """For an initiation (the caller checks its first byte): True when its source must
         first prove its address with a cookie (WireGuard's "under load"): the whole server is
@@ -251,7 +246,7 @@ class ServerCore:
     def _transport(
         self, static: bytes, addr: Addr, plaintext: bytes, now: float, newest: bool
     ) -> None:
-        user = self._by_static.get(static)
+        user = self.table.user_of(static)
         if user is None:
             pending = self.sign_ins.take(static, now)
             if pending is None:
@@ -327,7 +322,7 @@ class ServerCore:
 
     def _relay(self, msg: Relay, user: User, now: float) -> None:
         """Forward a peer datagram to a signed-in user's session (server/relay.py)."""
-        target = self._by_static.get(msg.to)
+        target = self.table.user_of(msg.to)
         if target is None or target is user or not self.relay.allow(user.static, msg.datagram, now):
             self.stats.relay_dropped += 1
             return

@@ -24,7 +24,7 @@ from chat_protocol.server.stats import ServerStats
 from chat_protocol.server.users import User, UserTable
 from chat_protocol.wire.endpoints import private_endpoints
 from chat_protocol.wire.messages import Addr, Hello, Refused, RefuseReason, Welcome
-from chat_protocol.wire.names import is_valid_name, name_key
+from chat_protocol.wire.names import name_key, valid_name_once
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,7 +65,7 @@ class SignIns:
         """The answer to ``hello`` from ``static`` at ``addr`` (a WELCOME is held as pending);
         None when the name store cannot tell now (nothing accepted, nothing kept: the client's
         retry asks again)."""
-        if not is_valid_name(hello.name):
+        if not valid_name_once(hello.name):  # (uncached: once per sign-in)
             return Refused(req_id=hello.req_id, reason=RefuseReason.NAME_INVALID)
         key = name_key(hello.name)
         existing = self.users.users.get(key)

@@ -15,6 +15,7 @@ import bisect
 import heapq
 from dataclasses import dataclass
 from enum import Enum
+from typing import Protocol
 
 from chat_protocol.const import (
     EXPIRY_SLICE,
@@ -86,15 +87,26 @@ class User:
         return self.filed < other.filed
 
 
+class KeyIndex(Protocol):
+    """Where the table files each user under its static key: the server's secure endpoint,
+    which holds a peer per key anyway (:meth:`SecureEndpoint.set_owner
+    <chat_protocol.secure.endpoint.SecureEndpoint.set_owner>`), so no dict by key of its own."""
+
+    def owner(self, remote_static: bytes) -> object: ...
+
+    def set_owner(self, remote_static: bytes, owner: object) -> None: ...
+
+
 class UserTable:
     """The signed-in users; joins and leaves are told as events into ``events``."""
 
-    def __init__(self, *, timings: Timings, events: list[ServerEvent]) -> None:
+    def __init__(self, *, timings: Timings, events: list[ServerEvent], keys: KeyIndex) -> None:
         self.timings = timings
         self._events = events
         self.users: dict[str, User] = {}
         """Name (case-folded) -> user."""
-        self.by_static: dict[bytes, User] = {}
+        self._keys = keys
+        """Static key -> user (:meth:`user_of`)."""
         self._sorted_keys: list[str] = []
         self._per_ip: dict[str, int] = {}
         """Source IP -> users signed in from it."""
@@ -131,6 +143,11 @@ class UserTable:
         cap = t.max_heartbeats_per_s * max(t.heartbeat_interval_s, MAX_HEARTBEAT_INTERVAL_S)
         return len(self.users) >= min(MAX_USERS, cap)
 
+    def user_of(self, static: bytes) -> User | None:
+        """The user signed in with the static key ``static``, if one is."""
+        user = self._keys.owner(static)
+        return user if isinstance(user, User) else None
+
     def from_ip(self, ip: str) -> int:
         """How many users signed in from ``ip``."""
         return self._per_ip.get(ip, 0)
@@ -140,7 +157,7 @@ class UserTable:
         user.move(UserTrigger.SIGN_IN)
         self._per_ip[user.ip] = self._per_ip.get(user.ip, 0) + 1
         self.users[user.key] = user
-        self.by_static[user.static] = user
+        self._keys.set_owner(user.static, user)
         bisect.insort(self._sorted_keys, user.key)
         self._file(user, user.expires)
         self._events.append(UserJoined(name=user.name, addr=user.addr))
@@ -153,7 +170,7 @@ class UserTable:
         else:
             self._per_ip.pop(user.ip, None)
         del self.users[user.key]
-        del self.by_static[user.static]
+        self._keys.set_owner(user.static, None)
         i = bisect.bisect_left(self._sorted_keys, user.key)
         del self._sorted_keys[i]
         timed_out = trigger is UserTrigger.EXPIRED
@@ -179,7 +196,7 @@ class UserTable:
                 return removed
             budget -= 1
             user = heapq.heappop(self._expiry)
-            if self.by_static.get(user.static) is not user:
+            if self.user_of(user.static) is not user:
                 continue  # signed out (or in again, as a new entry) since it was filed
             if user.expires <= now:
                 removed += 1

@@ -137,6 +137,14 @@ def _token(msg: object, token: bytes) -> bytes:
 
 @functools.lru_cache(maxsize=65536)
 def _addr(addr: Addr | None) -> bytes:
+    """An address's bytes, cached: the addresses LOOKUP_REPLY and PUNCH hand out, again and
+    again."""
+    return _addr_bytes(addr)
+
+
+def _addr_bytes(addr: Addr | None) -> bytes:
+    """An address's bytes, not cached: for WELCOME's ``observed``, said once per sign-in (a
+    cached copy would hold about 180 bytes per signed-in user, for nothing)."""
     if addr is None:
         return b"\x00"
     try:
@@ -167,7 +175,7 @@ def _build_hello(m: Hello) -> bytes:
 
 def _build_welcome(m: Welcome) -> bytes:
     head = WELCOME.pack(m.req_id, _token(m, m.token), m.heartbeat_ms)
-    return HEADERS[Kind.WELCOME] + head + _addr(m.observed)
+    return HEADERS[Kind.WELCOME] + head + _addr_bytes(m.observed)
 
 
 def _build_refused(m: Refused) -> bytes:

@@ -19,7 +19,13 @@ NAME_RULE = (
 @functools.lru_cache(maxsize=4096)
 def is_valid_name(name: str) -> bool:
     # A small cache: the codec's name caches sit in front of it, and the server checks each
-    # name once per sign-in, so a large one would hold a copy of every signed-in user's name.
+    # name once per sign-in, uncached (valid_name_once), so it holds no copy of their names.
+    return valid_name_once(name)
+
+
+def valid_name_once(name: str) -> bool:
+    """:func:`is_valid_name` without its cache: for a check made once per name (the server's,
+    at each sign-in), which would only fill the cache with every signed-in user's name."""
     return 0 < len(name) <= NAME_MAX_CHARS and _NAME_RE.match(name) is not None
 
 
