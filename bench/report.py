@@ -25,23 +25,23 @@ def _ratio(v: float | None) -> str:
 
 
 def _ns(s: dict[str, Any], key: str, unit: str = "", digits: int = 0) -> str:
-    """The figure ``key`` as :func:`_num` shows it, with the min-max of its repetitions when
-    it has more than one."""
-    text = _num(s.get(key), unit, digits)
-    sp = s.get("spread", {}).get(key)
-    if s.get(key) is not None and sp and sp.get("n", 0) > 1:
-        text += f" ({sp['min']:,.{digits}f}–{sp['max']:,.{digits}f})"
-    return text
+    """The figure ``key`` as :func:`_num` shows it, with the min-max of its repetitions."""
+    return _num(s.get(key), unit, digits) + _spread(s, key, f",.{digits}f")
 
 
 def _rs(s: dict[str, Any], key: str) -> str:
-    """The ratio ``key`` of the summary, with the min-max of its repetitions when it has more
-    than one (issue 24: every figure with its spread)."""
-    text = _ratio(s.get(key))
+    """The ratio ``key`` of the summary, with the min-max of its repetitions (issue 24: every
+    figure with its spread)."""
+    return _ratio(s.get(key)) + _spread(s, key, ".2f")
+
+
+def _spread(s: dict[str, Any], key: str, fmt: str) -> str:
+    """' (min–max)' of the figure ``key``'s repetitions, when it has a value and more than one;
+    else nothing."""
     sp = s.get("spread", {}).get(key)
-    if s.get(key) is not None and sp and sp.get("n", 0) > 1:
-        text += f" ({sp['min']:.2f}–{sp['max']:.2f})"
-    return text
+    if s.get(key) is None or not sp or sp.get("n", 0) <= 1:
+        return ""
+    return f" ({sp['min']:{fmt}}–{sp['max']:{fmt}})"
 
 
 def _met(goals: dict[str, bool | None], key: str) -> str:
