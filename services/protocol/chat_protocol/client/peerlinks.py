@@ -200,7 +200,9 @@ class PeerLinks:
         session = self.secure.session(key, now)
         if session is not None and session.confirmed:
             out.append((session.encrypt(payload, now), session.remote_addr))
-            self.rendezvous.sent_message(key, now)  # (used and sent, one call)
+            rendezvous = self.rendezvous
+            rendezvous.used(key, now)
+            rendezvous.sent(key, now)
             if session.remote_addr[0] == RELAY_HOST:  # (relay.is_relayed, inline)
                 self._upgrade(key, now, out)
             since = self._unanswered.setdefault(key, now)

@@ -207,20 +207,6 @@ class Rendezvous:
         else:
             _bounded(sent, key, now, MAX_CANDIDATE_PEERS)
 
-    def sent_message(self, key: bytes, now: float) -> None:
-        """:meth:`used` and :meth:`sent` in one call: a message went to ``key``."""
-        used, sent = self._used, self._sent
-        if key in used:
-            used[key] = now
-            used.move_to_end(key)
-        else:
-            _bounded(used, key, now, MAX_CANDIDATE_PEERS)
-        if key in sent:
-            sent[key] = now
-            sent.move_to_end(key)
-        else:
-            _bounded(sent, key, now, MAX_CANDIDATE_PEERS)
-
     def used(self, key: bytes, now: float) -> None:
         """A message went to ``key`` or came from it: its path is in use."""
         used = self._used

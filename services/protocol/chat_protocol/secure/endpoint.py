@@ -235,14 +235,7 @@ class SecureEndpoint:
         """The session to send on to ``remote_static``, if one works now."""
         peer = self._peer_of.get(remote_static)
         current = peer.current if peer else None
-        if current is None:
-            return None
-        # (current.expired(now), inline: every datagram sent asks)
-        age = now - current.created_at
-        limits = current.limits
-        if not current.confirmed and age >= limits.unconfirmed_timeout_s:
-            return None
-        if age >= limits.reject_after_time_s:
+        if current is None or current.expired(now):
             return None
         return current
 

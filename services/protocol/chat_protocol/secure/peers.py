@@ -82,25 +82,9 @@ class PeerTable:
 
     def touch(self, peer: Peer) -> None:
         """``peer`` (in the table) becomes the most recently active."""
-        if peer is self._newest:
-            return
-        # (_unlink then _append, inline: an endpoint touches a peer on every datagram)
-        older, newer = peer.older, peer.newer
-        if older is None:
-            self._oldest = newer
-        else:
-            older.newer = newer
-        if newer is None:
-            self._newest = older
-        else:
-            newer.older = older
-        newest = self._newest
-        peer.older, peer.newer = newest, None
-        if newest is None:
-            self._oldest = peer
-        else:
-            newest.newer = peer
-        self._newest = peer
+        if peer is not self._newest:
+            self._unlink(peer)
+            self._append(peer)
 
     def pop(self, key: bytes) -> Peer | None:
         peer = self._by_key.pop(key, None)

@@ -265,14 +265,9 @@ class SecureSession:
     ) -> bytes:
         if receiver != self.local_index:
             raise UnknownReceiver("transport datagram for another session")
-        # (self.expired(now), inline: every datagram received asks)
-        age = now - self.created_at
-        limits = self.limits
-        if (not self.confirmed and age >= limits.unconfirmed_timeout_s) or (
-            age >= limits.reject_after_time_s
-        ):
+        if self.expired(now):
             raise UnknownReceiver("session expired")
-        if counter >= limits.reject_after_messages:
+        if counter >= self.limits.reject_after_messages:
             self._dropped().stale += 1
             raise ReplayRejected("counter beyond the session's limit")
         newest = self._newest

@@ -68,13 +68,7 @@ class RangeSet:
 
     def add_kept(self, start: int, end: int, keep: int) -> int:
         """:meth:`add`, then forget the lowest range if more than ``keep`` are held (a bounded
-        memory: of packet numbers). One call per packet: the range right after the last one
-        (the usual case) grows it without :meth:`add`."""
-        ends = self._ends
-        if ends and start == ends[-1] and start < end:
-            ends[-1] = end
-            self._size += end - start
-            return end - start
+        memory: of packet numbers)."""
         added = self.add(start, end)
         if len(self._starts) > keep:
             self.drop_lowest()
