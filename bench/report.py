@@ -191,6 +191,13 @@ def table(s: dict[str, Any]) -> str:
         ),
         _row(
             "24",
+            "… the encrypted Python floor: a sealed ping-pong, no protocol (bench.floor), p50",
+            _ns(s, "floor_rtt_p50_us", "µs"),
+            f"ENet {_ns(s, 'enet_rtt_p50_us', 'µs')}",
+            f"{_rs(s, 'floor_rtt_vs_enet')}; ours {_rs(s, 'p2p_vs_floor')} of it",
+        ),
+        _row(
+            "24",
             "Direct message round trip p99 vs ENet",
             _ns(s, "p2p_rtt_p99_us", "µs"),
             f"ENet {_ns(s, 'enet_rtt_p99_us', 'µs')}",
@@ -224,6 +231,14 @@ def table(s: dict[str, Any]) -> str:
             "3",
             "… the cores' Python work alone (no I/O)",
             _num(s.get("core_bulk_1mib_ms"), "ms", 1),
+        ),
+        _row(
+            "24",
+            "… the encrypted Python floor: the same datagrams sealed, sent and acknowledged "
+            "by the chat's window and ACK policy, no protocol (bench.floor)",
+            _ns(s, "floor_bulk_1mib_ms", "ms", 1),
+            f"ENet {_ns(s, 'enet_bulk_1mib_ms', 'ms', 1)}",
+            f"{_rs(s, 'floor_bulk_vs_enet')}; ours {_rs(s, 'bulk_vs_floor')} of it",
         ),
         _row(
             "3",

@@ -418,6 +418,7 @@ class Bench:
         enet_missing = baselines.enet_unavailable()
         ours: list[dict[str, Any]] = []
         raw: list[dict[str, Any]] = []
+        floor: list[dict[str, Any]] = []
         enet: list[dict[str, Any]] = []
         for _ in range(p.reps):  # interleaved repetitions
             ours.append(
@@ -429,6 +430,9 @@ class Bench:
                     timeout_s=120,
                 )
             )
+            floor_argv = [procs.PY, "-m", "bench.floor", "--pings", str(p.pings)]
+            floor_argv += ["--bulk-bytes", str(p.bulk_bytes), "--bulk-reps", str(p.bulk_reps)]
+            floor.append(procs.run_json(floor_argv, timeout_s=120 + p.bulk_reps * 30))
             if not enet_missing:
                 enet.append(self.enet([], pings=p.pings, bulk_reps=p.bulk_reps))
 
@@ -486,6 +490,7 @@ class Bench:
             "encrypted",
             samples=bulk,
         )
+        self._floor(floor, ours)
         self.samples["ours"] = [x for r in ours for x in r["data_ack_us"]]
         self.samples["ours_send"] = [x for r in ours for x in r["rtt_us"]]
         self.samples["raw_udp"] = [x for r in raw for x in r["rtt_us"]]
@@ -500,6 +505,8 @@ class Bench:
                     "p2p_vs_enet",
                     "p2p_p99_vs_enet",
                     "first_send_vs_enet",
+                    "floor_rtt_vs_enet",
+                    "floor_bulk_vs_enet",
                 ],
                 enet_missing,
             )
@@ -525,10 +532,49 @@ class Bench:
                 [median(r["bulk_ms"]) for r in ours], [median(r["bulk_ms"]) for r in enet]
             ),
         )
+        floor50 = per_run(floor, "rtt_us", 0.5)
+        floor_bulk = [x for r in floor for x in r["bulk_ms"]]
+        self.put(
+            "floor_rtt_vs_enet", median(floor50) / median(enet50), samples=ratios(floor50, enet50)
+        )
+        self.put(
+            "floor_bulk_vs_enet",
+            median(floor_bulk) / median(enet_bulk),
+            samples=ratios(
+                [median(r["bulk_ms"]) for r in floor], [median(r["bulk_ms"]) for r in enet]
+            ),
+        )
         self.samples["enet"] = [x for r in enet for x in r["rtt_us"]]
         self.notes["enet_rtt_p50_us"] = (
             "pyenet reliable packets on one channel, service(1) loop; plaintext (ENet has no "
             "encryption)"
+        )
+
+    def _floor(self, floor: list[dict[str, Any]], ours: list[dict[str, Any]]) -> None:
+        """The encrypted Python floor (bench.floor) beside our figures, run for run: what of the
+        gap to ENet no Python transport that encrypts closes, and what is the protocol's own."""
+        floor50 = [pct(r["rtt_us"], 0.5) for r in floor]
+        ours50 = [pct(r["data_ack_us"], 0.5) for r in ours]
+        floor_bulk = [median(r["bulk_ms"]) for r in floor]
+        ours_bulk = [median(r["bulk_ms"]) for r in ours]
+        floor_all = [x for r in floor for x in r["bulk_ms"]]
+        self.put("floor_rtt_p50_us", None, samples=floor50)
+        self.put("floor_rtt_p99_us", None, samples=[pct(r["rtt_us"], 0.99) for r in floor])
+        self.put("floor_bulk_1mib_ms", None, samples=floor_all)
+        self.put(
+            "p2p_vs_floor",
+            median(ours50) / median(floor50),
+            samples=[a / b for a, b in zip(ours50, floor50, strict=True)],
+        )
+        self.put(
+            "bulk_vs_floor",
+            median([x for r in ours for x in r["bulk_ms"]]) / median(floor_all),
+            samples=[a / b for a, b in zip(ours_bulk, floor_bulk, strict=True)],
+        )
+        self.notes["floor_rtt_p50_us"] = (
+            "bench.floor: two Python processes pinned as the peers are, each a poll loop, every "
+            "datagram sealed and opened with the chat's AEAD (chat_protocol.secure.cipher), of "
+            "the chat's sizes, with the chat's window and ACK policy; no protocol work at all"
         )
 
     def loss(self) -> None:

@@ -66,6 +66,13 @@ REQUIRED = [
     "first_send_vs_enet",
     "p2p_p99_vs_enet",
     "lookup_vs_ceiling",
+    # ... and the encrypted Python floor beside ours and ENet's (bench.floor).
+    "floor_rtt_p50_us",
+    "floor_bulk_1mib_ms",
+    "p2p_vs_floor",
+    "bulk_vs_floor",
+    "floor_rtt_vs_enet",
+    "floor_bulk_vs_enet",
 ]
 SPREAD = [
     # Issue 13: every figure keeps the spread of its repetitions (min <= median <= max).
@@ -88,6 +95,9 @@ SPREAD = [
     "encryption_adds_to_p2p_vs_raw",
     "core_speedup_vs_issue_start",
     "first_send_p50_us",
+    "floor_rtt_p50_us",
+    "floor_bulk_1mib_ms",
+    "bulk_vs_floor",
 ]
 MAY_BE_UNAVAILABLE = {
     # pyenet not installed: the ENet baselines and their ratios.
@@ -95,6 +105,8 @@ MAY_BE_UNAVAILABLE = {
     "bulk_vs_enet",
     "first_send_vs_enet",
     "p2p_p99_vs_enet",
+    "floor_rtt_vs_enet",
+    "floor_bulk_vs_enet",
     # Not root, or no ip/iptables: no network namespace to drop datagrams in.
     *[f"{who}bulk_1mib_loss{pct}_ms" for who in ("", "enet_") for pct in (1, 5, 10, 20)],
     "bottleneck_goodput_ratio",
