@@ -48,11 +48,7 @@ def udp_server(host: str) -> int:
 
 
 def udp_client(host: str, pings: int, warmup: int, size: int) -> dict[str, Any]:
-    procs.pin_self(procs.NEAR)
-    with procs.child(
-        [procs.PY, "-m", "bench.baselines", "udp-server", "--host", host], cpu=procs.FAR
-    ) as srv:
-        port = int(procs.LineReader(srv.stdout).wait_for("ready", 10).split()[1])
+    with procs.far_server("bench.baselines", "udp-server", host) as port:
         s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         s.connect((host, port))
         s.settimeout(1.0)
@@ -103,11 +99,7 @@ def enet_client(
 ) -> dict[str, Any]:
     import enet
 
-    procs.pin_self(procs.NEAR)
-    with procs.child(
-        [procs.PY, "-m", "bench.baselines", "enet-server", "--host", host], cpu=procs.FAR
-    ) as srv:
-        port = int(procs.LineReader(srv.stdout).wait_for("ready", 10).split()[1])
+    with procs.far_server("bench.baselines", "enet-server", host) as port:
         h = enet.Host(None, 1, 1, 0, 0)
         peer = h.connect(enet.Address(host.encode(), port), 1)
         deadline = time.monotonic() + 10

@@ -143,11 +143,7 @@ def server(host: str) -> int:
 
 
 def client(host: str, pings: int, warmup: int, bulk_bytes: int, bulk_reps: int) -> dict[str, Any]:
-    procs.pin_self(procs.NEAR)
-    with procs.child(
-        [procs.PY, "-m", "bench.floor", "server", "--host", host], cpu=procs.FAR
-    ) as srv:
-        port = int(procs.LineReader(srv.stdout).wait_for("ready", 10).split()[1])
+    with procs.far_server("bench.floor", "server", host) as port:
         s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
         s.connect((host, port))

@@ -240,6 +240,16 @@ def child(
             proc.stdout.close()
 
 
+@contextlib.contextmanager
+def far_server(module: str, role: str, host: str) -> Iterator[int]:
+    """The measuring side's set-up for a baseline: this process on ``NEAR``, the server
+    ``python -m module role --host host`` (it prints ``ready PORT`` once it listens) on ``FAR``;
+    yields that port, stops the server on exit from the block."""
+    pin_self(NEAR)
+    with child([PY, "-m", module, role, "--host", host], cpu=FAR) as srv:
+        yield int(LineReader(srv.stdout).wait_for("ready", 10).split()[1])
+
+
 def run_json(
     cmd: Sequence[str],
     *,
