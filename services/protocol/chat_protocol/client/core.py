@@ -397,10 +397,8 @@ class ClientCore:
         if self.directory.gone:
             return None
         punch = self.links.rendezvous.next_punch() if self.directory.online else None
-        sending = self.sending
-        sends = sending.next_timer() if sending.outbound else None  # (no destination: no call)
         first = self._next_sweep  # the earliest of these (comparisons, not a list and min())
-        for t in (self.directory.next_timer(), sends, punch):
+        for t in (self.directory.next_timer(), self.sending.next_timer(), punch):
             if t is not None and t < first:
                 first = t
         return first

@@ -198,11 +198,10 @@ class PeerLinks:
         out: list[tuple[bytes, Addr]],
     ) -> None:
         session = self.secure.session(key, now)
+        self.rendezvous.used(key, now)
         if session is not None and session.confirmed:
             out.append((session.encrypt(payload, now), session.remote_addr))
-            rendezvous = self.rendezvous
-            rendezvous.used(key, now)
-            rendezvous.sent(key, now)
+            self.rendezvous.sent(key, now)
             if session.remote_addr[0] == RELAY_HOST:  # (relay.is_relayed, inline)
                 self._upgrade(key, now, out)
             since = self._unanswered.setdefault(key, now)
@@ -212,7 +211,6 @@ class PeerLinks:
             if addr is not None and (silent or session.needs_rekey(now)):
                 self.handshake(key, session.remote_addr, now, out, payload=self.intro)
             return
-        self.rendezvous.used(key, now)
         if addr is None:
             return  # an ACK with no session left: the sender retransmits and rekeys
         waiting = self._waiting.setdefault(key, [])

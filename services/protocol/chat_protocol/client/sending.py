@@ -196,8 +196,6 @@ class SendPipeline:
     def next_timer(self) -> float | None:
         t: float | None = None
         for ob in self.outbound.values():
-            if not ob.queue:  # (no timer then: no call)
-                continue
             o = ob.next_timer()
             if o is not None and (t is None or o < t):
                 t = o

@@ -53,9 +53,7 @@ class WindowedMin:
         """Take a sample; return the windowed minimum."""
         win = self.window
         if value <= self.v0 or now - self.t2 > win:  # a new minimum, or nothing left in it
-            self.t0 = self.t1 = self.t2 = now  # (reset, inline: the usual sample)
-            self.v0 = self.v1 = self.v2 = value
-            return value
+            return self.reset(now, value)
         if value <= self.v1:
             self.t1 = self.t2 = now
             self.v1 = self.v2 = value
