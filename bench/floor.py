@@ -50,7 +50,8 @@ HEAD = TRANSPORT_HEAD
 the sealed plaintext. A floor datagram is as long as the chat's carrying the same plaintext."""
 PING, PONG, CHUNK, ACK, QUIT = 1, 2, 3, 4, 5
 ACKED = struct.Struct("!II")
-"""An ACK's first plaintext bytes: chunks held, total expected (0 while a bulk is not started)."""
+"""A chunk's first plaintext bytes: its index, the message's chunks; an ACK's: the chunks held,
+the message's chunks."""
 SENDER = "bench-a-00000000"
 """A sender's name as bench.p2p's has it."""
 
@@ -108,6 +109,11 @@ def server(host: str) -> int:
     pad = bytes(ACK_PLAINTEXT - ACKED.size)
     buf = bytearray()
     held = total = 0
+
+    def ack(addr: Any) -> None:
+        """The chunks held so far, of the message's ``total``, to ``addr``."""
+        s.sendto(out.seal(ACK, ACKED.pack(held, total) + pad), addr)
+
     while True:
         _wait(poll, 1.0)
         received = 0
@@ -121,7 +127,7 @@ def server(host: str) -> int:
             if kind == QUIT:
                 return 0
             if kind == PING:
-                s.sendto(out.seal(PONG, pad + bytes(ACKED.size)), addr)
+                s.sendto(out.seal(PONG, bytes(ACK_PLAINTEXT)), addr)
                 continue
             idx, count = ACKED.unpack_from(plain)  # a chunk: its index, the message's chunks
             if held == 0:
@@ -134,12 +140,12 @@ def server(host: str) -> int:
             received += 1
             if held == total:
                 bytes(buf).decode()  # the whole message, as the chat hands it over
-                s.sendto(out.seal(ACK, ACKED.pack(held, total) + pad), addr)
+                ack(addr)
                 held = received = 0
             elif received == 1:  # the first of a wake-up at once, the rest of it together
-                s.sendto(out.seal(ACK, ACKED.pack(held, total) + pad), addr)
+                ack(addr)
         if received > 1:
-            s.sendto(out.seal(ACK, ACKED.pack(held, total) + pad), addr)
+            ack(addr)
 
 
 def client(host: str, pings: int, warmup: int, bulk_bytes: int, bulk_reps: int) -> dict[str, Any]:

@@ -178,6 +178,21 @@ def pct(xs: list[float], q: float) -> float:
     return float(s[min(len(s) - 1, max(0, math.ceil(q * len(s)) - 1))])
 
 
+def per_run(runs: list[dict[str, Any]], key: str, q: float) -> list[float]:
+    """Each run's ``q`` percentile of its samples under ``key``."""
+    return [pct(r[key], q) for r in runs]
+
+
+def run_medians(runs: list[dict[str, Any]], key: str) -> list[float]:
+    """Each run's median of its samples under ``key``."""
+    return [median(r[key]) for r in runs]
+
+
+def ratios(a: list[float], b: list[float]) -> list[float]:
+    """Run for run, ``a``'s figure over ``b``'s."""
+    return [x / y for x, y in zip(a, b, strict=True)]
+
+
 def loops_available() -> list[str]:
     try:
         import uvloop  # noqa: F401
@@ -436,12 +451,6 @@ class Bench:
             if not enet_missing:
                 enet.append(self.enet([], pings=p.pings, bulk_reps=p.bulk_reps))
 
-        def per_run(runs: list[dict[str, Any]], key: str, q: float) -> list[float]:
-            return [pct(r[key], q) for r in runs]
-
-        def ratios(a: list[float], b: list[float]) -> list[float]:
-            return [x / y for x, y in zip(a, b, strict=True)]
-
         # The goal compares like with like: the direct round trip between the two clients (first
         # DATA sent -> its ACK back), as the raw UDP and ENet ping-pongs are. A whole send() also
         # asks the directory for the receiver's address first: reported beside it. Each figure
@@ -490,7 +499,7 @@ class Bench:
             "encrypted",
             samples=bulk,
         )
-        self._floor(floor, ours)
+        self._floor(floor, ours, enet)
         self.samples["ours"] = [x for r in ours for x in r["data_ack_us"]]
         self.samples["ours_send"] = [x for r in ours for x in r["rtt_us"]]
         self.samples["raw_udp"] = [x for r in raw for x in r["rtt_us"]]
@@ -528,20 +537,7 @@ class Bench:
         self.put(
             "bulk_vs_enet",
             median(bulk) / median(enet_bulk),
-            samples=ratios(
-                [median(r["bulk_ms"]) for r in ours], [median(r["bulk_ms"]) for r in enet]
-            ),
-        )
-        floor50 = per_run(floor, "rtt_us", 0.5)
-        # The floor's ratios are the medians of the runs' ratios (each run's floor beside the
-        # same run's ENet and ours), so a figure always lies within its own spread.
-        self.put("floor_rtt_vs_enet", None, samples=ratios(floor50, enet50))
-        self.put(
-            "floor_bulk_vs_enet",
-            None,
-            samples=ratios(
-                [median(r["bulk_ms"]) for r in floor], [median(r["bulk_ms"]) for r in enet]
-            ),
+            samples=ratios(run_medians(ours, "bulk_ms"), run_medians(enet, "bulk_ms")),
         )
         self.samples["enet"] = [x for r in enet for x in r["rtt_us"]]
         self.notes["enet_rtt_p50_us"] = (
@@ -549,25 +545,29 @@ class Bench:
             "encryption)"
         )
 
-    def _floor(self, floor: list[dict[str, Any]], ours: list[dict[str, Any]]) -> None:
-        """The encrypted Python floor (bench.floor) beside our figures, run for run: what of the
-        gap to ENet no Python transport that encrypts closes, and what is the protocol's own."""
-        floor50 = [pct(r["rtt_us"], 0.5) for r in floor]
-        ours50 = [pct(r["data_ack_us"], 0.5) for r in ours]
-        floor_bulk = [median(r["bulk_ms"]) for r in floor]
-        ours_bulk = [median(r["bulk_ms"]) for r in ours]
-        floor_all = [x for r in floor for x in r["bulk_ms"]]
+    def _floor(
+        self,
+        floor: list[dict[str, Any]],
+        ours: list[dict[str, Any]],
+        enet: list[dict[str, Any]],
+    ) -> None:
+        """The encrypted Python floor (bench.floor) beside our figures and ENet's (none when
+        pyenet is missing), run for run: what of the gap to ENet no Python transport that
+        encrypts closes, and what is the protocol's own. Its ratios are the medians of the runs'
+        own ratios, so each lies within its spread."""
+        floor50, floor_bulk = per_run(floor, "rtt_us", 0.5), run_medians(floor, "bulk_ms")
         self.put("floor_rtt_p50_us", None, samples=floor50)
-        self.put("floor_rtt_p99_us", None, samples=[pct(r["rtt_us"], 0.99) for r in floor])
-        self.put("floor_bulk_1mib_ms", None, samples=floor_all)
-        self.put(
-            "p2p_vs_floor", None, samples=[a / b for a, b in zip(ours50, floor50, strict=True)]
-        )
-        self.put(
-            "bulk_vs_floor",
-            None,
-            samples=[a / b for a, b in zip(ours_bulk, floor_bulk, strict=True)],
-        )
+        self.put("floor_rtt_p99_us", None, samples=per_run(floor, "rtt_us", 0.99))
+        self.put("floor_bulk_1mib_ms", None, samples=[x for r in floor for x in r["bulk_ms"]])
+        ours50 = per_run(ours, "data_ack_us", 0.5)
+        self.put("p2p_vs_floor", None, samples=ratios(ours50, floor50))
+        self.put("bulk_vs_floor", None, samples=ratios(run_medians(ours, "bulk_ms"), floor_bulk))
+        if enet:
+            enet50 = per_run(enet, "rtt_us", 0.5)
+            self.put("floor_rtt_vs_enet", None, samples=ratios(floor50, enet50))
+            self.put(
+                "floor_bulk_vs_enet", None, samples=ratios(floor_bulk, run_medians(enet, "bulk_ms"))
+            )
         self.notes["floor_rtt_p50_us"] = (
             "bench.floor: two Python processes pinned as the peers are, each a poll loop, every "
             "datagram sealed and opened with the chat's AEAD (chat_protocol.secure.cipher), of "
