@@ -22,7 +22,6 @@ from chat_protocol.const import (
     PEER_SILENT_REHANDSHAKE_S,
     PUNCH_NOT_NEEDED_S,
     RELAY_AFTER_S,
-    RELAY_HOST,
     RELAY_UPGRADE_S,
 )
 from chat_protocol.errors import MalformedDatagram
@@ -202,7 +201,7 @@ class PeerLinks:
         if session is not None and session.confirmed:
             out.append((session.encrypt(payload, now), session.remote_addr))
             self.rendezvous.sent(key, now)
-            if session.remote_addr[0] == RELAY_HOST:  # (relay.is_relayed, inline)
+            if is_relayed(session.remote_addr):
                 self._upgrade(key, now, out)
             since = self._unanswered.setdefault(key, now)
             silent = now - since > PEER_SILENT_REHANDSHAKE_S

@@ -321,8 +321,7 @@ def _parse_pong(data: bytes) -> Pong:
 
 
 def _parse_data(data: bytes) -> Data:
-    if len(data) < DATA_HEADER_BYTES:  # (_at_least, inline on the hot path)
-        raise MalformedDatagram("truncated")
+    _at_least(data, DATA_HEADER_BYTES)
     session, stream, base, seq, pn, msg_id, offset, total, n = DATA.unpack_from(data, H)
     start = DATA_HEADER_BYTES + n
     sender = _name_at(data, DATA_HEADER_BYTES, n)
@@ -348,8 +347,7 @@ def _parse_data(data: bytes) -> Data:
 
 
 def _parse_ack(data: bytes) -> Ack:
-    if len(data) < ACK_HEADER_BYTES:  # (_at_least, inline on the hot path)
-        raise MalformedDatagram("truncated")
+    _at_least(data, ACK_HEADER_BYTES)
     session, stream, seq, complete, delay, n_pns, count = ACK.unpack_from(data, H)
     if complete > 1 or count > MAX_ACK_RANGES or n_pns > MAX_ACK_PN_RANGES:
         raise MalformedDatagram("bad ack")
