@@ -44,9 +44,14 @@ def check(hist: Path) -> tuple[bool, str, int]:
 
 def test_bots_talk_and_pass_the_checker(reaper: Reaper, server: ChatServer, tmp_path: Path) -> None:
     a = bots(reaper, server, tmp_path, "a", "--messages", str(MESSAGES), "--seed", "1")
+    # b's bots start once a's are all signed in, so their first list already holds a's names
+    # (which sort first among the partners they pick); started together, b's could list before
+    # a's signed in and send all their messages before listing again.
+    a.wait_stdout(rf"online={BOTS} ", timeout=60)
     b = bots(reaper, server, tmp_path, "b", "--messages", str(MESSAGES), "--seed", "2")
-    for p in (a, b):
+    for p in (a, b):  # both done before either stops: a's bots are still there for b's sends
         p.wait_stdout(r"bots: done \(\d+ sent\)", timeout=60)
+    for p in (a, b):
         p.proc.send_signal(signal.SIGTERM)
     for p in (a, b):
         assert p.proc.wait(30) == 0, p.outputs()
